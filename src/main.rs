@@ -1,1 +1,75 @@
-fn main() {}
+//! The `snakepit` command: `demo`, `exec`, `doctor` and `bench`.
+
+mod cli;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "snakepit",
+    version,
+    about = "Supervised pools of Python workers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options of every command that starts pools.
+#[derive(Args, Clone, Debug, Default)]
+struct RuntimeOpts {
+    /// Configuration file (TOML); the embedded default when absent.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address while the command runs.
+    #[arg(long, global = true)]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what snakepit does, on the embedded default pool.
+    Demo {
+        #[command(flatten)]
+        runtime: RuntimeOpts,
+        /// Keep the runtime (and its metrics endpoint) up this many seconds afterwards.
+        #[arg(long, default_value_t = 0)]
+        linger: u64,
+    },
+    /// Run one tool and print its result as JSON (streams: one line per chunk).
+    Exec(cli::exec::ExecArgs),
+    /// Check the Python environment and start one worker.
+    Doctor {
+        #[command(flatten)]
+        runtime: RuntimeOpts,
+    },
+    /// Measure latency and throughput against Python's own process pools.
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_tracing();
+    let args = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async move {
+        match args.command {
+            Command::Demo { runtime, linger } => cli::demo::run(runtime, linger).await,
+            Command::Exec(args) => cli::exec::run(args).await,
+            Command::Doctor { runtime } => cli::doctor::run(runtime).await,
+            Command::Bench(args) => cli::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

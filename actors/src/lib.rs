@@ -1,1 +1,39 @@
+//! `snakepit-actors`: the supervision tree, and everything that owns a process.
+//!
+//! ```text
+//! Runtime (root)                   runtime.rs
+//! ├── Telemetry   typed events → tracing + metrics + subscribers   telemetry.rs
+//! └── Pool × n    queue, least-loaded routing, restarts            pool.rs
+//!     └── Worker × size   one Python process + its connection      worker.rs
+//!                 ├── reader task: frames → callers, Done → pool   connection.rs
+//!                 ├── writer task: batched frames → socket         connection.rs
+//!                 └── wait task: process exit → worker             worker.rs
+//! ```
+//!
+//! Callers hold a [`PoolHandle`] (handle.rs) and never build actor messages
+//! themselves. A request travels caller → pool actor → connection writer →
+//! Python, and its answer comes back reader task → caller directly, with a
+//! `Done` to the pool so it can hand out the next request.
+//!
+//! Telemetry is a shared handle rather than an actor: emitting an event is a
+//! synchronous, cheap call, so events keep the order in which things happened.
+#![warn(missing_docs)]
 
+pub mod config;
+mod connection;
+pub mod error;
+mod handle;
+mod pool;
+mod process;
+mod runtime;
+pub mod telemetry;
+mod worker;
+
+pub use config::{PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER};
+pub use connection::Chunk;
+pub use error::{Error, ExitStatus, PythonException};
+pub use handle::{Call, ExecStream, PoolHandle};
+pub use pool::{PoolStatus, WorkerStatus};
+pub use process::RUN_ID_ENV;
+pub use runtime::{RuntimeConfig, RuntimeHandle};
+pub use telemetry::{Event, Telemetry};

@@ -111,7 +111,13 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.put_u32(10_000);
         let err = decode(&mut buf, 1024).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { size: 10_000, limit: 1024 }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                size: 10_000,
+                limit: 1024
+            }
+        ));
     }
 
     #[test]

@@ -20,7 +20,10 @@ fn every_variant_survives_the_wire() {
         Value::Tuple(vec![1.into(), "a".into()]),
         Value::Set(vec![1.into()]),
         Value::FrozenSet(vec![2.into()]),
-        Value::Map(vec![(Value::Tuple(vec![1.into(), 2.into()]), "pair".into())]),
+        Value::Map(vec![(
+            Value::Tuple(vec![1.into(), 2.into()]),
+            "pair".into(),
+        )]),
         Value::NdArray(NdArray {
             dtype: "float64".into(),
             shape: vec![2, 1],
@@ -47,7 +50,10 @@ fn nan_crosses_as_nan() {
 
 #[test]
 fn small_big_ints_are_normalised_to_int() {
-    assert_eq!(wire_round_trip(Value::BigInt(BigInt::from(7))), Value::Int(7));
+    assert_eq!(
+        wire_round_trip(Value::BigInt(BigInt::from(7))),
+        Value::Int(7)
+    );
     assert_eq!(Value::from(u64::MAX), Value::BigInt(BigInt::from(u64::MAX)));
 }
 
@@ -68,11 +74,16 @@ fn rust_types_convert_both_ways() {
 
 #[test]
 fn json_converts_both_ways_and_refuses_what_it_cannot_say() {
-    let j = serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": 18446744073709551615u64}});
+    let j =
+        serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": 18446744073709551615u64}});
     let v = Value::from(j.clone());
     assert_eq!(v.get("a").unwrap().type_name(), "list");
-    assert!(matches!(v.get("b").unwrap().get("c"), Some(Value::BigInt(_))));
-    let back = serde_json::Value::try_from(Value::from(serde_json::json!({"a": [1, "x"]}))).unwrap();
+    assert!(matches!(
+        v.get("b").unwrap().get("c"),
+        Some(Value::BigInt(_))
+    ));
+    let back =
+        serde_json::Value::try_from(Value::from(serde_json::json!({"a": [1, "x"]}))).unwrap();
     assert_eq!(back, serde_json::json!({"a": [1, "x"]}));
     assert!(serde_json::Value::try_from(Value::bytes(vec![1u8])).is_err());
     assert!(serde_json::Value::try_from(Value::Float(f64::NAN)).is_err());

@@ -1,0 +1,324 @@
+//! One worker connection: a writer task and a reader task around a Unix
+//! stream, and the table of requests waiting for an answer.
+//!
+//! The pool registers a request here and queues its frame; the writer task
+//! batches whatever frames are queued into one write. The reader task decodes
+//! frames, completes the waiting caller directly (no actor hop on the hot path)
+//! and tells the pool the request is done so it can hand out the next one.
+//! Connection-level frames (`Hello`, a start-up failure) and the end of the
+//! stream go to the worker actor that owns the connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use ractor::ActorRef;
+use snakepit_proto::Value;
+use snakepit_proto::framing::{self, FrameError};
+use snakepit_proto::v1::{self, Frame, frame::Kind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Error;
+use crate::pool::{PoolMessage, WorkerKey};
+use crate::worker::WorkerMessage;
+
+/// One item of a streamed result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// Position in the stream, from 0.
+    pub seq: u64,
+    /// The item.
+    pub value: Value,
+    /// Metadata the tool attached (`StreamChunk.metadata`).
+    pub metadata: Vec<(String, Value)>,
+}
+
+/// Where the answer to a request goes.
+pub(crate) enum Sink {
+    Unary(oneshot::Sender<Result<Value, Error>>),
+    Stream(mpsc::UnboundedSender<Result<Chunk, Error>>),
+}
+
+impl Sink {
+    /// Whether the caller has gone away.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sink::Unary(tx) => tx.is_closed(),
+            Sink::Stream(tx) => tx.is_closed(),
+        }
+    }
+
+    /// Completes the request with an error.
+    pub fn fail(self, err: Error) {
+        match self {
+            Sink::Unary(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Sink::Stream(tx) => {
+                let _ = tx.send(Err(err));
+            }
+        }
+    }
+}
+
+/// A request waiting for its answer.
+pub(crate) struct Pending {
+    pub tool: Arc<str>,
+    pub sink: Sink,
+}
+
+#[derive(Default)]
+struct Table {
+    closed: bool,
+    pending: HashMap<u64, Pending>,
+}
+
+/// Handle to a live connection; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    frames: mpsc::UnboundedSender<Frame>,
+    table: Arc<Mutex<Table>>,
+}
+
+/// Why the connection ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Closed {
+    /// The worker closed its end.
+    Eof,
+    /// Reading failed.
+    Io(String),
+    /// The worker sent a frame we refuse (oversized, undecodable, unexpected).
+    Protocol(String),
+}
+
+/// Who the reader reports to.
+pub(crate) struct Listeners {
+    pub worker: ActorRef<WorkerMessage>,
+    pub pool: ActorRef<PoolMessage>,
+    pub key: WorkerKey,
+    pub pool_name: Arc<str>,
+}
+
+impl Connection {
+    pub fn start(stream: UnixStream, max_frame_bytes: usize, listeners: Listeners) -> Self {
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let table = Arc::new(Mutex::new(Table::default()));
+        tokio::spawn(write_loop(write, rx, max_frame_bytes));
+        tokio::spawn(read_loop(read, max_frame_bytes, table.clone(), listeners));
+        Self { frames: tx, table }
+    }
+
+    /// Records `pending` under `id`. Fails (handing it back) once the
+    /// connection is closed, so nothing can be registered after the drain.
+    pub fn register(&self, id: u64, pending: Pending) -> Result<(), Pending> {
+        let mut table = self.table.lock().expect("pending table lock");
+        if table.closed {
+            return Err(pending);
+        }
+        table.pending.insert(id, pending);
+        Ok(())
+    }
+
+    /// Queues a frame for the writer. Frames queued after the connection died
+    /// are dropped; their requests are failed by the drain.
+    pub fn send(&self, frame: Frame) {
+        let _ = self.frames.send(frame);
+    }
+
+    /// Drops the waiting caller of `id` (it gave up); a late answer is ignored.
+    pub fn forget(&self, id: u64) -> Option<Pending> {
+        self.table
+            .lock()
+            .expect("pending table lock")
+            .pending
+            .remove(&id)
+    }
+
+    /// Closes the table and returns every request still waiting.
+    pub fn close(&self) -> Vec<Pending> {
+        let mut table = self.table.lock().expect("pending table lock");
+        table.closed = true;
+        table.pending.drain().map(|(_, p)| p).collect()
+    }
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<Frame>,
+    max_frame_bytes: usize,
+) {
+    const BATCH_BYTES: usize = 256 * 1024;
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    while let Some(frame) = frames.recv().await {
+        encode_or_log(&frame, &mut buf, max_frame_bytes);
+        while buf.len() < BATCH_BYTES {
+            match frames.try_recv() {
+                Ok(frame) => encode_or_log(&frame, &mut buf, max_frame_bytes),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = write.write_all(&buf).await {
+            tracing::debug!(error = %err, "Worker connection write failed; the reader will see it close.");
+            return;
+        }
+        buf.clear();
+    }
+    // Every sender is gone: the worker is being torn down. Closing our write
+    // half tells the Python side to exit.
+    let _ = write.shutdown().await;
+}
+
+fn encode_or_log(frame: &Frame, buf: &mut BytesMut, limit: usize) {
+    // Requests are size-checked before they are queued, so this only fires
+    // for a bug; the request then times out instead of corrupting the stream.
+    if let Err(err) = framing::encode(frame, buf, limit) {
+        tracing::error!(id = frame.id, error = %err, "Dropped a frame that could not be encoded.");
+    }
+}
+
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    max_frame_bytes: usize,
+    table: Arc<Mutex<Table>>,
+    listeners: Listeners,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let closed = loop {
+        match framing::decode(&mut buf, max_frame_bytes) {
+            Ok(Some(frame)) => {
+                if let Err(reason) = dispatch(frame, &table, &listeners) {
+                    break Closed::Protocol(reason);
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(err @ (FrameError::TooLarge { .. } | FrameError::Malformed { .. })) => {
+                break Closed::Protocol(err.to_string());
+            }
+        }
+        if buf.capacity() - buf.len() < 8 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) => break Closed::Eof,
+            Ok(_) => {}
+            Err(err) => break Closed::Io(err.to_string()),
+        }
+    };
+    let _ = listeners
+        .worker
+        .cast(WorkerMessage::ConnectionClosed(closed));
+}
+
+/// Routes one frame from the worker. An `Err` is a protocol violation.
+fn dispatch(frame: Frame, table: &Mutex<Table>, l: &Listeners) -> Result<(), String> {
+    let id = frame.id;
+    let Some(kind) = frame.kind else {
+        return Err(format!("frame {id} has no content"));
+    };
+    match kind {
+        Kind::Result(result) => {
+            let value = result.value.map(Value::from).unwrap_or(Value::Null);
+            if let Some(p) = take(table, id)
+                && let Sink::Unary(tx) = p.sink
+            {
+                let _ = tx.send(Ok(value));
+            }
+            done(l, id);
+        }
+        Kind::Error(err) if id == 0 => {
+            let _ = l.worker.cast(WorkerMessage::StartupFailed(err));
+        }
+        Kind::Error(err) => {
+            if let Some(p) = take(table, id) {
+                p.sink.fail(Error::from_wire(err, &l.pool_name, &p.tool));
+            }
+            done(l, id);
+        }
+        Kind::Chunk(chunk) => {
+            let last = chunk.is_final;
+            let item = chunk.value.map(|value| Chunk {
+                seq: chunk.seq,
+                value: Value::from(value),
+                metadata: chunk
+                    .metadata
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect(),
+            });
+            let entry = if last { take(table, id) } else { None };
+            let send = |sink: &Sink, item: Chunk| match sink {
+                Sink::Stream(tx) => {
+                    let _ = tx.send(Ok(item));
+                }
+                // A unary caller never asks for chunks; nothing to deliver to.
+                Sink::Unary(_) => {}
+            };
+            match (entry, item) {
+                (Some(p), Some(item)) => send(&p.sink, item),
+                (Some(_), None) => {}
+                (None, Some(item)) => {
+                    let table = table.lock().expect("pending table lock");
+                    if let Some(p) = table.pending.get(&id) {
+                        send(&p.sink, item);
+                    }
+                }
+                (None, None) => {}
+            }
+            if last {
+                done(l, id);
+            }
+        }
+        Kind::Hello(hello) => {
+            let _ = l.worker.cast(WorkerMessage::Hello(hello));
+        }
+        Kind::Pong(_) | Kind::Telemetry(_) | Kind::HostCall(_) => {
+            // Liveness, Python telemetry and host calls arrive with the issues
+            // that implement them; until then they are accepted and ignored.
+        }
+        Kind::Execute(_)
+        | Kind::Cancel(_)
+        | Kind::Credit(_)
+        | Kind::ReleaseSession(_)
+        | Kind::ReleaseRef(_)
+        | Kind::Ping(_)
+        | Kind::Shutdown(_)
+        | Kind::HostCallResult(_) => {
+            return Err(format!("worker sent a host-only frame (id {id})"));
+        }
+    }
+    Ok(())
+}
+
+fn take(table: &Mutex<Table>, id: u64) -> Option<Pending> {
+    table
+        .lock()
+        .expect("pending table lock")
+        .pending
+        .remove(&id)
+}
+
+fn done(l: &Listeners, id: u64) {
+    let _ = l.pool.cast(PoolMessage::Done { key: l.key, id });
+}
+
+/// Builds the `Frame` for a host-to-worker message.
+pub(crate) fn frame(id: u64, kind: Kind) -> Frame {
+    Frame {
+        id,
+        kind: Some(kind),
+    }
+}
+
+pub(crate) fn cancel_frame(id: u64, reason: &str) -> Frame {
+    frame(
+        id,
+        Kind::Cancel(v1::Cancel {
+            reason: reason.to_string(),
+        }),
+    )
+}

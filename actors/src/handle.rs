@@ -1,0 +1,368 @@
+//! The caller's side of a pool: [`PoolHandle`] builds requests, sends them to
+//! the pool actor, and waits for the answer. A caller that stops waiting (its
+//! future dropped, or its timeout expired) cancels the request on the worker.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use prost::Message;
+use ractor::ActorRef;
+use snakepit_proto::{Value, v1};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::PoolConfig;
+use crate::connection::{Chunk, Sink};
+use crate::error::Error;
+use crate::pool::{PoolMessage, PoolStatus, Request, RequestBox};
+use crate::telemetry::{RequestException, RequestStopped, Telemetry};
+
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Room in a frame for everything but the arguments.
+const FRAME_OVERHEAD: usize = 64;
+
+/// One call: a tool, its arguments, and how to run it.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    /// Tool name.
+    pub tool: String,
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Keyword arguments.
+    pub kwargs: Vec<(String, Value)>,
+    /// Overrides the pool's call (or stream) timeout.
+    pub timeout: Option<Duration>,
+    /// The session the call belongs to.
+    pub session_id: Option<String>,
+    /// Request metadata (trace context and the like), visible to Python.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Call {
+    /// A call of `tool` with keyword arguments.
+    pub fn new(tool: impl Into<String>) -> Self {
+        Self {
+            tool: tool.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a keyword argument.
+    pub fn kwarg(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.kwargs.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a positional argument.
+    pub fn arg(mut self, value: impl Into<Value>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A handle to one pool; cheap to clone.
+#[derive(Clone)]
+pub struct PoolHandle {
+    actor: ActorRef<PoolMessage>,
+    config: Arc<PoolConfig>,
+    telemetry: Telemetry,
+}
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolHandle")
+            .field("pool", &self.config.name)
+            .finish()
+    }
+}
+
+impl PoolHandle {
+    pub(crate) fn new(
+        actor: ActorRef<PoolMessage>,
+        config: Arc<PoolConfig>,
+        telemetry: Telemetry,
+    ) -> Self {
+        Self {
+            actor,
+            config,
+            telemetry,
+        }
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The pool's configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Runs `call` and returns its result.
+    pub async fn execute(&self, call: Call) -> Result<Value, Error> {
+        let started = Instant::now();
+        let tool = call.tool.clone();
+        let timeout = call.timeout.unwrap_or_else(|| self.config.call_timeout());
+        let (tx, rx) = oneshot::channel();
+        let result = match self.submit(call, false, timeout, Sink::Unary(tx)) {
+            Err(err) => Err(err),
+            Ok(id) => {
+                let mut guard = CancelOnDrop {
+                    actor: &self.actor,
+                    id,
+                    armed: true,
+                };
+                let outcome = match tokio::time::timeout(timeout, rx).await {
+                    Ok(Ok(result)) => {
+                        guard.armed = false;
+                        result
+                    }
+                    // The pool dropped the request without answering; it only
+                    // does so when it is gone.
+                    Ok(Err(_)) => {
+                        guard.armed = false;
+                        Err(Error::ShuttingDown)
+                    }
+                    Err(_) => Err(Error::Timeout {
+                        tool: tool.clone(),
+                        after: timeout,
+                    }),
+                };
+                drop(guard);
+                outcome
+            }
+        };
+        self.record(&tool, &result, started, false);
+        result
+    }
+
+    /// Runs a streaming `call`; the stream yields the tool's chunks as they come.
+    pub async fn execute_stream(&self, call: Call) -> Result<ExecStream, Error> {
+        let started = Instant::now();
+        let tool = call.tool.clone();
+        let timeout = call.timeout.unwrap_or_else(|| self.config.stream_timeout());
+        let (tx, rx) = mpsc::unbounded_channel();
+        match self.submit(call, true, timeout, Sink::Stream(tx)) {
+            Ok(id) => Ok(ExecStream {
+                pool: self.clone(),
+                id,
+                tool,
+                rx,
+                started,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                timeout,
+                consumed_since_credit: 0,
+                window: self.config.stream_window,
+                finished: false,
+            }),
+            Err(err) => {
+                self.record(&tool, &Err::<(), _>(err.clone()), started, true);
+                Err(err)
+            }
+        }
+    }
+
+    /// Waits until every worker has started (or one failed to).
+    pub async fn wait_ready(&self) -> Result<(), Error> {
+        match self.actor.call(PoolMessage::WaitReady, None).await {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            _ => Err(Error::ShuttingDown),
+        }
+    }
+
+    /// A snapshot of the pool's workers, queue and tools.
+    pub async fn status(&self) -> Result<PoolStatus, Error> {
+        match self.actor.call(PoolMessage::Status, None).await {
+            Ok(ractor::rpc::CallResult::Success(status)) => Ok(status),
+            _ => Err(Error::ShuttingDown),
+        }
+    }
+
+    fn submit(
+        &self,
+        call: Call,
+        stream: bool,
+        timeout: Duration,
+        sink: Sink,
+    ) -> Result<u64, Error> {
+        let execute = v1::Execute {
+            tool: call.tool.clone(),
+            session_id: call.session_id.unwrap_or_default(),
+            args: call.args.into_iter().map(Into::into).collect(),
+            kwargs: call
+                .kwargs
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
+            timeout_ms: timeout.as_millis() as u64,
+            stream,
+            stream_window: if stream { self.config.stream_window } else { 0 },
+            metadata: call.metadata.into_iter().collect(),
+        };
+        let size = execute.encoded_len() + FRAME_OVERHEAD;
+        if size > self.config.max_frame_bytes {
+            return Err(Error::PayloadTooLarge {
+                size,
+                limit: self.config.max_frame_bytes,
+            });
+        }
+        let id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+        let request = Request {
+            id,
+            tool: Arc::from(call.tool),
+            execute,
+            sink,
+            enqueued: Instant::now(),
+        };
+        self.actor
+            .cast(PoolMessage::Submit(RequestBox(Box::new(request))))
+            .map_err(|_| Error::ShuttingDown)?;
+        Ok(id)
+    }
+
+    fn record<T>(&self, tool: &str, result: &Result<T, Error>, started: Instant, stream: bool) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(err) => err.outcome(),
+        };
+        if let Err(Error::Python(exc)) = result {
+            RequestException {
+                pool: self.config.name.clone(),
+                tool: tool.to_string(),
+                python_type: exc.python_type.clone(),
+                message: exc.message.clone(),
+            }
+            .emit(&self.telemetry);
+        }
+        // Unknown tool names come from callers; keep the label set bounded.
+        let tool = if matches!(result, Err(Error::UnknownTool { .. })) {
+            "<unknown>".to_string()
+        } else {
+            tool.to_string()
+        };
+        RequestStopped {
+            pool: self.config.name.clone(),
+            tool,
+            outcome,
+            duration: started.elapsed(),
+            stream,
+        }
+        .emit(&self.telemetry);
+    }
+}
+
+struct CancelOnDrop<'a> {
+    actor: &'a ActorRef<PoolMessage>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.actor.cast(PoolMessage::Cancel { id: self.id });
+        }
+    }
+}
+
+/// The chunks of a streaming call, as they arrive.
+///
+/// The worker runs at most `stream_window` chunks ahead of this consumer: a
+/// slow consumer slows the Python generator rather than filling memory.
+/// Dropping the stream early cancels the generator.
+pub struct ExecStream {
+    pool: PoolHandle,
+    id: u64,
+    tool: String,
+    rx: mpsc::UnboundedReceiver<Result<Chunk, Error>>,
+    started: Instant,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    consumed_since_credit: u32,
+    window: u32,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ExecStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecStream")
+            .field("tool", &self.tool)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl ExecStream {
+    fn finish(&mut self, result: &Result<(), Error>) {
+        if !self.finished {
+            self.finished = true;
+            self.pool.record(&self.tool, result, self.started, true);
+        }
+    }
+}
+
+impl Stream for ExecStream {
+    type Item = Result<Chunk, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.consumed_since_credit += 1;
+                if this.consumed_since_credit >= (this.window / 2).max(1) {
+                    let _ = this.pool.actor.cast(PoolMessage::Credit {
+                        id: this.id,
+                        chunks: this.consumed_since_credit,
+                    });
+                    this.consumed_since_credit = 0;
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.finish(&Err(err.clone()));
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(None) => {
+                this.finish(&Ok(()));
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let err = Error::Timeout {
+                        tool: this.tool.clone(),
+                        after: this.timeout,
+                    };
+                    let _ = this.pool.actor.cast(PoolMessage::Cancel { id: this.id });
+                    this.finish(&Err(err.clone()));
+                    Poll::Ready(Some(Err(err)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+use std::future::Future as _;
+
+impl Drop for ExecStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.pool.actor.cast(PoolMessage::Cancel { id: self.id });
+            self.finish(&Err(Error::Cancelled));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Messages the pool actor receives. Callers never build these: they use
+//! [`PoolHandle`](crate::PoolHandle).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::RpcReplyPort;
+use snakepit_proto::v1;
+
+use crate::connection::{Connection, Sink};
+use crate::error::{Error, ExitStatus};
+use crate::telemetry::ExitCause;
+
+/// Identifies one incarnation of a worker slot: the slot index, and which
+/// restart of it. Messages about an older incarnation are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerKey {
+    pub(crate) slot: usize,
+    pub(crate) generation: u64,
+}
+
+/// A ready worker, as the pool routes to it.
+#[derive(Clone)]
+pub struct WorkerLink {
+    pub(crate) conn: Connection,
+    pub(crate) capacity: u32,
+    pub(crate) startup: Duration,
+    pub(crate) hello: Arc<v1::Hello>,
+    pub(crate) pid: u32,
+}
+
+/// Why a worker left, as it tells its pool.
+pub struct WorkerGone {
+    pub(crate) pid: u32,
+    pub(crate) status: ExitStatus,
+    pub(crate) cause: ExitCause,
+    pub(crate) failed_requests: usize,
+    pub(crate) startup_error: Option<Error>,
+}
+
+/// A call waiting for a worker.
+pub(crate) struct Request {
+    pub id: u64,
+    pub tool: Arc<str>,
+    pub execute: v1::Execute,
+    pub sink: Sink,
+    pub enqueued: Instant,
+}
+
+/// A snapshot of a pool.
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    /// Pool name.
+    pub name: String,
+    /// Configured size.
+    pub size: usize,
+    /// Workers ready.
+    pub workers_up: usize,
+    /// Requests on workers right now.
+    pub in_flight: usize,
+    /// Requests waiting for a worker.
+    pub queued: usize,
+    /// Each worker.
+    pub workers: Vec<WorkerStatus>,
+    /// Tools the adapter exposes (from the first ready worker's `Hello`).
+    pub tools: Vec<v1::ToolSpec>,
+}
+
+/// One worker in a [`PoolStatus`].
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    /// Worker id.
+    pub id: String,
+    /// OS process id, when it runs.
+    pub pid: Option<u32>,
+    /// Whether it takes requests.
+    pub ready: bool,
+    /// Requests it is running.
+    pub in_flight: u32,
+    /// Requests it finished.
+    pub completed: u64,
+    /// Python version reported in `Hello`.
+    pub python_version: Option<String>,
+    /// Whether its Python runs with the GIL.
+    pub gil_enabled: Option<bool>,
+    /// Requests it runs at once.
+    pub capacity: u32,
+}
+
+/// What the pool actor is told.
+pub enum PoolMessage {
+    /// A new call.
+    Submit(RequestBox),
+    /// A worker answered request `id` (or it ended).
+    Done {
+        /// Which worker.
+        key: WorkerKey,
+        /// Which request.
+        id: u64,
+    },
+    /// The caller of `id` gave up.
+    Cancel {
+        /// Which request.
+        id: u64,
+    },
+    /// The consumer of stream `id` took `chunks` more items.
+    Credit {
+        /// Which request.
+        id: u64,
+        /// How many.
+        chunks: u32,
+    },
+    /// A worker said `Hello`.
+    WorkerReady {
+        /// Which worker.
+        key: WorkerKey,
+        /// How to reach it.
+        link: WorkerLink,
+    },
+    /// A worker's process ended.
+    WorkerGone {
+        /// Which worker.
+        key: WorkerKey,
+        /// Why.
+        gone: WorkerGone,
+    },
+    /// Start slot `slot` again (after a backoff).
+    Restart {
+        /// Which slot.
+        slot: usize,
+    },
+    /// Expire requests that waited past the queue timeout.
+    SweepQueue,
+    /// Answered once every worker is ready, or with the first start failure.
+    WaitReady(RpcReplyPort<Result<(), Error>>),
+    /// A snapshot.
+    Status(RpcReplyPort<PoolStatus>),
+    /// Stop taking calls, let in-flight ones finish until `deadline`, stop the
+    /// workers, and answer once every process is reaped.
+    Shutdown {
+        /// Latest time for in-flight requests.
+        deadline: Instant,
+        /// Answered when everything is gone.
+        reply: RpcReplyPort<()>,
+    },
+    /// The shutdown deadline passed.
+    ShutdownDeadline,
+}
+
+/// A boxed request, so that the message enum stays small.
+pub struct RequestBox(pub(crate) Box<Request>);

@@ -1,0 +1,163 @@
+//! Spawning and ending Python worker processes.
+//!
+//! Each worker runs in its own process group, with a parent-death signal, and
+//! gets one end of a Unix socketpair as fd 3: nothing is bound on the
+//! filesystem, and no other process can connect. Its stdout and stderr are
+//! forwarded to `tracing`; the last lines of stderr are kept so that a worker
+//! that dies at start-up can say why.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+/// The fd number the worker finds its connection on.
+pub(crate) const WORKER_FD: i32 = 3;
+
+/// Environment variable carrying the host's run id into every worker.
+pub const RUN_ID_ENV: &str = "SNAKEPIT_RUN_ID";
+
+const STDERR_TAIL_LINES: usize = 40;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct SpawnSpec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub worker_id: String,
+}
+
+/// A running worker process and the host's end of its connection.
+pub(crate) struct Spawned {
+    pub child: Child,
+    pub pid: u32,
+    pub stream: UnixStream,
+    pub stderr_tail: StderrTail,
+}
+
+/// The last lines a worker wrote to stderr.
+#[derive(Clone, Default)]
+pub(crate) struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    fn push(&self, line: String) {
+        let mut lines = self.0.lock().expect("stderr tail lock");
+        if lines.len() == STDERR_TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// The kept lines, oldest first, joined.
+    pub fn text(&self) -> String {
+        let lines = self.0.lock().expect("stderr tail lock");
+        lines
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
+    let (host, child_end) = std::os::unix::net::UnixStream::pair()?;
+    let child_fd = child_end.as_raw_fd();
+    let parent_pid = std::process::id();
+
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls (prctl, getppid, dup2, fcntl)
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The host may have died between fork and prctl.
+                if libc::getppid() as u32 != parent_pid {
+                    return Err(io::Error::other("host exited while spawning"));
+                }
+            }
+            if child_fd == WORKER_FD {
+                let flags = libc::fcntl(child_fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(child_fd, WORKER_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _ = parent_pid;
+    let mut child = cmd.spawn()?;
+    drop(child_end);
+    let pid = child.id().unwrap_or_default();
+
+    let stderr_tail = StderrTail::default();
+    if let Some(out) = child.stdout.take() {
+        forward_lines(out, spec.worker_id.clone(), "stdout", None);
+    }
+    if let Some(err) = child.stderr.take() {
+        forward_lines(
+            err,
+            spec.worker_id.clone(),
+            "stderr",
+            Some(stderr_tail.clone()),
+        );
+    }
+    host.set_nonblocking(true)?;
+    let stream = UnixStream::from_std(host)?;
+    Ok(Spawned {
+        child,
+        pid,
+        stream,
+        stderr_tail,
+    })
+}
+
+fn forward_lines(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    worker: String,
+    stream: &'static str,
+    tail: Option<StderrTail>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "snakepit::python", worker = %worker, stream, "{line}");
+            if let Some(tail) = &tail {
+                tail.push(line);
+            }
+        }
+    });
+}
+
+/// Sends `signal` to the whole process group led by `pgid`, so children the
+/// tool started (multiprocessing, subprocess) go too.
+pub(crate) fn signal_group(pgid: u32, signal: i32) {
+    if pgid == 0 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, signal);
+    }
+}

@@ -1,0 +1,77 @@
+//! Telemetry: one typed event per thing that happens. An event's `emit()` is
+//! the only place that logs it (tracing), counts it (metrics) and hands it to
+//! in-process subscribers. Metric names and labels are listed in
+//! `observability/METRICS.md`; labels are bounded (pool, tool, outcome, cause),
+//! never a session id or a pid.
+//!
+//! Emitting is synchronous and cheap: no actor hop, and subscribers are only
+//! cloned into when someone listens.
+
+mod events;
+
+use std::sync::Arc;
+
+pub use events::*;
+use tokio::sync::broadcast;
+
+/// Metric names, in one place.
+pub mod metric {
+    /// Requests finished, by pool, tool and outcome.
+    pub const REQUESTS_TOTAL: &str = "snakepit_requests_total";
+    /// Request duration in seconds, by pool and tool.
+    pub const REQUEST_DURATION: &str = "snakepit_request_duration_seconds";
+    /// Workers ready to take requests, by pool.
+    pub const WORKERS_UP: &str = "snakepit_workers_up";
+    /// Requests waiting for a worker, by pool.
+    pub const QUEUE_DEPTH: &str = "snakepit_queue_depth";
+    /// Requests refused or expired in the queue, by pool and reason.
+    pub const QUEUE_REJECTIONS_TOTAL: &str = "snakepit_queue_rejections_total";
+    /// Worker processes spawned, by pool.
+    pub const WORKER_SPAWNS_TOTAL: &str = "snakepit_worker_spawns_total";
+    /// Worker processes that exited, by pool and cause.
+    pub const WORKER_EXITS_TOTAL: &str = "snakepit_worker_exits_total";
+    /// Seconds from spawn to `Hello`, by pool.
+    pub const WORKER_STARTUP_DURATION: &str = "snakepit_worker_startup_duration_seconds";
+}
+
+/// Where events go. Cheap to clone; one per runtime.
+#[derive(Clone)]
+pub struct Telemetry {
+    subscribers: Arc<broadcast::Sender<Event>>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("subscribers", &self.subscribers.receiver_count())
+            .finish()
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// A telemetry hub with no subscribers yet.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self {
+            subscribers: Arc::new(tx),
+        }
+    }
+
+    /// Receives every event emitted from now on. A subscriber that falls more
+    /// than 4096 events behind loses the oldest (and is told so by `recv`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.subscribers.subscribe()
+    }
+
+    fn publish(&self, event: impl FnOnce() -> Event) {
+        if self.subscribers.receiver_count() > 0 {
+            let _ = self.subscribers.send(event());
+        }
+    }
+}

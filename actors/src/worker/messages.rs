@@ -1,0 +1,31 @@
+//! Messages the worker actor receives: from its connection's reader task,
+//! from the task waiting on its process, from timers, and from its pool.
+
+use ractor::RpcReplyPort;
+use snakepit_proto::v1;
+
+use crate::connection::Closed;
+use crate::error::ExitStatus;
+
+/// What a worker actor is told.
+pub enum WorkerMessage {
+    /// The worker's first frame.
+    Hello(v1::Hello),
+    /// The worker could not load its adapter.
+    StartupFailed(v1::Error),
+    /// The connection ended.
+    ConnectionClosed(Closed),
+    /// The process ended and was reaped.
+    Exited(ExitStatus),
+    /// The start-up deadline passed.
+    StartupDeadline,
+    /// The grace period after a close or shutdown request passed.
+    KillDeadline,
+    /// Finish in-flight work within `grace`, then exit; replies once reaped.
+    Stop {
+        /// How long in-flight requests may take.
+        grace: std::time::Duration,
+        /// Answered when the process is gone.
+        reply: Option<RpcReplyPort<()>>,
+    },
+}

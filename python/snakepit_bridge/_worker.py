@@ -1,0 +1,1106 @@
+"""The worker process: one connection to the host, framed protobuf both ways.
+
+Threads:
+  * the main thread reads frames, answers Ping/Credit/Cancel/Release* itself and
+    queues Execute requests;
+  * executor threads (1 in the process profile, ``--threads`` in the thread
+    profile) run requests; each owns a persistent asyncio loop for async tools.
+
+Every in-flight request lives in ``_Worker.registry`` until its final reply is
+claimed: whoever pops it from the registry (the executor with a result, the
+reader with a Cancel, the shutdown path) sends the one final frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import os
+import platform
+import queue
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from . import __version__
+from ._codec import EncodingError, _dec, encode_into
+from ._proto import snakepit_pb2 as pb
+from ._stream_chunk import StreamChunk
+from .base_adapter import BaseAdapter, ToolMetadata
+from .session_context import SessionContext
+
+__all__ = ["WorkerConfig", "main", "parse_args", "run"]
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+DEFAULT_STREAM_WINDOW = 64
+EXIT_OK = 0
+EXIT_PROTOCOL = 2
+EXIT_STARTUP = 3
+
+# A request whose last run took less than this may have its reply held back
+# (batched with the next replies) while more work is queued.
+_FAST_SECONDS = 100e-6
+_MAX_BATCH = 64
+_MAX_ERROR_TEXT = 32 * 1024
+
+_pack_len = struct.Struct(">I").pack
+_unpack_len = struct.Struct(">I").unpack_from
+
+_NULL_VALUE_BYTES = pb.Value(null=pb.NULL_VALUE).SerializeToString()
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL_VARINTS[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [bytes([i]) for i in range(0x80)]
+
+
+# ------------------------------------------------------------------ config
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    adapter: str
+    fd: int = 3
+    profile: str = "process"
+    threads: int = 8
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    python_path: tuple[str, ...] = ()
+    worker_id: str = ""
+    pool: str = ""
+
+    @property
+    def capacity(self) -> int:
+        return 1 if self.profile == "process" else self.threads
+
+
+def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
+    p = argparse.ArgumentParser(
+        prog="python -m snakepit_bridge.worker",
+        description="Serve a snakepit adapter over an inherited Unix stream socket.",
+    )
+    p.add_argument("--adapter", required=True, help="adapter class as module.Class")
+    p.add_argument("--fd", type=int, default=3, help="inherited connected socket (default 3)")
+    p.add_argument("--profile", choices=("process", "thread"), default="process")
+    p.add_argument("--threads", type=int, default=8, help="executor threads (thread profile only)")
+    p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES)
+    p.add_argument("--python-path", action="append", default=[], metavar="DIR", help="prepended to sys.path")
+    p.add_argument("--worker-id", default="")
+    p.add_argument("--pool", default="")
+    ns = p.parse_args(argv)
+    if ns.threads < 1:
+        p.error("--threads must be at least 1")
+    if ns.max_frame_bytes < 1024:
+        p.error("--max-frame-bytes must be at least 1024")
+    return WorkerConfig(
+        adapter=ns.adapter,
+        fd=ns.fd,
+        profile=ns.profile,
+        threads=ns.threads,
+        max_frame_bytes=ns.max_frame_bytes,
+        python_path=tuple(ns.python_path),
+        worker_id=ns.worker_id,
+        pool=ns.pool,
+    )
+
+
+# ------------------------------------------------------------- tool plans
+
+
+class _BadArguments(Exception):
+    def __init__(self, message: str, parameter: str = "", details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.details = details or {}
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _chk_str(v: Any) -> Any:
+    if isinstance(v, str):
+        return v
+    raise _Mismatch
+
+
+def _chk_int(v: Any) -> Any:
+    if type(v) is int or (isinstance(v, int) and not isinstance(v, bool)):
+        return v
+    raise _Mismatch
+
+
+def _chk_float(v: Any) -> Any:
+    t = type(v)
+    if t is float or t is int or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise _Mismatch
+
+
+def _chk_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    raise _Mismatch
+
+
+def _chk_list(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return v
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(v, np.ndarray):
+        return v.tolist()
+    raise _Mismatch
+
+
+def _chk_dict(v: Any) -> Any:
+    if isinstance(v, dict):
+        return v
+    raise _Mismatch
+
+
+def _chk_bytes(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return v
+    raise _Mismatch
+
+
+def _chk_ndarray(v: Any) -> Any:
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(v, np.ndarray):
+            return v
+        if isinstance(v, (list, tuple)):
+            try:
+                return np.asarray(v)
+            except (ValueError, TypeError):
+                raise _Mismatch from None
+    raise _Mismatch
+
+
+_CHECKERS: dict[str, Callable[[Any], Any]] = {
+    "str": _chk_str,
+    "int": _chk_int,
+    "float": _chk_float,
+    "bool": _chk_bool,
+    "list": _chk_list,
+    "dict": _chk_dict,
+    "bytes": _chk_bytes,
+    "ndarray": _chk_ndarray,
+}
+
+_NAMES_BY_TYPE: dict[Any, str] = {
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    list: "list",
+    dict: "dict",
+    bytes: "bytes",
+    bytearray: "bytes",
+}
+_LISTISH = (tuple, set, frozenset)
+_STRING_ANNOTATIONS = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "list": "list",
+    "dict": "dict",
+    "bytes": "bytes",
+    "np.ndarray": "ndarray",
+    "numpy.ndarray": "ndarray",
+    "ndarray": "ndarray",
+}
+
+
+def _classify(ann: Any) -> tuple[str, bool, bool]:
+    """Map an annotation to (wire type name, checked, optional)."""
+    if ann is inspect.Parameter.empty or ann is Any or ann is None:
+        return "any", False, False
+    if isinstance(ann, str):
+        name = _STRING_ANNOTATIONS.get(ann.strip())
+        return (name, True, False) if name else ("any", False, False)
+    origin = typing.get_origin(ann)
+    if origin is typing.Annotated:
+        return _classify(typing.get_args(ann)[0])
+    optional = False
+    if origin is typing.Union or origin is types.UnionType:
+        members = typing.get_args(ann)
+        rest = [m for m in members if m is not type(None)]
+        if len(rest) != 1:
+            return "any", False, False
+        optional = len(rest) != len(members)
+        ann = rest[0]
+        origin = typing.get_origin(ann)
+        if origin is typing.Annotated:
+            ann = typing.get_args(ann)[0]
+            origin = typing.get_origin(ann)
+    base = origin if origin is not None else ann
+    name = _NAMES_BY_TYPE.get(base)
+    if name is not None:
+        return name, True, optional
+    if isinstance(base, type):
+        if base.__name__ == "ndarray" and base.__module__.startswith("numpy"):
+            return "ndarray", True, optional
+        if issubclass(base, _LISTISH):
+            return "list", False, optional
+        try:
+            from collections.abc import Mapping as _Mapping
+            from collections.abc import Sequence as _Sequence
+
+            if issubclass(base, _Mapping):
+                return "dict", False, optional
+            if issubclass(base, _Sequence) and not issubclass(base, (str, bytes)):
+                return "list", False, optional
+        except TypeError:
+            pass
+    return "any", False, optional
+
+
+_PARAM_KINDS = {
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: pb.PARAM_KIND_POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.POSITIONAL_ONLY: pb.PARAM_KIND_POSITIONAL_ONLY,
+    inspect.Parameter.KEYWORD_ONLY: pb.PARAM_KIND_KEYWORD_ONLY,
+    inspect.Parameter.VAR_POSITIONAL: pb.PARAM_KIND_VAR_POSITIONAL,
+    inspect.Parameter.VAR_KEYWORD: pb.PARAM_KIND_VAR_KEYWORD,
+}
+
+
+def _optional_checker(chk: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        return None if v is None else chk(v)
+
+    return check
+
+
+class _ToolPlan:
+    """Everything the hot path needs about one tool, computed once."""
+
+    __slots__ = (
+        "name",
+        "meta",
+        "func",
+        "plain",
+        "attr",
+        "sig",
+        "spec",
+        "by_name",
+        "required",
+        "checks",
+        "simple",
+        "fast",
+    )
+
+    def __init__(self, cls: type, meta: ToolMetadata) -> None:
+        func = meta.function
+        assert func is not None
+        self.name = meta.name
+        self.meta = meta
+        self.attr = func.__name__
+        raw = inspect.getattr_static(cls, self.attr, None)
+        self.plain = inspect.isfunction(raw)
+        self.func = func
+        full = inspect.signature(func)
+        params = list(full.parameters.values())
+        if self.plain and params and params[0].kind in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            params = params[1:]
+        elif not self.plain:
+            params = list(inspect.signature(getattr(cls, self.attr)).parameters.values())
+        self.sig = full.replace(parameters=params)
+        try:
+            hints = typing.get_type_hints(inspect.unwrap(func))
+        except Exception:  # unresolvable forward references: fall back to raw annotations
+            hints = {}
+        self.spec = pb.ToolSpec(
+            name=meta.name,
+            description=meta.description,
+            supports_streaming=meta.supports_streaming,
+            required_variables=list(meta.required_variables),
+            is_async=meta.is_async,
+        )
+        self.by_name: dict[str, inspect.Parameter] = {}
+        required: list[str] = []
+        checks: list[tuple[str, str, Callable[[Any], Any]]] = []
+        simple = True
+        for p in params:
+            ann = hints.get(p.name, p.annotation)
+            type_name, checked, optional = _classify(ann)
+            if p.default is None:
+                optional = True
+            ps = self.spec.parameters.add(
+                name=p.name,
+                type=type_name,
+                required=p.default is inspect.Parameter.empty
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD),
+                kind=_PARAM_KINDS[p.kind],
+            )
+            if p.default is not inspect.Parameter.empty:
+                try:
+                    encode_into(p.default, ps.default_value)
+                except EncodingError:
+                    ps.ClearField("default_value")
+            if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                simple = False
+                continue
+            if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+                simple = False
+            self.by_name[p.name] = p
+            if p.default is inspect.Parameter.empty:
+                required.append(p.name)
+            if checked:
+                chk = _CHECKERS[type_name]
+                checks.append((p.name, type_name, _optional_checker(chk) if optional else chk))
+        self.required = tuple(required)
+        self.checks = tuple(checks)
+        self.simple = simple
+        self.fast = False
+
+    def bind(self, ex: pb.Execute) -> tuple[Sequence[Any], dict[str, Any]]:
+        kwargs = {k: _dec(v, 0) for k, v in ex.kwargs.items()} if ex.kwargs else {}
+        args: Sequence[Any] = [_dec(v, 0) for v in ex.args] if ex.args else ()
+        checks = self.checks
+        if self.simple and not args:
+            by_name = self.by_name
+            for k in kwargs:
+                if k not in by_name:
+                    raise _BadArguments(
+                        f"{self.name}() got an unexpected keyword argument {k!r}; "
+                        f"parameters are: {', '.join(by_name) or 'none'}",
+                        k,
+                    )
+            for r in self.required:
+                if r not in kwargs:
+                    raise _BadArguments(f"{self.name}() is missing required parameter {r!r}", r)
+            for name, expected, chk in checks:
+                if name in kwargs:
+                    v = kwargs[name]
+                    try:
+                        kwargs[name] = chk(v)
+                    except _Mismatch:
+                        raise self._mismatch(name, expected, v) from None
+            return (), kwargs
+        try:
+            ba = self.sig.bind(*args, **kwargs)
+        except TypeError as e:
+            m = re.search(r"'([^']+)'", str(e))
+            raise _BadArguments(f"{self.name}(): {e}", m.group(1) if m else "") from None
+        arguments = ba.arguments
+        for name, expected, chk in checks:
+            if name in arguments:
+                v = arguments[name]
+                try:
+                    arguments[name] = chk(v)
+                except _Mismatch:
+                    raise self._mismatch(name, expected, v) from None
+        return ba.args, ba.kwargs
+
+    def _mismatch(self, name: str, expected: str, v: Any) -> _BadArguments:
+        got = type(v).__name__
+        return _BadArguments(
+            f"{self.name}() parameter {name!r} expects {expected}, got {got}",
+            name,
+            {"expected": expected, "got": got},
+        )
+
+
+# ---------------------------------------------------------------- requests
+
+
+class _Request:
+    __slots__ = ("id", "execute", "cancelled", "credits", "cond", "task", "loop")
+
+    def __init__(self, fid: int, execute: pb.Execute) -> None:
+        self.id = fid
+        self.execute = execute
+        self.cancelled = False
+        self.credits = 0
+        self.cond: threading.Condition | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Executor:
+    __slots__ = ("current", "idle", "loop")
+
+    def __init__(self) -> None:
+        self.current: _Request | None = None
+        self.idle = True
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+_STOP = object()
+
+
+def _clip(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
+def _format_tb(e: BaseException) -> str:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(e), e, tb))
+
+
+class _StreamEnd:
+    """Marks the end of a generator in the stream loop."""
+
+
+_END = _StreamEnd()
+
+
+def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
+    """(data, is_final, metadata) of one yielded item."""
+    if type(item) is StreamChunk:
+        return item.data, item.is_final, item.metadata
+    if type(item) is dict and "data" in item and "is_final" in item:
+        keys = item.keys()
+        if len(keys) == 2 or (len(keys) == 3 and "metadata" in item):
+            return item["data"], bool(item["is_final"]), item.get("metadata")
+    return item, False, None
+
+
+# ------------------------------------------------------------------ worker
+
+
+class _Worker:
+    def __init__(self, config: WorkerConfig, sock: socket.socket, cls: type, plans: dict[str, _ToolPlan]) -> None:
+        self.config = config
+        self.sock = sock
+        self.cls = cls
+        self.plans = plans
+        self.max = config.max_frame_bytes
+        self.registry: dict[int, _Request] = {}
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.wlock = threading.Lock()
+        self.shutting_down = False
+        self.executors = [_Executor() for _ in range(config.capacity)]
+        self.has_set_ctx = callable(getattr(cls, "set_session_context", None))
+        self.initialize = getattr(cls, "initialize", None) if callable(getattr(cls, "initialize", None)) else None
+        self.cleanup = getattr(cls, "cleanup", None) if callable(getattr(cls, "cleanup", None)) else None
+        et = getattr(cls, "execute_tool", None)
+        self.dynamic = callable(et) and et is not BaseAdapter.execute_tool
+
+    # ---------------------------------------------------------------- output
+
+    def send(self, data: bytes) -> None:
+        try:
+            with self.wlock:
+                self.sock.sendall(data)
+        except OSError:
+            # The host is gone: nobody is left to answer.
+            _die(EXIT_OK, "")
+
+    def frame_bytes(self, frame: pb.Frame) -> bytes:
+        body = frame.SerializeToString()
+        return _pack_len(len(body)) + body
+
+    def error_bytes(
+        self,
+        fid: int,
+        kind: int,
+        message: str,
+        *,
+        python_type: str = "",
+        tb: str = "",
+        parameter: str = "",
+        details: dict[str, str] | None = None,
+    ) -> bytes:
+        err = pb.Error(
+            kind=kind,
+            python_type=python_type,
+            message=_clip(message),
+            traceback=_clip(tb),
+            parameter=parameter,
+            details=details,
+        )
+        return self.frame_bytes(pb.Frame(id=fid, error=err))
+
+    def exception_bytes(self, fid: int, e: BaseException) -> bytes:
+        t = type(e)
+        return self.error_bytes(
+            fid,
+            pb.ERROR_KIND_PYTHON_EXCEPTION,
+            str(e),
+            python_type=t.__name__,
+            tb=_format_tb(e),
+            details={"module": t.__module__},
+        )
+
+    def _sized(self, fid: int, body: bytes) -> bytes:
+        if len(body) > self.max:
+            return self.error_bytes(
+                fid,
+                pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
+                f"reply of {len(body)} bytes exceeds max_frame_bytes ({self.max})",
+            )
+        return _pack_len(len(body)) + body
+
+    def result_bytes(self, fid: int, value: Any) -> bytes:
+        if value is None:
+            vb = _NULL_VALUE_BYTES
+        else:
+            v = pb.Value()
+            try:
+                encode_into(value, v, root="result")
+            except EncodingError as e:
+                return self.error_bytes(
+                    fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path}
+                )
+            vb = v.SerializeToString()
+        r = b"\x0a" + _varint(len(vb)) + vb
+        body = b"\x08" + _varint(fid) + b"\x1a" + _varint(len(r)) + r
+        return self._sized(fid, body)
+
+    def chunk_bytes(self, fid: int, seq: int, data: Any, has_value: bool, is_final: bool, metadata: Any) -> bytes:
+        c = pb.Chunk(seq=seq, is_final=is_final)
+        if has_value:
+            encode_into(data, c.value, root=f"chunk[{seq}]")
+        if metadata:
+            for k, mv in metadata.items():
+                encode_into(mv, c.metadata[str(k)], root=f"chunk[{seq}].metadata[{k!r}]")
+        cb = c.SerializeToString()
+        body = b"\x08" + _varint(fid) + b'"' + _varint(len(cb)) + cb
+        if len(body) > self.max:
+            raise _TooLarge(f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({self.max})")
+        return _pack_len(len(body)) + body
+
+    # ---------------------------------------------------------------- reader
+
+    def serve(self) -> NoReturn:
+        for i, ex in enumerate(self.executors):
+            threading.Thread(target=self._executor_main, args=(ex,), name=f"snakepit-exec-{i}", daemon=True).start()
+        sock = self.sock
+        maxb = self.max
+        buf = bytearray()
+        handlers = {
+            "execute": self._on_execute,
+            "cancel": self._on_cancel,
+            "credit": self._on_credit,
+            "ping": self._on_ping,
+            "release_session": self._on_release_session,
+            "release_ref": self._on_release_ref,
+            "shutdown": self._on_shutdown,
+            "host_call_result": self._on_host_call_result,
+        }
+        from_string = pb.Frame.FromString
+        while True:
+            try:
+                data = sock.recv(1 << 18)
+            except OSError as e:
+                _die(EXIT_OK, f"snakepit worker: connection error ({e}); exiting\n")
+            if not data:
+                _die(EXIT_OK, "")
+            buf += data
+            pos = 0
+            n_buf = len(buf)
+            while n_buf - pos >= 4:
+                (n,) = _unpack_len(buf, pos)
+                if n > maxb:
+                    _die(
+                        EXIT_PROTOCOL,
+                        f"snakepit worker: protocol error: incoming frame length {n} exceeds "
+                        f"max_frame_bytes {maxb}; exiting\n",
+                    )
+                end = pos + 4 + n
+                if end > n_buf:
+                    break
+                try:
+                    frame = from_string(bytes(buf[pos + 4 : end]))
+                except Exception as e:  # upb raises DecodeError; anything else is as fatal
+                    _die(EXIT_PROTOCOL, f"snakepit worker: protocol error: undecodable frame of {n} bytes: {e}\n")
+                pos = end
+                kind = frame.WhichOneof("kind")
+                h = handlers.get(kind)  # type: ignore[arg-type]
+                if h is not None:
+                    h(frame)
+                else:
+                    self._on_unexpected(frame, kind)
+            if pos:
+                del buf[:pos]
+
+    def _on_execute(self, frame: pb.Frame) -> None:
+        fid = frame.id
+        if self.shutting_down:
+            self.send(self.error_bytes(fid, pb.ERROR_KIND_SHUTTING_DOWN, "worker is shutting down"))
+            return
+        if fid in self.registry:
+            self.send(self.error_bytes(fid, pb.ERROR_KIND_PROTOCOL, f"request id {fid} is already in flight"))
+            return
+        ex = frame.execute
+        st = _Request(fid, ex)
+        if ex.stream:
+            st.cond = threading.Condition()
+            st.credits = ex.stream_window or DEFAULT_STREAM_WINDOW
+        self.registry[fid] = st
+        self.queue.put(st)
+
+    def _on_cancel(self, frame: pb.Frame) -> None:
+        st = self.registry.pop(frame.id, None)
+        if st is None:
+            return
+        st.cancelled = True
+        cond = st.cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
+        task, loop = st.task, st.loop
+        if task is not None and loop is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass
+        reason = frame.cancel.reason
+        self.send(self.error_bytes(frame.id, pb.ERROR_KIND_CANCELLED, f"cancelled: {reason}" if reason else "cancelled"))
+
+    def _on_credit(self, frame: pb.Frame) -> None:
+        st = self.registry.get(frame.id)
+        if st is None or st.cond is None:
+            return
+        with st.cond:
+            st.credits += frame.credit.chunks
+            st.cond.notify_all()
+
+    def _on_ping(self, frame: pb.Frame) -> None:
+        in_flight = sum(1 for e in self.executors if e.current is not None)
+        pong = pb.Pong(sent_unix_nanos=frame.ping.sent_unix_nanos, in_flight=in_flight)
+        self.send(self.frame_bytes(pb.Frame(id=frame.id, pong=pong)))
+
+    def _call_hook(self, name: str, *args: Any) -> None:
+        hook = getattr(self.cls, name, None)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            sys.stderr.write(f"snakepit worker: {name} hook raised:\n{traceback.format_exc()}")
+
+    def _on_release_session(self, frame: pb.Frame) -> None:
+        self._call_hook("on_session_release", frame.release_session.session_id)
+        self.send(self.result_bytes(frame.id, None))
+
+    def _on_release_ref(self, frame: pb.Frame) -> None:
+        self._call_hook("on_ref_release", frame.release_ref.session_id, frame.release_ref.ref_id)
+        self.send(self.result_bytes(frame.id, None))
+
+    def _on_host_call_result(self, frame: pb.Frame) -> None:
+        sys.stderr.write(f"snakepit worker: ignoring HostCallResult for id {frame.id} (host calls not supported yet)\n")
+
+    def _on_unexpected(self, frame: pb.Frame, kind: str | None) -> None:
+        if kind is None:
+            sys.stderr.write(f"snakepit worker: ignoring frame id {frame.id} with no kind (newer protocol?)\n")
+            return
+        sys.stderr.write(f"snakepit worker: host sent a {kind} frame, which only a worker sends\n")
+        self.send(self.error_bytes(frame.id, pb.ERROR_KIND_PROTOCOL, f"unexpected {kind} frame from the host"))
+
+    def _on_shutdown(self, frame: pb.Frame) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        grace = frame.shutdown.grace_ms / 1000.0
+        threading.Thread(target=self._shutdown_main, args=(grace,), name="snakepit-shutdown", daemon=True).start()
+
+    def _shutdown_main(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not self.registry and all(e.idle for e in self.executors) and self.queue.empty():
+                break
+            time.sleep(0.002)
+        for fid in list(self.registry):
+            st = self.registry.pop(fid, None)
+            if st is not None:
+                st.cancelled = True
+                self.send(
+                    self.error_bytes(fid, pb.ERROR_KIND_SHUTTING_DOWN, "worker shut down before the request finished")
+                )
+        _die(EXIT_OK, "")
+
+    # -------------------------------------------------------------- executor
+
+    def _executor_main(self, ex: _Executor) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        ex.loop = loop
+        q = self.queue
+        plans = self.plans
+        pending: list[bytes] = []
+        send = self.send
+        run = self._run
+        perf = time.perf_counter
+        empty = queue.Empty
+        ex.idle = True
+        st = q.get()
+        ex.idle = False
+        while True:
+            plan = plans.get(st.execute.tool)
+            if pending and (plan is None or not plan.fast or st.execute.stream) and not st.cancelled:
+                send(b"".join(pending))
+                pending.clear()
+            ex.current = st
+            t0 = perf()
+            reply = run(st, plan, loop)
+            if plan is not None:
+                plan.fast = perf() - t0 < _FAST_SECONDS
+            ex.current = None
+            if reply is not None:
+                pending.append(reply)
+            try:
+                st = q.get_nowait()
+            except empty:
+                if pending:
+                    send(b"".join(pending) if len(pending) > 1 else pending[0])
+                    pending.clear()
+                ex.idle = True
+                st = q.get()
+                ex.idle = False
+                continue
+            if len(pending) >= _MAX_BATCH:
+                send(b"".join(pending))
+                pending.clear()
+
+    def _claim(self, st: _Request) -> bool:
+        return self.registry.pop(st.id, None) is not None
+
+    def _run_coro(self, st: _Request, coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        task = loop.create_task(coro)
+        st.loop = loop
+        st.task = task
+        if st.cancelled:
+            task.cancel()
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            st.task = None
+
+    def _run(self, st: _Request, plan: _ToolPlan | None, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        """Run one request; return its final reply frame, or None if someone else answered."""
+        if st.cancelled:
+            return None
+        fid = st.id
+        ex = st.execute
+        if plan is None:
+            if self.dynamic:
+                return self._run_dynamic(st, loop)
+            if not self._claim(st):
+                return None
+            available = ", ".join(sorted(self.plans)) or "none"
+            return self.error_bytes(
+                fid,
+                pb.ERROR_KIND_UNKNOWN_TOOL,
+                f"unknown tool {ex.tool!r}; available tools: {available}",
+                details={"tool": ex.tool, "available": available},
+            )
+        try:
+            args, kwargs = plan.bind(ex)
+        except _BadArguments as e:
+            if not self._claim(st):
+                return None
+            return self.error_bytes(
+                fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None
+            )
+        except EncodingError as e:
+            if not self._claim(st):
+                return None
+            return self.error_bytes(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
+
+        if plan.plain:
+            func = plan.func
+            return self._lifecycle(st, loop, lambda inst: func(inst, *args, **kwargs))
+        attr = plan.attr
+        return self._lifecycle(st, loop, lambda inst: getattr(inst, attr)(*args, **kwargs))
+
+    def _run_dynamic(self, st: _Request, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        ex = st.execute
+        try:
+            if ex.args:
+                raise _BadArguments(f"{ex.tool}() takes keyword arguments only", "")
+            kwargs = {k: _dec(v, 0) for k, v in ex.kwargs.items()}
+        except (_BadArguments, EncodingError) as e:
+            if not self._claim(st):
+                return None
+            kind = pb.ERROR_KIND_BAD_ARGUMENTS if isinstance(e, _BadArguments) else pb.ERROR_KIND_ENCODING
+            return self.error_bytes(st.id, kind, str(e))
+        name = ex.tool
+        return self._lifecycle(st, loop, lambda inst: inst.execute_tool(name, kwargs, inst.session_context))
+
+    def _lifecycle(
+        self, st: _Request, loop: asyncio.AbstractEventLoop, call: Callable[[Any], Any]
+    ) -> bytes | None:
+        fid = st.id
+        ex = st.execute
+        inst: Any = None
+        outcome: Any = None
+        error: BaseException | None = None
+        streamed_seq = -1  # >= 0 once a stream ran to its end: the next seq
+        try:
+            inst = self.cls()
+            ctx = SessionContext(ex.session_id, ex.metadata, _request=st)
+            if self.has_set_ctx:
+                inst.set_session_context(ctx)
+            else:
+                inst.session_context = ctx
+            if self.initialize is not None:
+                r = inst.initialize()
+                if inspect.isawaitable(r):
+                    self._run_coro(st, r, loop)
+            outcome = call(inst)
+            if inspect.iscoroutine(outcome):
+                outcome = self._run_coro(st, outcome, loop)
+            if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
+                if ex.stream:
+                    streamed_seq = self._stream(st, outcome, loop)
+                    outcome = None
+                else:
+                    outcome = self._collect(st, outcome, loop)
+        except (_Cancelled, asyncio.CancelledError) as e:
+            error = e
+        except Exception as e:
+            error = e
+        finally:
+            if inst is not None and self.cleanup is not None:
+                try:
+                    r = inst.cleanup()
+                    if inspect.isawaitable(r):
+                        self._run_coro(st, r, loop)
+                except Exception as e:
+                    if error is None:
+                        error = e
+                    else:
+                        sys.stderr.write(f"snakepit worker: cleanup() raised after an error:\n{_format_tb(e)}")
+        if st.cancelled:
+            return None
+        if error is not None:
+            if not self._claim(st):
+                return None
+            if isinstance(error, (_Cancelled, asyncio.CancelledError)):
+                return self.error_bytes(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
+            if isinstance(error, _TooLarge):
+                return self.error_bytes(fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(error))
+            if isinstance(error, EncodingError):
+                return self.error_bytes(
+                    fid, pb.ERROR_KIND_ENCODING, str(error), python_type=error.python_type, details={"path": error.path}
+                )
+            return self.exception_bytes(fid, error)
+        if streamed_seq >= 0:
+            # Closing chunk: no item, needs no credit.
+            with self.wlock:
+                if not self._claim(st):
+                    return None
+            return self.chunk_bytes(fid, streamed_seq, None, False, True, None)
+        if not self._claim(st):
+            return None
+        if ex.stream:
+            try:
+                return self.chunk_bytes(fid, 0, outcome, True, True, None)
+            except EncodingError as e:
+                return self.error_bytes(
+                    fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path}
+                )
+            except _TooLarge as e:
+                return self.error_bytes(fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e))
+        return self.result_bytes(fid, outcome)
+
+    def _next_item(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        if isinstance(gen, types.GeneratorType):
+            return next(gen, _END)
+        try:
+            return self._run_coro(st, gen.__anext__(), loop)
+        except StopAsyncIteration:
+            return _END
+
+    def _close(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> None:
+        if isinstance(gen, types.GeneratorType):
+            gen.close()
+        else:
+            loop.run_until_complete(gen.aclose())
+
+    def _collect(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> list[Any]:
+        items: list[Any] = []
+        try:
+            while not st.cancelled:
+                item = self._next_item(st, gen, loop)
+                if item is _END:
+                    return items
+                data, final, _ = _unwrap_item(item)
+                items.append(data)
+                if final:
+                    return items
+            raise _Cancelled
+        finally:
+            self._close(st, gen, loop)
+
+    def _stream(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> int:
+        """Send the generator's items as chunks; return the seq of the closing chunk, or -1 if none is needed."""
+        cond = st.cond
+        assert cond is not None
+        fid = st.id
+        seq = 0
+        try:
+            while True:
+                item = self._next_item(st, gen, loop)
+                if item is _END:
+                    return seq
+                data, final, meta = _unwrap_item(item)
+                with cond:
+                    while st.credits <= 0 and not st.cancelled:
+                        cond.wait()
+                    if st.cancelled:
+                        raise _Cancelled
+                    st.credits -= 1
+                frame = self.chunk_bytes(fid, seq, data, True, final, meta)
+                try:
+                    with self.wlock:
+                        if st.cancelled:
+                            raise _Cancelled
+                        if final and self.registry.pop(fid, None) is None:
+                            raise _Cancelled
+                        self.sock.sendall(frame)
+                except OSError:
+                    _die(EXIT_OK, "")
+                seq += 1
+                if final:
+                    st.cancelled = True  # already answered: nothing more may be sent
+                    return -1
+        finally:
+            self._close(st, gen, loop)
+
+
+# ------------------------------------------------------------------ start-up
+
+
+def _die(code: int, message: str) -> NoReturn:
+    try:
+        if message:
+            sys.stderr.write(message)
+        sys.stderr.flush()
+        sys.stdout.flush()
+    except Exception:
+        pass
+    os._exit(code)
+
+
+def _load_adapter(path: str) -> type:
+    module_name, sep, class_name = path.rpartition(".")
+    if not sep or not module_name or not class_name:
+        raise ValueError(f"--adapter must be module.Class, got {path!r}")
+    module = importlib.import_module(module_name)
+    try:
+        cls = getattr(module, class_name)
+    except AttributeError:
+        raise AttributeError(f"module {module_name!r} has no attribute {class_name!r}") from None
+    if not isinstance(cls, type):
+        raise TypeError(f"{path} is a {type(cls).__name__}, not a class")
+    return cls
+
+
+def _tools_of(cls: type) -> list[ToolMetadata]:
+    get_tools = getattr(cls, "get_tools", None)
+    if callable(get_tools):
+        return list(get_tools())
+    return BaseAdapter.get_tools.__func__(cls)  # type: ignore[attr-defined]
+
+
+def _gil_enabled() -> bool:
+    f = getattr(sys, "_is_gil_enabled", None)
+    return bool(f()) if f is not None else True
+
+
+def _hello(config: WorkerConfig, plans: dict[str, _ToolPlan]) -> pb.Frame:
+    hello = pb.Hello(
+        protocol_version=PROTOCOL_VERSION,
+        pid=os.getpid(),
+        python_version=platform.python_version(),
+        python_implementation=platform.python_implementation(),
+        gil_enabled=_gil_enabled(),
+        profile=config.profile,
+        capacity=config.capacity,
+        adapter=config.adapter,
+        bridge_version=__version__,
+        max_frame_bytes=config.max_frame_bytes,
+    )
+    for plan in plans.values():
+        hello.tools.append(plan.spec)
+    return pb.Frame(id=0, hello=hello)
+
+
+def _send_frame_raw(sock: socket.socket, frame: pb.Frame) -> None:
+    body = frame.SerializeToString()
+    sock.sendall(_pack_len(len(body)) + body)
+
+
+def run(config: WorkerConfig) -> NoReturn:
+    """Start the worker described by ``config``; never returns."""
+    for d in reversed(config.python_path):
+        sys.path.insert(0, d)
+    try:
+        sock = socket.socket(fileno=config.fd)
+    except OSError as e:
+        _die(EXIT_STARTUP, f"snakepit worker: fd {config.fd} is not a usable socket: {e}\n")
+    try:
+        cls = _load_adapter(config.adapter)
+        plans = {m.name: _ToolPlan(cls, m) for m in _tools_of(cls)}
+        hello = _hello(config, plans)
+    except BaseException as e:  # any start-up failure, SyntaxError and SystemExit included, is reported
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        sys.stderr.write(f"snakepit worker: failed to load adapter {config.adapter!r}:\n{tb}")
+        err = pb.Error(
+            kind=pb.ERROR_KIND_STARTUP_FAILED,
+            python_type=type(e).__name__,
+            message=_clip(f"failed to load adapter {config.adapter!r}: {e}"),
+            traceback=_clip(tb),
+            details={"module": type(e).__module__, "adapter": config.adapter},
+        )
+        try:
+            _send_frame_raw(sock, pb.Frame(id=0, error=err))
+        except OSError:
+            pass
+        _die(EXIT_STARTUP, "")
+    sys.setswitchinterval(0.0005)
+    worker = _Worker(config, sock, cls, plans)
+    try:
+        _send_frame_raw(sock, hello)
+    except OSError:
+        _die(EXIT_OK, "")
+    try:
+        worker.serve()
+    except KeyboardInterrupt:
+        _die(EXIT_OK, "")
+    except BaseException:
+        _die(EXIT_PROTOCOL, f"snakepit worker: internal error:\n{traceback.format_exc()}")
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of ``python -m snakepit_bridge.worker``."""
+    run(parse_args(argv))
+

@@ -1,0 +1,150 @@
+"""``BaseAdapter`` and the ``@tool`` decorator: how a Python class exposes tools."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from .session_context import SessionContext
+
+__all__ = ["BaseAdapter", "ToolMetadata", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Attribute under which @tool stores its metadata on the function.
+TOOL_ATTR = "_tool_metadata"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolMetadata:
+    """What ``@tool`` records about a method."""
+
+    name: str
+    description: str
+    supports_streaming: bool = False
+    required_variables: tuple[str, ...] = field(default_factory=tuple)
+    is_async: bool = False
+    is_generator: bool = False
+    function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+
+
+def _make_metadata(
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    description: str | None,
+    supports_streaming: bool,
+    required_variables: Iterable[str] | None,
+) -> ToolMetadata:
+    inner = inspect.unwrap(func)
+    is_gen = inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
+    is_async = inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)
+    if description is None:
+        description = inspect.getdoc(func) or ""
+    return ToolMetadata(
+        name=name or func.__name__,
+        description=description,
+        supports_streaming=bool(supports_streaming or is_gen),
+        required_variables=tuple(required_variables or ()),
+        is_async=is_async,
+        is_generator=is_gen,
+        function=func,
+    )
+
+
+@overload
+def tool(func: F, /) -> F: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    supports_streaming: bool = False,
+    required_variables: Iterable[str] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def tool(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    supports_streaming: bool = False,
+    required_variables: Iterable[str] | None = None,
+) -> Any:
+    """Mark an adapter method as a tool.
+
+    Usable bare (``@tool``) or with options
+    (``@tool(description=..., supports_streaming=True, required_variables=[...])``).
+    The description defaults to the method's cleaned docstring. Generator
+    methods (sync or async) stream their items when the caller asks for a stream.
+    """
+
+    def decorate(f: F) -> F:
+        meta = _make_metadata(
+            f,
+            name=name,
+            description=description,
+            supports_streaming=supports_streaming,
+            required_variables=required_variables,
+        )
+        setattr(f, TOOL_ATTR, meta)
+        return f
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+class BaseAdapter:
+    """Base class of snakepit adapters.
+
+    The worker creates a new instance for every request, injects a
+    :class:`SessionContext`, calls ``initialize()`` if defined, runs the tool and
+    then ``cleanup()`` if defined, even when the tool raised.
+    """
+
+    session_context: SessionContext | None = None
+
+    def __init__(self) -> None:
+        self.session_context = None
+
+    def set_session_context(self, session_context: SessionContext | None) -> None:
+        """Called by the worker to inject the request's context."""
+        self.session_context = session_context
+
+    @classmethod
+    def get_tools(cls) -> list[ToolMetadata]:
+        """The tools this adapter class exposes, in definition order."""
+        seen: dict[str, ToolMetadata] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                func = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+                meta = getattr(func, TOOL_ATTR, None)
+                if isinstance(meta, ToolMetadata):
+                    seen.pop(meta.name, None)
+                    seen[meta.name] = meta
+                elif attr in seen and callable(value):
+                    # A subclass overrode a tool with a plain method: no longer a tool.
+                    seen.pop(attr, None)
+        return list(seen.values())
+
+    def execute_tool(self, tool_name: str, arguments: dict[str, Any], context: SessionContext | None = None) -> Any:
+        """Run tool ``tool_name`` with keyword ``arguments``.
+
+        The worker calls decorated methods directly; this default exists for
+        callers that dispatch by name, and adapters may override it to serve
+        tools that are not decorated methods.
+        """
+        if context is not None:
+            self.set_session_context(context)
+        for meta in type(self).get_tools():
+            if meta.name == tool_name and meta.function is not None:
+                return getattr(self, meta.function.__name__)(**arguments)
+        available = ", ".join(sorted(m.name for m in type(self).get_tools())) or "none"
+        raise KeyError(f"unknown tool {tool_name!r}; available tools: {available}")

@@ -1,0 +1,191 @@
+"""A small synchronous client of the worker protocol, used by the tests.
+
+It starts a real worker process on one end of a socketpair and speaks framed
+protobuf to it, exactly as the host does.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from snakepit_bridge._codec import decode, encode
+from snakepit_bridge._proto import snakepit_pb2 as pb
+
+PYTHON_DIR = Path(__file__).resolve().parent.parent
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+class WorkerClient:
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.buf = bytearray()
+        self.next_id = 1
+        self.hello: pb.Frame | None = None
+
+    # -------------------------------------------------------------- raw I/O
+
+    def send(self, frame: pb.Frame) -> None:
+        body = frame.SerializeToString()
+        self.sock.sendall(struct.pack(">I", len(body)) + body)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, timeout: float = 5.0) -> pb.Frame:
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = struct.unpack_from(">I", self.buf, 0)
+                if len(self.buf) >= 4 + n:
+                    body = bytes(self.buf[4 : 4 + n])
+                    del self.buf[: 4 + n]
+                    return pb.Frame.FromString(body)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame from the worker in time")
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    raise EOFError("worker closed the connection")
+                self.buf += data
+
+    def recv_nothing(self, within: float) -> None:
+        """Assert no frame arrives within `within` seconds."""
+        try:
+            f = self.recv(timeout=within)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame: {f}")
+
+    # ------------------------------------------------------------ requests
+
+    def new_id(self) -> int:
+        i = self.next_id
+        self.next_id += 1
+        return i
+
+    def execute(
+        self,
+        tool: str,
+        *args: Any,
+        stream: bool = False,
+        window: int = 0,
+        session_id: str = "",
+        metadata: dict[str, str] | None = None,
+        raw_kwargs: dict[str, pb.Value] | None = None,
+        **kwargs: Any,
+    ) -> int:
+        fid = self.new_id()
+        ex = pb.Execute(
+            tool=tool,
+            session_id=session_id,
+            args=[encode(a) for a in args],
+            stream=stream,
+            stream_window=window,
+            metadata=metadata or {},
+        )
+        for k, v in kwargs.items():
+            ex.kwargs[k].CopyFrom(encode(v))
+        for k, v in (raw_kwargs or {}).items():
+            ex.kwargs[k].CopyFrom(v)
+        self.send(pb.Frame(id=fid, execute=ex))
+        return fid
+
+    def reply(self, fid: int, timeout: float = 5.0) -> pb.Frame:
+        f = self.recv(timeout)
+        assert f.id == fid, f"expected a reply to {fid}, got {f}"
+        return f
+
+    def call_frame(self, tool: str, *args: Any, **kwargs: Any) -> pb.Frame:
+        return self.reply(self.execute(tool, *args, **kwargs))
+
+    def call(self, tool: str, *args: Any, **kwargs: Any) -> Any:
+        f = self.call_frame(tool, *args, **kwargs)
+        if f.WhichOneof("kind") != "result":
+            raise AssertionError(f"expected a result, got {f}")
+        return decode(f.result.value)
+
+    def cancel(self, fid: int, reason: str = "") -> None:
+        self.send(pb.Frame(id=fid, cancel=pb.Cancel(reason=reason)))
+
+    def credit(self, fid: int, chunks: int) -> None:
+        self.send(pb.Frame(id=fid, credit=pb.Credit(chunks=chunks)))
+
+    # ------------------------------------------------------------- process
+
+    def wait_exit(self, timeout: float = 5.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stderr_text(self) -> str:
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+
+
+def start_worker(
+    adapter: str = "snakepit_bridge.showcase.ShowcaseAdapter",
+    *,
+    extra_args: Iterable[str] = (),
+    read_hello: bool = True,
+    use_default_fd: bool = False,
+) -> WorkerClient:
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    cmd = [sys.executable, "-m", "snakepit_bridge.worker", "--adapter", adapter]
+    cmd += ["--python-path", str(TESTS_DIR)]
+    if use_default_fd:
+        child_fd = child.fileno()
+
+        def dup_to_3() -> None:
+            os.dup2(child_fd, 3)
+
+        proc = subprocess.Popen(
+            cmd + list(extra_args),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=False,
+            preexec_fn=dup_to_3,
+        )
+    else:
+        cmd += ["--fd", str(child.fileno())]
+        proc = subprocess.Popen(
+            cmd + list(extra_args),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(child.fileno(),),
+        )
+    child.close()
+    client = WorkerClient(proc, parent)
+    if read_hello:
+        f = client.recv(timeout=20)
+        if f.WhichOneof("kind") != "hello":
+            client.close()
+            raise AssertionError(f"expected hello, got {f}")
+        client.hello = f
+    return client

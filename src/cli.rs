@@ -1,0 +1,70 @@
+//! Subcommands of the `snakepit` binary, one module each, and what they share.
+
+pub mod bench;
+pub mod demo;
+pub mod doctor;
+pub mod exec;
+
+use snakepit::config::Config;
+use snakepit::{Snakepit, SnakepitBuilder};
+
+use crate::RuntimeOpts;
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SNAKEPIT_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A builder from `--config` (or the embedded default) and `--metrics-addr`.
+pub fn builder(opts: &RuntimeOpts) -> anyhow::Result<SnakepitBuilder> {
+    let config = match &opts.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded(),
+    };
+    let mut builder = Snakepit::builder().config(config);
+    if let Some(addr) = opts.metrics_addr {
+        builder = builder.metrics_addr(addr);
+    }
+    Ok(builder)
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs `work` unless a signal arrives first; either way shuts down gracefully.
+pub async fn run_until_signal<T>(
+    snakepit: &Snakepit,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<Option<T>> {
+    let result = tokio::select! {
+        r = work => Some(r),
+        _ = shutdown_signal() => {
+            eprintln!("\nsnakepit: signal received, shutting down gracefully");
+            None
+        }
+    };
+    snakepit.shutdown().await;
+    result.transpose()
+}
+
+/// Percentile of sorted samples.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}

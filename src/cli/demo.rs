@@ -1,0 +1,249 @@
+//! `snakepit demo`: the tour. Starts the default pool, makes plain calls,
+//! concurrent calls across workers, a streaming call with a progress bar, a
+//! Python exception as a typed error, and prints a summary table.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+use snakepit::{Error, Snakepit, Value};
+
+use crate::RuntimeOpts;
+
+const DEFAULT_METRICS: &str = "127.0.0.1:9568";
+
+/// Counts every call the demo makes, to compare with the metrics endpoint.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    outcomes: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    async fn call(
+        &mut self,
+        sp: &Snakepit,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<Value, Error> {
+        let t = Instant::now();
+        let r = sp.execute(tool, args).await;
+        self.note(t.elapsed(), &r);
+        r
+    }
+
+    fn note<T>(&mut self, took: Duration, r: &Result<T, Error>) {
+        self.latencies.push(took);
+        let outcome = match r {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        *self.outcomes.entry(outcome.to_string()).or_default() += 1;
+    }
+}
+
+pub async fn run(mut opts: RuntimeOpts, linger: u64) -> anyhow::Result<ExitCode> {
+    let metrics_addr: SocketAddr = opts.metrics_addr.unwrap_or(DEFAULT_METRICS.parse()?);
+    opts.metrics_addr = Some(metrics_addr);
+    println!("snakepit demo\n");
+    let started = Instant::now();
+    let sp = super::builder(&opts)?.start().await?;
+    let pool = sp.default_pool().clone();
+    let status = pool.status().await?;
+    let first = status.workers.first();
+    println!(
+        "1. Started pool `{}`: {} workers of `{}` ready in {:.2} s (Python {}, GIL {}).",
+        status.name,
+        status.workers_up,
+        pool.config().adapter,
+        started.elapsed().as_secs_f64(),
+        first
+            .and_then(|w| w.python_version.clone())
+            .unwrap_or_default(),
+        if first.and_then(|w| w.gil_enabled).unwrap_or(true) {
+            "on"
+        } else {
+            "off"
+        },
+    );
+    println!("   Prometheus metrics: http://{metrics_addr}/metrics\n");
+
+    let outcome = super::run_until_signal(&sp, async {
+        let mut tally = Tally::default();
+        tour(&sp, &mut tally).await?;
+        summary(&sp, &tally).await?;
+        if linger > 0 {
+            println!(
+                "\nLingering {linger} s; metrics at http://{metrics_addr}/metrics (Ctrl-C to stop)."
+            );
+            tokio::time::sleep(Duration::from_secs(linger)).await;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(if outcome.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(130)
+    })
+}
+
+async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
+    println!("2. Calls (ints stay ints, bytes stay bytes, arrays keep dtype and shape):");
+    for (tool, args) in [
+        ("echo", json!({"message": "hello from Rust"})),
+        ("add", json!({"a": 2, "b": 3})),
+        ("add", json!({"a": 0.5, "b": 0.25})),
+        ("random_bytes", json!({"n": 8})),
+        ("matrix", json!({"rows": 2, "cols": 3})),
+    ] {
+        let v = tally.call(sp, tool, args.clone()).await?;
+        println!("   {tool}({args}) -> {} [{}]", short(&v), v.type_name());
+    }
+
+    println!(
+        "\n3. Concurrent calls across workers: 4 x sleep(200 ms) on {} workers:",
+        sp.default_pool().config().size
+    );
+    let t = Instant::now();
+    let calls = (0..4).map(|_| async {
+        let t = Instant::now();
+        let r = sp.execute("sleep", json!({"ms": 200})).await;
+        (t.elapsed(), r)
+    });
+    for (took, r) in futures::future::join_all(calls).await {
+        tally.note(took, &r);
+        r?;
+    }
+    println!(
+        "   all 4 done in {:.0} ms (one worker alone would need 800 ms)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    println!("\n4. A streaming tool, chunk by chunk:");
+    let t = Instant::now();
+    let mut stream = sp
+        .execute_stream("progress", json!({"steps": 20, "delay_ms": 40}))
+        .await?;
+    let mut chunks = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        chunks += 1;
+        let pct = chunk
+            .value
+            .get("percent")
+            .and_then(|v| f64::try_from(v.clone()).ok())
+            .unwrap_or(0.0);
+        let filled = (pct / 5.0).round() as usize;
+        print!(
+            "\r   [{}{}] {pct:5.1}%  chunk {}",
+            "#".repeat(filled),
+            " ".repeat(20 - filled.min(20)),
+            chunk.seq
+        );
+        std::io::stdout().flush().ok();
+    }
+    println!(
+        "\n   {chunks} chunks in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    tally.note(t.elapsed(), &Ok::<(), Error>(()));
+
+    println!("\n5. A Python exception arrives as a typed error:");
+    match tally
+        .call(sp, "fail", json!({"message": "the model is not loaded"}))
+        .await
+    {
+        Err(Error::Python(exc)) => {
+            println!(
+                "   Error::Python {{ python_type: {:?}, message: {:?} }}",
+                exc.python_type, exc.message
+            );
+            if let Some(line) = exc.traceback.lines().rev().nth(1) {
+                println!("   traceback ends: {}", line.trim());
+            }
+        }
+        other => anyhow::bail!("expected a Python exception, got {other:?}"),
+    }
+    match tally.call(sp, "no_such_tool", json!({})).await {
+        Err(e @ Error::UnknownTool { .. }) => println!("   {e}"),
+        other => anyhow::bail!("expected UnknownTool, got {other:?}"),
+    }
+    match tally.call(sp, "add", json!({"a": "two", "b": 3})).await {
+        Err(e @ Error::BadArguments { .. }) => println!("   {e}"),
+        other => anyhow::bail!("expected BadArguments, got {other:?}"),
+    }
+
+    println!("\n6. 1000 quick calls, 16 at a time:");
+    let t = Instant::now();
+    let results: Vec<_> = futures::stream::iter(0..1000)
+        .map(|i| async move {
+            let t = Instant::now();
+            let r = sp.execute("add", json!({"a": i, "b": 1})).await;
+            (t.elapsed(), r)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (took, r) in results {
+        tally.note(took, &r);
+        r?;
+    }
+    println!("   done in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+async fn summary(sp: &Snakepit, tally: &Tally) -> anyhow::Result<()> {
+    let mut lat = tally.latencies.clone();
+    lat.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("\nSummary");
+    println!("  {:<22} {:>10}", "calls", lat.len());
+    for (outcome, n) in &tally.outcomes {
+        println!("  {:<22} {:>10}", format!("  outcome={outcome}"), n);
+    }
+    println!(
+        "  {:<22} {:>8.0} us",
+        "latency p50",
+        us(super::percentile(&lat, 50.0))
+    );
+    println!(
+        "  {:<22} {:>8.0} us",
+        "latency p99",
+        us(super::percentile(&lat, 99.0))
+    );
+    println!(
+        "  {:<22} {:>8.0} us",
+        "latency max",
+        us(lat.last().copied().unwrap_or_default())
+    );
+    println!(
+        "\n  {:<12} {:>8} {:>10} {:>9}",
+        "worker", "pid", "completed", "ready"
+    );
+    for pool in sp.pools() {
+        for w in pool.status().await?.workers {
+            println!(
+                "  {:<12} {:>8} {:>10} {:>9}",
+                w.id,
+                w.pid.unwrap_or_default(),
+                w.completed,
+                w.ready
+            );
+        }
+    }
+    Ok(())
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_json_tagged().to_string();
+    if s.len() > 90 {
+        format!("{}...", &s[..87])
+    } else {
+        s
+    }
+}

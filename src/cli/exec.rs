@@ -1,0 +1,109 @@
+//! `snakepit exec TOOL`: run one tool, print its result as JSON on stdout.
+//! Streaming tools print one JSON line per chunk. Errors go to stderr and the
+//! exit code is non-zero.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use futures::StreamExt;
+use snakepit::{Error, PoolConfig, Value};
+
+use crate::RuntimeOpts;
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Tool to run.
+    tool: String,
+    /// Adapter class, `module.Class` (default: the showcase adapter).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Directory added to the worker's `sys.path` (repeatable).
+    #[arg(long = "python-path")]
+    python_path: Vec<PathBuf>,
+    /// Keyword arguments as a JSON object (or positional ones as a JSON array).
+    #[arg(long, default_value = "{}")]
+    args: String,
+    /// Pool to run on, when the configuration has several.
+    #[arg(long)]
+    pool: Option<String>,
+    #[command(flatten)]
+    runtime: RuntimeOpts,
+}
+
+pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
+    let args: serde_json::Value = serde_json::from_str(&opts.args)
+        .map_err(|e| anyhow::anyhow!("--args is not valid JSON: {e}"))?;
+    let mut builder = super::builder(&opts.runtime)?;
+    if opts.adapter.is_some() || !opts.python_path.is_empty() || opts.runtime.config.is_none() {
+        // A one-worker pool of the requested adapter.
+        let mut pool = PoolConfig::named("exec");
+        pool.size = 1;
+        if let Some(adapter) = &opts.adapter {
+            pool.adapter = adapter.clone();
+        }
+        pool.python_path = opts
+            .python_path
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        builder = builder
+            .config(snakepit::config::Config::default())
+            .pool(pool);
+    }
+    let snakepit = builder.start().await?;
+    let outcome = super::run_until_signal(&snakepit, async {
+        let pool = match &opts.pool {
+            Some(name) => snakepit.pool(name)?.clone(),
+            None => snakepit.default_pool().clone(),
+        };
+        let streaming = pool
+            .status()
+            .await?
+            .tools
+            .iter()
+            .any(|t| t.name == opts.tool && t.supports_streaming);
+        let call = snakepit::call(&opts.tool, Value::from(args))?;
+        let result: Result<(), Error> = if streaming {
+            match pool.execute_stream(call).await {
+                Ok(mut stream) => {
+                    let mut result = Ok(());
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(chunk) => println!("{}", chunk.value.to_json_tagged()),
+                            Err(err) => {
+                                result = Err(err);
+                                break;
+                            }
+                        }
+                    }
+                    result
+                }
+                Err(err) => Err(err),
+            }
+        } else {
+            pool.execute(call)
+                .await
+                .map(|value| println!("{}", value.to_json_tagged()))
+        };
+        Ok(result)
+    })
+    .await?;
+    match outcome {
+        Some(Ok(())) => Ok(ExitCode::SUCCESS),
+        Some(Err(err)) => {
+            report(&err);
+            Ok(ExitCode::from(2))
+        }
+        None => Ok(ExitCode::from(130)),
+    }
+}
+
+fn report(err: &Error) {
+    eprintln!("error: {err}");
+    if let Error::Python(exc) = err
+        && !exc.traceback.is_empty()
+    {
+        eprintln!("{}", exc.traceback.trim_end());
+    }
+}

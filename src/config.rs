@@ -1,0 +1,131 @@
+//! The configuration file. Everything in it can also be set through
+//! [`SnakepitBuilder`](crate::SnakepitBuilder); with neither, the embedded
+//! default (`src/default.toml`: one pool of the showcase adapter) applies.
+//!
+//! ```toml
+//! [python]
+//! base = "python3"          # builds the venv
+//! venv = ".snakepit/venv"   # or `interpreter = "/usr/bin/python3"` to use one as is
+//!
+//! [metrics]
+//! addr = "127.0.0.1:9568"   # Prometheus endpoint
+//!
+//! [[pools]]
+//! name = "default"
+//! size = 2
+//! adapter = "snakepit_bridge.showcase.ShowcaseAdapter"
+//! queue_timeout_ms = 5000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use snakepit_actors::PoolConfig;
+
+use crate::Error;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where Python comes from.
+    pub python: PythonSection,
+    /// The metrics endpoint.
+    pub metrics: MetricsSection,
+    /// The pools.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// `[python]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PythonSection {
+    /// Interpreter that creates the venv.
+    pub base: Option<PathBuf>,
+    /// Venv directory.
+    pub venv: Option<PathBuf>,
+    /// Use this interpreter as it is (no venv); it must have the bridge installed.
+    pub interpreter: Option<PathBuf>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address of the Prometheus endpoint; unset serves none.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_TOML).expect("the embedded default configuration parses")
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        for pool in &config.pools {
+            pool.validate()?;
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_has_one_showcase_pool() {
+        let config = Config::embedded();
+        assert_eq!(config.pools.len(), 1);
+        assert_eq!(config.pools[0].adapter, snakepit_actors::SHOWCASE_ADAPTER);
+    }
+
+    #[test]
+    fn a_file_sets_pool_fields_and_keeps_defaults_for_the_rest() {
+        let config = Config::parse(
+            r#"
+            [python]
+            venv = "/tmp/v"
+            [[pools]]
+            name = "ml"
+            size = 3
+            adapter = "my.Adapter"
+            profile = "thread"
+            queue_timeout_ms = 100
+            env = { A = "1" }
+            "#,
+        )
+        .unwrap();
+        let pool = &config.pools[0];
+        assert_eq!((pool.name.as_str(), pool.size), ("ml", 3));
+        assert_eq!(pool.profile, snakepit_actors::Profile::Thread);
+        assert_eq!(pool.queue_timeout_ms, 100);
+        assert_eq!(pool.queue_capacity, 1000);
+        assert_eq!(pool.env["A"], "1");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_errors() {
+        let err = Config::parse("[[pools]]\nname = \"x\"\nsise = 2\n").unwrap_err();
+        assert!(err.to_string().contains("sise"), "{err}");
+        let err = Config::parse("[[pools]]\nname = \"x\"\nsize = 0\n").unwrap_err();
+        assert!(err.to_string().contains("size must be at least 1"), "{err}");
+    }
+}

@@ -1,0 +1,254 @@
+//! # snakepit
+//!
+//! Supervised pools of Python worker processes for Rust services.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), snakepit::Error> {
+//! let snakepit = snakepit::Snakepit::builder().start().await?; // the embedded default
+//! let sum = snakepit.execute("add", serde_json::json!({"a": 2, "b": 3})).await?;
+//! assert_eq!(i64::try_from(sum)?, 5);
+//! snakepit.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`Snakepit`] / [`SnakepitBuilder`] (this file): start, call, stream, shut down.
+//! - [`config`]: the TOML file and the embedded default.
+//! - [`python_env`]: the bootstrapped virtual environment.
+//! - [`metrics`]: the Prometheus endpoint.
+//! - The supervision tree itself lives in the `snakepit-actors` crate, the
+//!   wire protocol in `snakepit-proto`.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod metrics;
+pub mod python_env;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use snakepit_actors::{
+    Call, Chunk, Error, Event, ExecStream, ExitStatus, PoolConfig, PoolHandle, PoolStatus, Profile,
+    PythonException, RestartPolicy, SHOWCASE_ADAPTER, Telemetry, WorkerStatus,
+};
+use snakepit_actors::{RuntimeConfig, RuntimeHandle};
+pub use snakepit_proto::{ConversionError, NdArray, ObjectRef, Value};
+
+use crate::config::Config;
+use crate::python_env::PythonEnvConfig;
+
+/// Time in-flight requests get to finish at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Builds a [`Snakepit`].
+#[derive(Debug, Clone, Default)]
+pub struct SnakepitBuilder {
+    config: Option<Config>,
+    extra_pools: Vec<PoolConfig>,
+    python: Option<PathBuf>,
+    venv: Option<PathBuf>,
+    with_test_deps: bool,
+    metrics_addr: Option<SocketAddr>,
+    telemetry: Option<Telemetry>,
+}
+
+impl SnakepitBuilder {
+    /// Uses a parsed configuration instead of the embedded default.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Reads the configuration from a TOML file.
+    pub fn config_file(self, path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
+        Ok(self.config(Config::load(path.as_ref())?))
+    }
+
+    /// Adds a pool (on top of the file's pools, or instead of the embedded default).
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.extra_pools.push(pool);
+        self
+    }
+
+    /// Runs workers with this interpreter as it is, without the managed venv.
+    /// It must have `snakepit-bridge` and its dependencies installed.
+    pub fn python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python = Some(python.into());
+        self
+    }
+
+    /// Where the managed venv lives (default `.snakepit/venv`).
+    pub fn venv(mut self, venv: impl Into<PathBuf>) -> Self {
+        self.venv = Some(venv.into());
+        self
+    }
+
+    /// Also installs the test requirements into the managed venv.
+    pub fn with_test_deps(mut self, yes: bool) -> Self {
+        self.with_test_deps = yes;
+        self
+    }
+
+    /// Serves Prometheus metrics on `addr` while the runtime runs.
+    pub fn metrics_addr(mut self, addr: SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
+        self
+    }
+
+    /// Shares a telemetry hub (to subscribe before the first worker starts).
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    /// Prepares Python, starts every pool and waits until all workers are ready.
+    pub async fn start(self) -> Result<Snakepit, Error> {
+        let mut config = match self.config {
+            Some(config) => config,
+            None if self.extra_pools.is_empty() => Config::embedded(),
+            None => Config::default(),
+        };
+        config.pools.extend(self.extra_pools);
+        if config.pools.is_empty() {
+            return Err(Error::Config("no pools configured".into()));
+        }
+        if let Some(addr) = self.metrics_addr.or(config.metrics.addr) {
+            metrics::serve(addr)?;
+        }
+        let python = match self.python.or(config.python.interpreter.clone()) {
+            Some(python) => python,
+            None => {
+                let mut env = PythonEnvConfig::default();
+                if let Some(base) = config.python.base.clone() {
+                    env.base_python = base;
+                }
+                if let Some(venv) = self.venv.or(config.python.venv.clone()) {
+                    env.venv = venv;
+                }
+                env.with_test_deps = self.with_test_deps;
+                tokio::task::spawn_blocking(move || python_env::ensure(&env))
+                    .await
+                    .map_err(|e| Error::Environment(format!("bootstrap task failed: {e}")))??
+                    .python
+            }
+        };
+        let telemetry = self.telemetry.unwrap_or_default();
+        let runtime = RuntimeHandle::start(
+            RuntimeConfig {
+                pools: config.pools,
+                python,
+                run_id: new_run_id(),
+            },
+            telemetry,
+        )
+        .await?;
+        Ok(Snakepit { runtime })
+    }
+}
+
+fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{}-{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// A running snakepit: pools of Python workers, ready to call.
+#[derive(Clone)]
+pub struct Snakepit {
+    runtime: RuntimeHandle,
+}
+
+impl Snakepit {
+    /// Starts configuring.
+    pub fn builder() -> SnakepitBuilder {
+        SnakepitBuilder::default()
+    }
+
+    /// The default pool: the one named `default`, else the first configured.
+    pub fn default_pool(&self) -> &PoolHandle {
+        self.runtime
+            .pool("default")
+            .ok()
+            .or_else(|| self.runtime.pools().next())
+            .expect("a runtime has at least one pool")
+    }
+
+    /// The pool called `name`.
+    pub fn pool(&self, name: &str) -> Result<&PoolHandle, Error> {
+        self.runtime.pool(name)
+    }
+
+    /// Every pool.
+    pub fn pools(&self) -> impl Iterator<Item = &PoolHandle> {
+        self.runtime.pools()
+    }
+
+    /// Runs `tool` on the default pool. `args` is a map of keyword arguments
+    /// (anything that converts into a [`Value::Map`] with string keys, such as
+    /// `serde_json::json!({...})`), a list/tuple of positional ones, or `()`.
+    pub async fn execute(&self, tool: &str, args: impl Into<Value>) -> Result<Value, Error> {
+        self.default_pool().execute(call(tool, args.into())?).await
+    }
+
+    /// Runs a streaming `tool` on the default pool.
+    pub async fn execute_stream(
+        &self,
+        tool: &str,
+        args: impl Into<Value>,
+    ) -> Result<ExecStream, Error> {
+        self.default_pool()
+            .execute_stream(call(tool, args.into())?)
+            .await
+    }
+
+    /// Subscribes to telemetry events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.runtime.telemetry().subscribe()
+    }
+
+    /// This host run's id.
+    pub fn run_id(&self) -> &str {
+        self.runtime.run_id()
+    }
+
+    /// Stops taking calls, lets in-flight ones finish (5 s at most), ends every
+    /// worker process group, and returns once all are reaped.
+    pub async fn shutdown(&self) {
+        self.shutdown_with_grace(DEFAULT_SHUTDOWN_GRACE).await;
+    }
+
+    /// [`shutdown`](Self::shutdown) with a chosen grace period.
+    pub async fn shutdown_with_grace(&self, grace: Duration) {
+        self.runtime.shutdown(grace).await;
+    }
+}
+
+/// Builds a [`Call`] from a tool name and an argument value.
+pub fn call(tool: &str, args: Value) -> Result<Call, Error> {
+    let mut call = Call::new(tool);
+    match args {
+        Value::Null => {}
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                match k {
+                    Value::Str(k) => call.kwargs.push((k, v)),
+                    other => {
+                        return Err(Error::BadArguments {
+                            tool: tool.to_string(),
+                            parameter: None,
+                            message: format!(
+                                "keyword argument names must be strings, got {}",
+                                other.type_name()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Value::List(items) | Value::Tuple(items) => call.args = items,
+        other => call.args.push(other),
+    }
+    Ok(call)
+}

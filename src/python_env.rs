@@ -1,0 +1,293 @@
+//! The Python environment workers run in.
+//!
+//! On first use the host creates a virtual environment (by default
+//! `.snakepit/venv` under the current directory) with the system `python3`,
+//! installs the pinned dependencies and the bridge package embedded in this
+//! binary, and writes a stamp. Later runs find the stamp and start at once; a
+//! binary with a different bridge or different pins reinstalls what changed.
+//! Concurrent bootstraps (parallel tests, two hosts) serialise on a file lock.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/bridge_files.rs"));
+}
+
+/// Oldest Python the bridge supports.
+pub const MIN_PYTHON: (u32, u32) = (3, 11);
+
+/// Where the environment lives and what builds it.
+#[derive(Debug, Clone)]
+pub struct PythonEnvConfig {
+    /// Interpreter that creates the venv (`python3` from `PATH` by default,
+    /// or `SNAKEPIT_PYTHON`).
+    pub base_python: PathBuf,
+    /// The venv directory.
+    pub venv: PathBuf,
+    /// Also install the test requirements (pytest).
+    pub with_test_deps: bool,
+}
+
+impl Default for PythonEnvConfig {
+    fn default() -> Self {
+        let home = std::env::var_os("SNAKEPIT_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".snakepit"));
+        Self {
+            base_python: std::env::var_os("SNAKEPIT_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("python3")),
+            venv: home.join("venv"),
+            with_test_deps: false,
+        }
+    }
+}
+
+/// What an interpreter says about itself.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PythonInfo {
+    /// `sys.executable`.
+    pub executable: String,
+    /// `platform.python_version()`.
+    pub version: String,
+    /// Major and minor.
+    pub version_info: (u32, u32),
+    /// `platform.python_implementation()`.
+    pub implementation: String,
+    /// Whether the GIL is on (always true before 3.13).
+    pub gil_enabled: bool,
+    /// Whether this is a free-threaded build.
+    pub free_threaded_build: bool,
+}
+
+/// A ready environment.
+#[derive(Debug, Clone)]
+pub struct PythonEnv {
+    /// The venv's interpreter, what workers run.
+    pub python: PathBuf,
+    /// The venv directory.
+    pub venv: PathBuf,
+    /// Whether this call created or updated it.
+    pub installed: bool,
+}
+
+const PROBE: &str = r#"
+import json, platform, sys, sysconfig
+gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+print(json.dumps({
+    "executable": sys.executable,
+    "version": platform.python_version(),
+    "version_info": [sys.version_info[0], sys.version_info[1]],
+    "implementation": platform.python_implementation(),
+    "gil_enabled": bool(gil),
+    "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+}))
+"#;
+
+/// Asks `python` about itself; fails clearly when it is missing or too old.
+pub fn probe(python: &Path) -> Result<PythonInfo, Error> {
+    let out = Command::new(python).args(["-c", PROBE]).output().map_err(|e| {
+        Error::Environment(format!(
+            "cannot run `{}` ({e}); install Python {}.{} or newer, or point SNAKEPIT_PYTHON at one",
+            python.display(),
+            MIN_PYTHON.0,
+            MIN_PYTHON.1
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(Error::Environment(format!(
+            "`{}` failed to start: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let info: PythonInfo = serde_json::from_slice(&out.stdout).map_err(|e| {
+        Error::Environment(format!(
+            "`{}` gave an unreadable answer: {e}",
+            python.display()
+        ))
+    })?;
+    if info.version_info < MIN_PYTHON {
+        return Err(Error::Environment(format!(
+            "`{}` is Python {}, but snakepit needs {}.{} or newer",
+            python.display(),
+            info.version,
+            MIN_PYTHON.0,
+            MIN_PYTHON.1
+        )));
+    }
+    Ok(info)
+}
+
+fn file(name: &str) -> &'static [u8] {
+    embedded::BRIDGE_FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+        .unwrap_or_default()
+}
+
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The stamp of the embedded bridge (all its files) and of the pins.
+fn stamps(with_test_deps: bool) -> (String, String) {
+    let mut bridge: Vec<&[u8]> = Vec::new();
+    for (name, bytes) in embedded::BRIDGE_FILES {
+        bridge.push(name.as_bytes());
+        bridge.push(bytes);
+    }
+    let mut deps = vec![file("requirements.txt")];
+    if with_test_deps {
+        deps.push(file("requirements-test.txt"));
+    }
+    (digest(&bridge), digest(&deps))
+}
+
+/// Makes sure the venv exists and holds this binary's bridge; returns it.
+pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
+    let venv = absolute(&config.venv)?;
+    let python = venv.join("bin").join("python");
+    let (bridge_stamp, deps_stamp) = stamps(config.with_test_deps);
+    let bridge_file = venv.join(".snakepit-bridge-stamp");
+    let deps_file = venv.join(".snakepit-deps-stamp");
+    let fresh = |path: &Path, stamp: &str| {
+        python.exists() && std::fs::read_to_string(path).is_ok_and(|s| s.trim() == stamp)
+    };
+    if fresh(&bridge_file, &bridge_stamp) && fresh(&deps_file, &deps_stamp) {
+        return Ok(PythonEnv {
+            python,
+            venv,
+            installed: false,
+        });
+    }
+
+    let parent = venv.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io_err("create", parent, e))?;
+    let lock_path = parent.join(".venv.lock");
+    let lock = File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
+    lock.lock().map_err(|e| io_err("lock", &lock_path, e))?;
+    // Someone may have finished the work while we waited for the lock.
+    if fresh(&bridge_file, &bridge_stamp) && fresh(&deps_file, &deps_stamp) {
+        return Ok(PythonEnv {
+            python,
+            venv,
+            installed: false,
+        });
+    }
+
+    if !python.exists() {
+        probe(&config.base_python)?;
+        eprintln!(
+            "snakepit: creating the Python environment in {}",
+            venv.display()
+        );
+        run(
+            Command::new(&config.base_python)
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv),
+            "create the venv",
+        )?;
+    }
+    let work = parent.join("bridge-src");
+    let _ = std::fs::remove_dir_all(&work);
+    for (name, bytes) in embedded::BRIDGE_FILES {
+        let dest = work.join(name);
+        std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| io_err("create", &dest, e))?;
+        std::fs::write(&dest, bytes).map_err(|e| io_err("write", &dest, e))?;
+    }
+    let pip = |what: &str, args: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new(&python);
+        cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "-q"]);
+        cmd.args(args);
+        run(&mut cmd, what)
+    };
+    if !fresh(&deps_file, &deps_stamp) {
+        eprintln!("snakepit: installing pinned Python dependencies");
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["-r".into(), work.join("requirements.txt").into_os_string()];
+        if config.with_test_deps {
+            args.push("-r".into());
+            args.push(work.join("requirements-test.txt").into_os_string());
+        }
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        pip("install the pinned dependencies", &refs)?;
+        std::fs::write(&deps_file, &deps_stamp).map_err(|e| io_err("write", &deps_file, e))?;
+    }
+    eprintln!("snakepit: installing the snakepit-bridge package");
+    pip(
+        "install snakepit-bridge",
+        &[
+            "--no-deps".as_ref(),
+            "--force-reinstall".as_ref(),
+            work.as_os_str(),
+        ],
+    )?;
+    std::fs::write(&bridge_file, &bridge_stamp).map_err(|e| io_err("write", &bridge_file, e))?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(PythonEnv {
+        python,
+        venv,
+        installed: true,
+    })
+}
+
+/// Versions of the packages that matter, as installed in `python`'s environment.
+pub fn packages(python: &Path) -> Vec<(String, String)> {
+    let script = r#"
+import importlib.metadata as m, json
+out = {}
+for name in ("snakepit-bridge", "protobuf", "numpy", "pytest"):
+    try:
+        out[name] = m.version(name)
+    except m.PackageNotFoundError:
+        out[name] = None
+print(json.dumps(out))
+"#;
+    let Ok(out) = Command::new(python).args(["-c", script]).output() else {
+        return Vec::new();
+    };
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_default();
+    map.into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or("not installed").to_string()))
+        .collect()
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Environment(format!("could not {what}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Environment(format!(
+            "could not {what} ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|e| io_err("resolve", path, e))
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Environment(format!("could not {what} {}: {e}", path.display()))
+}
