@@ -98,6 +98,12 @@ pub struct PoolConfig {
     pub pipeline_depth: u32,
     /// Chunks a stream may run ahead of its consumer.
     pub stream_window: u32,
+    /// While requests are outstanding (host) or just answered (worker), poll
+    /// the connection this long before sleeping. Waking a sleeping thread
+    /// costs tens of microseconds on many machines — more than a whole call —
+    /// so a short poll halves the latency of back-to-back calls, for at most
+    /// this much CPU per idle transition. 0 turns it off.
+    pub busy_poll_us: u32,
     /// Restart policy.
     pub restart: RestartPolicy,
 }
@@ -122,6 +128,7 @@ impl Default for PoolConfig {
             max_frame_bytes: snakepit_proto::framing::DEFAULT_MAX_FRAME_BYTES,
             pipeline_depth: 2,
             stream_window: 64,
+            busy_poll_us: 100,
             restart: RestartPolicy::default(),
         }
     }

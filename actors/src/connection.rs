@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ractor::ActorRef;
@@ -103,12 +104,23 @@ pub(crate) struct Listeners {
 }
 
 impl Connection {
-    pub fn start(stream: UnixStream, max_frame_bytes: usize, listeners: Listeners) -> Self {
+    pub fn start(
+        stream: UnixStream,
+        max_frame_bytes: usize,
+        busy_poll: Duration,
+        listeners: Listeners,
+    ) -> Self {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
         let table = Arc::new(Mutex::new(Table::default()));
         tokio::spawn(write_loop(write, rx, max_frame_bytes));
-        tokio::spawn(read_loop(read, max_frame_bytes, table.clone(), listeners));
+        tokio::spawn(read_loop(
+            read,
+            max_frame_bytes,
+            busy_poll,
+            table.clone(),
+            listeners,
+        ));
         Self { frames: tx, table }
     }
 
@@ -183,6 +195,7 @@ fn encode_or_log(frame: &Frame, buf: &mut BytesMut, limit: usize) {
 async fn read_loop(
     mut read: OwnedReadHalf,
     max_frame_bytes: usize,
+    busy_poll: Duration,
     table: Arc<Mutex<Table>>,
     listeners: Listeners,
 ) {
@@ -203,7 +216,21 @@ async fn read_loop(
         if buf.capacity() - buf.len() < 8 * 1024 {
             buf.reserve(64 * 1024);
         }
-        match read.read_buf(&mut buf).await {
+        // Poll only for a lone outstanding request: that is when a sleeping
+        // thread's wake-up would dominate the call. With several in flight,
+        // answers arrive in batches anyway and the CPU is better left to Python.
+        let awaiting =
+            !busy_poll.is_zero() && table.lock().expect("pending table lock").pending.len() == 1;
+        let polled = if awaiting {
+            poll_briefly(&read, &mut buf, busy_poll).await
+        } else {
+            None
+        };
+        let read = match polled {
+            Some(result) => result,
+            None => read.read_buf(&mut buf).await,
+        };
+        match read {
             Ok(0) => break Closed::Eof,
             Ok(_) => {}
             Err(err) => break Closed::Io(err.to_string()),
@@ -212,6 +239,26 @@ async fn read_loop(
     let _ = listeners
         .worker
         .cast(WorkerMessage::ConnectionClosed(closed));
+}
+
+/// Polls the socket without sleeping for up to `budget` while answers are
+/// due, yielding to other tasks between tries. `None`: nothing came, sleep.
+async fn poll_briefly(
+    read: &OwnedReadHalf,
+    buf: &mut BytesMut,
+    budget: Duration,
+) -> Option<std::io::Result<usize>> {
+    let until = Instant::now() + budget;
+    loop {
+        match read.try_read_buf(buf) {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return Some(other),
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Routes one frame from the worker. An `Err` is a protocol violation.

@@ -90,7 +90,6 @@ pub struct PoolState {
     ready_waiters: Vec<RpcReplyPort<Result<(), Error>>>,
     start_error: Option<Error>,
     sweep_scheduled: bool,
-    next_slot: usize,
     shutdown_replies: Vec<RpcReplyPort<()>>,
     stopping_workers: bool,
     queue_depth: Gauge,
@@ -133,7 +132,6 @@ impl Actor for Pool {
             ready_waiters: Vec::new(),
             start_error: None,
             sweep_scheduled: false,
-            next_slot: 0,
             shutdown_replies: Vec::new(),
             stopping_workers: false,
             restarts: VecDeque::new(),
@@ -385,12 +383,12 @@ fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     }
 }
 
-fn least_loaded(state: &mut PoolState, depth: u32) -> Option<usize> {
-    let n = state.slots.len();
+fn least_loaded(state: &PoolState, depth: u32) -> Option<usize> {
+    // Ties go to the lowest slot: a worker that just answered is the one most
+    // likely still awake (polling), so back-to-back calls stay fast, while
+    // concurrent calls still spread because loads differ.
     let mut best: Option<(usize, u32)> = None;
-    for i in 0..n {
-        let slot = (state.next_slot + i) % n;
-        let s = &state.slots[slot];
+    for (slot, s) in state.slots.iter().enumerate() {
         if let Some(limit) = s.limit(depth)
             && s.in_flight < limit
             && best.is_none_or(|(_, load)| s.in_flight < load)
@@ -398,10 +396,7 @@ fn least_loaded(state: &mut PoolState, depth: u32) -> Option<usize> {
             best = Some((slot, s.in_flight));
         }
     }
-    let (slot, _) = best?;
-    // Rotate the starting point so that ties spread over workers.
-    state.next_slot = (slot + 1) % n;
-    Some(slot)
+    best.map(|(slot, _)| slot)
 }
 
 fn schedule_sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {

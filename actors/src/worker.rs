@@ -93,6 +93,7 @@ impl Actor for Worker {
         let conn = Connection::start(
             spawned.stream,
             cfg.max_frame_bytes,
+            Duration::from_micros(cfg.busy_poll_us as u64),
             Listeners {
                 worker: myself.clone(),
                 pool: args.pool.clone(),
@@ -249,6 +250,8 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         args.id.clone().into(),
         "--pool".into(),
         cfg.name.clone().into(),
+        "--busy-poll-us".into(),
+        cfg.busy_poll_us.to_string().into(),
     ];
     for dir in &cfg.python_path {
         argv.push("--python-path".into());

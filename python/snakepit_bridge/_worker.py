@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import importlib
 import inspect
 import os
 import platform
-import queue
 import re
 import socket
 import struct
@@ -88,6 +88,7 @@ class WorkerConfig:
     python_path: tuple[str, ...] = ()
     worker_id: str = ""
     pool: str = ""
+    busy_poll_us: int = 0
 
     @property
     def capacity(self) -> int:
@@ -107,6 +108,12 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
     p.add_argument("--python-path", action="append", default=[], metavar="DIR", help="prepended to sys.path")
     p.add_argument("--worker-id", default="")
     p.add_argument("--pool", default="")
+    p.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        help="when idle, poll the socket this long before sleeping (cuts wake-up latency)",
+    )
     ns = p.parse_args(argv)
     if ns.threads < 1:
         p.error("--threads must be at least 1")
@@ -121,6 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         python_path=tuple(ns.python_path),
         worker_id=ns.worker_id,
         pool=ns.pool,
+        busy_poll_us=max(0, ns.busy_poll_us),
     )
 
 
@@ -451,15 +459,13 @@ class _TooLarge(Exception):
 
 
 class _Executor:
-    __slots__ = ("current", "idle", "loop")
+    __slots__ = ("current", "loop")
 
     def __init__(self) -> None:
         self.current: _Request | None = None
-        self.idle = True
         self.loop: asyncio.AbstractEventLoop | None = None
 
 
-_STOP = object()
 
 
 def _clip(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
@@ -502,10 +508,25 @@ class _Worker:
         self.plans = plans
         self.max = config.max_frame_bytes
         self.registry: dict[int, _Request] = {}
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Leader/follower: every thread both reads and executes. One thread at
+        # a time holds `rlock` and reads the socket; when what it read is work
+        # it may run, it hands the socket to a follower and runs the request
+        # itself, so a request never waits for a thread hand-off. There is one
+        # thread more than the capacity, so a reader is always there for Ping
+        # and Cancel while every slot is busy.
+        self.work: collections.deque[_Request] = collections.deque()
+        self.work_lock = threading.Lock()
+        self.busy = 0
+        self.rlock = threading.Lock()
+        self.buf = bytearray()
+        self.spin_ns = config.busy_poll_us * 1000
+        self.last_batch = 0
+        # Receive into one buffer: recv(n) would allocate n bytes per call.
+        self.rbuf = bytearray(1 << 18)
+        self.rview = memoryview(self.rbuf)
         self.wlock = threading.Lock()
         self.shutting_down = False
-        self.executors = [_Executor() for _ in range(config.capacity)]
+        self.executors = [_Executor() for _ in range(config.capacity + 1)]
         self.has_set_ctx = callable(getattr(cls, "set_session_context", None))
         self.initialize = getattr(cls, "initialize", None) if callable(getattr(cls, "initialize", None)) else None
         self.cleanup = getattr(cls, "cleanup", None) if callable(getattr(cls, "cleanup", None)) else None
@@ -599,12 +620,7 @@ class _Worker:
     # ---------------------------------------------------------------- reader
 
     def serve(self) -> NoReturn:
-        for i, ex in enumerate(self.executors):
-            threading.Thread(target=self._executor_main, args=(ex,), name=f"snakepit-exec-{i}", daemon=True).start()
-        sock = self.sock
-        maxb = self.max
-        buf = bytearray()
-        handlers = {
+        self.handlers = {
             "execute": self._on_execute,
             "cancel": self._on_cancel,
             "credit": self._on_credit,
@@ -614,41 +630,85 @@ class _Worker:
             "shutdown": self._on_shutdown,
             "host_call_result": self._on_host_call_result,
         }
+        for i, ex in enumerate(self.executors[1:], start=1):
+            threading.Thread(target=self._thread_main, args=(ex,), name=f"snakepit-worker-{i}", daemon=True).start()
+        self._thread_main(self.executors[0])
+        raise AssertionError("unreachable")
+
+    def _read_once(self) -> None:
+        """Reads from the socket once and handles every whole frame that came.
+        Called only with `rlock` held."""
+        try:
+            n = self._recv()
+        except OSError as e:
+            _die(EXIT_OK, f"snakepit worker: connection error ({e}); exiting\n")
+        if not n:
+            _die(EXIT_OK, "")
+        buf = self.buf
+        buf += self.rview[:n]
+        frames = 0
+        maxb = self.max
+        handlers = self.handlers
         from_string = pb.Frame.FromString
-        while True:
+        pos = 0
+        n_buf = len(buf)
+        while n_buf - pos >= 4:
+            (n,) = _unpack_len(buf, pos)
+            if n > maxb:
+                _die(
+                    EXIT_PROTOCOL,
+                    f"snakepit worker: protocol error: incoming frame length {n} exceeds "
+                    f"max_frame_bytes {maxb}; exiting\n",
+                )
+            end = pos + 4 + n
+            if end > n_buf:
+                break
             try:
-                data = sock.recv(1 << 18)
-            except OSError as e:
-                _die(EXIT_OK, f"snakepit worker: connection error ({e}); exiting\n")
-            if not data:
-                _die(EXIT_OK, "")
-            buf += data
-            pos = 0
-            n_buf = len(buf)
-            while n_buf - pos >= 4:
-                (n,) = _unpack_len(buf, pos)
-                if n > maxb:
-                    _die(
-                        EXIT_PROTOCOL,
-                        f"snakepit worker: protocol error: incoming frame length {n} exceeds "
-                        f"max_frame_bytes {maxb}; exiting\n",
-                    )
-                end = pos + 4 + n
-                if end > n_buf:
-                    break
+                frame = from_string(bytes(buf[pos + 4 : end]))
+            except Exception as e:  # upb raises DecodeError; anything else is as fatal
+                _die(EXIT_PROTOCOL, f"snakepit worker: protocol error: undecodable frame of {n} bytes: {e}\n")
+            pos = end
+            frames += 1
+            kind = frame.WhichOneof("kind")
+            h = handlers.get(kind)  # type: ignore[arg-type]
+            if h is not None:
+                h(frame)
+            else:
+                self._on_unexpected(frame, kind)
+        if pos:
+            del buf[:pos]
+        self.last_batch = frames
+
+    def _recv(self) -> int:
+        """One recv. With busy polling on and nothing running, polls for a
+        short while first: waking a sleeping process costs tens of
+        microseconds on many machines, more than a whole call."""
+        sock = self.sock
+        rbuf = self.rbuf
+        spin = self.spin_ns
+        # Poll only after a read that brought a lone request: back-to-back
+        # single calls are where a wake-up dominates. Under load, requests come
+        # in batches and the CPU is better left to the host.
+        if spin and self.busy == 0 and self.last_batch == 1:
+            now = time.perf_counter_ns
+            deadline = now() + spin
+            dontwait = socket.MSG_DONTWAIT
+            while True:
                 try:
-                    frame = from_string(bytes(buf[pos + 4 : end]))
-                except Exception as e:  # upb raises DecodeError; anything else is as fatal
-                    _die(EXIT_PROTOCOL, f"snakepit worker: protocol error: undecodable frame of {n} bytes: {e}\n")
-                pos = end
-                kind = frame.WhichOneof("kind")
-                h = handlers.get(kind)  # type: ignore[arg-type]
-                if h is not None:
-                    h(frame)
-                else:
-                    self._on_unexpected(frame, kind)
-            if pos:
-                del buf[:pos]
+                    return sock.recv_into(rbuf, 0, dontwait)
+                except BlockingIOError:
+                    pass
+                if self.busy or now() > deadline:
+                    break
+        return sock.recv_into(rbuf)
+
+    def _take(self) -> _Request | None:
+        """The next request, if there is one and a free slot to run it."""
+        with self.work_lock:
+            if self.work and self.busy < self.config.capacity:
+                self.busy += 1
+                return self.work.popleft()
+        return None
 
     def _on_execute(self, frame: pb.Frame) -> None:
         fid = frame.id
@@ -664,7 +724,8 @@ class _Worker:
             st.cond = threading.Condition()
             st.credits = ex.stream_window or DEFAULT_STREAM_WINDOW
         self.registry[fid] = st
-        self.queue.put(st)
+        with self.work_lock:
+            self.work.append(st)
 
     def _on_cancel(self, frame: pb.Frame) -> None:
         st = self.registry.pop(frame.id, None)
@@ -734,7 +795,7 @@ class _Worker:
     def _shutdown_main(self, grace: float) -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if not self.registry and all(e.idle for e in self.executors) and self.queue.empty():
+            if not self.registry and self.busy == 0 and not self.work:
                 break
             time.sleep(0.002)
         for fid in list(self.registry):
@@ -748,46 +809,68 @@ class _Worker:
 
     # -------------------------------------------------------------- executor
 
-    def _executor_main(self, ex: _Executor) -> None:
+    def _thread_main(self, ex: _Executor) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         ex.loop = loop
-        q = self.queue
         plans = self.plans
         pending: list[bytes] = []
-        send = self.send
-        run = self._run
-        perf = time.perf_counter
-        empty = queue.Empty
-        ex.idle = True
-        st = q.get()
-        ex.idle = False
+        take = self._take
+        rlock = self.rlock
         while True:
-            plan = plans.get(st.execute.tool)
-            if pending and (plan is None or not plan.fast or st.execute.stream) and not st.cancelled:
-                send(b"".join(pending))
-                pending.clear()
-            ex.current = st
-            t0 = perf()
-            reply = run(st, plan, loop)
-            if plan is not None:
-                plan.fast = perf() - t0 < _FAST_SECONDS
+            st = take()
+            if st is None:
+                self._flush(pending)
+                with rlock:
+                    while True:
+                        st = take()
+                        if st is None:
+                            self._flush(pending)
+                            self._read_once()
+                            continue
+                        plan = plans.get(st.execute.tool)
+                        if plan is not None and plan.fast and not st.execute.stream:
+                            # Known to be quick: run it right here, keeping the
+                            # socket. Waking a follower would cost more than the
+                            # call; the first slow run of the tool ends this.
+                            self._execute(ex, st, plan, loop, pending)
+                            continue
+                        break
+                # Leaving the block hands the socket to a follower, which reads
+                # (Ping, Cancel, more work) while this thread runs the request.
+            self._execute(ex, st, plans.get(st.execute.tool), loop, pending)
+
+    def _flush(self, pending: list[bytes]) -> None:
+        if pending:
+            self.send(b"".join(pending) if len(pending) > 1 else pending[0])
+            pending.clear()
+
+    def _execute(
+        self,
+        ex: _Executor,
+        st: _Request,
+        plan: _ToolPlan | None,
+        loop: asyncio.AbstractEventLoop,
+        pending: list[bytes],
+    ) -> None:
+        """Runs one taken request; its reply joins `pending` (sent in batches
+        while quick requests keep coming)."""
+        if pending and (plan is None or not plan.fast or st.execute.stream) and not st.cancelled:
+            self._flush(pending)
+        ex.current = st
+        t0 = time.perf_counter()
+        try:
+            reply = self._run(st, plan, loop)
+        finally:
             ex.current = None
-            if reply is not None:
-                pending.append(reply)
-            try:
-                st = q.get_nowait()
-            except empty:
-                if pending:
-                    send(b"".join(pending) if len(pending) > 1 else pending[0])
-                    pending.clear()
-                ex.idle = True
-                st = q.get()
-                ex.idle = False
-                continue
-            if len(pending) >= _MAX_BATCH:
-                send(b"".join(pending))
-                pending.clear()
+            with self.work_lock:
+                self.busy -= 1
+        if plan is not None:
+            plan.fast = time.perf_counter() - t0 < _FAST_SECONDS
+        if reply is not None:
+            pending.append(reply)
+        if len(pending) >= _MAX_BATCH:
+            self._flush(pending)
 
     def _claim(self, st: _Request) -> bool:
         return self.registry.pop(st.id, None) is not None

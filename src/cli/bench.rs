@@ -30,6 +30,12 @@ pub struct BenchArgs {
     /// Calls kept in flight for the throughput measurement.
     #[arg(long, default_value_t = 64)]
     in_flight: usize,
+    /// Busy-poll window of the snakepit pool, in microseconds (see `PoolConfig::busy_poll_us`).
+    #[arg(long, default_value_t = 100)]
+    busy_poll_us: u32,
+    /// Requests pipelined to a worker beyond its capacity.
+    #[arg(long, default_value_t = 2)]
+    pipeline_depth: u32,
     /// Skip the Python peers.
     #[arg(long)]
     no_peers: bool,
@@ -54,6 +60,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut pool = PoolConfig::named("bench");
     pool.size = args.workers;
     pool.queue_capacity = args.in_flight.max(1000);
+    pool.busy_poll_us = args.busy_poll_us;
+    pool.pipeline_depth = args.pipeline_depth;
     let sp = Snakepit::builder()
         .python(&env.python)
         .pool(pool)
@@ -62,7 +70,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!("measuring snakepit ({} workers)...", args.workers);
     }
-    let ours = measure(&sp, &args).await;
+    // Measure from a runtime task, as a service handling requests would; the
+    // main thread is outside the runtime and every wake-up to it crosses threads.
+    let ours = {
+        let (sp, latency_calls, throughput_calls, in_flight) = (
+            sp.clone(),
+            args.latency_calls,
+            args.throughput_calls,
+            args.in_flight,
+        );
+        tokio::spawn(async move { measure(&sp, latency_calls, throughput_calls, in_flight).await })
+            .await?
+    };
     sp.shutdown().await;
     let ours = ours?;
 
@@ -167,23 +186,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn measure(sp: &Snakepit, args: &BenchArgs) -> anyhow::Result<Row> {
+async fn measure(
+    sp: &Snakepit,
+    latency_calls: usize,
+    throughput_calls: usize,
+    in_flight: usize,
+) -> anyhow::Result<Row> {
     let pool = sp.default_pool().clone();
     // Warm up both workers and every code path.
     for _ in 0..2_000 {
         pool.execute(Call::new("noop")).await?;
     }
-    let mut samples = Vec::with_capacity(args.latency_calls);
-    for _ in 0..args.latency_calls {
+    let mut samples = Vec::with_capacity(latency_calls);
+    for _ in 0..latency_calls {
         let t = Instant::now();
         pool.execute(Call::new("noop")).await?;
         samples.push(t.elapsed());
     }
     samples.sort();
 
-    let remaining = Arc::new(AtomicUsize::new(args.throughput_calls));
+    let remaining = Arc::new(AtomicUsize::new(throughput_calls));
     let t = Instant::now();
-    let tasks: Vec<_> = (0..args.in_flight)
+    let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
             let pool = pool.clone();
             let remaining = remaining.clone();
@@ -207,6 +231,6 @@ async fn measure(sp: &Snakepit, args: &BenchArgs) -> anyhow::Result<Row> {
         name: "snakepit".into(),
         latency_p50_us: us(super::percentile(&samples, 50.0)),
         latency_p99_us: us(super::percentile(&samples, 99.0)),
-        throughput_per_s: args.throughput_calls as f64 / elapsed.as_secs_f64(),
+        throughput_per_s: throughput_calls as f64 / elapsed.as_secs_f64(),
     })
 }
