@@ -143,18 +143,22 @@ fn digest(parts: &[&[u8]]) -> String {
     format!("{:x}", h.finalize())
 }
 
-/// The stamp of the embedded bridge (all its files) and of the pins.
+/// The stamp of the embedded bridge (all its files), and the stamp the pins
+/// file must hold: the runtime pins, plus the test pins when asked for. A venv
+/// that has the test pins also serves runs that do not need them.
 fn stamps(with_test_deps: bool) -> (String, String) {
     let mut bridge: Vec<&[u8]> = Vec::new();
     for (name, bytes) in embedded::BRIDGE_FILES {
         bridge.push(name.as_bytes());
         bridge.push(bytes);
     }
-    let mut deps = vec![file("requirements.txt")];
-    if with_test_deps {
-        deps.push(file("requirements-test.txt"));
-    }
-    (digest(&bridge), digest(&deps))
+    let base = format!("base:{}", digest(&[file("requirements.txt")]));
+    let deps = if with_test_deps {
+        format!("{base}\ntest:{}", digest(&[file("requirements-test.txt")]))
+    } else {
+        base
+    };
+    (digest(&bridge), deps)
 }
 
 /// Makes sure the venv exists and holds this binary's bridge; returns it.
@@ -164,8 +168,11 @@ pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
     let (bridge_stamp, deps_stamp) = stamps(config.with_test_deps);
     let bridge_file = venv.join(".snakepit-bridge-stamp");
     let deps_file = venv.join(".snakepit-deps-stamp");
+    // Fresh when the file holds every line of the wanted stamp.
     let fresh = |path: &Path, stamp: &str| {
-        python.exists() && std::fs::read_to_string(path).is_ok_and(|s| s.trim() == stamp)
+        python.exists()
+            && std::fs::read_to_string(path)
+                .is_ok_and(|have| stamp.lines().all(|want| have.lines().any(|l| l == want)))
     };
     if fresh(&bridge_file, &bridge_stamp) && fresh(&deps_file, &deps_stamp) {
         return Ok(PythonEnv {

@@ -202,9 +202,9 @@ async fn summary(sp: &Snakepit, tally: &Tally) -> anyhow::Result<()> {
     lat.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\nSummary");
-    println!("  {:<22} {:>10}", "calls", lat.len());
+    println!("  {:<28} {:>4}", "calls", lat.len());
     for (outcome, n) in &tally.outcomes {
-        println!("  {:<22} {:>10}", format!("  outcome={outcome}"), n);
+        println!("  {:<28} {:>4}", format!("  outcome={outcome}"), n);
     }
     println!(
         "  {:<22} {:>8.0} us",
@@ -240,6 +240,14 @@ async fn summary(sp: &Snakepit, tally: &Tally) -> anyhow::Result<()> {
 }
 
 fn short(v: &Value) -> String {
+    if let Value::NdArray(a) = v {
+        return format!(
+            "ndarray(dtype={}, shape={:?}, {} bytes)",
+            a.dtype,
+            a.shape,
+            a.data.len()
+        );
+    }
     let s = v.to_json_tagged().to_string();
     if s.len() > 90 {
         format!("{}...", &s[..87])
