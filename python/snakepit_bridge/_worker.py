@@ -455,7 +455,10 @@ class _Cancelled(Exception):
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class _Executor:
@@ -585,6 +588,7 @@ class _Worker:
                 fid,
                 pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
                 f"reply of {len(body)} bytes exceeds max_frame_bytes ({self.max})",
+                details={"size": str(len(body)), "limit": str(self.max)},
             )
         return _pack_len(len(body)) + body
 
@@ -614,7 +618,9 @@ class _Worker:
         cb = c.SerializeToString()
         body = b"\x08" + _varint(fid) + b'"' + _varint(len(cb)) + cb
         if len(body) > self.max:
-            raise _TooLarge(f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({self.max})")
+            raise _TooLarge(
+                f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({self.max})", size=len(body), limit=self.max
+            )
         return _pack_len(len(body)) + body
 
     # ---------------------------------------------------------------- reader
@@ -989,7 +995,12 @@ class _Worker:
             if isinstance(error, (_Cancelled, asyncio.CancelledError)):
                 return self.error_bytes(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
             if isinstance(error, _TooLarge):
-                return self.error_bytes(fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(error))
+                return self.error_bytes(
+                    fid,
+                    pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
+                    str(error),
+                    details={"size": str(error.size), "limit": str(error.limit)},
+                )
             if isinstance(error, EncodingError):
                 return self.error_bytes(
                     fid, pb.ERROR_KIND_ENCODING, str(error), python_type=error.python_type, details={"path": error.path}
@@ -1011,7 +1022,9 @@ class _Worker:
                     fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path}
                 )
             except _TooLarge as e:
-                return self.error_bytes(fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e))
+                return self.error_bytes(
+                    fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}
+                )
         return self.result_bytes(fid, outcome)
 
     def _next_item(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> Any:
