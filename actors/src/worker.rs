@@ -28,6 +28,10 @@ use crate::telemetry::{ExitCause, Telemetry, WorkerSpawned};
 /// Extra time after a grace period before the group gets SIGKILL.
 const KILL_SLACK: Duration = Duration::from_millis(500);
 
+/// How long after the process is reaped we wait for its connection's last
+/// frames before reporting the exit anyway.
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
+
 /// The worker actor (read-only configuration lives in its arguments).
 pub struct Worker;
 
@@ -66,7 +70,11 @@ pub struct WorkerState {
     detail: Option<String>,
     startup_error: Option<Error>,
     stop_replies: Vec<RpcReplyPort<()>>,
-    exited: bool,
+    /// Set once the process is reaped.
+    exit_status: Option<ExitStatus>,
+    /// Set once the reader has handed over every frame the worker sent.
+    conn_closed: bool,
+    finished: bool,
 }
 
 impl Actor for Worker {
@@ -131,7 +139,9 @@ impl Actor for Worker {
             detail: None,
             startup_error: None,
             stop_replies: Vec::new(),
-            exited: false,
+            exit_status: None,
+            conn_closed: false,
+            finished: false,
         })
     }
 
@@ -184,15 +194,21 @@ impl Actor for Worker {
                     myself.send_after(KILL_SLACK, || WorkerMessage::KillDeadline);
                 }
                 tracing::debug!(worker = %state.id, ?closed, "Worker connection closed.");
+                state.conn_closed = true;
+                settle(&myself, state);
+            }
+            WorkerMessage::ExitSettled => {
+                state.conn_closed = true;
+                settle(&myself, state);
             }
             WorkerMessage::KillDeadline => {
-                if !state.exited {
+                if state.exit_status.is_none() {
                     process::signal_group(state.pid, libc::SIGKILL);
                 }
             }
             WorkerMessage::Stop { grace, reply } => {
                 reply.into_iter().for_each(|r| state.stop_replies.push(r));
-                if state.exited {
+                if state.finished {
                     finish(&myself, state);
                     return Ok(());
                 }
@@ -210,9 +226,11 @@ impl Actor for Worker {
                 myself.send_after(grace + KILL_SLACK, || WorkerMessage::KillDeadline);
             }
             WorkerMessage::Exited(status) => {
-                state.exited = true;
-                on_exit(state, status);
-                finish(&myself, state);
+                state.exit_status = Some(status);
+                // The reader may still hold the worker's last frames (such as
+                // the error that explains a failed start): let it deliver them.
+                myself.send_after(EXIT_SETTLE, || WorkerMessage::ExitSettled);
+                settle(&myself, state);
             }
         }
         Ok(())
@@ -224,7 +242,7 @@ impl Actor for Worker {
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
         // Whatever happened, nothing of ours outlives the actor.
-        if !state.exited {
+        if state.exit_status.is_none() {
             process::signal_group(state.pid, libc::SIGKILL);
         }
         Ok(())
@@ -358,6 +376,19 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
             startup_error,
         },
     });
+}
+
+/// Once the process is reaped and its connection drained, reports the end.
+fn settle(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {
+    if state.finished || !state.conn_closed {
+        return;
+    }
+    let Some(status) = state.exit_status else {
+        return;
+    };
+    state.finished = true;
+    on_exit(state, status);
+    finish(myself, state);
 }
 
 fn finish(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {

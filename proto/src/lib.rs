@@ -7,6 +7,14 @@
 //!   maximum frame size before anything is allocated.
 //! - [`Value`] is the typed value users handle; it converts to and from the
 //!   generated `v1::Value` and from plain Rust types and `serde_json::Value`.
+//!
+//! ```
+//! use snakepit_proto::{Value, v1};
+//! let v = Value::map([("a", Value::from(2)), ("big", Value::from(u64::MAX))]);
+//! let wire: v1::Value = v.clone().into();      // what travels
+//! assert_eq!(Value::from(wire), v);            // and comes back unchanged
+//! assert_eq!(i64::try_from(v.get("a").cloned().unwrap()).unwrap(), 2);
+//! ```
 #![warn(missing_docs)]
 
 pub mod framing;

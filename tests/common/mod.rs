@@ -10,7 +10,9 @@ use tokio::sync::broadcast;
 
 /// Absolute path of `tests/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// A showcase pool of `size` workers named `name`.

@@ -21,6 +21,9 @@ pub enum WorkerMessage {
     StartupDeadline,
     /// The grace period after a close or shutdown request passed.
     KillDeadline,
+    /// The process ended a while ago but its connection has not reported its
+    /// end: stop waiting for the last frames.
+    ExitSettled,
     /// Finish in-flight work within `grace`, then exit; replies once reaped.
     Stop {
         /// How long in-flight requests may take.
