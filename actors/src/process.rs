@@ -106,7 +106,6 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
             Ok(())
         });
     }
-    let _ = parent_pid;
     let mut child = cmd.spawn()?;
     drop(child_end);
     let pid = child.id().unwrap_or_default();
