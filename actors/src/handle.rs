@@ -2,6 +2,7 @@
 //! the pool actor, and waits for the answer. A caller that stops waiting (its
 //! future dropped, or its timeout expired) cancels the request on the worker.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -355,8 +356,6 @@ impl Stream for ExecStream {
         }
     }
 }
-
-use std::future::Future as _;
 
 impl Drop for ExecStream {
     fn drop(&mut self) {

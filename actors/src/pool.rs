@@ -31,8 +31,8 @@ use crate::config::PoolConfig;
 use crate::connection::{self, Pending};
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{
-    self, ExitCause, QueueSaturated, QueueTimedOut, RequestStarted, Telemetry, WorkerExited,
-    WorkerReady, WorkerRestarting, WorkerStartFailed, metric,
+    ExitCause, QueueSaturated, QueueTimedOut, RequestStarted, Telemetry, WorkerExited, WorkerReady,
+    WorkerRestarting, WorkerStartFailed, metric,
 };
 use crate::worker::{Worker, WorkerArgs, WorkerMessage};
 
@@ -91,7 +91,6 @@ pub struct PoolState {
     start_error: Option<Error>,
     sweep_scheduled: bool,
     shutdown_replies: Vec<RpcReplyPort<()>>,
-    stopping_workers: bool,
     queue_depth: Gauge,
     restarts: VecDeque<Instant>,
 }
@@ -133,7 +132,6 @@ impl Actor for Pool {
             start_error: None,
             sweep_scheduled: false,
             shutdown_replies: Vec::new(),
-            stopping_workers: false,
             restarts: VecDeque::new(),
         })
     }
@@ -602,7 +600,6 @@ fn maybe_stop_workers(state: &mut PoolState) {
     if state.accepting || !state.assigned.is_empty() {
         return;
     }
-    state.stopping_workers = true;
     let grace = state.config.shutdown_grace();
     for slot in &mut state.slots {
         if let Some(actor) = &slot.actor {
@@ -614,7 +611,7 @@ fn maybe_stop_workers(state: &mut PoolState) {
 fn maybe_finish_shutdown(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let alive = state.slots.iter().any(|s| s.actor.is_some());
     if !state.accepting && !alive {
-        telemetry::record_queue_depth(&state.config.name, 0);
+        state.queue_depth.set(0.0);
         for reply in state.shutdown_replies.drain(..) {
             let _ = reply.send(());
         }

@@ -63,18 +63,22 @@ def _throughput(submit: Callable[[], Any], wait: Callable[[Any], None], calls: i
     return done / elapsed if elapsed > 0 else 0.0, done
 
 
+def _row(name: str, p50: float, p99: float, tput: float, calls: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "latency_p50_us": round(p50, 1),
+        "latency_p99_us": round(p99, 1),
+        "throughput_per_s": round(tput, 1),
+        "calls": calls,
+    }
+
+
 def _bench_executor(workers: int, lat_calls: int, tp_calls: int, in_flight: int, budget: float) -> dict[str, Any]:
     with cf.ProcessPoolExecutor(max_workers=workers) as ex:
         list(ex.map(trivial_arg, range(workers * 4)))  # start every worker
         p50, p99, n_lat = _latency(lambda: ex.submit(trivial).result(), lat_calls, budget)
         tput, n_tp = _throughput(lambda: ex.submit(trivial), lambda f: f.result(), tp_calls, in_flight, budget)
-    return {
-        "name": "ProcessPoolExecutor",
-        "latency_p50_us": round(p50, 1),
-        "latency_p99_us": round(p99, 1),
-        "throughput_per_s": round(tput, 1),
-        "calls": n_lat + n_tp,
-    }
+    return _row("ProcessPoolExecutor", p50, p99, tput, n_lat + n_tp)
 
 
 def _bench_pool(workers: int, lat_calls: int, tp_calls: int, in_flight: int, budget: float) -> dict[str, Any]:
@@ -82,13 +86,7 @@ def _bench_pool(workers: int, lat_calls: int, tp_calls: int, in_flight: int, bud
         pool.map(trivial_arg, range(workers * 4))
         p50, p99, n_lat = _latency(lambda: pool.apply_async(trivial).get(), lat_calls, budget)
         tput, n_tp = _throughput(lambda: pool.apply_async(trivial), lambda r: r.get(), tp_calls, in_flight, budget)
-    return {
-        "name": "multiprocessing.Pool",
-        "latency_p50_us": round(p50, 1),
-        "latency_p99_us": round(p99, 1),
-        "throughput_per_s": round(tput, 1),
-        "calls": n_lat + n_tp,
-    }
+    return _row("multiprocessing.Pool", p50, p99, tput, n_lat + n_tp)
 
 
 def trivial_arg(_: int) -> None:

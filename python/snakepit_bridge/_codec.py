@@ -160,22 +160,20 @@ def _enc_map(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> Non
         raise
 
 
-def _enc_datetime(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
-    t = out.temporal
-    t.kind = _TK_DATETIME
-    t.text = obj.isoformat()
+def _iso_encoder(kind: int) -> Callable[[Any, pb.Value, int, OnUnserializable], None]:
+    """Encoder for a datetime type that crosses as ISO 8601 text."""
+
+    def encode(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
+        t = out.temporal
+        t.kind = kind
+        t.text = obj.isoformat()
+
+    return encode
 
 
-def _enc_date(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
-    t = out.temporal
-    t.kind = _TK_DATE
-    t.text = obj.isoformat()
-
-
-def _enc_time(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
-    t = out.temporal
-    t.kind = _TK_TIME
-    t.text = obj.isoformat()
+_enc_datetime = _iso_encoder(_TK_DATETIME)
+_enc_date = _iso_encoder(_TK_DATE)
+_enc_time = _iso_encoder(_TK_TIME)
 
 
 def _enc_timedelta(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:

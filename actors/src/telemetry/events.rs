@@ -308,8 +308,3 @@ impl QueueTimedOut {
         t.publish(|| Event::QueueTimedOut(self));
     }
 }
-
-/// Sets the queue-depth gauge (not an event: it changes on every request).
-pub(crate) fn record_queue_depth(pool: &str, depth: usize) {
-    gauge!(metric::QUEUE_DEPTH, "pool" => pool.to_string()).set(depth as f64);
-}
