@@ -50,6 +50,7 @@ pub struct SnakepitBuilder {
     with_test_deps: bool,
     metrics_addr: Option<SocketAddr>,
     telemetry: Option<Telemetry>,
+    registry_dir: Option<PathBuf>,
 }
 
 impl SnakepitBuilder {
@@ -101,6 +102,14 @@ impl SnakepitBuilder {
         self
     }
 
+    /// Where this host records its run so that a later host can end what it
+    /// leaves behind if it is killed (default `$SNAKEPIT_HOME/run`, else
+    /// `.snakepit/run`).
+    pub fn run_registry(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.registry_dir = Some(dir.into());
+        self
+    }
+
     /// Prepares Python, starts every pool and waits until all workers are ready.
     pub async fn start(self) -> Result<Snakepit, Error> {
         let mut config = match self.config {
@@ -138,6 +147,7 @@ impl SnakepitBuilder {
                 pools: config.pools,
                 python,
                 run_id: new_run_id(),
+                registry_dir: self.registry_dir,
             },
             telemetry,
         )

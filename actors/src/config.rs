@@ -38,7 +38,10 @@ impl Profile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RestartPolicy {
-    /// Restarts allowed within `restart_window_ms` before the pool is degraded.
+    /// Restarts allowed within `restart_window_ms`; one more marks the pool
+    /// degraded: restarts then wait the capped backoff (`backoff_max_ms`), and
+    /// callers get `PoolDegraded` while no worker is up. The pool recovers once
+    /// every worker is up and the window holds no more than this again.
     pub max_restarts: u32,
     /// The window over which restarts are counted.
     pub restart_window_ms: u64,
@@ -56,6 +59,41 @@ impl Default for RestartPolicy {
             backoff_initial_ms: 100,
             backoff_max_ms: 5_000,
         }
+    }
+}
+
+/// Host↔worker liveness checks. The host sends a `Ping` every `interval_ms`;
+/// a ping not answered within `timeout_ms` is a missed beat, and after
+/// `max_missed` missed beats in a row the worker is killed and replaced. A
+/// worker that is stopped (SIGSTOP) or holds the GIL without pause is caught
+/// this way; a tool that merely runs long is not (its worker keeps answering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Whether to ping at all.
+    pub enabled: bool,
+    /// Time between two pings.
+    pub interval_ms: u64,
+    /// How long a ping may go unanswered before it counts as missed.
+    pub timeout_ms: u64,
+    /// Missed beats in a row that get the worker killed.
+    pub max_missed: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 2_000,
+            timeout_ms: 2_000,
+            max_missed: 3,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
     }
 }
 
@@ -106,6 +144,21 @@ pub struct PoolConfig {
     pub busy_poll_us: u32,
     /// Restart policy.
     pub restart: RestartPolicy,
+    /// Liveness checks.
+    pub heartbeat: HeartbeatConfig,
+    /// Recycle a worker once it is this old (unset: never). Each worker's
+    /// deadline gets up to 10% jitter so that a pool does not recycle at once.
+    pub worker_ttl_ms: Option<u64>,
+    /// Recycle a worker after it answered this many requests (unset: never).
+    pub max_requests: Option<u64>,
+    /// Recycle a worker whose Python process's resident memory, as the OS
+    /// reports it, exceeds this many MiB (unset: never). Checked every
+    /// heartbeat interval.
+    pub max_memory_mb: Option<u64>,
+    /// How long a recycled worker may take to finish its in-flight requests
+    /// before it is killed (they then fail with `WorkerCrashed`, or are
+    /// retried when idempotent).
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for PoolConfig {
@@ -130,6 +183,11 @@ impl Default for PoolConfig {
             stream_window: 64,
             busy_poll_us: 100,
             restart: RestartPolicy::default(),
+            heartbeat: HeartbeatConfig::default(),
+            worker_ttl_ms: None,
+            max_requests: None,
+            max_memory_mb: None,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -164,6 +222,21 @@ impl PoolConfig {
         if self.stream_window == 0 {
             return bad("stream_window must be at least 1");
         }
+        let hb = &self.heartbeat;
+        if hb.enabled && (hb.interval_ms == 0 || hb.timeout_ms == 0 || hb.max_missed == 0) {
+            return bad("heartbeat interval_ms, timeout_ms and max_missed must be at least 1");
+        }
+        if self.restart.backoff_initial_ms > self.restart.backoff_max_ms {
+            return bad("restart.backoff_initial_ms must not exceed restart.backoff_max_ms");
+        }
+        if self.restart.restart_window_ms == 0 {
+            return bad("restart.restart_window_ms must be at least 1");
+        }
+        if [self.worker_ttl_ms, self.max_requests, self.max_memory_mb].contains(&Some(0)) {
+            return bad(
+                "worker_ttl_ms, max_requests and max_memory_mb must be at least 1 when set",
+            );
+        }
         Ok(())
     }
 
@@ -173,6 +246,15 @@ impl PoolConfig {
 
     pub(crate) fn startup_timeout(&self) -> Duration {
         Duration::from_millis(self.startup_timeout_ms)
+    }
+
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    /// The interval of the worker's periodic checks (heartbeat, memory, age).
+    pub(crate) fn tick_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat.interval_ms.max(1))
     }
 
     pub(crate) fn shutdown_grace(&self) -> Duration {

@@ -69,6 +69,12 @@ impl Sink {
 pub(crate) struct Pending {
     pub tool: Arc<str>,
     pub sink: Sink,
+    /// For an idempotent call's first attempt: the request, to run again
+    /// elsewhere if this worker dies.
+    pub retry: Option<Box<v1::Execute>>,
+    /// A stream chunk reached the caller (a stream that has started is never
+    /// retried: the caller would see items twice).
+    pub delivered: bool,
 }
 
 #[derive(Default)]
@@ -151,10 +157,10 @@ impl Connection {
     }
 
     /// Closes the table and returns every request still waiting.
-    pub fn close(&self) -> Vec<Pending> {
+    pub fn close(&self) -> Vec<(u64, Pending)> {
         let mut table = self.table.lock().expect("pending table lock");
         table.closed = true;
-        table.pending.drain().map(|(_, p)| p).collect()
+        table.pending.drain().collect()
     }
 }
 
@@ -309,8 +315,9 @@ fn dispatch(frame: Frame, table: &Mutex<Table>, l: &Listeners) -> Result<(), Str
                 (Some(p), Some(item)) => send(&p.sink, item),
                 (Some(_), None) => {}
                 (None, Some(item)) => {
-                    let table = table.lock().expect("pending table lock");
-                    if let Some(p) = table.pending.get(&id) {
+                    let mut table = table.lock().expect("pending table lock");
+                    if let Some(p) = table.pending.get_mut(&id) {
+                        p.delivered = true;
                         send(&p.sink, item);
                     }
                 }
@@ -323,9 +330,12 @@ fn dispatch(frame: Frame, table: &Mutex<Table>, l: &Listeners) -> Result<(), Str
         Kind::Hello(hello) => {
             let _ = l.worker.cast(WorkerMessage::Hello(hello));
         }
-        Kind::Pong(_) | Kind::Telemetry(_) | Kind::HostCall(_) => {
-            // Liveness, Python telemetry and host calls arrive with the issues
-            // that implement them; until then they are accepted and ignored.
+        Kind::Pong(_) => {
+            let _ = l.worker.cast(WorkerMessage::Pong(id));
+        }
+        Kind::Telemetry(_) | Kind::HostCall(_) => {
+            // Python telemetry and host calls arrive with the issues that
+            // implement them; until then they are accepted and ignored.
         }
         Kind::Execute(_)
         | Kind::Cancel(_)
@@ -359,6 +369,13 @@ pub(crate) fn frame(id: u64, kind: Kind) -> Frame {
         id,
         kind: Some(kind),
     }
+}
+
+pub(crate) fn ping_frame(seq: u64) -> Frame {
+    let sent_unix_nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    frame(seq, Kind::Ping(v1::Ping { sent_unix_nanos }))
 }
 
 pub(crate) fn cancel_frame(id: u64, reason: &str) -> Frame {

@@ -106,6 +106,19 @@ pub enum Error {
         /// Queue capacity.
         capacity: usize,
     },
+    /// The pool restarted its workers more often than its restart policy
+    /// allows, and no worker is up right now.
+    #[error("pool `{pool}` is degraded: {restarts} restarts within {window:?} and no worker is up{}", detail_suffix(.last_error))]
+    PoolDegraded {
+        /// Pool asked.
+        pool: String,
+        /// Restarts within the window.
+        restarts: u32,
+        /// The restart window.
+        window: Duration,
+        /// Why the last worker failed to start, when it did (Python's error text).
+        last_error: Option<String>,
+    },
     /// The request waited longer than the queue timeout for a worker.
     #[error("request waited {waited:?} in the queue of pool `{pool}` without a free worker")]
     QueueTimeout {
@@ -196,6 +209,7 @@ impl Error {
             Error::UnknownTool { .. } => "unknown_tool",
             Error::BadArguments { .. } => "bad_arguments",
             Error::PoolSaturated { .. } => "saturated",
+            Error::PoolDegraded { .. } => "pool_degraded",
             Error::QueueTimeout { .. } => "queue_timeout",
             Error::Timeout { .. } => "timeout",
             Error::WorkerCrashed { .. } => "worker_crashed",

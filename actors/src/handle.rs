@@ -41,6 +41,9 @@ pub struct Call {
     pub session_id: Option<String>,
     /// Request metadata (trace context and the like), visible to Python.
     pub metadata: Vec<(String, String)>,
+    /// Safe to run twice: if the worker running it dies, the call is retried
+    /// once on another worker instead of failing with `WorkerCrashed`.
+    pub idempotent: bool,
 }
 
 impl Call {
@@ -67,6 +70,12 @@ impl Call {
     /// Sets the timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Marks the call safe to retry once on another worker if its worker dies.
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
         self
     }
 }
@@ -225,6 +234,7 @@ impl PoolHandle {
             execute,
             sink,
             enqueued: Instant::now(),
+            retry: call.idempotent,
         };
         self.actor
             .cast(PoolMessage::Submit(RequestBox(Box::new(request))))

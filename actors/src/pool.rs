@@ -1,19 +1,30 @@
 //! The pool actor: one per configured pool. Owns the queue, routes requests to
-//! the least-loaded ready worker, and restarts workers that die.
+//! the least-loaded ready worker, restarts workers that die, recycles workers
+//! that are old, busy or big, and says when it is degraded.
 //!
 //! Messages come from callers (through [`PoolHandle`](crate::PoolHandle)),
-//! from its workers (`WorkerReady`, `WorkerGone`), from connection reader tasks
-//! (`Done`) and from its own timers (`Restart`, `SweepQueue`).
+//! from its workers (`WorkerReady`, `WorkerGone`, `RecycleDue`), from
+//! connection reader tasks (`Done`) and from its own timers (`Restart`,
+//! `SweepQueue`, `DrainDeadline`, `HealthCheck`).
 //!
 //! Routing: a request goes to the ready worker with the fewest requests in
 //! flight, as long as that is below its capacity plus `pipeline_depth`;
 //! otherwise it waits in a bounded FIFO queue (full → `PoolSaturated`, waited
 //! past `queue_timeout` → `QueueTimeout`). Pipelining a few requests beyond a
 //! worker's capacity keeps it from idling between two of them.
+//!
+//! Each slot has a current worker and, while it is being recycled, a
+//! successor that starts alongside it: the current one keeps serving until the
+//! successor is ready, then drains (no new requests, bounded by
+//! `drain_timeout`) while the successor takes over. Capacity never dips.
+//!
+//! A worker that dies takes its in-flight requests with it (`WorkerCrashed`),
+//! except idempotent ones, which come back here and run again elsewhere.
 
 mod messages;
+mod restarts;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,18 +34,24 @@ pub use messages::{
     PoolMessage, PoolStatus, RequestBox, WorkerGone, WorkerKey, WorkerLink, WorkerStatus,
 };
 use metrics::Gauge;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rand::Rng;
+use restarts::{Restarts, jitter};
 use snakepit_proto::v1::frame::Kind;
 
 use crate::config::PoolConfig;
 use crate::connection::{self, Pending};
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{
-    ExitCause, QueueSaturated, QueueTimedOut, RequestStarted, Telemetry, WorkerExited, WorkerReady,
-    WorkerRestarting, WorkerStartFailed, metric,
+    ExitCause, PoolDegraded, PoolRecovered, QueueSaturated, QueueTimedOut, RecycleReason,
+    RequestCancelled, RequestRetried, RequestStarted, Telemetry, WorkerExited, WorkerReady,
+    WorkerRecycled, WorkerRestarting, WorkerStartFailed, metric,
 };
 use crate::worker::{Worker, WorkerArgs, WorkerMessage};
+
+/// Extra time a draining worker's Python side gets over the host's drain
+/// timeout, so that the host's kill (and its typed errors) comes first.
+const DRAIN_SLACK: Duration = Duration::from_secs(1);
 
 /// The pool actor.
 pub struct Pool;
@@ -47,31 +64,123 @@ pub struct PoolArgs {
     pub(crate) telemetry: Telemetry,
 }
 
-enum SlotState {
+enum MemberState {
     /// Process spawned, no `Hello` yet.
     Starting,
+    /// Takes requests.
     Ready(WorkerLink),
-    /// Gone; a restart is scheduled (or we are shutting down).
-    Down,
+    /// Recycled: finishing its in-flight requests, taking no new ones.
+    Draining(WorkerLink),
+}
+
+/// One worker process of a slot, from spawn until its `WorkerGone`.
+struct Member {
+    key: WorkerKey,
+    id: String,
+    actor: ActorRef<WorkerMessage>,
+    state: MemberState,
+    in_flight: u32,
+    completed: u64,
+    /// Its connection refused a request: it is dying, route nothing more.
+    closed: bool,
+    /// Why a successor was started for it.
+    recycle: Option<RecycleReason>,
+}
+
+impl Member {
+    fn link(&self) -> Option<&WorkerLink> {
+        match &self.state {
+            MemberState::Ready(link) | MemberState::Draining(link) => Some(link),
+            MemberState::Starting => None,
+        }
+    }
+
+    fn routable_limit(&self, pipeline_depth: u32) -> Option<u32> {
+        match &self.state {
+            MemberState::Ready(link) if !self.closed => Some(link.capacity + pipeline_depth),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Current,
+    Successor,
+    Draining,
 }
 
 struct Slot {
+    /// The last generation started in this slot.
     generation: u64,
-    id: String,
-    state: SlotState,
-    actor: Option<ActorRef<WorkerMessage>>,
-    in_flight: u32,
-    completed: u64,
-    /// Failures since this slot was last ready, for the backoff.
+    current: Option<Member>,
+    successor: Option<Member>,
+    draining: Vec<Member>,
+    /// Failed starts since this slot last had a ready worker.
     failures: u32,
+    /// No recycling start before this (after a successor failed to start).
+    recycle_not_before: Option<Instant>,
 }
 
 impl Slot {
-    fn limit(&self, pipeline_depth: u32) -> Option<u32> {
-        match &self.state {
-            SlotState::Ready(link) => Some(link.capacity + pipeline_depth),
-            _ => None,
+    fn role_of(&self, generation: u64) -> Option<Role> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|m| m.key.generation == generation)
+        {
+            Some(Role::Current)
+        } else if self
+            .successor
+            .as_ref()
+            .is_some_and(|m| m.key.generation == generation)
+        {
+            Some(Role::Successor)
+        } else if self.draining.iter().any(|m| m.key.generation == generation) {
+            Some(Role::Draining)
+        } else {
+            None
         }
+    }
+
+    fn member_mut(&mut self, generation: u64) -> Option<&mut Member> {
+        let matches = |m: &&mut Member| m.key.generation == generation;
+        self.current
+            .as_mut()
+            .filter(matches)
+            .or_else(|| self.successor.as_mut().filter(matches))
+            .or_else(|| {
+                self.draining
+                    .iter_mut()
+                    .find(|m| m.key.generation == generation)
+            })
+    }
+
+    fn take(&mut self, generation: u64) -> Option<(Member, Role)> {
+        match self.role_of(generation)? {
+            Role::Current => self.current.take().map(|m| (m, Role::Current)),
+            Role::Successor => self.successor.take().map(|m| (m, Role::Successor)),
+            Role::Draining => {
+                let pos = self
+                    .draining
+                    .iter()
+                    .position(|m| m.key.generation == generation)?;
+                Some((self.draining.remove(pos), Role::Draining))
+            }
+        }
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Member> {
+        self.current
+            .iter()
+            .chain(self.successor.iter())
+            .chain(self.draining.iter())
+    }
+
+    fn is_ready(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|m| matches!(m.state, MemberState::Ready(_)) && !m.closed)
     }
 }
 
@@ -83,16 +192,22 @@ pub struct PoolState {
     telemetry: Telemetry,
     slots: Vec<Slot>,
     queue: VecDeque<Box<Request>>,
-    assigned: HashMap<u64, usize>,
+    assigned: HashMap<u64, WorkerKey>,
+    /// Worker actors not yet terminated (they outlive `WorkerGone` while
+    /// their process group is ended).
+    live: HashSet<ActorId>,
     accepting: bool,
     /// Until every worker has been ready once.
     booting: bool,
     ready_waiters: Vec<RpcReplyPort<Result<(), Error>>>,
     start_error: Option<Error>,
+    /// The last failed start's reason, for `PoolDegraded`.
+    last_start_error: Option<String>,
     sweep_scheduled: bool,
+    health_check_scheduled: bool,
     shutdown_replies: Vec<RpcReplyPort<()>>,
     queue_depth: Gauge,
-    restarts: VecDeque<Instant>,
+    restarts: Restarts,
 }
 
 impl Actor for Pool {
@@ -107,18 +222,18 @@ impl Actor for Pool {
     ) -> Result<PoolState, ActorProcessingErr> {
         let name = args.config.name.clone();
         let slots = (0..args.config.size)
-            .map(|slot| Slot {
+            .map(|_| Slot {
                 generation: 0,
-                id: format!("{name}-{slot}"),
-                state: SlotState::Down,
-                actor: None,
-                in_flight: 0,
-                completed: 0,
+                current: None,
+                successor: None,
+                draining: Vec::new(),
                 failures: 0,
+                recycle_not_before: None,
             })
             .collect();
         Ok(PoolState {
             queue_depth: metrics::gauge!(metric::QUEUE_DEPTH, "pool" => name.clone()),
+            restarts: Restarts::new(args.config.restart.clone()),
             config: args.config,
             python: args.python,
             run_id: args.run_id,
@@ -126,13 +241,15 @@ impl Actor for Pool {
             slots,
             queue: VecDeque::new(),
             assigned: HashMap::new(),
+            live: HashSet::new(),
             accepting: true,
             booting: true,
             ready_waiters: Vec::new(),
             start_error: None,
+            last_start_error: None,
             sweep_scheduled: false,
+            health_check_scheduled: false,
             shutdown_replies: Vec::new(),
-            restarts: VecDeque::new(),
         })
     }
 
@@ -141,11 +258,13 @@ impl Actor for Pool {
         myself: ActorRef<PoolMessage>,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
-        metrics::gauge!(metric::WORKERS_UP, "pool" => state.config.name.clone()).set(0.0);
+        let name = state.config.name.clone();
+        metrics::gauge!(metric::WORKERS_UP, "pool" => name.clone()).set(0.0);
+        metrics::gauge!(metric::POOL_DEGRADED, "pool" => name).set(0.0);
         // Spawning is quick (fork + exec); the slow part, Python importing the
         // adapter, then runs in all workers at once.
         for slot in 0..state.slots.len() {
-            start_worker(&myself, state, slot).await;
+            start_member(&myself, state, slot, Role::Current).await;
         }
         Ok(())
     }
@@ -158,17 +277,7 @@ impl Actor for Pool {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PoolMessage::Submit(RequestBox(request)) => submit(&myself, state, request),
-            PoolMessage::Done { key, id } => {
-                if let Some(slot) = state.slots.get_mut(key.slot)
-                    && slot.generation == key.generation
-                    && state.assigned.remove(&id).is_some()
-                {
-                    slot.in_flight = slot.in_flight.saturating_sub(1);
-                    slot.completed += 1;
-                }
-                pump(&myself, state);
-                maybe_stop_workers(state);
-            }
+            PoolMessage::Done { key, id } => on_done(&myself, state, key, id).await,
             PoolMessage::Cancel { id } => cancel(state, id),
             PoolMessage::Credit { id, chunks } => {
                 if let Some(link) = link_of(state, id) {
@@ -179,11 +288,26 @@ impl Actor for Pool {
                 }
             }
             PoolMessage::WorkerReady { key, link } => on_ready(&myself, state, key, link),
-            PoolMessage::WorkerGone { key, gone } => on_gone(&myself, state, key, gone).await,
+            PoolMessage::WorkerGone { key, gone } => on_gone(&myself, state, key, gone),
             PoolMessage::Restart { slot } => {
-                if state.accepting && matches!(state.slots[slot].state, SlotState::Down) {
-                    start_worker(&myself, state, slot).await;
+                let s = &state.slots[slot];
+                if state.accepting && s.current.is_none() && s.successor.is_none() {
+                    start_member(&myself, state, slot, Role::Current).await;
                 }
+            }
+            PoolMessage::RecycleDue { key, reason } => {
+                recycle(&myself, state, key, reason).await;
+            }
+            PoolMessage::DrainDeadline { key } => {
+                if let Some(member) = state.slots[key.slot].draining.iter().find(|m| m.key == key) {
+                    let _ = member.actor.cast(WorkerMessage::Kill(
+                        crate::telemetry::KillReason::DrainTimeout,
+                    ));
+                }
+            }
+            PoolMessage::HealthCheck => {
+                state.health_check_scheduled = false;
+                check_recovery(&myself, state);
             }
             PoolMessage::SweepQueue => {
                 state.sweep_scheduled = false;
@@ -217,7 +341,12 @@ impl Actor for Pool {
             }
             PoolMessage::ShutdownDeadline => {
                 state.assigned.clear();
-                state.slots.iter_mut().for_each(|s| s.in_flight = 0);
+                for slot in &mut state.slots {
+                    if let Some(m) = &mut slot.current {
+                        m.in_flight = 0;
+                    }
+                    slot.draining.iter_mut().for_each(|m| m.in_flight = 0);
+                }
                 maybe_stop_workers(state);
             }
         }
@@ -230,44 +359,55 @@ impl Actor for Pool {
         event: SupervisionEvent,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
-        // Workers report their end with `WorkerGone` before stopping. A worker
-        // actor that failed instead (a bug) is treated like a crash.
-        if let SupervisionEvent::ActorFailed(cell, err) = event {
-            let found = state
-                .slots
-                .iter()
-                .position(|s| s.actor.as_ref().map(|a| a.get_id()) == Some(cell.get_id()));
-            if let Some(slot) = found {
-                tracing::error!(pool = %state.config.name, error = %err, "Worker actor failed.");
-                let key = WorkerKey {
-                    slot,
-                    generation: state.slots[slot].generation,
-                };
-                let gone = WorkerGone {
-                    pid: 0,
-                    status: ExitStatus::Unknown,
-                    cause: ExitCause::Crashed,
-                    failed_requests: 0,
-                    startup_error: None,
-                };
-                on_gone(&myself, state, key, gone).await;
+        match event {
+            SupervisionEvent::ActorTerminated(cell, ..) => {
+                state.live.remove(&cell.get_id());
             }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                // Workers report their end with `WorkerGone` before stopping.
+                // A worker actor that failed instead (a bug) is treated like a
+                // crash of its process.
+                state.live.remove(&cell.get_id());
+                let found = state.slots.iter().enumerate().find_map(|(slot, s)| {
+                    s.members()
+                        .find(|m| m.actor.get_id() == cell.get_id())
+                        .map(|m| WorkerKey {
+                            slot,
+                            generation: m.key.generation,
+                        })
+                });
+                if let Some(key) = found {
+                    tracing::error!(pool = %state.config.name, error = %err, "Worker actor failed.");
+                    let gone = WorkerGone {
+                        pid: 0,
+                        status: ExitStatus::Unknown,
+                        cause: ExitCause::Crashed,
+                        failed_requests: 0,
+                        startup_error: None,
+                        retry: Vec::new(),
+                    };
+                    on_gone(&myself, state, key, gone);
+                }
+            }
+            _ => {}
+        }
+        if !state.accepting {
+            maybe_finish_shutdown(&myself, state);
         }
         Ok(())
     }
 }
 
-async fn start_worker(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot: usize) {
+async fn start_member(
+    myself: &ActorRef<PoolMessage>,
+    state: &mut PoolState,
+    slot: usize,
+    role: Role,
+) {
     let generation = state.slots[slot].generation + 1;
+    state.slots[slot].generation = generation;
     let key = WorkerKey { slot, generation };
     let id = format!("{}-{slot}.{generation}", state.config.name);
-    {
-        let s = &mut state.slots[slot];
-        s.generation = generation;
-        s.id = id.clone();
-        s.state = SlotState::Starting;
-        s.in_flight = 0;
-    }
     let args = WorkerArgs {
         key,
         id: id.clone(),
@@ -278,35 +418,57 @@ async fn start_worker(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slo
         telemetry: state.telemetry.clone(),
     };
     match Actor::spawn_linked(None, Worker, args, myself.get_cell()).await {
-        Ok((actor, _)) => state.slots[slot].actor = Some(actor),
-        Err(err) => {
-            let gone = WorkerGone {
-                pid: 0,
-                status: ExitStatus::Unknown,
-                cause: ExitCause::StartupFailed,
-                failed_requests: 0,
-                startup_error: Some(Error::WorkerStartFailed {
-                    pool: state.config.name.clone(),
-                    reason: spawn_error_text(&err),
-                    python: None,
-                }),
+        Ok((actor, _)) => {
+            state.live.insert(actor.get_id());
+            let member = Member {
+                key,
+                id,
+                actor,
+                state: MemberState::Starting,
+                in_flight: 0,
+                completed: 0,
+                closed: false,
+                recycle: None,
             };
-            // Handled like any other failed start, through our own mailbox.
-            let _ = myself.cast(PoolMessage::WorkerGone { key, gone });
+            let s = &mut state.slots[slot];
+            match role {
+                Role::Successor => s.successor = Some(member),
+                _ => s.current = Some(member),
+            }
         }
-    }
-}
-
-fn spawn_error_text(err: &ractor::SpawnErr) -> String {
-    match err {
-        ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
-        other => other.to_string(),
+        Err(err) => {
+            let reason = match &err {
+                ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                other => other.to_string(),
+            };
+            let error = Error::WorkerStartFailed {
+                pool: state.config.name.clone(),
+                reason,
+                python: None,
+            };
+            WorkerStartFailed {
+                pool: state.config.name.clone(),
+                worker: id,
+                reason: error.to_string(),
+            }
+            .emit(&state.telemetry);
+            on_start_failed(state, &error);
+            if role == Role::Current && state.accepting {
+                schedule_restart(myself, state, slot);
+            } else {
+                note_failed_successor(state, slot);
+            }
+        }
     }
 }
 
 fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Request>) {
     if !state.accepting {
         request.sink.fail(Error::ShuttingDown);
+        return;
+    }
+    if let Some(err) = degraded_error(state) {
+        request.sink.fail(err);
         return;
     }
     if state.queue.len() >= state.config.queue_capacity {
@@ -325,6 +487,19 @@ fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Re
     pump(myself, state);
 }
 
+/// `PoolDegraded` when the pool is degraded and no worker is up.
+fn degraded_error(state: &mut PoolState) -> Option<Error> {
+    if !state.restarts.is_degraded() || workers_up(state) > 0 {
+        return None;
+    }
+    Some(Error::PoolDegraded {
+        pool: state.config.name.clone(),
+        restarts: state.restarts.recent(tokio::time::Instant::now()),
+        window: state.restarts.window(),
+        last_error: state.last_start_error.clone(),
+    })
+}
+
 /// Hands queued requests to workers while any has room.
 fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let depth = state.config.pipeline_depth;
@@ -336,27 +511,36 @@ fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
         if request.sink.is_closed() {
             continue;
         }
-        let SlotState::Ready(link) = &state.slots[slot].state else {
+        let member = state.slots[slot]
+            .current
+            .as_mut()
+            .expect("least_loaded returns ready slots");
+        let MemberState::Ready(link) = &member.state else {
             unreachable!("least_loaded returns ready slots")
         };
         let conn = link.conn.clone();
-        let id = request.id;
         let Request {
+            id,
             tool,
             execute,
             sink,
             enqueued,
-            ..
+            retry,
         } = *request;
-        match conn.register(id, Pending { tool, sink }) {
+        let pending = Pending {
+            tool,
+            sink,
+            retry: retry.then(|| Box::new(execute.clone())),
+            delivered: false,
+        };
+        match conn.register(id, pending) {
             Ok(()) => {
                 conn.send(connection::frame(id, Kind::Execute(execute)));
-                let s = &mut state.slots[slot];
-                s.in_flight += 1;
-                state.assigned.insert(id, slot);
+                member.in_flight += 1;
+                state.assigned.insert(id, member.key);
                 RequestStarted {
                     pool: state.config.name.clone(),
-                    worker: s.id.clone(),
+                    worker: member.id.clone(),
                     request_id: id,
                     queued: enqueued.elapsed(),
                 }
@@ -364,13 +548,14 @@ fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
             }
             Err(pending) => {
                 // The worker died under us; its WorkerGone is on the way.
-                state.slots[slot].state = SlotState::Starting;
+                member.closed = true;
                 state.queue.push_front(Box::new(Request {
                     id,
                     tool: pending.tool,
                     execute,
                     sink: pending.sink,
                     enqueued,
+                    retry,
                 }));
             }
         }
@@ -387,11 +572,12 @@ fn least_loaded(state: &PoolState, depth: u32) -> Option<usize> {
     // concurrent calls still spread because loads differ.
     let mut best: Option<(usize, u32)> = None;
     for (slot, s) in state.slots.iter().enumerate() {
-        if let Some(limit) = s.limit(depth)
-            && s.in_flight < limit
-            && best.is_none_or(|(_, load)| s.in_flight < load)
+        if let Some(m) = &s.current
+            && let Some(limit) = m.routable_limit(depth)
+            && m.in_flight < limit
+            && best.is_none_or(|(_, load)| m.in_flight < load)
         {
-            best = Some((slot, s.in_flight));
+            best = Some((slot, m.in_flight));
         }
     }
     best.map(|(slot, _)| slot)
@@ -437,32 +623,88 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
 fn cancel(state: &mut PoolState, id: u64) {
     if let Some(pos) = state.queue.iter().position(|r| r.id == id) {
         let request = state.queue.remove(pos).expect("position is valid");
+        RequestCancelled {
+            pool: state.config.name.clone(),
+            tool: request.tool.to_string(),
+            stage: "queued",
+        }
+        .emit(&state.telemetry);
         request.sink.fail(Error::Cancelled);
         state.queue_depth.set(state.queue.len() as f64);
         return;
     }
     if let Some(link) = link_of(state, id) {
-        // Keep the slot counted busy until the worker answers: it still is.
-        link.conn.forget(id);
-        link.conn
-            .send(connection::cancel_frame(id, "caller gave up"));
+        // Keep the worker counted busy until it answers: it still is.
+        if let Some(pending) = link.conn.forget(id) {
+            link.conn
+                .send(connection::cancel_frame(id, "caller gave up"));
+            RequestCancelled {
+                pool: state.config.name.clone(),
+                tool: pending.tool.to_string(),
+                stage: "running",
+            }
+            .emit(&state.telemetry);
+        }
     }
 }
 
-fn link_of(state: &PoolState, id: u64) -> Option<&WorkerLink> {
-    let slot = *state.assigned.get(&id)?;
-    match &state.slots[slot].state {
-        SlotState::Ready(link) => Some(link),
-        _ => None,
-    }
+fn link_of(state: &mut PoolState, id: u64) -> Option<&WorkerLink> {
+    let key = *state.assigned.get(&id)?;
+    state.slots[key.slot]
+        .member_mut(key.generation)
+        .and_then(|m| m.link())
 }
 
 fn workers_up(state: &PoolState) -> usize {
-    state
-        .slots
-        .iter()
-        .filter(|s| matches!(s.state, SlotState::Ready(_)))
-        .count()
+    state.slots.iter().filter(|s| s.is_ready()).count()
+}
+
+async fn on_done(myself: &ActorRef<PoolMessage>, state: &mut PoolState, key: WorkerKey, id: u64) {
+    if state.assigned.remove(&id).is_some()
+        && let Some(member) = state
+            .slots
+            .get_mut(key.slot)
+            .and_then(|s| s.member_mut(key.generation))
+    {
+        member.in_flight = member.in_flight.saturating_sub(1);
+        member.completed += 1;
+        let due = state
+            .config
+            .max_requests
+            .is_some_and(|max| member.completed >= max);
+        if due && state.slots[key.slot].role_of(key.generation) == Some(Role::Current) {
+            recycle(myself, state, key, RecycleReason::Requests).await;
+        }
+    }
+    pump(myself, state);
+    maybe_stop_workers(state);
+}
+
+/// Starts a successor for the slot's current worker; the swap happens when
+/// the successor is ready (`on_ready`).
+async fn recycle(
+    myself: &ActorRef<PoolMessage>,
+    state: &mut PoolState,
+    key: WorkerKey,
+    reason: RecycleReason,
+) {
+    if !state.accepting {
+        return;
+    }
+    let slot = &mut state.slots[key.slot];
+    let Some(current) = slot.current.as_mut() else {
+        return;
+    };
+    let due = current.key == key
+        && current.recycle.is_none()
+        && matches!(current.state, MemberState::Ready(_))
+        && slot.successor.is_none()
+        && slot.recycle_not_before.is_none_or(|t| Instant::now() >= t);
+    if !due {
+        return;
+    }
+    current.recycle = Some(reason);
+    start_member(myself, state, key.slot, Role::Successor).await;
 }
 
 fn on_ready(
@@ -474,40 +716,113 @@ fn on_ready(
     let Some(slot) = state.slots.get_mut(key.slot) else {
         return;
     };
-    if slot.generation != key.generation {
-        return;
+    let pid = link.pid;
+    let startup = link.startup;
+    let python_version = link.hello.python_version.clone();
+    let capacity = link.capacity;
+    let mut retired = None;
+    match slot.role_of(key.generation) {
+        Some(Role::Successor) => {
+            let mut successor = slot.successor.take().expect("role says successor");
+            successor.state = MemberState::Ready(link);
+            if let Some(mut old) = slot.current.take() {
+                let reason = old.recycle.unwrap_or(RecycleReason::Age);
+                if let MemberState::Ready(l) =
+                    std::mem::replace(&mut old.state, MemberState::Starting)
+                {
+                    old.state = MemberState::Draining(l);
+                }
+                retired = Some((old, reason));
+            }
+            slot.current = Some(successor);
+        }
+        Some(Role::Current) => {
+            let current = slot.current.as_mut().expect("role says current");
+            current.state = MemberState::Ready(link);
+        }
+        _ => return,
     }
-    let event = WorkerReady {
-        pool: state.config.name.clone(),
-        worker: slot.id.clone(),
-        pid: link.pid,
-        startup: link.startup,
-        python_version: link.hello.python_version.clone(),
-        capacity: link.capacity,
-        workers_up: 0,
-    };
-    slot.state = SlotState::Ready(link);
     slot.failures = 0;
-    if !state.accepting {
-        // Became ready during shutdown: stop it right away.
-        maybe_stop_workers(state);
+    slot.recycle_not_before = None;
+    let worker = slot
+        .current
+        .as_ref()
+        .map(|m| m.id.clone())
+        .unwrap_or_default();
+    if let Some((old, reason)) = retired {
+        WorkerRecycled {
+            pool: state.config.name.clone(),
+            worker: old.id.clone(),
+            pid: old.link().map_or(0, |l| l.pid),
+            reason,
+            in_flight: old.in_flight,
+            completed: old.completed,
+        }
+        .emit(&state.telemetry);
+        let drain = state.config.drain_timeout();
+        let _ = old.actor.cast(WorkerMessage::Stop {
+            grace: drain + DRAIN_SLACK,
+            cause: ExitCause::Recycled,
+            reply: None,
+        });
+        let old_key = old.key;
+        myself.send_after(drain, move || PoolMessage::DrainDeadline { key: old_key });
+        state.slots[key.slot].draining.push(old);
     }
     let workers_up = workers_up(state);
     WorkerReady {
+        pool: state.config.name.clone(),
+        worker,
+        pid,
+        startup,
+        python_version,
+        capacity,
         workers_up,
-        ..event
     }
     .emit(&state.telemetry);
+    if !state.accepting {
+        // Became ready during shutdown: stop it right away.
+        maybe_stop_workers(state);
+        return;
+    }
     if state.booting && workers_up == state.slots.len() {
         state.booting = false;
         for waiter in state.ready_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
         }
     }
+    check_recovery(myself, state);
     pump(myself, state);
 }
 
-async fn on_gone(
+fn check_recovery(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
+    if !state.restarts.is_degraded() {
+        return;
+    }
+    let full = workers_up(state) == state.slots.len();
+    if let Some(degraded_for) = state
+        .restarts
+        .try_recover(tokio::time::Instant::now(), full)
+    {
+        PoolRecovered {
+            pool: state.config.name.clone(),
+            degraded_for,
+        }
+        .emit(&state.telemetry);
+        return;
+    }
+    if full
+        && !state.health_check_scheduled
+        && let Some(at) = state.restarts.next_expiry()
+    {
+        state.health_check_scheduled = true;
+        let wait =
+            at.saturating_duration_since(tokio::time::Instant::now()) + Duration::from_millis(1);
+        myself.send_after(wait, || PoolMessage::HealthCheck);
+    }
+}
+
+fn on_gone(
     myself: &ActorRef<PoolMessage>,
     state: &mut PoolState,
     key: WorkerKey,
@@ -516,17 +831,13 @@ async fn on_gone(
     let Some(slot) = state.slots.get_mut(key.slot) else {
         return;
     };
-    if slot.generation != key.generation || matches!(slot.state, SlotState::Down) {
+    let Some((member, role)) = slot.take(key.generation) else {
         return;
-    }
-    slot.state = SlotState::Down;
-    slot.actor = None;
-    slot.in_flight = 0;
-    let worker = slot.id.clone();
-    state.assigned.retain(|_, s| *s != key.slot);
+    };
+    state.assigned.retain(|_, k| *k != key);
     WorkerExited {
         pool: state.config.name.clone(),
-        worker: worker.clone(),
+        worker: member.id.clone(),
         pid: gone.pid,
         status: gone.status,
         cause: gone.cause,
@@ -538,58 +849,106 @@ async fn on_gone(
     if let Some(err) = &gone.startup_error {
         WorkerStartFailed {
             pool: state.config.name.clone(),
-            worker: worker.clone(),
+            worker: member.id.clone(),
             reason: err.to_string(),
         }
         .emit(&state.telemetry);
-        if state.booting {
-            // The first start of a pool failing is the caller's problem to see.
-            state.start_error.get_or_insert_with(|| err.clone());
-            for waiter in state.ready_waiters.drain(..) {
-                let _ = waiter.send(Err(err.clone()));
-            }
-        }
+        on_start_failed(state, err);
+    }
+
+    for request in gone.retry {
+        requeue(state, request, &member.id);
     }
 
     if !state.accepting {
         maybe_finish_shutdown(myself, state);
         return;
     }
-    schedule_restart(myself, state, key.slot, worker);
+    match role {
+        Role::Current if state.slots[key.slot].successor.is_none() => {
+            schedule_restart(myself, state, key.slot)
+        }
+        // Its successor is already on the way.
+        Role::Current => {}
+        Role::Successor => {
+            note_failed_successor(state, key.slot);
+            if state.slots[key.slot].current.is_none() {
+                schedule_restart(myself, state, key.slot);
+            }
+        }
+        Role::Draining => {}
+    }
+    if let Some(err) = degraded_error(state) {
+        for request in state.queue.drain(..) {
+            request.sink.fail(err.clone());
+        }
+        state.queue_depth.set(0.0);
+    }
+    pump(myself, state);
 }
 
-fn schedule_restart(
-    myself: &ActorRef<PoolMessage>,
-    state: &mut PoolState,
-    slot: usize,
-    worker: String,
-) {
-    let policy = &state.config.restart;
-    let now = Instant::now();
-    let window = Duration::from_millis(policy.restart_window_ms);
-    while state
-        .restarts
-        .front()
-        .is_some_and(|t| now.duration_since(*t) > window)
-    {
-        state.restarts.pop_front();
-    }
-    state.restarts.push_back(now);
+/// A successor failed to start: the current worker keeps serving, and the
+/// recycling is tried again after the slot's backoff.
+fn note_failed_successor(state: &mut PoolState, slot: usize) {
+    let backoff = state.restarts.backoff(state.slots[slot].failures);
     let s = &mut state.slots[slot];
-    let exp = s.failures.min(16);
     s.failures += 1;
-    let base = policy
-        .backoff_initial_ms
-        .saturating_mul(1u64 << exp)
-        .min(policy.backoff_max_ms);
-    // ±20% jitter so that workers killed together do not restart in lockstep.
-    let jitter = rand::rng().random_range(0.8..1.2);
-    let backoff = Duration::from_millis((base as f64 * jitter) as u64);
+    s.recycle_not_before = Some(Instant::now() + backoff);
+    if let Some(current) = &mut s.current {
+        current.recycle = None;
+    }
+}
+
+fn on_start_failed(state: &mut PoolState, err: &Error) {
+    state.last_start_error = Some(err.to_string());
+    if state.booting {
+        // The first start of a pool failing is the caller's problem to see.
+        state.start_error.get_or_insert_with(|| err.clone());
+        for waiter in state.ready_waiters.drain(..) {
+            let _ = waiter.send(Err(err.clone()));
+        }
+    }
+}
+
+/// An idempotent request whose worker died runs again, ahead of the queue.
+fn requeue(state: &mut PoolState, mut request: Box<Request>, failed_worker: &str) {
+    if request.sink.is_closed() {
+        return;
+    }
+    if !state.accepting {
+        request.sink.fail(Error::ShuttingDown);
+        return;
+    }
+    RequestRetried {
+        pool: state.config.name.clone(),
+        tool: request.tool.to_string(),
+        failed_worker: failed_worker.to_string(),
+    }
+    .emit(&state.telemetry);
+    request.retry = false;
+    request.enqueued = Instant::now();
+    state.queue.push_front(request);
+}
+
+fn schedule_restart(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot: usize) {
+    let now = tokio::time::Instant::now();
+    if state.restarts.record(now) {
+        PoolDegraded {
+            pool: state.config.name.clone(),
+            recent_restarts: state.restarts.recent(now),
+            window: state.restarts.window(),
+            last_error: state.last_start_error.clone(),
+        }
+        .emit(&state.telemetry);
+    }
+    let failures = state.slots[slot].failures;
+    let backoff = jitter(state.restarts.backoff(failures), rand::rng().random());
+    state.slots[slot].failures += 1;
     WorkerRestarting {
         pool: state.config.name.clone(),
-        worker,
+        worker: format!("{}-{slot}", state.config.name),
         backoff,
-        recent_restarts: state.restarts.len() as u32,
+        recent_restarts: state.restarts.recent(now),
     }
     .emit(&state.telemetry);
     myself.send_after(backoff, move || PoolMessage::Restart { slot });
@@ -601,16 +960,20 @@ fn maybe_stop_workers(state: &mut PoolState) {
         return;
     }
     let grace = state.config.shutdown_grace();
-    for slot in &mut state.slots {
-        if let Some(actor) = &slot.actor {
-            let _ = actor.cast(WorkerMessage::Stop { grace, reply: None });
+    for slot in &state.slots {
+        for member in slot.members() {
+            let _ = member.actor.cast(WorkerMessage::Stop {
+                grace,
+                cause: ExitCause::Shutdown,
+                reply: None,
+            });
         }
     }
 }
 
 fn maybe_finish_shutdown(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
-    let alive = state.slots.iter().any(|s| s.actor.is_some());
-    if !state.accepting && !alive {
+    let members = state.slots.iter().any(|s| s.members().next().is_some());
+    if !state.accepting && !members && state.live.is_empty() {
         state.queue_depth.set(0.0);
         for reply in state.shutdown_replies.drain(..) {
             let _ = reply.send(());
@@ -620,33 +983,28 @@ fn maybe_finish_shutdown(myself: &ActorRef<PoolMessage>, state: &mut PoolState) 
 }
 
 fn status(state: &PoolState) -> PoolStatus {
-    let workers = state
-        .slots
-        .iter()
-        .map(|s| {
-            let link = match &s.state {
-                SlotState::Ready(link) => Some(link),
-                _ => None,
-            };
-            WorkerStatus {
-                id: s.id.clone(),
+    let mut workers = Vec::new();
+    for slot in &state.slots {
+        for member in slot.current.iter().chain(slot.draining.iter()) {
+            let link = member.link();
+            workers.push(WorkerStatus {
+                id: member.id.clone(),
                 pid: link.map(|l| l.pid),
-                ready: link.is_some(),
-                in_flight: s.in_flight,
-                completed: s.completed,
+                ready: matches!(member.state, MemberState::Ready(_)) && !member.closed,
+                draining: matches!(member.state, MemberState::Draining(_)),
+                in_flight: member.in_flight,
+                completed: member.completed,
                 python_version: link.map(|l| l.hello.python_version.clone()),
                 gil_enabled: link.map(|l| l.hello.gil_enabled),
                 capacity: link.map_or(0, |l| l.capacity),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     let tools = state
         .slots
         .iter()
-        .find_map(|s| match &s.state {
-            SlotState::Ready(link) => Some(link.hello.tools.clone()),
-            _ => None,
-        })
+        .flat_map(|s| s.members())
+        .find_map(|m| m.link().map(|l| l.hello.tools.clone()))
         .unwrap_or_default();
     PoolStatus {
         name: state.config.name.clone(),
@@ -654,6 +1012,7 @@ fn status(state: &PoolState) -> PoolStatus {
         workers_up: workers_up(state),
         in_flight: state.assigned.len(),
         queued: state.queue.len(),
+        degraded: state.restarts.is_degraded(),
         workers,
         tools,
     }

@@ -160,3 +160,59 @@ pub(crate) fn signal_group(pgid: u32, signal: i32) {
         libc::killpg(pgid as libc::pid_t, signal);
     }
 }
+
+/// Sends `signal` to the process `pid` alone.
+pub(crate) fn signal_process(pid: u32, signal: i32) {
+    if pid == 0 {
+        return;
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// Whether any process we may signal is left in group `pgid`.
+fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks; killpg has no memory-safety preconditions.
+    pgid != 0 && unsafe { libc::killpg(pgid as libc::pid_t, 0) } == 0
+}
+
+async fn group_gone_within(pgid: u32, budget: std::time::Duration) -> bool {
+    let until = tokio::time::Instant::now() + budget;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Ends what is left of a worker's process group after its leader exited:
+/// the tool's children (multiprocessing, subprocess) get SIGTERM, then
+/// SIGKILL if they are still there after `grace`. Returns once the group is
+/// empty (or, for processes that will not go, after a bounded wait).
+pub(crate) async fn end_group(pgid: u32, grace: std::time::Duration) {
+    if !group_alive(pgid) {
+        return;
+    }
+    signal_group(pgid, libc::SIGTERM);
+    if group_gone_within(pgid, grace).await {
+        return;
+    }
+    signal_group(pgid, libc::SIGKILL);
+    group_gone_within(pgid, std::time::Duration::from_secs(1)).await;
+}
+
+/// Resident memory of process `pid` in bytes, as the OS reports it
+/// (`/proc/<pid>/statm`); `None` where that is not available.
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}

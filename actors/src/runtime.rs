@@ -1,9 +1,13 @@
 //! The root of the supervision tree. Starts one pool actor per configured
 //! pool, hands out their handles, and shuts them all down in order.
+//!
+//! Before any pool starts, the run registry is swept: processes left behind by
+//! an earlier host run that died (found by their `SNAKEPIT_RUN_ID`) are ended,
+//! and this run is recorded so that a later host can do the same for it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -12,7 +16,8 @@ use crate::config::PoolConfig;
 use crate::error::Error;
 use crate::handle::PoolHandle;
 use crate::pool::{Pool, PoolArgs, PoolMessage};
-use crate::telemetry::Telemetry;
+use crate::reaper::{RunEntry, RunRegistry, default_registry_dir};
+use crate::telemetry::{OrphansReaped, Telemetry};
 
 /// What the runtime is started with.
 #[derive(Debug, Clone)]
@@ -23,6 +28,10 @@ pub struct RuntimeConfig {
     pub python: PathBuf,
     /// Identifies this host run in every worker's environment.
     pub run_id: String,
+    /// The run registry directory (default: `$SNAKEPIT_HOME/run`, else
+    /// `.snakepit/run`). Hosts sharing it end each other's leftovers after a
+    /// crash, and only those.
+    pub registry_dir: Option<PathBuf>,
 }
 
 /// The root actor.
@@ -127,6 +136,8 @@ pub struct RuntimeHandle {
     pools: Arc<BTreeMap<String, PoolHandle>>,
     telemetry: Telemetry,
     run_id: String,
+    /// This run's registry entry; removed once shutdown is over.
+    entry: Arc<Mutex<Option<RunEntry>>>,
 }
 
 impl RuntimeHandle {
@@ -145,6 +156,7 @@ impl RuntimeHandle {
             }
         }
         let run_id = config.run_id.clone();
+        let entry = reap_and_register(&config, &telemetry).await;
         let (root, _) = Actor::spawn(
             None,
             Runtime,
@@ -173,6 +185,7 @@ impl RuntimeHandle {
             pools: Arc::new(pools),
             telemetry,
             run_id,
+            entry: Arc::new(Mutex::new(entry)),
         };
         let ready = futures::future::join_all(handle.pools.values().map(|p| p.wait_ready())).await;
         if let Some(err) = ready.into_iter().find_map(Result::err) {
@@ -211,5 +224,53 @@ impl RuntimeHandle {
             .root
             .call(|reply| RuntimeMessage::Shutdown { grace, reply }, None)
             .await;
+        let entry = self.entry.lock().expect("registry entry lock").take();
+        if let Some(entry) = entry
+            && let Err(err) = entry.release()
+        {
+            tracing::warn!(error = %err, "Could not remove this run's registry entry.");
+        }
     }
+}
+
+/// Ends the leftovers of dead earlier runs and records this one. Failures
+/// are logged, never fatal: the registry is a safety net, not a dependency.
+async fn reap_and_register(config: &RuntimeConfig, telemetry: &Telemetry) -> Option<RunEntry> {
+    let registry = RunRegistry::new(
+        config
+            .registry_dir
+            .clone()
+            .unwrap_or_else(default_registry_dir),
+    );
+    let run_id = config.run_id.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let swept = registry.sweep();
+        (swept, registry.register(&run_id))
+    });
+    let (swept, entry) = match work.await {
+        Ok(done) => done,
+        Err(err) => {
+            tracing::warn!(error = %err, "The run registry task failed.");
+            return None;
+        }
+    };
+    match swept {
+        Ok(report) => {
+            for run in report.runs {
+                OrphansReaped {
+                    run_id: run.run_id,
+                    host_pid: run.host_pid,
+                    pids: run.pids,
+                    survivors: run.survivors,
+                }
+                .emit(telemetry);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "Could not sweep the run registry."),
+    }
+    entry
+        .inspect_err(
+            |err| tracing::warn!(error = %err, "Could not record this run in the registry."),
+        )
+        .ok()
 }

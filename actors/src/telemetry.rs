@@ -32,6 +32,24 @@ pub mod metric {
     pub const WORKER_EXITS_TOTAL: &str = "snakepit_worker_exits_total";
     /// Seconds from spawn to `Hello`, by pool.
     pub const WORKER_STARTUP_DURATION: &str = "snakepit_worker_startup_duration_seconds";
+    /// Failed workers restarted, by pool.
+    pub const WORKER_RESTARTS_TOTAL: &str = "snakepit_worker_restarts_total";
+    /// Workers replaced on purpose, by pool and reason (ttl, max_requests, memory).
+    pub const WORKER_RECYCLES_TOTAL: &str = "snakepit_worker_recycles_total";
+    /// Workers the host killed, by pool and reason.
+    pub const WORKER_KILLS_TOTAL: &str = "snakepit_worker_kills_total";
+    /// Heartbeats a worker did not answer in time, by pool.
+    pub const HEARTBEATS_MISSED_TOTAL: &str = "snakepit_heartbeats_missed_total";
+    /// 1 while the pool is degraded, else 0, by pool.
+    pub const POOL_DEGRADED: &str = "snakepit_pool_degraded";
+    /// Times the pool became degraded, by pool.
+    pub const POOL_DEGRADATIONS_TOTAL: &str = "snakepit_pool_degradations_total";
+    /// Leftover processes of dead earlier runs that were ended at start-up.
+    pub const ORPHANS_REAPED_TOTAL: &str = "snakepit_orphans_reaped_total";
+    /// Requests retried on another worker after theirs died, by pool.
+    pub const REQUEST_RETRIES_TOTAL: &str = "snakepit_request_retries_total";
+    /// Requests cancelled by their caller, by pool and reason.
+    pub const REQUEST_CANCELLATIONS_TOTAL: &str = "snakepit_request_cancellations_total";
 }
 
 /// Where events go. Cheap to clone; one per runtime.

@@ -2,11 +2,18 @@
 //!
 //! Started by its [`Pool`](crate::pool::Pool). It spawns the process in
 //! `pre_start`, then waits for `Hello` (sent by the reader task) without
-//! blocking: workers of a pool boot concurrently. When the process ends, for
-//! whatever reason, the actor fails every request still waiting on it with
-//! `WorkerCrashed` (exit code or signal included), kills what is left of the
-//! process group, tells the pool why it is gone, and stops.
+//! blocking: workers of a pool boot concurrently. Once ready it ticks every
+//! heartbeat interval: it pings the worker (and kills it after too many missed
+//! beats), and tells the pool when the worker is due for recycling by age or
+//! by resident memory.
+//!
+//! When the process ends, for whatever reason, the actor fails every request
+//! still waiting on it with `WorkerCrashed` (exit code or signal included) —
+//! or hands idempotent ones back to the pool to run elsewhere — tells the pool
+//! why it is gone, ends what is left of the process group (SIGTERM, then
+//! SIGKILL), and stops.
 
+mod liveness;
 mod messages;
 
 use std::ffi::OsString;
@@ -18,12 +25,17 @@ pub use messages::WorkerMessage;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use snakepit_proto::v1::{self, frame::Kind};
 
+use liveness::{Beat, Heartbeat};
+use rand::Rng;
+
 use crate::config::PoolConfig;
 use crate::connection::{self, Closed, Connection, Listeners};
 use crate::error::{Error, ExitStatus, python_exception};
-use crate::pool::{PoolMessage, WorkerGone, WorkerKey, WorkerLink};
+use crate::pool::{PoolMessage, Request, WorkerGone, WorkerKey, WorkerLink};
 use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail};
-use crate::telemetry::{ExitCause, Telemetry, WorkerSpawned};
+use crate::telemetry::{
+    ExitCause, HeartbeatMissed, KillReason, RecycleReason, Telemetry, WorkerKilled, WorkerSpawned,
+};
 
 /// Extra time after a grace period before the group gets SIGKILL.
 const KILL_SLACK: Duration = Duration::from_millis(500);
@@ -31,6 +43,9 @@ const KILL_SLACK: Duration = Duration::from_millis(500);
 /// How long after the process is reaped we wait for its connection's last
 /// frames before reporting the exit anyway.
 const EXIT_SETTLE: Duration = Duration::from_millis(500);
+
+/// How long the rest of a process group gets between SIGTERM and SIGKILL.
+const GROUP_TERM_GRACE: Duration = Duration::from_secs(1);
 
 /// The worker actor (read-only configuration lives in its arguments).
 pub struct Worker;
@@ -57,6 +72,11 @@ enum Phase {
 pub struct WorkerState {
     key: WorkerKey,
     id: String,
+    config: Arc<PoolConfig>,
+    telemetry: Telemetry,
+    heartbeat: Option<Heartbeat>,
+    /// When the worker is due for recycling by age.
+    recycle_at: Option<Instant>,
     pool_name: Arc<str>,
     pool: ActorRef<PoolMessage>,
     pid: u32,
@@ -74,7 +94,10 @@ pub struct WorkerState {
     exit_status: Option<ExitStatus>,
     /// Set once the reader has handed over every frame the worker sent.
     conn_closed: bool,
+    /// The exit has been reported to the pool.
     finished: bool,
+    /// The rest of the process group is gone too.
+    group_ended: bool,
 }
 
 impl Actor for Worker {
@@ -125,9 +148,22 @@ impl Actor for Worker {
             pid,
         }
         .emit(&args.telemetry);
+        let heartbeat = cfg
+            .heartbeat
+            .enabled
+            .then(|| Heartbeat::new(&cfg.heartbeat));
+        let recycle_at = cfg.worker_ttl_ms.map(|ttl| {
+            // Up to 10% earlier, so that a pool started at once is not recycled at once.
+            let ttl = Duration::from_millis(ttl);
+            Instant::now() + ttl.mul_f64(1.0 - 0.1 * rand::rng().random::<f64>())
+        });
         Ok(WorkerState {
             key: args.key,
             id: args.id,
+            heartbeat,
+            recycle_at,
+            telemetry: args.telemetry,
+            config: args.config,
             pool_name,
             pool: args.pool,
             pid,
@@ -142,6 +178,7 @@ impl Actor for Worker {
             exit_status: None,
             conn_closed: false,
             finished: false,
+            group_ended: false,
         })
     }
 
@@ -152,7 +189,27 @@ impl Actor for Worker {
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            WorkerMessage::Hello(hello) => on_hello(state, hello),
+            WorkerMessage::Hello(hello) => {
+                if on_hello(state, hello) {
+                    myself.send_after(state.config.tick_interval(), || WorkerMessage::Tick);
+                }
+            }
+            WorkerMessage::Pong(seq) => {
+                if let Some(hb) = &mut state.heartbeat {
+                    hb.pong(seq);
+                }
+            }
+            WorkerMessage::Tick => {
+                if state.exit_status.is_none() && tick(state) {
+                    myself.send_after(state.config.tick_interval(), || WorkerMessage::Tick);
+                }
+            }
+            WorkerMessage::Kill(reason) => {
+                if state.exit_status.is_none() {
+                    kill(state, reason, None);
+                }
+            }
+            WorkerMessage::GroupEnded => finish(&myself, state),
             WorkerMessage::StartupFailed(err) => {
                 let python = python_exception(err);
                 state.detail = Some(format!("{}: {}", python.python_type, python.message));
@@ -171,19 +228,19 @@ impl Actor for Worker {
             WorkerMessage::StartupDeadline => {
                 if state.phase == Phase::Starting && state.cause.is_none() {
                     state.cause = Some(ExitCause::StartupFailed);
-                    state.detail = Some(format!(
+                    let detail = format!(
                         "no Hello within {:?} of spawning",
                         state.spawned_at.elapsed()
-                    ));
-                    process::signal_group(state.pid, libc::SIGKILL);
+                    );
+                    kill(state, KillReason::StartupTimeout, Some(detail));
                 }
             }
             WorkerMessage::ConnectionClosed(closed) => {
                 if let Closed::Protocol(reason) = &closed {
                     // We no longer trust this stream: end the process now.
                     state.cause.get_or_insert(ExitCause::ProtocolViolation);
-                    state.detail = Some(format!("protocol violation: {reason}"));
-                    process::signal_group(state.pid, libc::SIGKILL);
+                    let detail = format!("protocol violation: {reason}");
+                    kill(state, KillReason::ProtocolViolation, Some(detail));
                 } else {
                     if let Closed::Io(reason) = &closed {
                         state
@@ -203,20 +260,24 @@ impl Actor for Worker {
             }
             WorkerMessage::KillDeadline => {
                 if state.exit_status.is_none() {
-                    process::signal_group(state.pid, libc::SIGKILL);
+                    kill(state, KillReason::GraceExpired, None);
                 }
             }
-            WorkerMessage::Stop { grace, reply } => {
+            WorkerMessage::Stop {
+                grace,
+                cause,
+                reply,
+            } => {
                 reply.into_iter().for_each(|r| state.stop_replies.push(r));
-                if state.finished {
+                if state.group_ended {
                     finish(&myself, state);
                     return Ok(());
                 }
-                if state.phase == Phase::Stopping {
+                if state.phase == Phase::Stopping || state.finished {
                     return Ok(());
                 }
                 state.phase = Phase::Stopping;
-                state.cause.get_or_insert(ExitCause::Shutdown);
+                state.cause.get_or_insert(cause);
                 state.conn.send(connection::frame(
                     0,
                     Kind::Shutdown(v1::Shutdown {
@@ -242,7 +303,7 @@ impl Actor for Worker {
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
         // Whatever happened, nothing of ours outlives the actor.
-        if state.exit_status.is_none() {
+        if state.exit_status.is_none() || !state.group_ended {
             process::signal_group(state.pid, libc::SIGKILL);
         }
         Ok(())
@@ -290,10 +351,11 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
     }
 }
 
-fn on_hello(state: &mut WorkerState, hello: v1::Hello) {
+/// Handles `Hello`; true when the worker is now ready.
+fn on_hello(state: &mut WorkerState, hello: v1::Hello) -> bool {
     if state.phase != Phase::Starting {
         tracing::warn!(worker = %state.id, "Ignored a second Hello.");
-        return;
+        return false;
     }
     if hello.protocol_version != snakepit_proto::PROTOCOL_VERSION {
         state.cause = Some(ExitCause::StartupFailed);
@@ -302,8 +364,8 @@ fn on_hello(state: &mut WorkerState, hello: v1::Hello) {
             hello.protocol_version,
             snakepit_proto::PROTOCOL_VERSION
         ));
-        process::signal_group(state.pid, libc::SIGKILL);
-        return;
+        process::signal_process(state.pid, libc::SIGKILL);
+        return false;
     }
     state.phase = Phase::Ready;
     let link = WorkerLink {
@@ -317,6 +379,90 @@ fn on_hello(state: &mut WorkerState, hello: v1::Hello) {
         key: state.key,
         link,
     });
+    true
+}
+
+/// The periodic checks of a running worker; false once it is being killed.
+fn tick(state: &mut WorkerState) -> bool {
+    if let Some(hb) = &mut state.heartbeat {
+        let max_missed = hb.max_missed();
+        match hb.tick(tokio::time::Instant::now()) {
+            Beat::Waiting => {}
+            Beat::Ping(seq) => state.conn.send(connection::ping_frame(seq)),
+            Beat::Missed { missed, ping } => {
+                HeartbeatMissed {
+                    pool: state.pool_name.to_string(),
+                    worker: state.id.clone(),
+                    pid: state.pid,
+                    missed,
+                    max_missed,
+                }
+                .emit(&state.telemetry);
+                state.conn.send(connection::ping_frame(ping));
+            }
+            Beat::Dead { missed } => {
+                HeartbeatMissed {
+                    pool: state.pool_name.to_string(),
+                    worker: state.id.clone(),
+                    pid: state.pid,
+                    missed,
+                    max_missed,
+                }
+                .emit(&state.telemetry);
+                state.cause = Some(ExitCause::Unresponsive);
+                let detail = format!(
+                    "unresponsive: missed {missed} heartbeats in a row ({} ms timeout each)",
+                    state.config.heartbeat.timeout_ms
+                );
+                kill(state, KillReason::Unresponsive, Some(detail));
+                return false;
+            }
+        }
+    }
+    if state.phase != Phase::Ready {
+        return true;
+    }
+    let due = if state.recycle_at.is_some_and(|at| Instant::now() >= at) {
+        Some(RecycleReason::Age)
+    } else {
+        state.config.max_memory_mb.and_then(|limit| {
+            let rss_mb = process::resident_bytes(state.pid)? >> 20;
+            (rss_mb > limit).then_some(RecycleReason::Memory { rss_mb })
+        })
+    };
+    if let Some(reason) = due {
+        // Repeated every tick until the pool acts; it ignores repeats.
+        let _ = state.pool.cast(PoolMessage::RecycleDue {
+            key: state.key,
+            reason,
+        });
+    }
+    true
+}
+
+/// Kills the worker process (SIGKILL); the rest of its group is ended once
+/// it is reaped.
+fn kill(state: &mut WorkerState, reason: KillReason, detail: Option<String>) {
+    WorkerKilled {
+        pool: state.pool_name.to_string(),
+        worker: state.id.clone(),
+        pid: state.pid,
+        reason,
+    }
+    .emit(&state.telemetry);
+    if reason == KillReason::DrainTimeout {
+        state.cause.get_or_insert(ExitCause::Recycled);
+        state.detail.get_or_insert_with(|| {
+            format!(
+                "recycled, and still busy after the drain timeout of {} ms",
+                state.config.drain_timeout_ms
+            )
+        });
+    }
+    if let Some(detail) = detail {
+        state.detail = Some(detail);
+    }
+    process::signal_process(state.pid, libc::SIGKILL);
 }
 
 fn on_exit(state: &mut WorkerState, status: ExitStatus) {
@@ -325,24 +471,40 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
         None if state.phase == Phase::Starting => ExitCause::StartupFailed,
         None => ExitCause::Crashed,
     };
-    // Grandchildren the tool started share the group; end them too. After the
-    // leader is reaped, this is the last time we use its pgid.
-    process::signal_group(state.pid, libc::SIGKILL);
     let stderr = state.stderr.text();
     let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty());
     let detail = state
         .detail
         .clone()
         .or_else(|| last_line.map(|l| format!("last stderr line: {l}")));
-    let pending = state.conn.close();
-    let failed_requests = pending.len();
-    for p in pending {
-        p.sink.fail(Error::WorkerCrashed {
-            pool: state.pool_name.to_string(),
-            worker: state.id.clone(),
-            status,
-            detail: detail.clone(),
-        });
+    let mut retry = Vec::new();
+    let mut failed_requests = 0;
+    for (id, p) in state.conn.close() {
+        match p.retry {
+            Some(execute) if !p.delivered && cause != ExitCause::Shutdown => {
+                retry.push(Box::new(Request {
+                    id,
+                    tool: p.tool,
+                    execute: *execute,
+                    sink: p.sink,
+                    enqueued: std::time::Instant::now(),
+                    retry: false,
+                }));
+            }
+            _ => {
+                failed_requests += 1;
+                p.sink.fail(if cause == ExitCause::Shutdown {
+                    Error::ShuttingDown
+                } else {
+                    Error::WorkerCrashed {
+                        pool: state.pool_name.to_string(),
+                        worker: state.id.clone(),
+                        status,
+                        detail: detail.clone(),
+                    }
+                });
+            }
+        }
     }
     let startup_error = (cause == ExitCause::StartupFailed).then(|| {
         state
@@ -374,6 +536,7 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
             cause,
             failed_requests,
             startup_error,
+            retry,
         },
     });
 }
@@ -388,10 +551,17 @@ fn settle(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {
     };
     state.finished = true;
     on_exit(state, status);
-    finish(myself, state);
+    // Grandchildren the tool started share the group: end them too, then stop.
+    let pgid = state.pid;
+    let me = myself.clone();
+    tokio::spawn(async move {
+        process::end_group(pgid, GROUP_TERM_GRACE).await;
+        let _ = me.cast(WorkerMessage::GroupEnded);
+    });
 }
 
 fn finish(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {
+    state.group_ended = true;
     for reply in state.stop_replies.drain(..) {
         let _ = reply.send(());
     }

@@ -9,7 +9,7 @@ use snakepit_proto::v1;
 
 use crate::connection::{Connection, Sink};
 use crate::error::{Error, ExitStatus};
-use crate::telemetry::ExitCause;
+use crate::telemetry::{ExitCause, RecycleReason};
 
 /// Identifies one incarnation of a worker slot: the slot index, and which
 /// restart of it. Messages about an older incarnation are ignored.
@@ -36,6 +36,8 @@ pub struct WorkerGone {
     pub(crate) cause: ExitCause,
     pub(crate) failed_requests: usize,
     pub(crate) startup_error: Option<Error>,
+    /// Idempotent requests that were running on it, to run again elsewhere.
+    pub(crate) retry: Vec<Box<Request>>,
 }
 
 /// A call waiting for a worker.
@@ -45,6 +47,9 @@ pub(crate) struct Request {
     pub execute: v1::Execute,
     pub sink: Sink,
     pub enqueued: Instant,
+    /// Run it again on another worker if its worker dies (idempotent calls,
+    /// first attempt only).
+    pub retry: bool,
 }
 
 /// A snapshot of a pool.
@@ -60,6 +65,8 @@ pub struct PoolStatus {
     pub in_flight: usize,
     /// Requests waiting for a worker.
     pub queued: usize,
+    /// Restarted more often than its policy allows (see `RestartPolicy`).
+    pub degraded: bool,
     /// Each worker.
     pub workers: Vec<WorkerStatus>,
     /// Tools the adapter exposes (from the first ready worker's `Hello`).
@@ -75,6 +82,8 @@ pub struct WorkerStatus {
     pub pid: Option<u32>,
     /// Whether it takes requests.
     pub ready: bool,
+    /// Being recycled: finishing its in-flight requests, taking no new ones.
+    pub draining: bool,
     /// Requests it is running.
     pub in_flight: u32,
     /// Requests it finished.
@@ -129,6 +138,21 @@ pub enum PoolMessage {
         /// Which slot.
         slot: usize,
     },
+    /// A worker is due for recycling (its age or memory; the pool counts
+    /// requests itself).
+    RecycleDue {
+        /// Which worker.
+        key: WorkerKey,
+        /// Why.
+        reason: RecycleReason,
+    },
+    /// A recycled worker's drain timeout passed.
+    DrainDeadline {
+        /// Which worker.
+        key: WorkerKey,
+    },
+    /// Look again whether a degraded pool has recovered.
+    HealthCheck,
     /// Expire requests that waited past the queue timeout.
     SweepQueue,
     /// Answered once every worker is ready, or with the first start failure.

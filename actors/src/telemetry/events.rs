@@ -32,6 +32,22 @@ pub enum Event {
     QueueSaturated(QueueSaturated),
     /// A request waited past the queue timeout.
     QueueTimedOut(QueueTimedOut),
+    /// A worker is being replaced on purpose (age, requests, memory).
+    WorkerRecycled(WorkerRecycled),
+    /// A worker did not answer a heartbeat in time.
+    HeartbeatMissed(HeartbeatMissed),
+    /// The host killed a worker.
+    WorkerKilled(WorkerKilled),
+    /// A pool restarted workers more often than its policy allows.
+    PoolDegraded(PoolDegraded),
+    /// A degraded pool is healthy again.
+    PoolRecovered(PoolRecovered),
+    /// Leftover processes of a dead earlier run were ended.
+    OrphansReaped(OrphansReaped),
+    /// A request was retried on another worker after its worker died.
+    RequestRetried(RequestRetried),
+    /// A caller gave up on a request.
+    RequestCancelled(RequestCancelled),
 }
 
 impl Event {
@@ -48,6 +64,14 @@ impl Event {
             Event::RequestException(_) => "snakepit.request.call.exception",
             Event::QueueSaturated(_) => "snakepit.pool.queue.saturated",
             Event::QueueTimedOut(_) => "snakepit.pool.queue.timeout",
+            Event::WorkerRecycled(_) => "snakepit.worker.process.recycled",
+            Event::HeartbeatMissed(_) => "snakepit.worker.heartbeat.missed",
+            Event::WorkerKilled(_) => "snakepit.worker.process.killed",
+            Event::PoolDegraded(_) => "snakepit.pool.health.degraded",
+            Event::PoolRecovered(_) => "snakepit.pool.health.recovered",
+            Event::OrphansReaped(_) => "snakepit.runtime.orphans.reaped",
+            Event::RequestRetried(_) => "snakepit.request.call.retried",
+            Event::RequestCancelled(_) => "snakepit.request.call.cancelled",
         }
     }
 }
@@ -113,6 +137,10 @@ pub enum ExitCause {
     ProtocolViolation,
     /// Did not say `Hello` in time, or its adapter failed to load.
     StartupFailed,
+    /// Replaced on purpose (age, requests, memory).
+    Recycled,
+    /// Stopped answering heartbeats; killed.
+    Unresponsive,
 }
 
 impl ExitCause {
@@ -123,6 +151,8 @@ impl ExitCause {
             ExitCause::Crashed => "crashed",
             ExitCause::ProtocolViolation => "protocol_violation",
             ExitCause::StartupFailed => "startup_failed",
+            ExitCause::Recycled => "recycled",
+            ExitCause::Unresponsive => "unresponsive",
         }
     }
 }
@@ -199,7 +229,7 @@ impl WorkerRestarting {
     pub(crate) fn emit(self, t: &Telemetry) {
         info!(pool = %self.pool, worker = %self.worker, backoff_ms = self.backoff.as_millis() as u64,
             recent_restarts = self.recent_restarts, "Restarting worker.");
-        counter!("snakepit_worker_restarts_total", "pool" => self.pool.clone()).increment(1);
+        counter!(metric::WORKER_RESTARTS_TOTAL, "pool" => self.pool.clone()).increment(1);
         t.publish(|| Event::WorkerRestarting(self));
     }
 }
@@ -306,5 +336,241 @@ impl QueueTimedOut {
         counter!(metric::QUEUE_REJECTIONS_TOTAL, "pool" => self.pool.clone(), "reason" => "timeout")
             .increment(1);
         t.publish(|| Event::QueueTimedOut(self));
+    }
+}
+
+/// Why a worker is recycled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecycleReason {
+    /// It reached `worker_ttl_ms`.
+    Age,
+    /// It answered `max_requests` requests.
+    Requests,
+    /// Its resident memory passed `max_memory_mb`.
+    Memory {
+        /// Resident memory when it was measured, in MiB.
+        rss_mb: u64,
+    },
+}
+
+impl RecycleReason {
+    /// Bounded label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecycleReason::Age => "ttl",
+            RecycleReason::Requests => "max_requests",
+            RecycleReason::Memory { .. } => "memory",
+        }
+    }
+}
+
+/// A worker is being replaced on purpose: its successor is ready and it now
+/// finishes its in-flight requests.
+#[derive(Debug, Clone)]
+pub struct WorkerRecycled {
+    /// Pool.
+    pub pool: String,
+    /// Worker id of the one leaving.
+    pub worker: String,
+    /// Its OS process id.
+    pub pid: u32,
+    /// Why.
+    pub reason: RecycleReason,
+    /// Requests it still has to finish.
+    pub in_flight: u32,
+    /// Requests it answered in its life.
+    pub completed: u64,
+}
+
+impl WorkerRecycled {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        info!(pool = %self.pool, worker = %self.worker, pid = self.pid, reason = self.reason.as_str(),
+            in_flight = self.in_flight, completed = self.completed,
+            "Recycling worker; its replacement is ready.");
+        counter!(metric::WORKER_RECYCLES_TOTAL, "pool" => self.pool.clone(), "reason" => self.reason.as_str())
+            .increment(1);
+        t.publish(|| Event::WorkerRecycled(self));
+    }
+}
+
+/// A worker did not answer a heartbeat in time.
+#[derive(Debug, Clone)]
+pub struct HeartbeatMissed {
+    /// Pool.
+    pub pool: String,
+    /// Worker id.
+    pub worker: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Missed beats in a row, this one included.
+    pub missed: u32,
+    /// Missed beats that get the worker killed.
+    pub max_missed: u32,
+}
+
+impl HeartbeatMissed {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        warn!(pool = %self.pool, worker = %self.worker, pid = self.pid, missed = self.missed,
+            max_missed = self.max_missed, "Worker missed a heartbeat.");
+        counter!(metric::HEARTBEATS_MISSED_TOTAL, "pool" => self.pool.clone()).increment(1);
+        t.publish(|| Event::HeartbeatMissed(self));
+    }
+}
+
+/// Why the host killed a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// It stopped answering heartbeats.
+    Unresponsive,
+    /// It did not say `Hello` within `startup_timeout_ms`.
+    StartupTimeout,
+    /// It broke the wire protocol.
+    ProtocolViolation,
+    /// It was recycled and did not finish within `drain_timeout_ms`.
+    DrainTimeout,
+    /// It did not exit within the grace period it was given.
+    GraceExpired,
+}
+
+impl KillReason {
+    /// Bounded label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KillReason::Unresponsive => "unresponsive",
+            KillReason::StartupTimeout => "startup_timeout",
+            KillReason::ProtocolViolation => "protocol_violation",
+            KillReason::DrainTimeout => "drain_timeout",
+            KillReason::GraceExpired => "grace_expired",
+        }
+    }
+}
+
+/// The host killed a worker (SIGKILL).
+#[derive(Debug, Clone)]
+pub struct WorkerKilled {
+    /// Pool.
+    pub pool: String,
+    /// Worker id.
+    pub worker: String,
+    /// OS process id.
+    pub pid: u32,
+    /// Why.
+    pub reason: KillReason,
+}
+
+impl WorkerKilled {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        warn!(pool = %self.pool, worker = %self.worker, pid = self.pid, reason = self.reason.as_str(),
+            "Killing worker.");
+        counter!(metric::WORKER_KILLS_TOTAL, "pool" => self.pool.clone(), "reason" => self.reason.as_str())
+            .increment(1);
+        t.publish(|| Event::WorkerKilled(self));
+    }
+}
+
+/// A pool restarted workers more often than `max_restarts` within
+/// `restart_window_ms`.
+#[derive(Debug, Clone)]
+pub struct PoolDegraded {
+    /// Pool.
+    pub pool: String,
+    /// Restarts within the window.
+    pub recent_restarts: u32,
+    /// The window.
+    pub window: Duration,
+    /// Why the last start failed, when one did.
+    pub last_error: Option<String>,
+}
+
+impl PoolDegraded {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        tracing::error!(pool = %self.pool, recent_restarts = self.recent_restarts,
+            window_ms = self.window.as_millis() as u64,
+            last_error = self.last_error.as_deref().unwrap_or(""),
+            "Pool is degraded: workers keep failing; restarting at the capped backoff.");
+        counter!(metric::POOL_DEGRADATIONS_TOTAL, "pool" => self.pool.clone()).increment(1);
+        gauge!(metric::POOL_DEGRADED, "pool" => self.pool.clone()).set(1.0);
+        t.publish(|| Event::PoolDegraded(self));
+    }
+}
+
+/// A degraded pool has every worker up and restarts within its policy again.
+#[derive(Debug, Clone)]
+pub struct PoolRecovered {
+    /// Pool.
+    pub pool: String,
+    /// How long it was degraded.
+    pub degraded_for: Duration,
+}
+
+impl PoolRecovered {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        info!(pool = %self.pool, degraded_ms = self.degraded_for.as_millis() as u64,
+            "Pool recovered.");
+        gauge!(metric::POOL_DEGRADED, "pool" => self.pool.clone()).set(0.0);
+        t.publish(|| Event::PoolRecovered(self));
+    }
+}
+
+/// Processes left by an earlier host run that died were ended.
+#[derive(Debug, Clone)]
+pub struct OrphansReaped {
+    /// The dead run's id.
+    pub run_id: String,
+    /// Its host's process id.
+    pub host_pid: u32,
+    /// The processes ended.
+    pub pids: Vec<u32>,
+    /// Processes still there after the kill (should be empty).
+    pub survivors: Vec<u32>,
+}
+
+impl OrphansReaped {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        warn!(run_id = %self.run_id, host_pid = self.host_pid, reaped = self.pids.len(),
+            survivors = self.survivors.len(), "Ended processes left by a dead earlier run.");
+        counter!(metric::ORPHANS_REAPED_TOTAL).increment(self.pids.len() as u64);
+        t.publish(|| Event::OrphansReaped(self));
+    }
+}
+
+/// A request whose worker died was sent to another worker (it was marked
+/// idempotent).
+#[derive(Debug, Clone)]
+pub struct RequestRetried {
+    /// Pool.
+    pub pool: String,
+    /// Tool.
+    pub tool: String,
+    /// The worker that died under it.
+    pub failed_worker: String,
+}
+
+impl RequestRetried {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        info!(pool = %self.pool, tool = %self.tool, failed_worker = %self.failed_worker,
+            "Retrying an idempotent request on another worker.");
+        counter!(metric::REQUEST_RETRIES_TOTAL, "pool" => self.pool.clone()).increment(1);
+        t.publish(|| Event::RequestRetried(self));
+    }
+}
+
+/// A caller gave up on a request; the worker was told to cancel it.
+#[derive(Debug, Clone)]
+pub struct RequestCancelled {
+    /// Pool.
+    pub pool: String,
+    /// Tool.
+    pub tool: String,
+    /// Whether it was still queued (`queued`) or running (`running`).
+    pub stage: &'static str,
+}
+
+impl RequestCancelled {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        debug!(pool = %self.pool, tool = %self.tool, stage = self.stage, "Request cancelled by its caller.");
+        counter!(metric::REQUEST_CANCELLATIONS_TOTAL, "pool" => self.pool.clone(), "stage" => self.stage)
+            .increment(1);
+        t.publish(|| Event::RequestCancelled(self));
     }
 }

@@ -6,6 +6,7 @@ use snakepit_proto::v1;
 
 use crate::connection::Closed;
 use crate::error::ExitStatus;
+use crate::telemetry::{ExitCause, KillReason};
 
 /// What a worker actor is told.
 pub enum WorkerMessage {
@@ -13,10 +14,16 @@ pub enum WorkerMessage {
     Hello(v1::Hello),
     /// The worker could not load its adapter.
     StartupFailed(v1::Error),
+    /// The worker answered heartbeat `seq`.
+    Pong(u64),
+    /// Time for the periodic checks: heartbeat, age, memory.
+    Tick,
     /// The connection ended.
     ConnectionClosed(Closed),
     /// The process ended and was reaped.
     Exited(ExitStatus),
+    /// What was left of the process group is gone.
+    GroupEnded,
     /// The start-up deadline passed.
     StartupDeadline,
     /// The grace period after a close or shutdown request passed.
@@ -24,10 +31,15 @@ pub enum WorkerMessage {
     /// The process ended a while ago but its connection has not reported its
     /// end: stop waiting for the last frames.
     ExitSettled,
-    /// Finish in-flight work within `grace`, then exit; replies once reaped.
+    /// Kill the process now.
+    Kill(KillReason),
+    /// Finish in-flight work within `grace`, then exit; replies once the
+    /// process and its group are gone.
     Stop {
         /// How long in-flight requests may take.
         grace: std::time::Duration,
+        /// Why it is stopped (shutdown or recycling).
+        cause: ExitCause,
         /// Answered when the process is gone.
         reply: Option<RpcReplyPort<()>>,
     },
