@@ -1,0 +1,131 @@
+//! The host itself killed with SIGKILL: its workers die with it (parent-death
+//! signal) within two seconds, and the children they started, which have no
+//! such signal, are ended by the next host's sweep of the run registry.
+//!
+//! One test in its own binary, so that no other runtime sweeps the registry
+//! while it runs.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{pid_alive, showcase, wait_event};
+use snakepit::{Event, Snakepit, Telemetry};
+use snakepit_actors::{RUN_ID_ENV, processes_with_run_id};
+
+fn stat_field(pid: u32, index: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // Fields after the command name start at field 3 (state).
+    rest.split_whitespace().nth(index - 3).map(str::to_string)
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 4).is_some_and(|ppid| ppid == parent.to_string()))
+        .filter(|&pid| pid_alive(pid))
+        .collect()
+}
+
+fn run_id_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{RUN_ID_ENV}=");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|e| std::str::from_utf8(e).ok())
+        .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_host_leaves_no_python_behind() {
+    let fixtures = common::fixtures_dir();
+    let config =
+        std::env::temp_dir().join(format!("snakepit-host-crash-{}.toml", std::process::id()));
+    let mut f = std::fs::File::create(&config).unwrap();
+    writeln!(
+        f,
+        "[[pools]]\nname = \"orphans\"\nsize = 2\nadapter = \"orphan_maker.OrphanMaker\"\npython_path = [{:?}]",
+        fixtures.display().to_string()
+    )
+    .unwrap();
+    drop(f);
+
+    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepit"))
+        .args(["exec", "--config"])
+        .arg(&config)
+        .args(["spawn_and_sleep", "--args", r#"{"seconds": 120}"#])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let host_pid = host.id();
+
+    // Wait for both workers and the child one of them started.
+    let until = Instant::now() + Duration::from_secs(60);
+    let (workers, grandchild) = loop {
+        assert!(
+            Instant::now() < until,
+            "the host never got its workers and their child up"
+        );
+        let workers = children_of(host_pid);
+        let grandchildren: Vec<u32> = workers.iter().flat_map(|&w| children_of(w)).collect();
+        if workers.len() == 2 && grandchildren.len() == 1 {
+            break (workers, grandchildren[0]);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let run_id = run_id_of(workers[0]).expect("workers carry the run id");
+    assert_eq!(run_id_of(grandchild).as_deref(), Some(run_id.as_str()));
+
+    host.kill().unwrap(); // SIGKILL
+    host.wait().unwrap();
+    let killed = Instant::now();
+    while workers.iter().any(|&w| pid_alive(w)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "workers {workers:?} outlived their host by 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The child has no parent-death signal: it is still there, until the next
+    // host sweeps the registry.
+    assert!(
+        pid_alive(grandchild),
+        "expected the child to outlive its worker"
+    );
+
+    let telemetry = Telemetry::new();
+    let mut events = telemetry.subscribe();
+    let sp = Snakepit::builder()
+        .telemetry(telemetry)
+        .pool(showcase("after", 1))
+        .start()
+        .await
+        .unwrap();
+    let Event::OrphansReaped(reaped) = wait_event(
+        &mut events,
+        Duration::from_secs(1),
+        |e| matches!(e, Event::OrphansReaped(r) if r.run_id == run_id),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(reaped.host_pid, host_pid);
+    assert!(
+        reaped.pids.contains(&grandchild),
+        "reaped: {:?}",
+        reaped.pids
+    );
+    assert!(reaped.survivors.is_empty());
+    assert!(!pid_alive(grandchild));
+    assert_eq!(processes_with_run_id(&run_id), Vec::<u32>::new());
+    sp.shutdown().await;
+    let _ = std::fs::remove_file(&config);
+}
