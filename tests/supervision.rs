@@ -567,3 +567,40 @@ async fn cancellation_reaches_python() {
     );
     s.sp.shutdown().await;
 }
+
+// A pool whose adapter module does not exist: `snakepit doctor` fails fast
+// (not after the start-up timeout) and prints the module and Python's exception.
+#[test]
+fn doctor_names_the_missing_module() {
+    let config = std::env::temp_dir().join(format!("snakepit-doctor-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[[pools]]\nname = \"broken\"\nsize = 1\nadapter = \"no_such_adapter_module.Adapter\"\n",
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snakepit"))
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("worker start  : FAILED"),
+        "stdout: {stdout}"
+    );
+    assert!(stderr.contains("ModuleNotFoundError"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("no_such_adapter_module"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
