@@ -2,13 +2,19 @@
 //!
 //! ```text
 //! Runtime (root)                   runtime.rs
+//! ├── Reaper      at start: ends leftovers of dead runs; records this run   reaper.rs
 //! ├── Telemetry   typed events → tracing + metrics + subscribers   telemetry.rs
-//! └── Pool × n    queue, least-loaded routing, restarts            pool.rs
-//!     └── Worker × size   one Python process + its connection      worker.rs
+//! └── Pool × n    queue, routing, restarts, degradation, recycling pool.rs, pool/restarts.rs
+//!     └── Worker × size (+ a successor while one is recycled)
+//!                 one Python process + its connection, heartbeats  worker.rs, worker/liveness.rs
 //!                 ├── reader task: frames → callers, Done → pool   connection.rs
 //!                 ├── writer task: batched frames → socket         connection.rs
 //!                 └── wait task: process exit → worker             worker.rs
 //! ```
+//!
+//! The Reaper is a step of the runtime's start rather than an actor: it has
+//! nothing to do once the sweep is over, and running it before the first pool
+//! means `start()` returns with the leftovers already gone.
 //!
 //! Callers hold a [`PoolHandle`] (handle.rs) and never build actor messages
 //! themselves. A request travels caller → pool actor → connection writer →
