@@ -861,6 +861,8 @@ fn on_gone(
     }
 
     if !state.accepting {
+        // Its requests are settled: the others may stop now.
+        maybe_stop_workers(state);
         maybe_finish_shutdown(myself, state);
         return;
     }
@@ -942,7 +944,8 @@ fn schedule_restart(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot:
         .emit(&state.telemetry);
     }
     let failures = state.slots[slot].failures;
-    let backoff = jitter(state.restarts.backoff(failures), rand::rng().random());
+    let backoff = jitter(state.restarts.backoff(failures), rand::rng().random())
+        .min(state.restarts.backoff_cap());
     state.slots[slot].failures += 1;
     WorkerRestarting {
         pool: state.config.name.clone(),

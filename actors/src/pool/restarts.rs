@@ -74,6 +74,11 @@ impl Restarts {
         Duration::from_millis(ms)
     }
 
+    /// The largest delay ever waited, jitter included.
+    pub fn backoff_cap(&self) -> Duration {
+        Duration::from_millis(self.policy.backoff_max_ms)
+    }
+
     /// Clears the degraded state if the pool is at full strength and the
     /// window is back within policy; returns how long it was degraded.
     pub fn try_recover(&mut self, now: Instant, full_strength: bool) -> Option<Duration> {
@@ -92,7 +97,8 @@ impl Restarts {
 }
 
 /// Spreads `base` by ±20% so that workers killed together do not restart in
-/// lockstep. `unit` is a uniform sample in [0, 1).
+/// lockstep. `unit` is a uniform sample in [0, 1). Callers cap the result at
+/// the policy's maximum.
 pub(crate) fn jitter(base: Duration, unit: f64) -> Duration {
     base.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
 }
