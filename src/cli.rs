@@ -1,6 +1,7 @@
 //! Subcommands of the `snakepit` binary, one module each, and what they share.
 
 pub mod bench;
+pub mod chaos;
 pub mod demo;
 pub mod doctor;
 pub mod exec;

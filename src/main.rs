@@ -1,4 +1,4 @@
-//! The `snakepit` command: `demo`, `exec`, `doctor` and `bench`.
+//! The `snakepit` command: `demo`, `exec`, `doctor`, `bench` and `chaos`.
 
 mod cli;
 
@@ -48,6 +48,10 @@ enum Command {
     },
     /// Measure latency and throughput against Python's own process pools.
     Bench(cli::bench::BenchArgs),
+    /// Kill workers of a busy pool at random; report lost, hung and wrong
+    /// requests, recovery times and leftover processes (exit code 2 when a
+    /// goal is not met).
+    Chaos(cli::chaos::ChaosArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Exec(args) => cli::exec::run(args).await,
             Command::Doctor { runtime } => cli::doctor::run(runtime).await,
             Command::Bench(args) => cli::bench::run(args).await,
+            Command::Chaos(args) => cli::chaos::run(args).await,
         }
     });
     match result {
