@@ -604,3 +604,40 @@ fn doctor_names_the_missing_module() {
         t0.elapsed()
     );
 }
+
+// A worker counts only after its Hello: one that does not say it within the
+// start-up timeout is killed and counted as a failed start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_timeout_kills_a_silent_worker() {
+    let mut cfg = fixture_pool("slow", "slow_import.SlowAdapter", 1);
+    cfg.startup_timeout_ms = 500;
+    let telemetry = snakepit::Telemetry::new();
+    let mut events = telemetry.subscribe();
+    let t0 = Instant::now();
+    let result = snakepit::Snakepit::builder()
+        .telemetry(telemetry)
+        .pool(cfg)
+        .start()
+        .await;
+    match result {
+        Err(Error::WorkerStartFailed { reason, .. }) => {
+            assert!(reason.contains("no Hello within"), "{reason}");
+        }
+        Err(other) => panic!("expected WorkerStartFailed, got {other:?}"),
+        Ok(_) => panic!("a worker that never said Hello was counted"),
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let Event::WorkerKilled(killed) = wait_event(&mut events, Duration::from_secs(1), |e| {
+        matches!(e, Event::WorkerKilled(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(killed.reason, KillReason::StartupTimeout);
+    assert!(!pid_alive(killed.pid));
+}
