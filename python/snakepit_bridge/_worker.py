@@ -1,10 +1,14 @@
 """The worker process: one connection to the host, framed protobuf both ways.
 
-Threads:
-  * the main thread reads frames, answers Ping/Credit/Cancel/Release* itself and
-    queues Execute requests;
-  * executor threads (1 in the process profile, ``--threads`` in the thread
-    profile) run requests; each owns a persistent asyncio loop for async tools.
+Threads (leader/follower):
+  * capacity + 1 threads (capacity is 1 in the process profile, ``--threads`` in
+    the thread profile) both read and execute. One at a time holds ``rlock`` and
+    reads frames, answering Ping/Credit/Cancel/Release* itself and queueing
+    Execute requests; it runs known-quick requests itself and hands the socket
+    to a follower before running anything else. Each owns a persistent asyncio
+    loop for async tools;
+  * a watch thread hands the socket to a follower when such a quick request
+    runs long on the reader, so Ping and Cancel are always answered promptly.
 
 Every in-flight request lives in ``_Worker.registry`` until its final reply is
 claimed: whoever pops it from the registry (the executor with a result, the
@@ -53,6 +57,14 @@ EXIT_STARTUP = 3
 # (batched with the next replies) while more work is queued.
 _FAST_SECONDS = 100e-6
 _MAX_BATCH = 64
+# A known-quick request runs on the thread that reads the socket, which keeps
+# reading once it returns. If such a run lasts longer than this, the watch
+# thread hands the socket to a follower while it still runs, so Ping, Cancel
+# and new work are not left waiting for a quick tool that turned slow.
+_INLINE_HANDOFF_SECONDS = 0.02
+# The watch thread keeps checking on this period while inline runs keep
+# starting, and sleeps until the next one once none started for this long.
+_WATCH_LINGER_SECONDS = 0.1
 _MAX_ERROR_TEXT = 32 * 1024
 
 _pack_len = struct.Struct(">I").pack
@@ -462,11 +474,15 @@ class _TooLarge(Exception):
 
 
 class _Executor:
-    __slots__ = ("current", "loop")
+    __slots__ = ("current", "loop", "reading", "pending")
 
     def __init__(self) -> None:
         self.current: _Request | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # True while this thread holds `rlock` (touched by its own thread only).
+        self.reading = False
+        # Replies this thread holds back, to send in one batch.
+        self.pending: list[bytes] = []
 
 
 
@@ -521,6 +537,16 @@ class _Worker:
         self.work_lock = threading.Lock()
         self.busy = 0
         self.rlock = threading.Lock()
+        # The inline run of the reader (at most one at a time, as only the
+        # `rlock` holder runs inline), shared with the watch thread under
+        # `work_lock` (taken anyway to take the request and to free its slot):
+        # the thread running it, None once it ended or the watch thread took
+        # the socket away from it; when it started; when the latest one did.
+        self.watch_cond = threading.Condition(self.work_lock)
+        self.inline_ex: _Executor | None = None
+        self.inline_t0 = 0.0
+        self.inline_last = 0.0
+        self.watch_idle = False
         self.buf = bytearray()
         self.spin_ns = config.busy_poll_us * 1000
         self.last_batch = 0
@@ -636,6 +662,7 @@ class _Worker:
             "shutdown": self._on_shutdown,
             "host_call_result": self._on_host_call_result,
         }
+        threading.Thread(target=self._watch_main, name="snakepit-watch", daemon=True).start()
         for i, ex in enumerate(self.executors[1:], start=1):
             threading.Thread(target=self._thread_main, args=(ex,), name=f"snakepit-worker-{i}", daemon=True).start()
         self._thread_main(self.executors[0])
@@ -820,31 +847,78 @@ class _Worker:
         asyncio.set_event_loop(loop)
         ex.loop = loop
         plans = self.plans
-        pending: list[bytes] = []
+        pending = ex.pending
         take = self._take
-        rlock = self.rlock
         while True:
             st = take()
             if st is None:
                 self._flush(pending)
-                with rlock:
-                    while True:
-                        st = take()
-                        if st is None:
-                            self._flush(pending)
-                            self._read_once()
-                            continue
+                st = self._lead(ex, loop, pending)
+                if st is None:
+                    # Lost the socket during an inline run that turned slow:
+                    # carry on as a plain executor.
+                    continue
+            self._execute(ex, st, plans.get(st.execute.tool), loop, pending)
+
+    def _lead(self, ex: _Executor, loop: asyncio.AbstractEventLoop, pending: list[bytes]) -> _Request | None:
+        """Waits for the socket, then reads it until there is a request this
+        thread must run off the socket; returns it after handing the socket to
+        a follower. Returns None when the watch thread took the socket away
+        (and released `rlock` for it) while a known-quick request ran here."""
+        rlock = self.rlock
+        rlock.acquire()
+        ex.reading = True
+        plans = self.plans
+        work = self.work
+        work_lock = self.work_lock
+        capacity = self.config.capacity
+        clock = time.perf_counter
+        try:
+            while True:
+                # As _take, and when the request is known to be quick, its
+                # inline run starts in the same critical section.
+                st: _Request | None = None
+                plan: _ToolPlan | None = None
+                t0 = 0.0
+                with work_lock:
+                    if work and self.busy < capacity:
+                        self.busy += 1
+                        st = work.popleft()
                         plan = plans.get(st.execute.tool)
                         if plan is not None and plan.fast and not st.execute.stream:
-                            # Known to be quick: run it right here, keeping the
-                            # socket. Waking a follower would cost more than the
-                            # call; the first slow run of the tool ends this.
-                            self._execute(ex, st, plan, loop, pending)
-                            continue
-                        break
-                # Leaving the block hands the socket to a follower, which reads
-                # (Ping, Cancel, more work) while this thread runs the request.
-            self._execute(ex, st, plans.get(st.execute.tool), loop, pending)
+                            # Known to be quick: run it right here, keeping
+                            # the socket. Waking a follower would cost more
+                            # than the call; the first slow run of the tool
+                            # ends this, and the watch thread hands the socket
+                            # over if it runs long.
+                            t0 = clock()
+                            ex.current = st
+                            self.inline_ex = ex
+                            self.inline_t0 = t0
+                            self.inline_last = t0
+                            if self.watch_idle:
+                                self.watch_idle = False
+                                self.watch_cond.notify()
+                if st is None:
+                    self._flush(pending)
+                    self._read_once()
+                    continue
+                if t0:
+                    assert plan is not None
+                    if self._execute_inline(ex, st, plan, t0, loop, pending):
+                        continue
+                    self._flush(pending)
+                    return None
+                # Hand the socket to a follower, which reads (Ping, Cancel,
+                # more work) while this thread runs the request.
+                ex.reading = False
+                rlock.release()
+                return st
+        except BaseException:
+            if ex.reading:
+                ex.reading = False
+                rlock.release()
+            raise
 
     def _flush(self, pending: list[bytes]) -> None:
         if pending:
@@ -859,9 +933,9 @@ class _Worker:
         loop: asyncio.AbstractEventLoop,
         pending: list[bytes],
     ) -> None:
-        """Runs one taken request; its reply joins `pending` (sent in batches
-        while quick requests keep coming)."""
-        if pending and (plan is None or not plan.fast or st.execute.stream) and not st.cancelled:
+        """Runs one taken request off the socket; held replies go out first,
+        and its reply joins `pending`."""
+        if pending and not st.cancelled:
             self._flush(pending)
         ex.current = st
         t0 = time.perf_counter()
@@ -877,6 +951,81 @@ class _Worker:
             pending.append(reply)
         if len(pending) >= _MAX_BATCH:
             self._flush(pending)
+
+    def _execute_inline(
+        self,
+        ex: _Executor,
+        st: _Request,
+        plan: _ToolPlan,
+        t0: float,
+        loop: asyncio.AbstractEventLoop,
+        pending: list[bytes],
+    ) -> bool:
+        """Runs one taken, known-quick request on the reader thread, its inline
+        run started at `t0` (see _lead); its reply joins `pending` (sent in
+        batches while quick requests keep coming). Returns whether this thread
+        still holds the socket: if the run lasted longer than
+        _INLINE_HANDOFF_SECONDS, the watch thread sent the held replies and
+        released `rlock` for it while it ran. `ex.current` is set already."""
+        try:
+            reply = self._run(st, plan, loop)
+        finally:
+            ex.current = None
+            with self.work_lock:
+                self.busy -= 1
+                if self.inline_ex is ex:
+                    self.inline_ex = None
+                else:
+                    # The watch thread took the socket (another thread may
+                    # even be running inline by now).
+                    ex.reading = False
+        plan.fast = time.perf_counter() - t0 < _FAST_SECONDS
+        if reply is not None:
+            pending.append(reply)
+        if len(pending) >= _MAX_BATCH:
+            self._flush(pending)
+        return ex.reading
+
+    def _watch_main(self) -> None:
+        """Hands the socket to a follower when an inline run lasts too long.
+
+        Sleeps until an inline run starts; then wakes once per
+        _INLINE_HANDOFF_SECONDS while inline runs keep starting, so quick calls
+        cost it no wake-up each."""
+        cond = self.watch_cond
+        limit = _INLINE_HANDOFF_SECONDS
+        clock = time.perf_counter
+        while True:
+            with cond:
+                while True:
+                    now = clock()
+                    if self.inline_ex is not None:
+                        left = self.inline_t0 + limit - now
+                        if left <= 0:
+                            break
+                        cond.wait(left)
+                    elif now - self.inline_last < _WATCH_LINGER_SECONDS:
+                        cond.wait(limit)
+                    else:
+                        self.watch_idle = True
+                        cond.wait()
+                # The inline run has lasted too long, and its thread holds
+                # `rlock` and does not touch the socket, `buf` or its held
+                # replies until it takes `work_lock` after the run.
+                ex = self.inline_ex
+                assert ex is not None
+                self.inline_ex = None
+                held = ex.pending[:]
+                ex.pending.clear()
+                st = ex.current
+                plan = self.plans.get(st.execute.tool) if st is not None else None
+                if plan is not None:
+                    # As the run will when it ends: the next reader must not
+                    # run this tool inline as well.
+                    plan.fast = False
+                self.rlock.release()
+            if held:
+                self.send(b"".join(held))
 
     def _claim(self, st: _Request) -> bool:
         return self.registry.pop(st.id, None) is not None
