@@ -181,7 +181,7 @@ pub enum Error {
         /// What went wrong, including Python's own error text when it raised.
         reason: String,
         /// The Python exception, when the adapter failed to import.
-        python: Option<PythonException>,
+        python: Option<Box<PythonException>>,
     },
     /// A peer broke the wire protocol.
     #[error("protocol violation: {0}")]
@@ -257,7 +257,7 @@ impl Error {
             K::StartupFailed => Error::WorkerStartFailed {
                 pool: pool.to_string(),
                 reason: format!("{}: {}", err.python_type, err.message),
-                python: Some(python_exception(err)),
+                python: Some(Box::new(python_exception(err))),
             },
             K::PythonException | K::Unspecified => Error::Python(python_exception(err)),
         }

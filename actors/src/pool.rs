@@ -857,7 +857,7 @@ fn on_gone(
     }
 
     for request in gone.retry {
-        requeue(state, request, &member.id);
+        requeue(state, Box::new(request), &member.id);
     }
 
     if !state.accepting {

@@ -219,7 +219,7 @@ impl Actor for Worker {
                         "the adapter failed to load: {}: {}\n{}",
                         python.python_type, python.message, python.traceback
                     ),
-                    python: Some(python),
+                    python: Some(Box::new(python)),
                 });
                 state.cause = Some(ExitCause::StartupFailed);
                 // It exits by itself; make sure of it.
@@ -482,14 +482,14 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
     for (id, p) in state.conn.close() {
         match p.retry {
             Some(execute) if !p.delivered && cause != ExitCause::Shutdown => {
-                retry.push(Box::new(Request {
+                retry.push(Request {
                     id,
                     tool: p.tool,
                     execute: *execute,
                     sink: p.sink,
                     enqueued: std::time::Instant::now(),
                     retry: false,
-                }));
+                });
             }
             _ => {
                 failed_requests += 1;

@@ -37,7 +37,7 @@ pub struct WorkerGone {
     pub(crate) failed_requests: usize,
     pub(crate) startup_error: Option<Error>,
     /// Idempotent requests that were running on it, to run again elsewhere.
-    pub(crate) retry: Vec<Box<Request>>,
+    pub(crate) retry: Vec<Request>,
 }
 
 /// A call waiting for a worker.
