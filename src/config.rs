@@ -122,6 +122,29 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_supervision_settings_parse_as_written() {
+        // The embedded file documents every supervision option in comments;
+        // uncommented, they must parse to exactly what they say.
+        let text: String = DEFAULT_TOML
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.contains('=') || r.starts_with('['))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&text).unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(pool.worker_ttl_ms, Some(3_600_000));
+        assert_eq!(pool.max_requests, Some(10_000));
+        assert_eq!(pool.max_memory_mb, Some(2048));
+        assert_eq!(pool.drain_timeout_ms, 30_000);
+        assert_eq!(pool.restart, snakepit_actors::RestartPolicy::default());
+        assert_eq!(pool.heartbeat, snakepit_actors::HeartbeatConfig::default());
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         let err = Config::parse("[[pools]]\nname = \"x\"\nsise = 2\n").unwrap_err();
         assert!(err.to_string().contains("sise"), "{err}");

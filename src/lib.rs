@@ -27,9 +27,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use snakepit_actors::telemetry;
 pub use snakepit_actors::{
-    Call, Chunk, Error, Event, ExecStream, ExitStatus, PoolConfig, PoolHandle, PoolStatus, Profile,
-    PythonException, RestartPolicy, SHOWCASE_ADAPTER, Telemetry, WorkerStatus,
+    Call, Chunk, Error, Event, ExecStream, ExitStatus, HeartbeatConfig, PoolConfig, PoolHandle,
+    PoolStatus, Profile, PythonException, RestartPolicy, SHOWCASE_ADAPTER, Telemetry, WorkerStatus,
 };
 use snakepit_actors::{RuntimeConfig, RuntimeHandle};
 pub use snakepit_proto::{ConversionError, NdArray, ObjectRef, Value};

@@ -641,3 +641,41 @@ async fn startup_timeout_kills_a_silent_worker() {
     assert_eq!(killed.reason, KillReason::StartupTimeout);
     assert!(!pid_alive(killed.pid));
 }
+
+// Shutdown waits for in-flight calls, but not for a worker that died with
+// them: once its calls are settled, the other workers stop at once rather than
+// at the end of the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_out_the_grace_for_a_dead_worker() {
+    let mut cfg = faults("frozen", 2);
+    quick_heartbeat(&mut cfg);
+    cfg.shutdown_grace_ms = 20_000;
+    let mut s = start(cfg).await;
+    let pool = s.sp.default_pool().clone();
+    let p = pool.clone();
+    let call = tokio::spawn(async move { p.execute(Call::new("sleep").kwarg("ms", 10_000)).await });
+    let Event::RequestStarted(started) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
+        matches!(e, Event::RequestStarted(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let st = pool.status().await.unwrap();
+    let frozen = st
+        .workers
+        .iter()
+        .find(|w| w.id == started.worker)
+        .and_then(|w| w.pid)
+        .unwrap();
+    kill(frozen, libc::SIGSTOP);
+    let t0 = Instant::now();
+    s.sp.shutdown_with_grace(Duration::from_secs(20)).await;
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    assert!(!pid_alive(frozen));
+    match call.await.unwrap() {
+        Err(Error::WorkerCrashed { .. }) => {}
+        other => panic!("expected WorkerCrashed, got {other:?}"),
+    }
+}

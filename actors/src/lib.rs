@@ -36,7 +36,7 @@ mod runtime;
 pub mod telemetry;
 mod worker;
 
-pub use config::{PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER};
+pub use config::{HeartbeatConfig, PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER};
 pub use connection::Chunk;
 pub use error::{Error, ExitStatus, PythonException};
 pub use handle::{Call, ExecStream, PoolHandle};
