@@ -194,6 +194,15 @@ async fn sigstopped_worker_is_replaced() {
         |e| matches!(e, Event::HeartbeatMissed(m) if m.pid == pid),
     )
     .await;
+    // A worker that missed a beat gets no new work; this call waits for the
+    // replacement instead of piling up behind the stopped process.
+    common::poll_status(&pool, |st| {
+        st.workers.iter().any(|w| w.pid == Some(pid) && w.suspect)
+    })
+    .await;
+    let p = pool.clone();
+    let queued =
+        tokio::spawn(async move { p.execute(Call::new("echo").kwarg("value", 7i64)).await });
     wait_event(&mut s.events, Duration::from_secs(5), |e| {
         matches!(e, Event::WorkerKilled(k) if k.pid == pid && k.reason == KillReason::Unresponsive)
     })
@@ -215,6 +224,7 @@ async fn sigstopped_worker_is_replaced() {
     })
     .await;
     assert!(detected < Duration::from_secs(3), "took {detected:?}");
+    assert_eq!(queued.await.unwrap().unwrap(), Value::Int(7));
     let new_pid = tokio::time::timeout(Duration::from_secs(10), pid_of(&pool))
         .await
         .unwrap();

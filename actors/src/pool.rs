@@ -83,6 +83,9 @@ struct Member {
     completed: u64,
     /// Its connection refused a request: it is dying, route nothing more.
     closed: bool,
+    /// It missed a heartbeat and has not answered since: route nothing more
+    /// until it does (it is stopped, or stuck holding the GIL).
+    suspect: bool,
     /// Why a successor was started for it.
     recycle: Option<RecycleReason>,
 }
@@ -97,7 +100,9 @@ impl Member {
 
     fn routable_limit(&self, pipeline_depth: u32) -> Option<u32> {
         match &self.state {
-            MemberState::Ready(link) if !self.closed => Some(link.capacity + pipeline_depth),
+            MemberState::Ready(link) if !self.closed && !self.suspect => {
+                Some(link.capacity + pipeline_depth)
+            }
             _ => None,
         }
     }
@@ -298,6 +303,14 @@ impl Actor for Pool {
             PoolMessage::RecycleDue { key, reason } => {
                 recycle(&myself, state, key, reason).await;
             }
+            PoolMessage::Suspect { key, suspect } => {
+                if let Some(member) = state.slots[key.slot].member_mut(key.generation) {
+                    member.suspect = suspect;
+                }
+                if !suspect {
+                    pump(&myself, state);
+                }
+            }
             PoolMessage::DrainDeadline { key } => {
                 if let Some(member) = state.slots[key.slot].draining.iter().find(|m| m.key == key) {
                     let _ = member.actor.cast(WorkerMessage::Kill(
@@ -428,6 +441,7 @@ async fn start_member(
                 in_flight: 0,
                 completed: 0,
                 closed: false,
+                suspect: false,
                 recycle: None,
             };
             let s = &mut state.slots[slot];
@@ -995,6 +1009,7 @@ fn status(state: &PoolState) -> PoolStatus {
                 pid: link.map(|l| l.pid),
                 ready: matches!(member.state, MemberState::Ready(_)) && !member.closed,
                 draining: matches!(member.state, MemberState::Draining(_)),
+                suspect: member.suspect,
                 in_flight: member.in_flight,
                 completed: member.completed,
                 python_version: link.map(|l| l.hello.python_version.clone()),

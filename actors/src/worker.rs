@@ -195,8 +195,13 @@ impl Actor for Worker {
                 }
             }
             WorkerMessage::Pong(seq) => {
-                if let Some(hb) = &mut state.heartbeat {
-                    hb.pong(seq);
+                if let Some(hb) = &mut state.heartbeat
+                    && hb.pong(seq)
+                {
+                    let _ = state.pool.cast(PoolMessage::Suspect {
+                        key: state.key,
+                        suspect: false,
+                    });
                 }
             }
             WorkerMessage::Tick => {
@@ -398,6 +403,13 @@ fn tick(state: &mut WorkerState) -> bool {
                     max_missed,
                 }
                 .emit(&state.telemetry);
+                if missed == 1 {
+                    // Send it no new work until it answers again.
+                    let _ = state.pool.cast(PoolMessage::Suspect {
+                        key: state.key,
+                        suspect: true,
+                    });
+                }
                 state.conn.send(connection::ping_frame(ping));
             }
             Beat::Dead { missed } => {

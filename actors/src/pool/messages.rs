@@ -84,6 +84,8 @@ pub struct WorkerStatus {
     pub ready: bool,
     /// Being recycled: finishing its in-flight requests, taking no new ones.
     pub draining: bool,
+    /// Missed a heartbeat and has not answered since; gets no new requests.
+    pub suspect: bool,
     /// Requests it is running.
     pub in_flight: u32,
     /// Requests it finished.
@@ -145,6 +147,14 @@ pub enum PoolMessage {
         key: WorkerKey,
         /// Why.
         reason: RecycleReason,
+    },
+    /// A worker missed a heartbeat (`suspect`), or answered again after
+    /// missing some. A suspect worker gets no new requests.
+    Suspect {
+        /// Which worker.
+        key: WorkerKey,
+        /// Whether it is suspect now.
+        suspect: bool,
     },
     /// A recycled worker's drain timeout passed.
     DrainDeadline {

@@ -69,11 +69,14 @@ impl Heartbeat {
     }
 
     /// A `Pong` arrived. Any answer, even a late one, shows the worker runs.
-    pub fn pong(&mut self, seq: u64) {
+    /// True when it had missed beats until now.
+    pub fn pong(&mut self, seq: u64) -> bool {
+        let was_missing = self.missed > 0;
         self.missed = 0;
         if self.outstanding.is_some_and(|(s, _)| s <= seq) {
             self.outstanding = None;
         }
+        was_missing
     }
 
     fn send(&mut self, now: Instant) -> u64 {
@@ -105,7 +108,7 @@ mod tests {
                 panic!("expected a ping")
             };
             tokio::time::advance(Duration::from_millis(50)).await;
-            hb.pong(seq);
+            assert!(!hb.pong(seq));
             tokio::time::advance(Duration::from_millis(950)).await;
         }
     }
@@ -132,7 +135,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1000)).await;
         assert_eq!(hb.tick(Instant::now()), Beat::Missed { missed: 1, ping: 2 });
         tokio::time::advance(Duration::from_millis(300)).await;
-        hb.pong(1); // the first ping's answer, late
+        assert!(hb.pong(1), "the first ping's answer, late, ends the miss");
         tokio::time::advance(Duration::from_millis(700)).await;
         // Ping 2 is still outstanding and now timed out: missed starts again at 1.
         assert_eq!(hb.tick(Instant::now()), Beat::Missed { missed: 1, ping: 3 });
@@ -148,7 +151,7 @@ mod tests {
         }
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(hb.tick(Instant::now()), Beat::Missed { missed: 1, ping: 2 });
-        hb.pong(2);
+        assert!(hb.pong(2));
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(hb.tick(Instant::now()), Beat::Ping(3));
     }
