@@ -36,6 +36,28 @@ async fn pid_of(pool: &snakepit::PoolHandle) -> u32 {
     u32::try_from(i64::try_from(v).unwrap()).unwrap()
 }
 
+/// Waits for the next request to reach a worker; returns that worker's id and pid.
+async fn next_started(
+    pool: &snakepit::PoolHandle,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+) -> (String, u32) {
+    let Event::RequestStarted(started) = wait_event(events, Duration::from_secs(5), |e| {
+        matches!(e, Event::RequestStarted(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let st = pool.status().await.unwrap();
+    let pid = st
+        .workers
+        .iter()
+        .find(|w| w.id == started.worker)
+        .and_then(|w| w.pid)
+        .expect("the worker that took the request has a pid");
+    (started.worker, pid)
+}
+
 async fn wait_gone(pid: u32, within: Duration) {
     let until = Instant::now() + within;
     while pid_alive(pid) {
@@ -128,21 +150,7 @@ async fn idempotent_call_is_retried_once_elsewhere() {
             p.execute(Call::new("sleep").kwarg("ms", 800).idempotent(idempotent))
                 .await
         });
-        let Event::RequestStarted(started) =
-            wait_event(&mut s.events, Duration::from_secs(5), |e| {
-                matches!(e, Event::RequestStarted(_))
-            })
-            .await
-        else {
-            unreachable!()
-        };
-        let st = pool.status().await.unwrap();
-        let pid = st
-            .workers
-            .iter()
-            .find(|w| w.id == started.worker)
-            .and_then(|w| w.pid)
-            .unwrap();
+        let (started_worker, pid) = next_started(&pool, &mut s.events).await;
         kill(pid, libc::SIGKILL);
         let result = tokio::time::timeout(Duration::from_secs(10), call)
             .await
@@ -157,7 +165,7 @@ async fn idempotent_call_is_retried_once_elsewhere() {
             else {
                 unreachable!()
             };
-            assert_eq!(r.failed_worker, started.worker);
+            assert_eq!(r.failed_worker, started_worker);
         } else {
             match result {
                 Err(Error::WorkerCrashed { status, .. }) => {
@@ -664,20 +672,7 @@ async fn shutdown_does_not_wait_out_the_grace_for_a_dead_worker() {
     let pool = s.sp.default_pool().clone();
     let p = pool.clone();
     let call = tokio::spawn(async move { p.execute(Call::new("sleep").kwarg("ms", 10_000)).await });
-    let Event::RequestStarted(started) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
-        matches!(e, Event::RequestStarted(_))
-    })
-    .await
-    else {
-        unreachable!()
-    };
-    let st = pool.status().await.unwrap();
-    let frozen = st
-        .workers
-        .iter()
-        .find(|w| w.id == started.worker)
-        .and_then(|w| w.pid)
-        .unwrap();
+    let (_, frozen) = next_started(&pool, &mut s.events).await;
     kill(frozen, libc::SIGSTOP);
     let t0 = Instant::now();
     s.sp.shutdown_with_grace(Duration::from_secs(20)).await;

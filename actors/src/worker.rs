@@ -391,18 +391,21 @@ fn on_hello(state: &mut WorkerState, hello: v1::Hello) -> bool {
 fn tick(state: &mut WorkerState) -> bool {
     if let Some(hb) = &mut state.heartbeat {
         let max_missed = hb.max_missed();
-        match hb.tick(tokio::time::Instant::now()) {
+        let beat = hb.tick(tokio::time::Instant::now());
+        if let Beat::Missed { missed, .. } | Beat::Dead { missed } = beat {
+            HeartbeatMissed {
+                pool: state.pool_name.to_string(),
+                worker: state.id.clone(),
+                pid: state.pid,
+                missed,
+                max_missed,
+            }
+            .emit(&state.telemetry);
+        }
+        match beat {
             Beat::Waiting => {}
             Beat::Ping(seq) => state.conn.send(connection::ping_frame(seq)),
             Beat::Missed { missed, ping } => {
-                HeartbeatMissed {
-                    pool: state.pool_name.to_string(),
-                    worker: state.id.clone(),
-                    pid: state.pid,
-                    missed,
-                    max_missed,
-                }
-                .emit(&state.telemetry);
                 if missed == 1 {
                     // Send it no new work until it answers again.
                     let _ = state.pool.cast(PoolMessage::Suspect {
@@ -413,14 +416,6 @@ fn tick(state: &mut WorkerState) -> bool {
                 state.conn.send(connection::ping_frame(ping));
             }
             Beat::Dead { missed } => {
-                HeartbeatMissed {
-                    pool: state.pool_name.to_string(),
-                    worker: state.id.clone(),
-                    pid: state.pid,
-                    missed,
-                    max_missed,
-                }
-                .emit(&state.telemetry);
                 state.cause = Some(ExitCause::Unresponsive);
                 let detail = format!(
                     "unresponsive: missed {missed} heartbeats in a row ({} ms timeout each)",
