@@ -645,3 +645,23 @@ fn cli_exec() {
         }
     }
 }
+
+// The README's main command: the demo tour runs end to end, including the
+// worker it kills with SIGKILL and the retried call.
+#[test]
+fn cli_demo_runs_the_tour() {
+    let out = cli(&["demo", "--metrics-addr", "127.0.0.1:0"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    for expected in [
+        "1. Started pool `default`",
+        "Error::Python",
+        "7. kill -9 of the worker running an idempotent call",
+        "the call was retried on another worker and returned 300",
+        "2 of 2 up again",
+        "Summary",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}

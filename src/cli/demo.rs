@@ -1,6 +1,7 @@
 //! `snakepit demo`: the tour. Starts the default pool, makes plain calls,
 //! concurrent calls across workers, a streaming call with a progress bar, a
-//! Python exception as a typed error, and prints a summary table.
+//! Python exception as a typed error, a worker killed with SIGKILL mid-call
+//! (the call is retried, the pool heals), and prints a summary table.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
-use snakepit::{Error, Snakepit, Value};
+use snakepit::{Call, Error, Event, Snakepit, Value};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::RuntimeOpts;
 
@@ -194,6 +196,63 @@ async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
         r?;
     }
     println!("   done in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+
+    kill_one(sp, tally).await
+}
+
+/// Kills the worker running an idempotent call: the call is retried on
+/// another worker and the pool is back at full strength moments later.
+async fn kill_one(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
+    println!("\n7. kill -9 of the worker running an idempotent call:");
+    let pool = sp.default_pool().clone();
+    let t = Instant::now();
+    let p = pool.clone();
+    let call = tokio::spawn(async move {
+        p.execute(Call::new("sleep").kwarg("ms", 300).idempotent(true))
+            .await
+    });
+    let victim = loop {
+        let status = pool.status().await?;
+        if let Some(w) = status.workers.iter().find(|w| w.in_flight > 0) {
+            break w.clone();
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(5), "the call never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let pid = victim.pid.unwrap_or_default();
+    let size = pool.config().size;
+    let mut events = sp.subscribe();
+    let healed = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::WorkerReady(r)) if r.workers_up == size => return Some(Instant::now()),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    // SAFETY: kill has no memory-safety preconditions.
+    anyhow::ensure!(
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0,
+        "could not kill worker {pid}"
+    );
+    let killed = Instant::now();
+    println!("   killed {} (pid {pid}) while it ran `sleep`", victim.id);
+    let result = call.await?;
+    tally.note(t.elapsed(), &result);
+    println!(
+        "   the call was retried on another worker and returned {} after {:.0} ms",
+        short(&result?),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let healed = tokio::time::timeout(Duration::from_secs(10), healed)
+        .await
+        .map_err(|_| anyhow::anyhow!("the pool did not heal within 10 s"))??
+        .ok_or_else(|| anyhow::anyhow!("telemetry closed"))?;
+    println!(
+        "   a new worker was started: {size} of {size} up again {:.0} ms after the kill",
+        healed.duration_since(killed).as_secs_f64() * 1e3
+    );
     Ok(())
 }
 
