@@ -107,5 +107,38 @@ async fn metrics_endpoint_counts_requests() {
         Some(2.0),
         "{body}"
     );
+    assert_eq!(
+        sample(&body, "snakepit_pool_degraded", &[r#"pool="m""#]),
+        Some(0.0),
+        "{body}"
+    );
+
+    // A worker killed from outside: its exit, the restart and the new spawn
+    // are counted, and the pool is back at full strength.
+    let pid = pool.status().await.unwrap().workers[0].pid.unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    common::poll_status(&pool, |st| {
+        st.workers_up == 2 && st.workers.iter().all(|w| w.pid != Some(pid))
+    })
+    .await;
+    let (_, body) = http_get(addr, "/metrics").await;
+    let exits = [r#"pool="m""#, r#"cause="crashed""#];
+    assert_eq!(
+        sample(&body, "snakepit_worker_exits_total", &exits),
+        Some(1.0),
+        "{body}"
+    );
+    for (metric, value) in [
+        ("snakepit_worker_restarts_total", 1.0),
+        ("snakepit_worker_spawns_total", 3.0),
+        ("snakepit_workers_up", 2.0),
+    ] {
+        assert_eq!(
+            sample(&body, metric, &[r#"pool="m""#]),
+            Some(value),
+            "{metric}: {body}"
+        );
+    }
     sp.shutdown().await;
 }
