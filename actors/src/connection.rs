@@ -344,7 +344,8 @@ fn dispatch(frame: Frame, table: &Mutex<Table>, l: &Listeners) -> Result<(), Str
         | Kind::ReleaseRef(_)
         | Kind::Ping(_)
         | Kind::Shutdown(_)
-        | Kind::HostCallResult(_) => {
+        | Kind::HostCallResult(_)
+        | Kind::VariableUpdate(_) => {
             return Err(format!("worker sent a host-only frame (id {id})"));
         }
     }

@@ -259,7 +259,14 @@ impl Error {
                 reason: format!("{}: {}", err.python_type, err.message),
                 python: Some(Box::new(python_exception(err))),
             },
-            K::PythonException | K::Unspecified => Error::Python(python_exception(err)),
+            // The host's own kinds (host tools, variables) only travel to the
+            // worker; one coming back is a Python exception like any other.
+            K::PythonException
+            | K::Unspecified
+            | K::HostTool
+            | K::NotFound
+            | K::Constraint
+            | K::Timeout => Error::Python(python_exception(err)),
         }
     }
 }

@@ -32,6 +32,10 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_KIND_STARTUP_FAILED: _ClassVar[ErrorKind]
     ERROR_KIND_PROTOCOL: _ClassVar[ErrorKind]
     ERROR_KIND_SHUTTING_DOWN: _ClassVar[ErrorKind]
+    ERROR_KIND_HOST_TOOL: _ClassVar[ErrorKind]
+    ERROR_KIND_NOT_FOUND: _ClassVar[ErrorKind]
+    ERROR_KIND_CONSTRAINT: _ClassVar[ErrorKind]
+    ERROR_KIND_TIMEOUT: _ClassVar[ErrorKind]
 
 class Null(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -60,6 +64,10 @@ ERROR_KIND_ENCODING: ErrorKind
 ERROR_KIND_STARTUP_FAILED: ErrorKind
 ERROR_KIND_PROTOCOL: ErrorKind
 ERROR_KIND_SHUTTING_DOWN: ErrorKind
+ERROR_KIND_HOST_TOOL: ErrorKind
+ERROR_KIND_NOT_FOUND: ErrorKind
+ERROR_KIND_CONSTRAINT: ErrorKind
+ERROR_KIND_TIMEOUT: ErrorKind
 NULL_VALUE: Null
 TEMPORAL_KIND_DATETIME: TemporalKind
 TEMPORAL_KIND_DATE: TemporalKind
@@ -67,7 +75,7 @@ TEMPORAL_KIND_TIME: TemporalKind
 TEMPORAL_KIND_TIMEDELTA: TemporalKind
 
 class Frame(_message.Message):
-    __slots__ = ("id", "hello", "result", "chunk", "error", "host_call", "pong", "telemetry", "execute", "cancel", "credit", "release_session", "release_ref", "ping", "shutdown", "host_call_result")
+    __slots__ = ("id", "hello", "result", "chunk", "error", "host_call", "pong", "telemetry", "execute", "cancel", "credit", "release_session", "release_ref", "ping", "shutdown", "host_call_result", "variable_update")
     ID_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +92,7 @@ class Frame(_message.Message):
     PING_FIELD_NUMBER: _ClassVar[int]
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
     HOST_CALL_RESULT_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_UPDATE_FIELD_NUMBER: _ClassVar[int]
     id: int
     hello: Hello
     result: Result
@@ -100,7 +109,8 @@ class Frame(_message.Message):
     ping: Ping
     shutdown: Shutdown
     host_call_result: HostCallResult
-    def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., host_call: _Optional[_Union[HostCall, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryEvent, _Mapping]] = ..., execute: _Optional[_Union[Execute, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., release_session: _Optional[_Union[ReleaseSession, _Mapping]] = ..., release_ref: _Optional[_Union[ReleaseRef, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., host_call_result: _Optional[_Union[HostCallResult, _Mapping]] = ...) -> None: ...
+    variable_update: VariableUpdate
+    def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., host_call: _Optional[_Union[HostCall, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryEvent, _Mapping]] = ..., execute: _Optional[_Union[Execute, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., release_session: _Optional[_Union[ReleaseSession, _Mapping]] = ..., release_ref: _Optional[_Union[ReleaseRef, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., host_call_result: _Optional[_Union[HostCallResult, _Mapping]] = ..., variable_update: _Optional[_Union[VariableUpdate, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("protocol_version", "pid", "python_version", "python_implementation", "gil_enabled", "profile", "capacity", "adapter", "tools", "bridge_version", "max_frame_bytes")
@@ -287,7 +297,7 @@ class ReleaseRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., ref_id: _Optional[str] = ...) -> None: ...
 
 class HostCall(_message.Message):
-    __slots__ = ("session_id", "tool", "args", "kwargs", "timeout_ms")
+    __slots__ = ("session_id", "tool", "args", "kwargs", "timeout_ms", "parent_request_id")
     class KwargsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -300,12 +310,14 @@ class HostCall(_message.Message):
     ARGS_FIELD_NUMBER: _ClassVar[int]
     KWARGS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     tool: str
     args: _containers.RepeatedCompositeFieldContainer[Value]
     kwargs: _containers.MessageMap[str, Value]
     timeout_ms: int
-    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    parent_request_id: int
+    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., parent_request_id: _Optional[int] = ...) -> None: ...
 
 class HostCallResult(_message.Message):
     __slots__ = ("value", "error")
@@ -314,6 +326,35 @@ class HostCallResult(_message.Message):
     value: Value
     error: Error
     def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class VariableUpdate(_message.Message):
+    __slots__ = ("session_id", "watch_id", "variable_id", "name", "old_value", "new_value", "version", "source", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    WATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIABLE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OLD_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NEW_VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    watch_id: str
+    variable_id: str
+    name: str
+    old_value: Value
+    new_value: Value
+    version: int
+    source: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, session_id: _Optional[str] = ..., watch_id: _Optional[str] = ..., variable_id: _Optional[str] = ..., name: _Optional[str] = ..., old_value: _Optional[_Union[Value, _Mapping]] = ..., new_value: _Optional[_Union[Value, _Mapping]] = ..., version: _Optional[int] = ..., source: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TelemetryEvent(_message.Message):
     __slots__ = ("name", "measurements", "metadata", "duration_nanos")
