@@ -10,6 +10,11 @@
 //! [metrics]
 //! addr = "127.0.0.1:9568"   # Prometheus endpoint
 //!
+//! [sessions]
+//! ttl_ms = 3600000          # unused this long: released
+//! max_sessions = 10000
+//! cleanup_timeout_ms = 10000
+//!
 //! [[pools]]
 //! name = "default"
 //! size = 2
@@ -21,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use snakepit_actors::PoolConfig;
+use snakepit_actors::{PoolConfig, SessionsConfig};
 
 use crate::Error;
 
@@ -36,6 +41,8 @@ pub struct Config {
     pub python: PythonSection,
     /// The metrics endpoint.
     pub metrics: MetricsSection,
+    /// Session limits and timeouts.
+    pub sessions: SessionsConfig,
     /// The pools.
     pub pools: Vec<PoolConfig>,
 }

@@ -29,8 +29,11 @@ use std::time::Duration;
 
 pub use snakepit_actors::telemetry;
 pub use snakepit_actors::{
-    Call, Chunk, Error, Event, ExecStream, ExitStatus, HeartbeatConfig, PoolConfig, PoolHandle,
-    PoolStatus, Profile, PythonException, RestartPolicy, SHOWCASE_ADAPTER, Telemetry, WorkerStatus,
+    Affinity, Call, Chunk, Constraints, Error, Event, ExecStream, ExitStatus, HeartbeatConfig,
+    HostArgs, HostCallContext, HostTool, HostToolError, PoolConfig, PoolHandle, PoolStatus,
+    Profile, PythonException, RestartPolicy, SHOWCASE_ADAPTER, Session, SessionInfo,
+    SessionsConfig, Telemetry, UpdateSource, VarType, Variable, VariableUpdate, VariableWatch,
+    WorkerStatus,
 };
 use snakepit_actors::{RuntimeConfig, RuntimeHandle};
 pub use snakepit_proto::{ConversionError, NdArray, ObjectRef, Value};
@@ -149,6 +152,7 @@ impl SnakepitBuilder {
                 python,
                 run_id: new_run_id(),
                 registry_dir: self.registry_dir,
+                sessions: config.sessions,
             },
             telemetry,
         )
@@ -214,6 +218,30 @@ impl Snakepit {
             .await
     }
 
+    /// A new session with a generated id, released when its last handle is
+    /// dropped (or by [`Session::release`], or its TTL).
+    pub async fn new_session(&self) -> Result<Session, Error> {
+        self.runtime.new_session().await
+    }
+
+    /// The session `id`, created if needed; it lives until
+    /// [`Session::release`] or its TTL.
+    pub async fn session(&self, id: &str) -> Result<Session, Error> {
+        self.runtime.session(id).await
+    }
+
+    /// How many sessions are live.
+    pub async fn session_count(&self) -> Result<usize, Error> {
+        self.runtime.session_count().await
+    }
+
+    /// Registers a host tool that Python tools may call through
+    /// `session_context.call_host_tool(name, **kwargs)` (or the reference's
+    /// `call_elixir_tool`).
+    pub fn register_host_tool(&self, tool: HostTool<HostCallContext>) -> Result<(), Error> {
+        self.runtime.register_host_tool(tool)
+    }
+
     /// Subscribes to telemetry events.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.runtime.telemetry().subscribe()
@@ -236,30 +264,8 @@ impl Snakepit {
     }
 }
 
-/// Builds a [`Call`] from a tool name and an argument value.
+/// Builds a [`Call`] from a tool name and an argument value (see
+/// [`Call::from_args`]).
 pub fn call(tool: &str, args: Value) -> Result<Call, Error> {
-    let mut call = Call::new(tool);
-    match args {
-        Value::Null => {}
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                match k {
-                    Value::Str(k) => call.kwargs.push((k, v)),
-                    other => {
-                        return Err(Error::BadArguments {
-                            tool: tool.to_string(),
-                            parameter: None,
-                            message: format!(
-                                "keyword argument names must be strings, got {}",
-                                other.type_name()
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-        Value::List(items) | Value::Tuple(items) => call.args = items,
-        other => call.args.push(other),
-    }
-    Ok(call)
+    Call::from_args(tool, args)
 }

@@ -34,6 +34,86 @@ impl Profile {
     }
 }
 
+/// How a call that belongs to a session picks its worker.
+///
+/// A session's first call binds it to the worker that runs it; later calls
+/// follow the binding as the mode says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Affinity {
+    /// Prefer the session's worker; when it has no free slot, run on another
+    /// worker and move the session there.
+    #[default]
+    Hint,
+    /// Wait for the session's worker (bounded by the queue timeout).
+    StrictQueue,
+    /// Fail with `WorkerBusy` at once when the session's worker has no free slot.
+    StrictFailFast,
+}
+
+impl Affinity {
+    /// Bounded label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Affinity::Hint => "hint",
+            Affinity::StrictQueue => "strict_queue",
+            Affinity::StrictFailFast => "strict_fail_fast",
+        }
+    }
+
+    /// Whether the call must run on the session's worker.
+    pub fn is_strict(self) -> bool {
+        !matches!(self, Affinity::Hint)
+    }
+}
+
+/// Limits of the runtime's sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session unused this long is released (each use refreshes it).
+    pub ttl_ms: u64,
+    /// Live sessions at most; one more is refused with `SessionQuotaExceeded`.
+    pub max_sessions: usize,
+    /// How long releasing a session may take on its workers before the
+    /// attempt counts as a cleanup error.
+    pub cleanup_timeout_ms: u64,
+    /// Variables a session may hold.
+    pub max_variables: usize,
+    /// How long a host tool called from Python may run, unless the call or
+    /// the tool says otherwise.
+    pub host_call_timeout_ms: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 3_600_000,
+            max_sessions: 10_000,
+            cleanup_timeout_ms: 10_000,
+            max_variables: 1_000,
+            host_call_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// The session time-to-live.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
+
+    /// The release timeout.
+    pub fn cleanup_timeout(&self) -> Duration {
+        Duration::from_millis(self.cleanup_timeout_ms)
+    }
+
+    /// The default host-call timeout.
+    pub fn host_call_timeout(&self) -> Duration {
+        Duration::from_millis(self.host_call_timeout_ms)
+    }
+}
+
 /// When and how often failed workers are restarted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -144,6 +224,8 @@ pub struct PoolConfig {
     pub busy_poll_us: u32,
     /// Restart policy.
     pub restart: RestartPolicy,
+    /// How session calls pick their worker, unless a call says otherwise.
+    pub affinity: Affinity,
     /// Liveness checks.
     pub heartbeat: HeartbeatConfig,
     /// Recycle a worker once it is this old (unset: never). Each worker's
@@ -183,6 +265,7 @@ impl Default for PoolConfig {
             stream_window: 64,
             busy_poll_us: 100,
             restart: RestartPolicy::default(),
+            affinity: Affinity::Hint,
             heartbeat: HeartbeatConfig::default(),
             worker_ttl_ms: None,
             max_requests: None,

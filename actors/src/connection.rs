@@ -65,13 +65,21 @@ impl Sink {
     }
 }
 
+/// What it takes to send a request again.
+pub(crate) struct Retry {
+    pub execute: v1::Execute,
+    pub session: Option<Arc<str>>,
+    pub affinity: crate::config::Affinity,
+    pub parent: Option<u64>,
+}
+
 /// A request waiting for its answer.
 pub(crate) struct Pending {
     pub tool: Arc<str>,
     pub sink: Sink,
     /// For an idempotent call's first attempt: the request, to run again
     /// elsewhere if this worker dies.
-    pub retry: Option<Box<v1::Execute>>,
+    pub retry: Option<Box<Retry>>,
     /// A stream chunk reached the caller (a stream that has started is never
     /// retried: the caller would see items twice).
     pub delivered: bool,
@@ -103,6 +111,7 @@ pub(crate) enum Closed {
 
 /// Who the reader reports to.
 pub(crate) struct Listeners {
+    pub bridge: Arc<crate::host_bridge::HostBridge>,
     pub worker: ActorRef<WorkerMessage>,
     pub pool: ActorRef<PoolMessage>,
     pub key: WorkerKey,
@@ -126,6 +135,7 @@ impl Connection {
             busy_poll,
             table.clone(),
             listeners,
+            tx.clone(),
         ));
         Self { frames: tx, table }
     }
@@ -204,12 +214,13 @@ async fn read_loop(
     busy_poll: Duration,
     table: Arc<Mutex<Table>>,
     listeners: Listeners,
+    frames: mpsc::UnboundedSender<Frame>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let closed = loop {
         match framing::decode(&mut buf, max_frame_bytes) {
             Ok(Some(frame)) => {
-                if let Err(reason) = dispatch(frame, &table, &listeners) {
+                if let Err(reason) = dispatch(frame, &table, &listeners, &frames) {
                     break Closed::Protocol(reason);
                 }
                 continue;
@@ -268,7 +279,12 @@ async fn poll_briefly(
 }
 
 /// Routes one frame from the worker. An `Err` is a protocol violation.
-fn dispatch(frame: Frame, table: &Mutex<Table>, l: &Listeners) -> Result<(), String> {
+fn dispatch(
+    frame: Frame,
+    table: &Mutex<Table>,
+    l: &Listeners,
+    frames: &mpsc::UnboundedSender<Frame>,
+) -> Result<(), String> {
     let id = frame.id;
     let Some(kind) = frame.kind else {
         return Err(format!("frame {id} has no content"));
@@ -333,9 +349,13 @@ fn dispatch(frame: Frame, table: &Mutex<Table>, l: &Listeners) -> Result<(), Str
         Kind::Pong(_) => {
             let _ = l.worker.cast(WorkerMessage::Pong(id));
         }
-        Kind::Telemetry(_) | Kind::HostCall(_) => {
-            // Python telemetry and host calls arrive with the issues that
-            // implement them; until then they are accepted and ignored.
+        Kind::HostCall(call) => {
+            l.bridge
+                .handle(frames.clone(), l.pool_name.clone(), id, call);
+        }
+        Kind::Telemetry(_) => {
+            // Python telemetry arrives with the issue that implements it;
+            // until then it is accepted and ignored.
         }
         Kind::Execute(_)
         | Kind::Cancel(_)

@@ -119,6 +119,63 @@ pub enum Error {
         /// Why the last worker failed to start, when it did (Python's error text).
         last_error: Option<String>,
     },
+    /// A strict-affinity call found its session's worker without a free slot.
+    #[error("worker {worker} of pool `{pool}`, which holds session `{session}`, is busy")]
+    WorkerBusy {
+        /// Pool asked.
+        pool: String,
+        /// The session's worker.
+        worker: String,
+        /// The session.
+        session: String,
+    },
+    /// A strict-affinity call's session lived on a worker that is gone (it
+    /// died or was recycled): its in-memory state went with it.
+    #[error(
+        "session `{session}` lived on worker {worker} of pool `{pool}`, which is gone with the session's state"
+    )]
+    SessionWorkerUnavailable {
+        /// Pool asked.
+        pool: String,
+        /// The worker that held the session.
+        worker: String,
+        /// The session.
+        session: String,
+    },
+    /// The runtime holds `max_sessions` sessions already.
+    #[error("no room for another session: {max} are live")]
+    SessionQuotaExceeded {
+        /// The limit.
+        max: usize,
+    },
+    /// No live session has this id (it was released or expired).
+    #[error("no session `{0}`")]
+    SessionNotFound(String),
+    /// A session variable operation failed: no such variable, a constraint
+    /// broken, a bad definition.
+    #[error(transparent)]
+    Variable(#[from] crate::variables::VariableError),
+    /// Registering or running a host tool failed.
+    #[error(transparent)]
+    HostTool(#[from] crate::host_tools::HostToolError),
+    /// Releasing a session left state behind on a worker (it was dead, did
+    /// not answer in time, or its `on_session_release` hook raised). The
+    /// event `snakepit.session.cleanup.error` says the same.
+    #[error("session `{session}` was released, but its cleanup failed: {reason}")]
+    SessionCleanupFailed {
+        /// The session.
+        session: String,
+        /// What went wrong, per pool.
+        reason: String,
+    },
+    /// The tool needs session variables that are not registered.
+    #[error("tool `{tool}` needs session variables that are not registered: {}", .missing.join(", "))]
+    MissingVariables {
+        /// Tool called.
+        tool: String,
+        /// The variables missing.
+        missing: Vec<String>,
+    },
     /// The request waited longer than the queue timeout for a worker.
     #[error("request waited {waited:?} in the queue of pool `{pool}` without a free worker")]
     QueueTimeout {
@@ -210,6 +267,14 @@ impl Error {
             Error::BadArguments { .. } => "bad_arguments",
             Error::PoolSaturated { .. } => "saturated",
             Error::PoolDegraded { .. } => "pool_degraded",
+            Error::WorkerBusy { .. } => "worker_busy",
+            Error::SessionWorkerUnavailable { .. } => "session_worker_unavailable",
+            Error::SessionQuotaExceeded { .. } => "session_quota_exceeded",
+            Error::SessionNotFound(_) => "session_not_found",
+            Error::MissingVariables { .. } => "missing_variables",
+            Error::Variable(_) => "variable",
+            Error::HostTool(_) => "host_tool",
+            Error::SessionCleanupFailed { .. } => "session_cleanup_failed",
             Error::QueueTimeout { .. } => "queue_timeout",
             Error::Timeout { .. } => "timeout",
             Error::WorkerCrashed { .. } => "worker_crashed",

@@ -15,13 +15,18 @@ use ractor::ActorRef;
 use snakepit_proto::{Value, v1};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::PoolConfig;
+use crate::config::{Affinity, PoolConfig};
 use crate::connection::{Chunk, Sink};
 use crate::error::Error;
-use crate::pool::{PoolMessage, PoolStatus, Request, RequestBox};
+use crate::pool::{PoolMessage, PoolStatus, Request, RequestBox, SessionRelease, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh id for a host-to-worker exchange (requests, session releases).
+pub(crate) fn next_request_id() -> u64 {
+    NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Room in a frame for everything but the arguments.
 const FRAME_OVERHEAD: usize = 64;
@@ -44,6 +49,12 @@ pub struct Call {
     /// Safe to run twice: if the worker running it dies, the call is retried
     /// once on another worker instead of failing with `WorkerCrashed`.
     pub idempotent: bool,
+    /// How a session call picks its worker; unset: the pool's default.
+    pub affinity: Option<Affinity>,
+    /// Set for a call a host tool makes back into Python: the request whose
+    /// tool is waiting for that host tool. It goes to the same worker, which
+    /// runs it while the caller waits, whatever its load.
+    pub(crate) parent: Option<u64>,
 }
 
 impl Call {
@@ -53,6 +64,37 @@ impl Call {
             tool: tool.into(),
             ..Self::default()
         }
+    }
+
+    /// A call of `tool` from one argument value: a map of keyword arguments
+    /// (string keys, such as `serde_json::json!({...})` converted), a list or
+    /// tuple of positional ones, `Null` for none, anything else as the single
+    /// positional argument.
+    pub fn from_args(tool: &str, args: Value) -> Result<Self, Error> {
+        let mut call = Call::new(tool);
+        match args {
+            Value::Null => {}
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    match k {
+                        Value::Str(k) => call.kwargs.push((k, v)),
+                        other => {
+                            return Err(Error::BadArguments {
+                                tool: tool.to_string(),
+                                parameter: None,
+                                message: format!(
+                                    "keyword argument names must be strings, got {}",
+                                    other.type_name()
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            Value::List(items) | Value::Tuple(items) => call.args = items,
+            other => call.args.push(other),
+        }
+        Ok(call)
     }
 
     /// Adds a keyword argument.
@@ -73,6 +115,19 @@ impl Call {
         self
     }
 
+    /// Sets how this session call picks its worker.
+    pub fn affinity(mut self, affinity: Affinity) -> Self {
+        self.affinity = Some(affinity);
+        self
+    }
+
+    /// Makes the call part of `session` (its id reaches Python as
+    /// `session_context.session_id`, and affinity applies).
+    pub fn session(mut self, session: impl Into<String>) -> Self {
+        self.session_id = Some(session.into());
+        self
+    }
+
     /// Marks the call safe to retry once on another worker if its worker dies.
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
@@ -86,6 +141,7 @@ pub struct PoolHandle {
     actor: ActorRef<PoolMessage>,
     config: Arc<PoolConfig>,
     telemetry: Telemetry,
+    tools: ToolIndex,
 }
 
 impl std::fmt::Debug for PoolHandle {
@@ -101,11 +157,64 @@ impl PoolHandle {
         actor: ActorRef<PoolMessage>,
         config: Arc<PoolConfig>,
         telemetry: Telemetry,
+        tools: ToolIndex,
     ) -> Self {
         Self {
             actor,
             config,
             telemetry,
+            tools,
+        }
+    }
+
+    pub(crate) fn actor(&self) -> &ActorRef<PoolMessage> {
+        &self.actor
+    }
+
+    /// The session variables `tool` requires (its `required_variables`), as
+    /// the pool's workers declared them.
+    pub fn required_variables(&self, tool: &str) -> Vec<String> {
+        self.tools.required_variables(tool)
+    }
+
+    /// Forgets `session` in this pool and has the worker holding it drop what
+    /// it keeps for it (the adapter's `on_session_release` hook runs), within
+    /// `timeout`. `Ok` also when no worker of this pool ran the session.
+    pub async fn release_session(&self, session: &str, timeout: Duration) -> Result<(), String> {
+        let session = session.to_string();
+        let asked = self
+            .actor
+            .call(
+                |reply| PoolMessage::ReleaseSession { session, reply },
+                Some(timeout),
+            )
+            .await;
+        let release = match asked {
+            Ok(ractor::rpc::CallResult::Success(release)) => release,
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                return Err(format!(
+                    "pool `{}` did not answer within {timeout:?}",
+                    self.name()
+                ));
+            }
+            _ => return Err(format!("pool `{}` is shut down", self.name())),
+        };
+        match release {
+            SessionRelease::NotBound => Ok(()),
+            SessionRelease::WorkerGone { worker } => {
+                Err(format!("worker {worker}, which held the session, is gone"))
+            }
+            SessionRelease::Sent { worker, id, answer } => {
+                match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(Ok(_))) => Ok(()),
+                    Ok(Ok(Err(err))) => Err(format!("worker {worker}: {err}")),
+                    Ok(Err(_)) => Err(format!("worker {worker} ended before it answered")),
+                    Err(_) => {
+                        let _ = self.actor.cast(PoolMessage::Cancel { id });
+                        Err(format!("worker {worker} did not answer within {timeout:?}"))
+                    }
+                }
+            }
         }
     }
 
@@ -206,6 +315,11 @@ impl PoolHandle {
         timeout: Duration,
         sink: Sink,
     ) -> Result<u64, Error> {
+        let session: Option<Arc<str>> = call
+            .session_id
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(Arc::from);
         let execute = v1::Execute {
             tool: call.tool.clone(),
             session_id: call.session_id.unwrap_or_default(),
@@ -227,7 +341,7 @@ impl PoolHandle {
                 limit: self.config.max_frame_bytes,
             });
         }
-        let id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_request_id();
         let request = Request {
             id,
             tool: Arc::from(call.tool),
@@ -235,6 +349,9 @@ impl PoolHandle {
             sink,
             enqueued: Instant::now(),
             retry: call.idempotent,
+            session,
+            affinity: call.affinity.unwrap_or(self.config.affinity),
+            parent: call.parent,
         };
         self.actor
             .cast(PoolMessage::Submit(RequestBox(Box::new(request))))

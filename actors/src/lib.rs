@@ -29,19 +29,29 @@ pub mod config;
 mod connection;
 pub mod error;
 mod handle;
+mod host_bridge;
+pub mod host_tools;
 mod pool;
 mod process;
 pub mod reaper;
 mod runtime;
+mod sessions;
 pub mod telemetry;
+pub mod variables;
 mod worker;
 
-pub use config::{HeartbeatConfig, PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER};
+pub use config::{
+    Affinity, HeartbeatConfig, PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER, SessionsConfig,
+};
 pub use connection::Chunk;
 pub use error::{Error, ExitStatus, PythonException};
 pub use handle::{Call, ExecStream, PoolHandle};
+pub use host_bridge::HostCallContext;
+pub use host_tools::{HostArgs, HostTool, HostToolError};
 pub use pool::{PoolStatus, WorkerStatus};
 pub use process::RUN_ID_ENV;
 pub use reaper::{ReapedRun, RunRegistry, SweepReport, processes_with_run_id};
 pub use runtime::{RuntimeConfig, RuntimeHandle};
+pub use sessions::{Session, SessionInfo, VariableWatch};
+pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};
 pub use telemetry::{Event, Telemetry};

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) use messages::Request;
 pub use messages::{
-    PoolMessage, PoolStatus, RequestBox, WorkerGone, WorkerKey, WorkerLink, WorkerStatus,
+    PoolMessage, PoolStatus, RequestBox, SessionRelease, WorkerGone, WorkerKey, WorkerLink,
+    WorkerStatus,
 };
 use metrics::Gauge;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -39,7 +40,7 @@ use rand::Rng;
 use restarts::{Restarts, jitter};
 use snakepit_proto::v1::frame::Kind;
 
-use crate::config::PoolConfig;
+use crate::config::{Affinity, PoolConfig};
 use crate::connection::{self, Pending};
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{
@@ -56,8 +57,36 @@ const DRAIN_SLACK: Duration = Duration::from_secs(1);
 /// The pool actor.
 pub struct Pool;
 
+/// The session variables each tool of a pool requires, from its workers'
+/// `Hello`; shared with the pool's handles, read on every session call.
+#[derive(Clone, Default)]
+pub(crate) struct ToolIndex(Arc<std::sync::RwLock<Arc<RequiredVariables>>>);
+
+/// Tool name → the session variables it requires.
+type RequiredVariables = HashMap<String, Vec<String>>;
+
+impl ToolIndex {
+    /// The variables `tool` requires (empty for unknown tools).
+    pub fn required_variables(&self, tool: &str) -> Vec<String> {
+        let index = self.0.read().expect("tool index lock").clone();
+        index.get(tool).cloned().unwrap_or_default()
+    }
+
+    fn update(&self, hello: &snakepit_proto::v1::Hello) {
+        let index = hello
+            .tools
+            .iter()
+            .filter(|t| !t.required_variables.is_empty())
+            .map(|t| (t.name.clone(), t.required_variables.clone()))
+            .collect();
+        *self.0.write().expect("tool index lock") = Arc::new(index);
+    }
+}
+
 /// What a pool is started with.
 pub struct PoolArgs {
+    pub(crate) bridge: Arc<crate::host_bridge::HostBridge>,
+    pub(crate) tools: ToolIndex,
     pub(crate) config: Arc<PoolConfig>,
     pub(crate) python: PathBuf,
     pub(crate) run_id: String,
@@ -148,6 +177,10 @@ impl Slot {
         }
     }
 
+    fn member(&self, generation: u64) -> Option<&Member> {
+        self.members().find(|m| m.key.generation == generation)
+    }
+
     fn member_mut(&mut self, generation: u64) -> Option<&mut Member> {
         let matches = |m: &&mut Member| m.key.generation == generation;
         self.current
@@ -189,15 +222,28 @@ impl Slot {
     }
 }
 
+/// Where a session's calls go.
+struct Binding {
+    key: WorkerKey,
+    /// The worker's id, for errors once it is gone.
+    worker: String,
+}
+
 /// The pool's state, built in `pre_start`.
 pub struct PoolState {
+    bridge: Arc<crate::host_bridge::HostBridge>,
+    tools: ToolIndex,
     config: Arc<PoolConfig>,
     python: PathBuf,
     run_id: String,
     telemetry: Telemetry,
     slots: Vec<Slot>,
     queue: VecDeque<Box<Request>>,
+    /// Queued requests that may leave the queue out of order.
+    special_queued: usize,
     assigned: HashMap<u64, WorkerKey>,
+    /// Which worker each session lives on.
+    bindings: HashMap<Arc<str>, Binding>,
     /// Worker actors not yet terminated (they outlive `WorkerGone` while
     /// their process group is ended).
     live: HashSet<ActorId>,
@@ -239,13 +285,17 @@ impl Actor for Pool {
         Ok(PoolState {
             queue_depth: metrics::gauge!(metric::QUEUE_DEPTH, "pool" => name.clone()),
             restarts: Restarts::new(args.config.restart.clone()),
+            tools: args.tools,
+            bridge: args.bridge,
             config: args.config,
             python: args.python,
             run_id: args.run_id,
             telemetry: args.telemetry,
             slots,
             queue: VecDeque::new(),
+            special_queued: 0,
             assigned: HashMap::new(),
+            bindings: HashMap::new(),
             live: HashSet::new(),
             accepting: true,
             booting: true,
@@ -318,6 +368,9 @@ impl Actor for Pool {
                     ));
                 }
             }
+            PoolMessage::ReleaseSession { session, reply } => {
+                let _ = reply.send(release_session(state, &session));
+            }
             PoolMessage::HealthCheck => {
                 state.health_check_scheduled = false;
                 check_recovery(&myself, state);
@@ -345,6 +398,7 @@ impl Actor for Pool {
                     for request in state.queue.drain(..) {
                         request.sink.fail(Error::ShuttingDown);
                     }
+                    state.special_queued = 0;
                     state.queue_depth.set(0.0);
                     let wait = deadline.saturating_duration_since(Instant::now());
                     myself.send_after(wait, || PoolMessage::ShutdownDeadline);
@@ -422,6 +476,7 @@ async fn start_member(
     let key = WorkerKey { slot, generation };
     let id = format!("{}-{slot}.{generation}", state.config.name);
     let args = WorkerArgs {
+        bridge: state.bridge.clone(),
         key,
         id: id.clone(),
         config: state.config.clone(),
@@ -497,6 +552,7 @@ fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Re
         });
         return;
     }
+    state.special_queued += usize::from(request.is_special());
     state.queue.push_back(request);
     pump(myself, state);
 }
@@ -515,68 +571,226 @@ fn degraded_error(state: &mut PoolState) -> Option<Error> {
 }
 
 /// Hands queued requests to workers while any has room.
+///
+/// Plain requests leave the queue in order, each to the least-loaded worker.
+/// Session requests follow their session's binding as their affinity says,
+/// and nested calls (from host tools) go to their parent's worker: those may
+/// skip ahead of requests that wait, or wait while later ones go.
 fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let depth = state.config.pipeline_depth;
-    while !state.queue.is_empty() {
-        let Some(slot) = least_loaded(state, depth) else {
-            break;
-        };
-        let request = state.queue.pop_front().expect("queue is not empty");
-        if request.sink.is_closed() {
+    let mut i = 0;
+    while i < state.queue.len() {
+        if state.queue[i].sink.is_closed() {
+            let request = state.queue.remove(i).expect("index is valid");
+            state.special_queued -= usize::from(request.is_special());
             continue;
         }
-        let member = state.slots[slot]
-            .current
-            .as_mut()
-            .expect("least_loaded returns ready slots");
-        let MemberState::Ready(link) = &member.state else {
-            unreachable!("least_loaded returns ready slots")
-        };
-        let conn = link.conn.clone();
-        let Request {
-            id,
-            tool,
-            execute,
-            sink,
-            enqueued,
-            retry,
-        } = *request;
-        let pending = Pending {
-            tool,
-            sink,
-            retry: retry.then(|| Box::new(execute.clone())),
-            delivered: false,
-        };
-        match conn.register(id, pending) {
-            Ok(()) => {
-                conn.send(connection::frame(id, Kind::Execute(execute)));
-                member.in_flight += 1;
-                state.assigned.insert(id, member.key);
-                RequestStarted {
-                    pool: state.config.name.clone(),
-                    worker: member.id.clone(),
-                    request_id: id,
-                    queued: enqueued.elapsed(),
+        match place(state, &state.queue[i], depth) {
+            Place::Worker(key) => {
+                let request = state.queue.remove(i).expect("index is valid");
+                state.special_queued -= usize::from(request.is_special());
+                if let Err(request) = dispatch(state, key, request) {
+                    // Its worker is dying: try again, the dying one excluded.
+                    state.special_queued += usize::from(request.is_special());
+                    state.queue.insert(i, request);
                 }
-                .emit(&state.telemetry);
             }
-            Err(pending) => {
-                // The worker died under us; its WorkerGone is on the way.
-                member.closed = true;
-                state.queue.push_front(Box::new(Request {
-                    id,
-                    tool: pending.tool,
-                    execute,
-                    sink: pending.sink,
-                    enqueued,
-                    retry,
-                }));
+            Place::Fail(err) => {
+                let request = state.queue.remove(i).expect("index is valid");
+                state.special_queued -= usize::from(request.is_special());
+                request.sink.fail(err);
             }
+            // With no strict or nested request queued, nothing behind a
+            // waiting request can go either.
+            Place::Wait if state.special_queued == 0 => break,
+            Place::Wait => i += 1,
         }
     }
     state.queue_depth.set(state.queue.len() as f64);
     if !state.queue.is_empty() && !state.sweep_scheduled {
         schedule_sweep(myself, state);
+    }
+}
+
+enum Place {
+    Worker(WorkerKey),
+    Wait,
+    Fail(Error),
+}
+
+/// Where `request` may run now.
+fn place(state: &PoolState, request: &Request, depth: u32) -> Place {
+    let any = || match least_loaded(state, depth) {
+        Some(slot) => Place::Worker(state.slots[slot].current.as_ref().expect("ready").key),
+        None => Place::Wait,
+    };
+    if let Some(parent) = request.parent
+        && let Some(key) = state.assigned.get(&parent)
+        && let Some(member) = state.slots[key.slot].member(key.generation)
+        && member.link().is_some()
+        && !member.closed
+    {
+        return Place::Worker(*key);
+    }
+    let Some(session) = &request.session else {
+        return any();
+    };
+    let Some(binding) = state.bindings.get(session) else {
+        return any();
+    };
+    let member = state.slots[binding.key.slot]
+        .current
+        .as_ref()
+        .filter(|m| m.key == binding.key && !m.closed);
+    let Some(member) = member.filter(|m| matches!(m.state, MemberState::Ready(_))) else {
+        // Dead, recycled or dying: its in-memory state is gone.
+        if request.affinity.is_strict() {
+            return Place::Fail(Error::SessionWorkerUnavailable {
+                pool: state.config.name.clone(),
+                worker: binding.worker.clone(),
+                session: session.to_string(),
+            });
+        }
+        return any();
+    };
+    let capacity = member.link().map_or(1, |l| l.capacity);
+    let free = member.in_flight < capacity && !member.suspect;
+    match request.affinity {
+        Affinity::Hint if free => Place::Worker(member.key),
+        Affinity::Hint => any(),
+        Affinity::StrictQueue => match member.routable_limit(depth) {
+            Some(limit) if member.in_flight < limit => Place::Worker(member.key),
+            _ => Place::Wait,
+        },
+        Affinity::StrictFailFast if free => Place::Worker(member.key),
+        Affinity::StrictFailFast => Place::Fail(Error::WorkerBusy {
+            pool: state.config.name.clone(),
+            worker: member.id.clone(),
+            session: session.to_string(),
+        }),
+    }
+}
+
+/// Sends `request` to worker `key`; hands it back if the worker's connection
+/// is closed (the worker is dying, and is marked so).
+fn dispatch(
+    state: &mut PoolState,
+    key: WorkerKey,
+    request: Box<Request>,
+) -> Result<(), Box<Request>> {
+    let member = state.slots[key.slot]
+        .member_mut(key.generation)
+        .expect("placed on a live member");
+    let conn = member
+        .link()
+        .expect("placed on a connected member")
+        .conn
+        .clone();
+    let Request {
+        id,
+        tool,
+        execute,
+        sink,
+        enqueued,
+        retry,
+        session,
+        affinity,
+        parent,
+    } = *request;
+    let pending = Pending {
+        tool,
+        sink,
+        retry: retry.then(|| {
+            Box::new(connection::Retry {
+                execute: execute.clone(),
+                session: session.clone(),
+                affinity,
+                parent,
+            })
+        }),
+        delivered: false,
+    };
+    match conn.register(id, pending) {
+        Ok(()) => {
+            conn.send(connection::frame(id, Kind::Execute(execute)));
+            member.in_flight += 1;
+            let worker = member.id.clone();
+            state.assigned.insert(id, key);
+            if let Some(session) = session
+                && parent.is_none()
+            {
+                // The session now lives here (for `hint`, this moves it).
+                state.bindings.insert(
+                    session,
+                    Binding {
+                        key,
+                        worker: worker.clone(),
+                    },
+                );
+            }
+            RequestStarted {
+                pool: state.config.name.clone(),
+                worker,
+                request_id: id,
+                queued: enqueued.elapsed(),
+            }
+            .emit(&state.telemetry);
+            Ok(())
+        }
+        Err(pending) => {
+            member.closed = true;
+            Err(Box::new(Request {
+                id,
+                tool: pending.tool,
+                execute,
+                sink: pending.sink,
+                enqueued,
+                retry,
+                session,
+                affinity,
+                parent,
+            }))
+        }
+    }
+}
+
+/// Forgets `session` and asks the worker holding it to drop its state.
+fn release_session(state: &mut PoolState, session: &str) -> SessionRelease {
+    let Some(binding) = state.bindings.remove(session) else {
+        return SessionRelease::NotBound;
+    };
+    let link = state.slots[binding.key.slot]
+        .member(binding.key.generation)
+        .filter(|m| !m.closed)
+        .and_then(|m| m.link().cloned());
+    let Some(link) = link else {
+        return SessionRelease::WorkerGone {
+            worker: binding.worker,
+        };
+    };
+    let id = crate::handle::next_request_id();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pending = Pending {
+        tool: Arc::from("<release session>"),
+        sink: connection::Sink::Unary(tx),
+        retry: None,
+        delivered: false,
+    };
+    if link.conn.register(id, pending).is_err() {
+        return SessionRelease::WorkerGone {
+            worker: binding.worker,
+        };
+    }
+    link.conn.send(connection::frame(
+        id,
+        Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
+            session_id: session.to_string(),
+        }),
+    ));
+    SessionRelease::Sent {
+        worker: binding.worker,
+        id,
+        answer: rx,
     }
 }
 
@@ -598,11 +812,12 @@ fn least_loaded(state: &PoolState, depth: u32) -> Option<usize> {
 }
 
 fn schedule_sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
-    let Some(front) = state.queue.front() else {
+    // Requests leave out of order (affinity, retries), so the oldest is not
+    // always in front.
+    let Some(oldest) = state.queue.iter().map(|r| r.enqueued).min() else {
         return;
     };
-    let wait = (front.enqueued + state.config.queue_timeout())
-        .saturating_duration_since(Instant::now())
+    let wait = (oldest + state.config.queue_timeout()).saturating_duration_since(Instant::now())
         + Duration::from_millis(1);
     state.sweep_scheduled = true;
     myself.send_after(wait, || PoolMessage::SweepQueue);
@@ -611,13 +826,16 @@ fn schedule_sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
 fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let timeout = state.config.queue_timeout();
     let now = Instant::now();
-    state.queue.retain(|r| !r.sink.is_closed());
-    while let Some(front) = state.queue.front() {
-        let waited = now.duration_since(front.enqueued);
-        if waited < timeout {
-            break;
+    let mut kept = VecDeque::with_capacity(state.queue.len());
+    for request in state.queue.drain(..) {
+        let waited = now.duration_since(request.enqueued);
+        if request.sink.is_closed() {
+            continue;
         }
-        let request = state.queue.pop_front().expect("front exists");
+        if waited < timeout {
+            kept.push_back(request);
+            continue;
+        }
         QueueTimedOut {
             pool: state.config.name.clone(),
             waited,
@@ -628,6 +846,8 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
             waited,
         });
     }
+    state.queue = kept;
+    state.special_queued = state.queue.iter().filter(|r| r.is_special()).count();
     state.queue_depth.set(state.queue.len() as f64);
     if !state.queue.is_empty() {
         schedule_sweep(myself, state);
@@ -637,6 +857,7 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
 fn cancel(state: &mut PoolState, id: u64) {
     if let Some(pos) = state.queue.iter().position(|r| r.id == id) {
         let request = state.queue.remove(pos).expect("position is valid");
+        state.special_queued -= usize::from(request.is_special());
         RequestCancelled {
             pool: state.config.name.clone(),
             tool: request.tool.to_string(),
@@ -730,6 +951,7 @@ fn on_ready(
     let Some(slot) = state.slots.get_mut(key.slot) else {
         return;
     };
+    state.tools.update(&link.hello);
     let pid = link.pid;
     let startup = link.startup;
     let python_version = link.hello.python_version.clone();
@@ -898,6 +1120,7 @@ fn on_gone(
         for request in state.queue.drain(..) {
             request.sink.fail(err.clone());
         }
+        state.special_queued = 0;
         state.queue_depth.set(0.0);
     }
     pump(myself, state);
@@ -943,6 +1166,7 @@ fn requeue(state: &mut PoolState, mut request: Box<Request>, failed_worker: &str
     .emit(&state.telemetry);
     request.retry = false;
     request.enqueued = Instant::now();
+    state.special_queued += usize::from(request.is_special());
     state.queue.push_front(request);
 }
 

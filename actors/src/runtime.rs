@@ -1,5 +1,6 @@
-//! The root of the supervision tree. Starts one pool actor per configured
-//! pool, hands out their handles, and shuts them all down in order.
+//! The root of the supervision tree. Starts the `Sessions` registry and one
+//! pool actor per configured pool, hands out their handles and sessions, and
+//! shuts them all down in order.
 //!
 //! Before any pool starts, the run registry is swept: processes left behind by
 //! an earlier host run that died (found by their `SNAKEPIT_RUN_ID`) are ended,
@@ -12,11 +13,14 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, SessionsConfig};
 use crate::error::Error;
 use crate::handle::PoolHandle;
-use crate::pool::{Pool, PoolArgs, PoolMessage};
+use crate::host_bridge::{HostBridge, HostCallContext};
+use crate::host_tools::HostTool;
+use crate::pool::{Pool, PoolArgs, PoolMessage, ToolIndex};
 use crate::reaper::{RunEntry, RunRegistry, default_registry_dir};
+use crate::sessions::{Session, Sessions, SessionsArgs, SessionsMessage};
 use crate::telemetry::{OrphansReaped, Telemetry};
 
 /// What the runtime is started with.
@@ -32,6 +36,8 @@ pub struct RuntimeConfig {
     /// `.snakepit/run`). Hosts sharing it end each other's leftovers after a
     /// crash, and only those.
     pub registry_dir: Option<PathBuf>,
+    /// Session limits and timeouts.
+    pub sessions: SessionsConfig,
 }
 
 /// The root actor.
@@ -40,7 +46,7 @@ pub struct Runtime;
 /// Messages to the root actor.
 pub enum RuntimeMessage {
     /// The pools it started, in configuration order.
-    Pools(RpcReplyPort<Vec<(Arc<PoolConfig>, ActorRef<PoolMessage>)>>),
+    Pools(RpcReplyPort<Vec<PoolHandle>>),
     /// Shut every pool down; answered when every worker process is reaped.
     Shutdown {
         /// Time in-flight requests get to finish.
@@ -52,13 +58,14 @@ pub enum RuntimeMessage {
 
 /// The root actor's state.
 pub struct RuntimeState {
-    pools: Vec<(Arc<PoolConfig>, ActorRef<PoolMessage>)>,
+    pools: Vec<PoolHandle>,
 }
 
 /// What the root actor is started with.
 pub struct RuntimeArgs {
     config: RuntimeConfig,
     telemetry: Telemetry,
+    bridge: Arc<HostBridge>,
 }
 
 impl Actor for Runtime {
@@ -71,10 +78,22 @@ impl Actor for Runtime {
         myself: ActorRef<RuntimeMessage>,
         args: RuntimeArgs,
     ) -> Result<RuntimeState, ActorProcessingErr> {
+        let sessions_args = SessionsArgs {
+            config: args.config.sessions.clone(),
+            telemetry: args.telemetry.clone(),
+            bridge: args.bridge.clone(),
+        };
+        let (sessions, _) = Actor::spawn_linked(None, Sessions, sessions_args, myself.get_cell())
+            .await
+            .map_err(|e| format!("could not start the session registry: {e}"))?;
+        args.bridge.set_sessions(sessions);
         let mut pools = Vec::new();
         for pool in args.config.pools {
             let pool = Arc::new(pool);
+            let tools = ToolIndex::default();
             let pool_args = PoolArgs {
+                bridge: args.bridge.clone(),
+                tools: tools.clone(),
                 config: pool.clone(),
                 python: args.config.python.clone(),
                 run_id: args.config.run_id.clone(),
@@ -83,8 +102,14 @@ impl Actor for Runtime {
             let (actor, _) = Actor::spawn_linked(None, Pool, pool_args, myself.get_cell())
                 .await
                 .map_err(|e| format!("could not start pool `{}`: {e}", pool.name))?;
-            pools.push((pool, actor));
+            pools.push(PoolHandle::new(actor, pool, args.telemetry.clone(), tools));
         }
+        args.bridge.set_pools(Arc::new(
+            pools
+                .iter()
+                .map(|p: &PoolHandle| (p.name().to_string(), p.clone()))
+                .collect(),
+        ));
         Ok(RuntimeState { pools })
     }
 
@@ -100,7 +125,7 @@ impl Actor for Runtime {
             }
             RuntimeMessage::Shutdown { grace, reply } => {
                 let deadline = Instant::now() + grace;
-                let pools: Vec<_> = state.pools.iter().map(|(_, a)| a.clone()).collect();
+                let pools: Vec<_> = state.pools.iter().map(|p| p.actor().clone()).collect();
                 // Pools drain in parallel; the reply waits for the slowest,
                 // and each pool answers only once its processes are reaped.
                 tokio::spawn(async move {
@@ -138,6 +163,7 @@ pub struct RuntimeHandle {
     run_id: String,
     /// This run's registry entry; removed once shutdown is over.
     entry: Arc<Mutex<Option<RunEntry>>>,
+    bridge: Arc<HostBridge>,
 }
 
 impl RuntimeHandle {
@@ -157,12 +183,14 @@ impl RuntimeHandle {
         }
         let run_id = config.run_id.clone();
         let entry = reap_and_register(&config, &telemetry).await;
+        let bridge = Arc::new(HostBridge::new(config.sessions.clone()));
         let (root, _) = Actor::spawn(
             None,
             Runtime,
             RuntimeArgs {
                 config,
                 telemetry: telemetry.clone(),
+                bridge: bridge.clone(),
             },
         )
         .await
@@ -173,12 +201,7 @@ impl RuntimeHandle {
         };
         let pools = started
             .into_iter()
-            .map(|(config, actor)| {
-                (
-                    config.name.clone(),
-                    PoolHandle::new(actor, config, telemetry.clone()),
-                )
-            })
+            .map(|pool| (pool.name().to_string(), pool))
             .collect();
         let handle = Self {
             root,
@@ -186,6 +209,7 @@ impl RuntimeHandle {
             telemetry,
             run_id,
             entry: Arc::new(Mutex::new(entry)),
+            bridge,
         };
         let ready = futures::future::join_all(handle.pools.values().map(|p| p.wait_ready())).await;
         if let Some(err) = ready.into_iter().find_map(Result::err) {
@@ -205,6 +229,66 @@ impl RuntimeHandle {
     /// Every pool, by name.
     pub fn pools(&self) -> impl Iterator<Item = &PoolHandle> {
         self.pools.values()
+    }
+
+    /// A new session with a generated id, released when its last handle is
+    /// dropped (or by `release()`, or its TTL).
+    pub async fn new_session(&self) -> Result<Session, Error> {
+        self.open_session(None, true).await
+    }
+
+    /// The session `id`, created if it does not exist. It lives until
+    /// `release()` or until it goes unused for the TTL; dropping handles does
+    /// not end it.
+    pub async fn session(&self, id: &str) -> Result<Session, Error> {
+        self.open_session(Some(id.to_string()), false).await
+    }
+
+    async fn open_session(&self, id: Option<String>, auto: bool) -> Result<Session, Error> {
+        let sessions = self.bridge_sessions()?;
+        let opened = sessions
+            .call(|reply| SessionsMessage::Open { id, auto, reply }, None)
+            .await;
+        let (id, owner) = match opened {
+            Ok(ractor::rpc::CallResult::Success(result)) => result?,
+            _ => return Err(Error::ShuttingDown),
+        };
+        let default_pool = self
+            .pools
+            .get("default")
+            .or_else(|| self.pools.values().next())
+            .map(|p| p.name().to_string())
+            .unwrap_or_default();
+        Ok(Session::new(
+            id,
+            owner,
+            self.pools.clone(),
+            default_pool,
+            self.bridge.clone(),
+            auto,
+        ))
+    }
+
+    /// How many sessions are live.
+    pub async fn session_count(&self) -> Result<usize, Error> {
+        match self
+            .bridge_sessions()?
+            .call(SessionsMessage::Count, None)
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(n)) => Ok(n),
+            _ => Err(Error::ShuttingDown),
+        }
+    }
+
+    fn bridge_sessions(&self) -> Result<ActorRef<SessionsMessage>, Error> {
+        self.bridge.sessions().ok_or(Error::ShuttingDown)
+    }
+
+    /// Registers a host tool that Python code of every session (and of calls
+    /// outside sessions) may call through `session_context.call_host_tool`.
+    pub fn register_host_tool(&self, tool: HostTool<HostCallContext>) -> Result<(), Error> {
+        Ok(self.bridge.registry.register(tool)?)
     }
 
     /// The telemetry hub.

@@ -48,8 +48,19 @@ pub mod metric {
     pub const ORPHANS_REAPED_TOTAL: &str = "snakepit_orphans_reaped_total";
     /// Requests retried on another worker after theirs died, by pool.
     pub const REQUEST_RETRIES_TOTAL: &str = "snakepit_request_retries_total";
+    /// Sessions alive.
+    pub const SESSIONS_ACTIVE: &str = "snakepit_sessions_active";
+    /// Sessions released, by source (manual, ttl, dropped).
+    pub const SESSIONS_RELEASED_TOTAL: &str = "snakepit_sessions_released_total";
+    /// Session releases that left state behind on a worker, by source.
+    pub const SESSION_CLEANUP_ERRORS_TOTAL: &str = "snakepit_session_cleanup_errors_total";
     /// Requests cancelled by their caller, by pool and reason.
     pub const REQUEST_CANCELLATIONS_TOTAL: &str = "snakepit_request_cancellations_total";
+}
+
+/// Sets the gauge of live sessions (the registry actor owns the count).
+pub(crate) fn metric_sessions_active(count: usize) {
+    metrics::gauge!(metric::SESSIONS_ACTIVE).set(count as f64);
 }
 
 /// Where events go. Cheap to clone; one per runtime.

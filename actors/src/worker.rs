@@ -52,6 +52,7 @@ pub struct Worker;
 
 /// What a worker is started with.
 pub struct WorkerArgs {
+    pub(crate) bridge: Arc<crate::host_bridge::HostBridge>,
     pub(crate) key: WorkerKey,
     pub(crate) id: String,
     pub(crate) config: Arc<PoolConfig>,
@@ -126,6 +127,7 @@ impl Actor for Worker {
             cfg.max_frame_bytes,
             Duration::from_micros(cfg.busy_poll_us as u64),
             Listeners {
+                bridge: args.bridge.clone(),
                 worker: myself.clone(),
                 pool: args.pool.clone(),
                 key: args.key,
@@ -488,14 +490,18 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
     let mut failed_requests = 0;
     for (id, p) in state.conn.close() {
         match p.retry {
-            Some(execute) if !p.delivered && cause != ExitCause::Shutdown => {
+            Some(again) if !p.delivered && cause != ExitCause::Shutdown => {
+                let again = *again;
                 retry.push(Request {
                     id,
                     tool: p.tool,
-                    execute: *execute,
+                    execute: again.execute,
                     sink: p.sink,
                     enqueued: std::time::Instant::now(),
                     retry: false,
+                    session: again.session,
+                    affinity: again.affinity,
+                    parent: again.parent,
                 });
             }
             _ => {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ractor::RpcReplyPort;
 use snakepit_proto::v1;
 
+use crate::config::Affinity;
 use crate::connection::{Connection, Sink};
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{ExitCause, RecycleReason};
@@ -50,6 +51,41 @@ pub(crate) struct Request {
     /// Run it again on another worker if its worker dies (idempotent calls,
     /// first attempt only).
     pub retry: bool,
+    /// The session it belongs to, if any.
+    pub session: Option<Arc<str>>,
+    /// How it picks its worker when it has a session.
+    pub affinity: Affinity,
+    /// For a call a host tool makes back into Python: the request whose tool
+    /// is waiting; it runs on that request's worker.
+    pub parent: Option<u64>,
+}
+
+impl Request {
+    /// Whether it may have to skip ahead of, or wait behind, the queue's
+    /// order: strict-affinity session calls and nested calls.
+    pub fn is_special(&self) -> bool {
+        self.parent.is_some() || (self.session.is_some() && self.affinity.is_strict())
+    }
+}
+
+/// What asking a pool to release a session found.
+pub enum SessionRelease {
+    /// No worker of this pool ran the session.
+    NotBound,
+    /// The worker was told; its answer comes here.
+    Sent {
+        /// The worker holding the session.
+        worker: String,
+        /// The id of the release exchange.
+        id: u64,
+        /// The worker's answer.
+        answer: tokio::sync::oneshot::Receiver<Result<snakepit_proto::Value, Error>>,
+    },
+    /// The worker that held the session is gone.
+    WorkerGone {
+        /// The worker that held it.
+        worker: String,
+    },
 }
 
 /// A snapshot of a pool.
@@ -163,6 +199,13 @@ pub enum PoolMessage {
     },
     /// Look again whether a degraded pool has recovered.
     HealthCheck,
+    /// Forget `session` and tell its worker to drop what it holds for it.
+    ReleaseSession {
+        /// The session.
+        session: String,
+        /// What happened.
+        reply: RpcReplyPort<SessionRelease>,
+    },
     /// Expire requests that waited past the queue timeout.
     SweepQueue,
     /// Answered once every worker is ready, or with the first start failure.

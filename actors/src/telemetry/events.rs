@@ -48,6 +48,10 @@ pub enum Event {
     RequestRetried(RequestRetried),
     /// A caller gave up on a request.
     RequestCancelled(RequestCancelled),
+    /// A session ended.
+    SessionReleased(SessionReleased),
+    /// Releasing a session left state behind on a worker.
+    SessionCleanupError(SessionCleanupError),
 }
 
 impl Event {
@@ -72,6 +76,8 @@ impl Event {
             Event::OrphansReaped(_) => "snakepit.runtime.orphans.reaped",
             Event::RequestRetried(_) => "snakepit.request.call.retried",
             Event::RequestCancelled(_) => "snakepit.request.call.cancelled",
+            Event::SessionReleased(_) => "snakepit.session.lifecycle.released",
+            Event::SessionCleanupError(_) => "snakepit.session.cleanup.error",
         }
     }
 }
@@ -572,5 +578,49 @@ impl RequestCancelled {
         counter!(metric::REQUEST_CANCELLATIONS_TOTAL, "pool" => self.pool.clone(), "stage" => self.stage)
             .increment(1);
         t.publish(|| Event::RequestCancelled(self));
+    }
+}
+
+/// A session ended (released, expired, or its last auto handle dropped).
+#[derive(Debug, Clone)]
+pub struct SessionReleased {
+    /// The session.
+    pub session_id: String,
+    /// `manual`, `ttl` or `dropped`.
+    pub source: &'static str,
+    /// Whether every worker dropped its state for it.
+    pub clean: bool,
+}
+
+impl SessionReleased {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        debug!(session_id = %self.session_id, source = self.source, clean = self.clean,
+            "Session released.");
+        counter!(metric::SESSIONS_RELEASED_TOTAL, "source" => self.source).increment(1);
+        t.publish(|| Event::SessionReleased(self));
+    }
+}
+
+/// Releasing a session left state behind on a worker: the worker was gone,
+/// did not answer within the cleanup timeout, or its `on_session_release`
+/// hook raised.
+#[derive(Debug, Clone)]
+pub struct SessionCleanupError {
+    /// The session.
+    pub session_id: String,
+    /// `manual`, `ttl` or `dropped`.
+    pub source: &'static str,
+    /// The pool whose worker failed.
+    pub pool: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl SessionCleanupError {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        warn!(session_id = %self.session_id, source = self.source, pool = %self.pool,
+            reason = %self.reason, "Session cleanup failed.");
+        counter!(metric::SESSION_CLEANUP_ERRORS_TOTAL, "source" => self.source).increment(1);
+        t.publish(|| Event::SessionCleanupError(self));
     }
 }
