@@ -74,6 +74,9 @@ pub(crate) enum SessionsMessage {
     },
     /// How many sessions are live.
     Count(RpcReplyPort<usize>),
+    /// Session `id` (owned by `actor`) is over; sent by its owner before it
+    /// answers the release, so that the id is free when the caller hears back.
+    Forget { id: String, actor: ActorId },
 }
 
 impl Actor for Sessions {
@@ -112,6 +115,13 @@ impl Actor for Sessions {
             }
             SessionsMessage::Count(reply) => {
                 let _ = reply.send(state.by_id.len());
+            }
+            SessionsMessage::Forget { id, actor } => {
+                if state.by_id.get(&id).is_some_and(|a| a.get_id() == actor) {
+                    state.by_id.remove(&id);
+                    state.ids.remove(&actor);
+                    crate::telemetry::metric_sessions_active(state.by_id.len());
+                }
             }
         }
         Ok(())
@@ -171,6 +181,7 @@ async fn open(
         },
     };
     let args = owner::OwnerArgs {
+        registry: myself.clone(),
         id: id.clone(),
         auto,
         config: state.config.clone(),

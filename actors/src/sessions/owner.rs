@@ -94,6 +94,7 @@ impl Watch {
 pub(crate) struct SessionOwner;
 
 pub(crate) struct OwnerArgs {
+    pub registry: ActorRef<super::SessionsMessage>,
     pub id: String,
     pub auto: bool,
     pub config: SessionsConfig,
@@ -102,6 +103,7 @@ pub(crate) struct OwnerArgs {
 }
 
 pub(crate) struct OwnerState {
+    registry: ActorRef<super::SessionsMessage>,
     id: String,
     auto: bool,
     config: SessionsConfig,
@@ -188,6 +190,7 @@ impl Actor for SessionOwner {
         myself.send_after(args.config.ttl(), || OwnerMessage::TtlCheck);
         Ok(OwnerState {
             variables: VariableStore::with_limit(args.config.max_variables),
+            registry: args.registry,
             id: args.id,
             auto: args.auto,
             config: args.config,
@@ -315,6 +318,10 @@ impl Actor for SessionOwner {
                 let result = result.map_err(|reason| Error::SessionCleanupFailed {
                     session: state.id.clone(),
                     reason,
+                });
+                let _ = state.registry.cast(super::SessionsMessage::Forget {
+                    id: state.id.clone(),
+                    actor: myself.get_id(),
                 });
                 for reply in state.release_replies.drain(..) {
                     let _ = reply.send(result.clone());
