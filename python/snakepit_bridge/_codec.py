@@ -109,6 +109,10 @@ def _enc_complex(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
 def _enc_items(items: Any, lst: Any, depth: int, hook: OnUnserializable, index_path: bool) -> None:
     if depth >= MAX_DEPTH:
         raise EncodingError(f"containers nested deeper than {MAX_DEPTH} levels (is the value cyclic?)")
+    if not items:
+        # An empty container still has to be present, or it reads as null.
+        lst.SetInParent()
+        return
     add = lst.items.add
     depth += 1
     i = 0
@@ -144,6 +148,9 @@ def _enc_frozenset(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) 
 def _enc_map(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
     if depth >= MAX_DEPTH:
         raise EncodingError(f"containers nested deeper than {MAX_DEPTH} levels (is the value cyclic?)")
+    if not obj:
+        out.map.SetInParent()
+        return
     add = out.map.entries.add
     depth += 1
     key: Any = None
