@@ -8,7 +8,20 @@ Threads (leader/follower):
     to a follower before running anything else. Each owns a persistent asyncio
     loop for async tools;
   * a watch thread hands the socket to a follower when such a quick request
-    runs long on the reader, so Ping and Cancel are always answered promptly.
+    runs long on the reader, so Ping and Cancel are always answered promptly;
+  * host calls (a tool calling a host tool, see ``host_call``): the calling
+    thread waits for the HostCallResult, which the reading thread delivers.
+    While it waits, its request gives its capacity slot back, because the host
+    tool may call tools of this worker in turn (nested Execute frames), and a
+    reader that is running such a tool inline hands the socket over first.
+    Every request whose slot is given back keeps its thread, so one more
+    executor thread is started when needed: the worker keeps at least
+    capacity + 1 + (requests waiting on the host) threads, so a thread is
+    always left to read the socket. At most _MAX_HOST_WAITERS requests give
+    their slot back at once (so at most capacity + 1 + _MAX_HOST_WAITERS
+    executor threads); beyond that a waiting request keeps its slot;
+  * a dispatcher thread, started with the first variable watch, runs watch
+    callbacks (``_host_calls.WatchTable``).
 
 Every in-flight request lives in ``_Worker.registry`` until its final reply is
 claimed: whoever pops it from the registry (the executor with a result, the
@@ -22,6 +35,7 @@ import asyncio
 import collections
 import importlib
 import inspect
+import math
 import os
 import platform
 import re
@@ -39,9 +53,11 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._codec import EncodingError, _dec, encode_into
+from ._host_calls import HostWaiter, WatchTable, error_from_pb
 from ._proto import snakepit_pb2 as pb
 from ._stream_chunk import StreamChunk
 from .base_adapter import BaseAdapter, ToolMetadata
+from .errors import HostCallTimeout, HostToolError
 from .session_context import SessionContext
 
 __all__ = ["WorkerConfig", "main", "parse_args", "run"]
@@ -66,6 +82,14 @@ _INLINE_HANDOFF_SECONDS = 0.02
 # starting, and sleeps until the next one once none started for this long.
 _WATCH_LINGER_SECONDS = 0.1
 _MAX_ERROR_TEXT = 32 * 1024
+# How long a host call waits when the request has no deadline.
+_DEFAULT_HOST_CALL_TIMEOUT = 30.0
+# Requests that may give their capacity slot back while they wait on the host
+# at the same time, i.e. executor threads started beyond capacity + 1.
+_MAX_HOST_WAITERS = 16
+# Ids of host calls given up (timed out, cancelled) remembered so that their
+# late answers are dropped quietly.
+_ABANDONED_HOST_CALLS = 1024
 
 _pack_len = struct.Struct(">I").pack
 _unpack_len = struct.Struct(">I").unpack_from
@@ -450,7 +474,7 @@ class _ToolPlan:
 
 
 class _Request:
-    __slots__ = ("id", "execute", "cancelled", "credits", "cond", "task", "loop")
+    __slots__ = ("id", "execute", "cancelled", "credits", "cond", "task", "loop", "slot", "host_waits", "deadline")
 
     def __init__(self, fid: int, execute: pb.Execute) -> None:
         self.id = fid
@@ -460,6 +484,14 @@ class _Request:
         self.cond: threading.Condition | None = None
         self.task: asyncio.Task[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # The request's capacity slot, under `work_lock`: True while it holds
+        # one (from when it is queued until its run ends), False while it gave
+        # it back to wait on the host, None once its run ended.
+        self.slot: bool | None = True
+        # Threads of this request waiting on the host (under `work_lock`).
+        self.host_waits = 0
+        # time.monotonic() when the caller stops waiting; 0.0 for no deadline.
+        self.deadline = 0.0
 
 
 class _Cancelled(Exception):
@@ -561,6 +593,15 @@ class _Worker:
         self.cleanup = getattr(cls, "cleanup", None) if callable(getattr(cls, "cleanup", None)) else None
         et = getattr(cls, "execute_tool", None)
         self.dynamic = callable(et) and et is not BaseAdapter.execute_tool
+        # Host calls: open calls by id (the worker's own id space), the last
+        # id used, ids given up on, all under `host_lock`; requests that gave
+        # their slot back to wait on the host (under `work_lock`).
+        self.host_lock = threading.Lock()
+        self.host_calls: dict[int, HostWaiter] = {}
+        self.host_seq = 0
+        self.host_abandoned: collections.deque[int] = collections.deque(maxlen=_ABANDONED_HOST_CALLS)
+        self.released = 0
+        self.watches = WatchTable()
 
     # ---------------------------------------------------------------- output
 
@@ -661,6 +702,7 @@ class _Worker:
             "release_ref": self._on_release_ref,
             "shutdown": self._on_shutdown,
             "host_call_result": self._on_host_call_result,
+            "variable_update": self._on_variable_update,
         }
         threading.Thread(target=self._watch_main, name="snakepit-watch", daemon=True).start()
         for i, ex in enumerate(self.executors[1:], start=1):
@@ -753,6 +795,9 @@ class _Worker:
             return
         ex = frame.execute
         st = _Request(fid, ex)
+        timeout_ms = ex.timeout_ms
+        if timeout_ms:
+            st.deadline = time.monotonic() + timeout_ms / 1000.0
         if ex.stream:
             st.cond = threading.Condition()
             st.credits = ex.stream_window or DEFAULT_STREAM_WINDOW
@@ -769,6 +814,7 @@ class _Worker:
         if cond is not None:
             with cond:
                 cond.notify_all()
+        self._wake_host_waiters(st)
         task, loop = st.task, st.loop
         if task is not None and loop is not None:
             try:
@@ -791,25 +837,68 @@ class _Worker:
         pong = pb.Pong(sent_unix_nanos=frame.ping.sent_unix_nanos, in_flight=in_flight)
         self.send(self.frame_bytes(pb.Frame(id=frame.id, pong=pong)))
 
-    def _call_hook(self, name: str, *args: Any) -> None:
-        hook = getattr(self.cls, name, None)
-        if hook is None:
-            return
+    def _call_hook(self, fid: int, name: str, session_id: str, *args: Any) -> bytes:
+        """Runs adapter hook `name` if the adapter has one; returns the reply
+        to exchange `fid`: a null Result, or the Error the hook raised.
+
+        A static or class method is called as it is; a plain method on a new
+        instance whose session context has the session id (and no host)."""
+        raw = inspect.getattr_static(self.cls, name, None)
+        if raw is None:
+            return self.result_bytes(fid, None)
         try:
-            hook(*args)
-        except Exception:
-            sys.stderr.write(f"snakepit worker: {name} hook raised:\n{traceback.format_exc()}")
+            if inspect.isfunction(raw):
+                inst = self.cls()
+                ctx = SessionContext(session_id)
+                if self.has_set_ctx:
+                    inst.set_session_context(ctx)
+                else:
+                    inst.session_context = ctx
+                hook = getattr(inst, name)
+            else:
+                hook = getattr(self.cls, name)
+            r = hook(session_id, *args)
+            if inspect.isawaitable(r):
+                loop = asyncio.new_event_loop()
+                try:
+                    loop.run_until_complete(r)  # type: ignore[arg-type]
+                finally:
+                    loop.close()
+        except Exception as e:
+            sys.stderr.write(f"snakepit worker: {name} hook raised:\n{_format_tb(e)}")
+            return self.exception_bytes(fid, e)
+        return self.result_bytes(fid, None)
 
     def _on_release_session(self, frame: pb.Frame) -> None:
-        self._call_hook("on_session_release", frame.release_session.session_id)
-        self.send(self.result_bytes(frame.id, None))
+        sid = frame.release_session.session_id
+        reply = self._call_hook(frame.id, "on_session_release", sid)
+        self.watches.drop_session(sid)
+        self.send(reply)
 
     def _on_release_ref(self, frame: pb.Frame) -> None:
-        self._call_hook("on_ref_release", frame.release_ref.session_id, frame.release_ref.ref_id)
-        self.send(self.result_bytes(frame.id, None))
+        rr = frame.release_ref
+        self.send(self._call_hook(frame.id, "on_ref_release", rr.session_id, rr.ref_id))
 
     def _on_host_call_result(self, frame: pb.Frame) -> None:
-        sys.stderr.write(f"snakepit worker: ignoring HostCallResult for id {frame.id} (host calls not supported yet)\n")
+        fid = frame.id
+        with self.host_lock:
+            w = self.host_calls.pop(fid, None)
+            if w is not None:
+                res = frame.host_call_result
+                if w.on_value is not None and res.WhichOneof("outcome") == "value":
+                    try:
+                        w.on_value(res.value)
+                    except Exception as e:
+                        w.failure = e
+                w.outcome = res
+                w.event.set()
+                return
+            abandoned = fid in self.host_abandoned
+        if not abandoned:
+            sys.stderr.write(f"snakepit worker: ignoring HostCallResult for id {fid}: no open host call has that id\n")
+
+    def _on_variable_update(self, frame: pb.Frame) -> None:
+        self.watches.deliver(frame.variable_update)
 
     def _on_unexpected(self, frame: pb.Frame, kind: str | None) -> None:
         if kind is None:
@@ -835,10 +924,209 @@ class _Worker:
             st = self.registry.pop(fid, None)
             if st is not None:
                 st.cancelled = True
+                self._wake_host_waiters(st)
                 self.send(
                     self.error_bytes(fid, pb.ERROR_KIND_SHUTTING_DOWN, "worker shut down before the request finished")
                 )
         _die(EXIT_OK, "")
+
+    # ------------------------------------------------------------ host calls
+
+    def host_call(
+        self,
+        request: Any,
+        session_id: str,
+        tool: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        timeout: float | None,
+        on_value: Callable[[pb.Value], None] | None = None,
+    ) -> Any:
+        """Calls host tool `tool` for `request` (the caller's _Request, or None)
+        and waits for the answer; returns its value or raises what it says.
+
+        While it waits, a running request gives its slot back (_host_wait_begin).
+        `on_value`, if given, runs on the reading thread with the answer's value
+        before the caller wakes (used to register a watch before its first update
+        can arrive). Raises _Cancelled when the request is cancelled meanwhile,
+        HostCallTimeout after `timeout` seconds (default: what is left of the
+        request's deadline, else _DEFAULT_HOST_CALL_TIMEOUT)."""
+        st: _Request | None = request if isinstance(request, _Request) and request.slot is not None else None
+        if st is not None and st.cancelled:
+            raise _Cancelled
+        if timeout is None:
+            if st is not None and st.deadline:
+                timeout = st.deadline - time.monotonic()
+                if timeout <= 0:
+                    raise HostCallTimeout(
+                        f"not calling host tool {tool!r}: the request's deadline has passed",
+                        kind="timeout",
+                        tool=tool,
+                    )
+            else:
+                timeout = _DEFAULT_HOST_CALL_TIMEOUT
+        elif not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout_ms = max(1, math.ceil(timeout * 1000.0))
+        frame = pb.Frame()
+        hc = frame.host_call
+        hc.session_id = session_id
+        hc.tool = tool
+        hc.timeout_ms = timeout_ms
+        if st is not None:
+            hc.parent_request_id = st.id
+        for i, a in enumerate(args):
+            encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
+        for k, v in kwargs.items():
+            encode_into(v, hc.kwargs[k], root=f"{tool}() {k}")
+        with self.host_lock:
+            self.host_seq += 1
+            hid = self.host_seq
+            w = HostWaiter(hid, st, tool, on_value)
+            self.host_calls[hid] = w
+        frame.id = hid
+        body = frame.SerializeToString()
+        if len(body) > self.max:
+            with self.host_lock:
+                self.host_calls.pop(hid, None)
+            raise HostToolError(
+                f"call of host tool {tool!r} is {len(body)} bytes, more than max_frame_bytes ({self.max})",
+                kind="payload_too_large",
+                details={"size": str(len(body)), "limit": str(self.max)},
+                tool=tool,
+            )
+        if st is not None:
+            self._host_wait_begin(st)
+        try:
+            self.send(_pack_len(len(body)) + body)
+            end = time.monotonic() + timeout
+            event = w.event
+            while True:
+                if st is not None and st.cancelled:
+                    raise _Cancelled
+                if w.outcome is not None:
+                    break
+                left = end - time.monotonic()
+                if left <= 0:
+                    with self.host_lock:
+                        gone = self.host_calls.pop(hid, None) is not None
+                        if gone:
+                            self.host_abandoned.append(hid)
+                    if gone:
+                        raise HostCallTimeout(
+                            f"host tool {tool!r} did not answer within {timeout_ms} ms",
+                            kind="timeout",
+                            details={"timeout_ms": str(timeout_ms)},
+                            tool=tool,
+                        )
+                    # The answer came just now: `outcome` is set.
+                    continue
+                event.wait(left)
+        finally:
+            if w.outcome is None:
+                with self.host_lock:
+                    if self.host_calls.pop(hid, None) is not None:
+                        self.host_abandoned.append(hid)
+            if st is not None:
+                self._host_wait_end(st)
+        if w.failure is not None:
+            raise w.failure
+        res = w.outcome
+        assert res is not None
+        which = res.WhichOneof("outcome")
+        if which == "value":
+            return _dec(res.value, 0)
+        if which == "error":
+            raise error_from_pb(res.error, tool)
+        return None
+
+    def watch(
+        self,
+        request: Any,
+        session_id: str,
+        identifiers: list[str],
+        include_initial: bool,
+        callback: Callable[[Any, Any, dict[str, str]], Any],
+        *,
+        timeout: float | None,
+    ) -> str:
+        """Asks the host to watch variables of the session and registers
+        `callback` for the watch id it answers; returns that id."""
+        watches = self.watches
+
+        def register(value: pb.Value) -> None:
+            watch_id = _dec(value, 0)
+            if not isinstance(watch_id, str) or not watch_id:
+                raise HostToolError(
+                    f"snakepit.variables.watch answered {watch_id!r}, not a watch id",
+                    kind="protocol",
+                    tool="snakepit.variables.watch",
+                )
+            watches.add(watch_id, session_id, callback)
+
+        watches.begin()
+        try:
+            return self.host_call(
+                request,
+                session_id,
+                "snakepit.variables.watch",
+                (),
+                {"identifiers": list(identifiers), "include_initial": bool(include_initial)},
+                timeout=timeout,
+                on_value=register,
+            )
+        finally:
+            watches.end()
+
+    def unwatch(self, request: Any, session_id: str, watch_id: str, *, timeout: float | None) -> None:
+        """Forgets a watch here (no callback of it runs afterwards) and at the host."""
+        self.watches.remove(watch_id)
+        self.host_call(request, session_id, "snakepit.variables.unwatch", (), {"watch_id": watch_id}, timeout=timeout)
+
+    def _host_wait_begin(self, st: _Request) -> None:
+        """A thread of running request `st` is about to wait on the host: the
+        request gives its slot back (the first of its waiting threads does), one
+        more executor thread starts if that leaves no thread to read, and if the
+        request runs inline on the reading thread, the socket goes to a follower."""
+        held: list[bytes] | None = None
+        new_ex: _Executor | None = None
+        with self.work_lock:
+            st.host_waits += 1
+            if st.host_waits == 1 and st.slot and self.released < _MAX_HOST_WAITERS:
+                st.slot = False
+                self.busy -= 1
+                self.released += 1
+                if len(self.executors) < self.config.capacity + 1 + self.released:
+                    new_ex = _Executor()
+                    self.executors.append(new_ex)
+            ie = self.inline_ex
+            if ie is not None and ie.current is st:
+                held = self._end_inline_locked(ie)
+            n = len(self.executors)
+        if held:
+            self.send(b"".join(held))
+        if new_ex is not None:
+            threading.Thread(
+                target=self._thread_main, args=(new_ex,), name=f"snakepit-worker-{n - 1}", daemon=True
+            ).start()
+
+    def _host_wait_end(self, st: _Request) -> None:
+        """A thread of `st` stopped waiting on the host: once none waits, a
+        request still running takes its slot back (even beyond capacity)."""
+        with self.work_lock:
+            st.host_waits -= 1
+            if st.host_waits == 0 and st.slot is False:
+                st.slot = True
+                self.busy += 1
+                self.released -= 1
+
+    def _wake_host_waiters(self, st: _Request) -> None:
+        """Wakes the threads of cancelled request `st` that wait on the host."""
+        with self.host_lock:
+            for w in self.host_calls.values():
+                if w.request is st:
+                    w.event.set()
 
     # -------------------------------------------------------------- executor
 
@@ -944,7 +1232,12 @@ class _Worker:
         finally:
             ex.current = None
             with self.work_lock:
-                self.busy -= 1
+                if st.slot:
+                    self.busy -= 1
+                elif st.slot is False:
+                    # A thread the tool started still waits on the host.
+                    self.released -= 1
+                st.slot = None
         if plan is not None:
             plan.fast = time.perf_counter() - t0 < _FAST_SECONDS
         if reply is not None:
@@ -972,7 +1265,11 @@ class _Worker:
         finally:
             ex.current = None
             with self.work_lock:
-                self.busy -= 1
+                if st.slot:
+                    self.busy -= 1
+                elif st.slot is False:
+                    self.released -= 1
+                st.slot = None
                 if self.inline_ex is ex:
                     self.inline_ex = None
                 else:
@@ -1009,23 +1306,31 @@ class _Worker:
                     else:
                         self.watch_idle = True
                         cond.wait()
-                # The inline run has lasted too long, and its thread holds
-                # `rlock` and does not touch the socket, `buf` or its held
-                # replies until it takes `work_lock` after the run.
+                # The inline run has lasted too long.
                 ex = self.inline_ex
                 assert ex is not None
-                self.inline_ex = None
-                held = ex.pending[:]
-                ex.pending.clear()
-                st = ex.current
-                plan = self.plans.get(st.execute.tool) if st is not None else None
-                if plan is not None:
-                    # As the run will when it ends: the next reader must not
-                    # run this tool inline as well.
-                    plan.fast = False
-                self.rlock.release()
+                held = self._end_inline_locked(ex)
             if held:
                 self.send(b"".join(held))
+
+    def _end_inline_locked(self, ex: _Executor) -> list[bytes]:
+        """Takes the socket away from the inline run on `ex` (`self.inline_ex`)
+        and releases `rlock` for a follower; returns the replies that thread
+        held back, for the caller to send. Called with `work_lock` held, by the
+        watch thread or by a thread of the running request about to wait on the
+        host. The reading thread holds `rlock` and does not touch the socket,
+        `buf` or its held replies until it takes `work_lock` after the run."""
+        self.inline_ex = None
+        held = ex.pending[:]
+        ex.pending.clear()
+        st = ex.current
+        plan = self.plans.get(st.execute.tool) if st is not None else None
+        if plan is not None:
+            # As the run will when it ends: the next reader must not run this
+            # tool inline as well.
+            plan.fast = False
+        self.rlock.release()
+        return held
 
     def _claim(self, st: _Request) -> bool:
         return self.registry.pop(st.id, None) is not None
@@ -1103,7 +1408,7 @@ class _Worker:
         streamed_seq = -1  # >= 0 once a stream ran to its end: the next seq
         try:
             inst = self.cls()
-            ctx = SessionContext(ex.session_id, ex.metadata, _request=st)
+            ctx = SessionContext(ex.session_id, ex.metadata, _request=st, _host=self)
             if self.has_set_ctx:
                 inst.set_session_context(ctx)
             else:

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wire_client import WorkerClient, start_worker
+# Test the package in this tree, not a copy installed in the environment (the
+# workers the tests start get this directory on PYTHONPATH as well).
+_PYTHON_DIR = str(Path(__file__).resolve().parent.parent)
+if sys.path[:1] != [_PYTHON_DIR]:
+    sys.path.insert(0, _PYTHON_DIR)
+
+from wire_client import WorkerClient, start_worker  # noqa: E402
 
 
 @pytest.fixture(scope="module")

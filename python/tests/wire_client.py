@@ -84,6 +84,7 @@ class WorkerClient:
         session_id: str = "",
         metadata: dict[str, str] | None = None,
         raw_kwargs: dict[str, pb.Value] | None = None,
+        timeout_ms: int = 0,
         **kwargs: Any,
     ) -> int:
         fid = self.new_id()
@@ -94,6 +95,7 @@ class WorkerClient:
             stream=stream,
             stream_window=window,
             metadata=metadata or {},
+            timeout_ms=timeout_ms,
         )
         for k, v in kwargs.items():
             ex.kwargs[k].CopyFrom(encode(v))
