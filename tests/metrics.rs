@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{add, showcase};
-use snakepit::{Call, Error, Snakepit};
+use snakepit::{Call, Error, Snakepit, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_addr() -> SocketAddr {
@@ -56,6 +56,7 @@ async fn metrics_endpoint_counts_requests() {
     let addr = free_addr();
     let sp = Snakepit::builder()
         .pool(showcase("m", 2))
+        .pool(common::fixture_pool("s", "stateful.StatefulAdapter", 1))
         .metrics_addr(addr)
         .start()
         .await
@@ -140,5 +141,42 @@ async fn metrics_endpoint_counts_requests() {
             "{metric}: {body}"
         );
     }
+
+    // A session whose worker was killed cannot be cleaned up: the release
+    // says so, and so does the counter.
+    let session = sp.session("lost").await.unwrap();
+    let me = session
+        .call_on(Some("s"), Call::new("whoami"))
+        .await
+        .unwrap();
+    let Value::Map(entries) = me else {
+        panic!("{me:?}")
+    };
+    let pid = entries
+        .iter()
+        .find(|(k, _)| k == &Value::Str("pid".into()))
+        .map(|(_, v)| i64::try_from(v.clone()).unwrap())
+        .unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let s_pool = sp.pool("s").unwrap().clone();
+    common::poll_status(&s_pool, |st| {
+        st.workers.iter().all(|w| w.pid != Some(pid as u32))
+    })
+    .await;
+    match session.release().await {
+        Err(Error::SessionCleanupFailed { .. }) => {}
+        other => panic!("expected SessionCleanupFailed, got {other:?}"),
+    }
+    let (_, body) = http_get(addr, "/metrics").await;
+    assert_eq!(
+        sample(
+            &body,
+            "snakepit_session_cleanup_errors_total",
+            &[r#"source="manual""#]
+        ),
+        Some(1.0),
+        "{body}"
+    );
     sp.shutdown().await;
 }
