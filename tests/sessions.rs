@@ -372,6 +372,24 @@ async fn variables_across_rust_and_python() {
         }
         other => panic!("expected the constraint error in Python, got {other:?}"),
     }
+    // A Python watch callback sees changes made from Rust.
+    s.execute("watch_into", json!({"name": "counter"})).await.unwrap();
+    s.set_variable("counter", 0).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        let seen = s.execute("seen", ()).await.unwrap();
+        if matches!(&seen, Value::List(items) if !items.is_empty()) {
+            break seen;
+        }
+        assert!(Instant::now() < until, "the Python watch never fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let expected = Value::List(vec![Value::List(vec![
+        Value::Int(2),
+        Value::Int(0),
+        Value::Str("host".into()),
+    ])]);
+    assert_eq!(seen, expected);
     match s.set_variable("counter", "three").await {
         Err(Error::Variable(e)) => assert_eq!(e.constraint(), Some("type")),
         other => panic!("expected a type error, got {other:?}"),

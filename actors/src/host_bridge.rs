@@ -146,6 +146,7 @@ impl HostBridge {
             session: session_handle,
             pool: pool_handle,
             parent: call.parent_request_id,
+            deadline: tokio::time::Instant::now() + timeout,
         };
         self.registry
             .invoke(session, &call.tool, ctx, args, true, timeout)
@@ -343,6 +344,8 @@ pub struct HostCallContext {
     session: Option<Session>,
     pool: PoolHandle,
     parent: u64,
+    /// When the Python caller stops waiting for this host call.
+    deadline: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for HostCallContext {
@@ -375,8 +378,16 @@ impl HostCallContext {
         self.call(Call::from_args(tool, args.into())?).await
     }
 
-    /// Runs `call` back in Python, as [`execute`](Self::execute) does.
+    /// Runs `call` back in Python, as [`execute`](Self::execute) does. Unless
+    /// the call sets its own timeout, it gets what is left of the Python
+    /// caller's wait.
     pub async fn call(&self, mut call: Call) -> Result<Value, Error> {
+        if call.timeout.is_none() {
+            let left = self
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now());
+            call.timeout = Some(left.max(Duration::from_millis(1)));
+        }
         if let Some(session) = &self.session {
             call.session_id = Some(session.id().to_string());
         }
