@@ -149,6 +149,7 @@ mod tests {
         assert_eq!(pool.drain_timeout_ms, 30_000);
         assert_eq!(pool.restart, snakepit_actors::RestartPolicy::default());
         assert_eq!(pool.heartbeat, snakepit_actors::HeartbeatConfig::default());
+        assert_eq!(config.sessions, snakepit_actors::SessionsConfig::default());
     }
 
     #[test]
