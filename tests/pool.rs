@@ -660,6 +660,8 @@ fn cli_demo_runs_the_tour() {
         "7. kill -9 of the worker running an idempotent call",
         "the call was retried on another worker and returned 300",
         "2 of 2 up again",
+        "tally(3) -> 6",
+        "Python asked the host tool `lookup_price`",
         "Summary",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");

@@ -14,6 +14,9 @@ from .base_adapter import BaseAdapter, tool
 
 __all__ = ["ShowcaseAdapter"]
 
+# Per-session tallies, kept in the worker process between calls.
+_tallies: dict[str, int] = {}
+
 
 class ShowcaseAdapter(BaseAdapter):
     """Tools that show how values, errors, streams and cancellation cross the bridge."""
@@ -79,3 +82,19 @@ class ShowcaseAdapter(BaseAdapter):
     def describe(self, value: Any = None) -> dict[str, str]:
         """Describe how a value arrived: its Python type name and repr."""
         return {"type": type(value).__name__, "repr": repr(value)}
+
+    @tool
+    def tally(self, n: int = 1) -> int:
+        """Add n to this session's tally, kept in the worker; return the total."""
+        sid = self.session_context.session_id
+        _tallies[sid] = _tallies.get(sid, 0) + n
+        return _tallies[sid]
+
+    @tool
+    def ask_host(self, name: str, kwargs: dict[str, Any] | None = None) -> Any:
+        """Call the host tool `name` with `kwargs` and return what it returns."""
+        return self.session_context.call_host_tool(name, **(kwargs or {}))
+
+    @staticmethod
+    def on_session_release(session_id: str) -> None:
+        _tallies.pop(session_id, None)

@@ -1,7 +1,8 @@
 //! `snakepit demo`: the tour. Starts the default pool, makes plain calls,
 //! concurrent calls across workers, a streaming call with a progress bar, a
 //! Python exception as a typed error, a worker killed with SIGKILL mid-call
-//! (the call is retried, the pool heals), and prints a summary table.
+//! (the call is retried, the pool heals), a session keeping state in its
+//! worker while Python calls a Rust host tool, and prints a summary table.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
-use snakepit::{Call, Error, Event, Snakepit, Value};
+use snakepit::{Call, Error, Event, HostArgs, HostCallContext, HostTool, Snakepit, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::RuntimeOpts;
@@ -197,7 +198,54 @@ async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
     }
     println!("   done in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 
-    kill_one(sp, tally).await
+    kill_one(sp, tally).await?;
+    sessions(sp, tally).await
+}
+
+/// A session keeping state in its worker, and Python calling a Rust function.
+async fn sessions(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
+    println!("\n8. A session keeps state in its worker; Python calls back into Rust:");
+    sp.register_host_tool(
+        HostTool::new("lookup_price", |_ctx: HostCallContext, args: HostArgs| async move {
+            let item = args.require("item")?.clone();
+            let price = match &item {
+                Value::Str(s) if s == "coffee" => 3.5,
+                _ => 1.0,
+            };
+            Ok(Value::map([("item", item), ("price", Value::Float(price))]))
+        })
+        .description("Price of an item, from the Rust service")
+        .param("item", "str", true),
+    )?;
+    let session = sp.new_session().await?;
+    let mut total = Value::Null;
+    for n in [1, 2, 3] {
+        let t = Instant::now();
+        let r = session.execute("tally", json!({ "n": n })).await;
+        tally.note(t.elapsed(), &r);
+        total = r?;
+    }
+    println!(
+        "   session {}: tally(1), tally(2), tally(3) -> {} (state kept in its worker)",
+        session.id(),
+        short(&total)
+    );
+    let t = Instant::now();
+    let r = session
+        .execute(
+            "ask_host",
+            json!({"name": "lookup_price", "kwargs": {"item": "coffee"}}),
+        )
+        .await;
+    tally.note(t.elapsed(), &r);
+    println!(
+        "   Python asked the host tool `lookup_price`: {} ({:.1} ms round trip)",
+        short(&r?),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    session.release().await?;
+    println!("   released the session: its worker dropped the tally");
+    Ok(())
 }
 
 /// Kills the worker running an idempotent call: the call is retried on
