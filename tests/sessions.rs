@@ -16,25 +16,13 @@ use futures::StreamExt;
 use serde_json::json;
 use snakepit::{
     Affinity, Call, Constraints, Error, Event, HostArgs, HostCallContext, HostTool, HostToolError,
-    PoolConfig, Snakepit, Telemetry, UpdateSource, Value, VarType,
+    PoolConfig, Snakepit, UpdateSource, Value, VarType,
 };
 
 fn stateful(size: usize, affinity: Affinity) -> PoolConfig {
     let mut cfg = fixture_pool("default", "stateful.StatefulAdapter", size);
     cfg.affinity = affinity;
     cfg
-}
-
-async fn start(cfg: PoolConfig) -> (Snakepit, tokio::sync::broadcast::Receiver<Event>) {
-    let telemetry = Telemetry::new();
-    let events = telemetry.subscribe();
-    let sp = Snakepit::builder()
-        .telemetry(telemetry)
-        .pool(cfg)
-        .start()
-        .await
-        .expect("runtime starts");
-    (sp, events)
 }
 
 fn int(v: Value) -> i64 {
@@ -56,7 +44,7 @@ fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
 // sessions at once on 4 workers, strict_queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_queue_keeps_state_for_100_concurrent_sessions() {
-    let (sp, _) = start(stateful(4, Affinity::StrictQueue)).await;
+    let common::Started { sp, .. } = common::start(stateful(4, Affinity::StrictQueue)).await;
     let mut tasks = Vec::new();
     for i in 0..100i64 {
         let session = sp.new_session().await.unwrap();
@@ -132,7 +120,7 @@ async fn busy_session(
 // session moves there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hint_routes_a_busy_session_elsewhere() {
-    let (sp, _) = start(stateful(2, Affinity::Hint)).await;
+    let common::Started { sp, .. } = common::start(stateful(2, Affinity::Hint)).await;
     let (session, busy, hold) = busy_session(&sp, 1000).await;
     let t0 = Instant::now();
     let me = session.execute("whoami", ()).await.unwrap();
@@ -154,7 +142,7 @@ async fn hint_routes_a_busy_session_elsewhere() {
 // session meanwhile runs on the other worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_modes_under_contention() {
-    let (sp, _) = start(stateful(2, Affinity::StrictQueue)).await;
+    let common::Started { sp, .. } = common::start(stateful(2, Affinity::StrictQueue)).await;
     let (session, busy, hold) = busy_session(&sp, 600).await;
 
     let other = sp.new_session().await.unwrap();
@@ -197,7 +185,7 @@ async fn strict_queue_gives_up_at_the_queue_timeout() {
     let mut cfg = stateful(2, Affinity::StrictQueue);
     cfg.queue_timeout_ms = 200;
     cfg.pipeline_depth = 0;
-    let (sp, _) = start(cfg).await;
+    let common::Started { sp, .. } = common::start(cfg).await;
     let (session, _, hold) = busy_session(&sp, 1500).await;
     match session.execute("recall", json!({"key": "k"})).await {
         Err(Error::QueueTimeout { .. }) => {}
@@ -207,25 +195,33 @@ async fn strict_queue_gives_up_at_the_queue_timeout() {
     sp.shutdown().await;
 }
 
+/// Binds `session` to a worker by storing a value there, kills that worker
+/// with SIGKILL and waits until the pool has seen it go.
+async fn kill_the_sessions_worker(
+    session: &snakepit::Session,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+) {
+    let stored = session.execute("remember", json!({"key": "k", "value": 7}));
+    let pid = int(stored.await.unwrap());
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    wait_event(
+        events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::WorkerExited(x) if x.pid == pid as u32),
+    )
+    .await;
+}
+
 // A session whose worker died: strict modes say SessionWorkerUnavailable
 // (never a silent fresh worker), hint starts over elsewhere; releasing it
 // reports the cleanup error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_workers_session_is_unavailable_in_strict_modes() {
-    let (sp, mut events) = start(stateful(2, Affinity::StrictFailFast)).await;
+    let common::Started { sp, mut events } =
+        common::start(stateful(2, Affinity::StrictFailFast)).await;
     let session = sp.session("doomed").await.unwrap();
-    let pid = int(session
-        .execute("remember", json!({"key": "k", "value": 7}))
-        .await
-        .unwrap());
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    wait_event(
-        &mut events,
-        Duration::from_secs(5),
-        |e| matches!(e, Event::WorkerExited(x) if x.pid == pid as u32),
-    )
-    .await;
+    kill_the_sessions_worker(&session, &mut events).await;
     for affinity in [Affinity::StrictFailFast, Affinity::StrictQueue] {
         let call = Call::new("recall").kwarg("key", "k").affinity(affinity);
         match session.call(call).await {
@@ -251,18 +247,7 @@ async fn a_dead_workers_session_is_unavailable_in_strict_modes() {
 
     // Under hint the same situation starts over on a live worker.
     let s2 = sp.session("restart-me").await.unwrap();
-    let pid = int(s2
-        .execute("remember", json!({"key": "k", "value": 1}))
-        .await
-        .unwrap());
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    wait_event(
-        &mut events,
-        Duration::from_secs(5),
-        |e| matches!(e, Event::WorkerExited(x) if x.pid == pid as u32),
-    )
-    .await;
+    kill_the_sessions_worker(&s2, &mut events).await;
     let fresh = s2
         .call(
             Call::new("recall")
@@ -279,7 +264,7 @@ async fn a_dead_workers_session_is_unavailable_in_strict_modes() {
 // cleanup error with Python's text; a clean release frees the state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_runs_the_hook_and_reports_its_failure() {
-    let (sp, mut events) = start(stateful(1, Affinity::Hint)).await;
+    let common::Started { sp, mut events } = common::start(stateful(1, Affinity::Hint)).await;
     let ok = sp.session("fine").await.unwrap();
     ok.execute("remember", json!({"key": "k", "value": 1}))
         .await
@@ -325,7 +310,7 @@ async fn release_runs_the_hook_and_reports_its_failure() {
 // tool runs, Python reads and writes them, Rust watches see Python's changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn variables_across_rust_and_python() {
-    let (sp, _) = start(stateful(1, Affinity::Hint)).await;
+    let common::Started { sp, .. } = common::start(stateful(1, Affinity::Hint)).await;
     let s = sp.new_session().await.unwrap();
     match s.execute("needs_key", ()).await {
         Err(Error::MissingVariables { tool, missing }) => {
@@ -373,7 +358,9 @@ async fn variables_across_rust_and_python() {
         other => panic!("expected the constraint error in Python, got {other:?}"),
     }
     // A Python watch callback sees changes made from Rust.
-    s.execute("watch_into", json!({"name": "counter"})).await.unwrap();
+    s.execute("watch_into", json!({"name": "counter"}))
+        .await
+        .unwrap();
     s.set_variable("counter", 0).await.unwrap();
     let until = Instant::now() + Duration::from_secs(5);
     let seen = loop {
@@ -441,7 +428,7 @@ fn host_tools(sp: &Snakepit) {
 // deep on a one-worker pool, and a panicking host tool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_calls_host_tools_nested_and_survives_a_panic() {
-    let (sp, _) = start(stateful(1, Affinity::Hint)).await;
+    let common::Started { sp, .. } = common::start(stateful(1, Affinity::Hint)).await;
     host_tools(&sp);
     let s = sp.new_session().await.unwrap();
     let ok = s
