@@ -98,8 +98,7 @@ async fn busy_session(
         .unwrap());
     let s = session.clone();
     let hold = tokio::spawn(async move { s.execute("hold", json!({"ms": hold_ms})).await });
-    // Until the hold runs, the worker is not busy yet. (`completed` counts the
-    // `remember`, whose end the pool may learn after its caller.)
+    // Until the hold runs, the worker is not busy yet.
     let until = Instant::now() + Duration::from_secs(5);
     loop {
         let st = sp.default_pool().status().await.unwrap();
@@ -114,6 +113,31 @@ async fn busy_session(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (session, pid, hold)
+}
+
+// hint: back-to-back calls of a session stay on its worker (the pool learns
+// a call ended before its caller does, so the worker is never seen busy with
+// a call that is already over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hint_keeps_back_to_back_calls_on_one_worker() {
+    let common::Started { sp, .. } = common::start(stateful(2, Affinity::Hint)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let session = sp.new_session().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut pids = std::collections::HashSet::new();
+            for _ in 0..50 {
+                let me = session.execute("whoami", ()).await.unwrap();
+                pids.insert(int(get(&me, "pid").clone()));
+            }
+            pids
+        }));
+    }
+    for t in tasks {
+        let pids = t.await.unwrap();
+        assert_eq!(pids.len(), 1, "a session hopped workers: {pids:?}");
+    }
+    sp.shutdown().await;
 }
 
 // hint: a busy session's call runs on another worker at once, and the

@@ -83,6 +83,11 @@ pub(crate) struct Pending {
     /// A stream chunk reached the caller (a stream that has started is never
     /// retried: the caller would see items twice).
     pub delivered: bool,
+    /// Tell the pool it is done before telling the caller: for session
+    /// calls, so that the caller's next call finds the worker free again
+    /// (affinity would otherwise see it busy and move the session). Other
+    /// calls wake their caller first, which is a little faster.
+    pub done_first: bool,
 }
 
 #[derive(Default)]
@@ -292,21 +297,29 @@ fn dispatch(
     match kind {
         Kind::Result(result) => {
             let value = result.value.map(Value::from).unwrap_or(Value::Null);
-            if let Some(p) = take(table, id)
+            let entry = take(table, id);
+            let done_first = entry.as_ref().is_none_or(|p| p.done_first);
+            if done_first {
+                done(l, id);
+            }
+            if let Some(p) = entry
                 && let Sink::Unary(tx) = p.sink
             {
                 let _ = tx.send(Ok(value));
             }
-            done(l, id);
+            if !done_first {
+                done(l, id);
+            }
         }
         Kind::Error(err) if id == 0 => {
             let _ = l.worker.cast(WorkerMessage::StartupFailed(err));
         }
         Kind::Error(err) => {
-            if let Some(p) = take(table, id) {
+            let entry = take(table, id);
+            done(l, id);
+            if let Some(p) = entry {
                 p.sink.fail(Error::from_wire(err, &l.pool_name, &p.tool));
             }
-            done(l, id);
         }
         Kind::Chunk(chunk) => {
             let last = chunk.is_final;
@@ -320,6 +333,9 @@ fn dispatch(
                     .collect(),
             });
             let entry = if last { take(table, id) } else { None };
+            if last {
+                done(l, id);
+            }
             let send = |sink: &Sink, item: Chunk| match sink {
                 Sink::Stream(tx) => {
                     let _ = tx.send(Ok(item));
@@ -338,9 +354,6 @@ fn dispatch(
                     }
                 }
                 (None, None) => {}
-            }
-            if last {
-                done(l, id);
             }
         }
         Kind::Hello(hello) => {

@@ -709,6 +709,7 @@ fn dispatch(
             })
         }),
         delivered: false,
+        done_first: session.is_some(),
     };
     match conn.register(id, pending) {
         Ok(()) => {
@@ -775,6 +776,7 @@ fn release_session(state: &mut PoolState, session: &str) -> SessionRelease {
         sink: connection::Sink::Unary(tx),
         retry: None,
         delivered: false,
+        done_first: true,
     };
     if link.conn.register(id, pending).is_err() {
         return SessionRelease::WorkerGone {
