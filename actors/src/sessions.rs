@@ -250,6 +250,8 @@ pub struct SessionInfo {
     pub auto: bool,
     /// Pools it ran calls on.
     pub pools: Vec<String>,
+    /// What the application attached to it.
+    pub metadata: Vec<(String, String)>,
     /// Its variables.
     pub variables: usize,
 }
@@ -364,6 +366,21 @@ impl Session {
             reply: Some(reply),
         })
         .await?
+    }
+
+    /// Attaches `key = value` to the session (replacing an earlier value).
+    pub fn set_metadata(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), Error> {
+        self.inner
+            .owner
+            .cast(OwnerMessage::SetMetadata {
+                key: key.into(),
+                value: value.into(),
+            })
+            .map_err(|_| Error::SessionNotFound(self.inner.id.clone()))
     }
 
     /// A snapshot of the session.

@@ -113,6 +113,7 @@ pub(crate) struct OwnerState {
     last_used: Instant,
     last_used_wall: SystemTime,
     pools: BTreeSet<String>,
+    metadata: Vec<(String, String)>,
     variables: VariableStore,
     watches: Vec<Watch>,
     next_watch: u64,
@@ -164,6 +165,11 @@ pub(crate) enum OwnerMessage {
     Unwatch {
         watch_id: String,
     },
+    /// Sets (or replaces) a metadata entry.
+    SetMetadata {
+        key: String,
+        value: String,
+    },
     Info(RpcReplyPort<SessionInfo>),
     /// Release the session (answered once its workers were told, or the
     /// cleanup timeout passed).
@@ -200,6 +206,7 @@ impl Actor for SessionOwner {
             last_used: Instant::now(),
             last_used_wall: SystemTime::now(),
             pools: BTreeSet::new(),
+            metadata: Vec::new(),
             watches: Vec::new(),
             next_watch: 1,
             releasing: None,
@@ -289,6 +296,12 @@ impl Actor for SessionOwner {
             OwnerMessage::Unwatch { watch_id } => {
                 state.watches.retain(|w| w.id != watch_id);
             }
+            OwnerMessage::SetMetadata { key, value } => {
+                match state.metadata.iter_mut().find(|(k, _)| *k == key) {
+                    Some(entry) => entry.1 = value,
+                    None => state.metadata.push((key, value)),
+                }
+            }
             OwnerMessage::Info(reply) => {
                 let _ = reply.send(SessionInfo {
                     id: state.id.clone(),
@@ -296,6 +309,7 @@ impl Actor for SessionOwner {
                     last_used: state.last_used_wall,
                     auto: state.auto,
                     pools: state.pools.iter().cloned().collect(),
+                    metadata: state.metadata.clone(),
                     variables: state.variables.len(),
                 });
             }

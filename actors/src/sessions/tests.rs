@@ -107,6 +107,14 @@ async fn an_unused_session_expires_after_its_ttl() {
 async fn use_refreshes_the_ttl() {
     let (sessions, bridge, _) = registry(1_000, 10).await;
     let session = open(&sessions, &bridge, Some("s2"), false).await.unwrap();
+    session.set_metadata("tenant", "acme").unwrap();
+    session.set_metadata("tenant", "globex").unwrap();
+    let info = session.info().await.unwrap();
+    assert_eq!(
+        info.metadata,
+        [("tenant".to_string(), "globex".to_string())]
+    );
+    assert!(!info.auto);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(600)).await;
         // What a call does before it is sent.
