@@ -530,3 +530,35 @@ async fn python_calls_host_tools_nested_and_survives_a_panic() {
     }
     sp.shutdown().await;
 }
+
+// A session that hint moved keeps state on both workers: its release reaches
+// both, and a worker among them that is gone is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_sessions_release_reaches_every_worker_it_used() {
+    let common::Started { sp, mut events } = common::start(stateful(2, Affinity::Hint)).await;
+    let (session, first, hold) = busy_session(&sp, 2000).await;
+    let moved = session
+        .execute("remember", json!({"key": "k2", "value": 2}))
+        .await
+        .unwrap();
+    assert_ne!(int(moved), first, "hint moved the busy session");
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
+    assert!(matches!(
+        hold.await.unwrap(),
+        Err(Error::WorkerCrashed { .. })
+    ));
+    wait_event(
+        &mut events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::WorkerExited(x) if x.pid == first as u32),
+    )
+    .await;
+    match session.release().await {
+        Err(Error::SessionCleanupFailed { reason, .. }) => {
+            assert!(reason.contains("is gone"), "{reason}");
+        }
+        other => panic!("the first worker's share was forgotten: {other:?}"),
+    }
+    sp.shutdown().await;
+}

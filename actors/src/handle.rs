@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Affinity, PoolConfig};
 use crate::connection::{Chunk, Sink};
 use crate::error::Error;
-use crate::pool::{PoolMessage, PoolStatus, Request, RequestBox, SessionRelease, ToolIndex};
+use crate::pool::{PoolMessage, PoolStatus, Request, RequestBox, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
@@ -199,22 +199,35 @@ impl PoolHandle {
             }
             _ => return Err(format!("pool `{}` is shut down", self.name())),
         };
-        match release {
-            SessionRelease::NotBound => Ok(()),
-            SessionRelease::WorkerGone { worker } => {
-                Err(format!("worker {worker}, which held the session, is gone"))
-            }
-            SessionRelease::Sent { worker, id, answer } => {
-                match tokio::time::timeout(timeout, answer).await {
-                    Ok(Ok(Ok(_))) => Ok(()),
-                    Ok(Ok(Err(err))) => Err(format!("worker {worker}: {err}")),
-                    Ok(Err(_)) => Err(format!("worker {worker} ended before it answered")),
-                    Err(_) => {
-                        let _ = self.actor.cast(PoolMessage::Cancel { id });
-                        Err(format!("worker {worker} did not answer within {timeout:?}"))
-                    }
+        let mut problems: Vec<String> = release
+            .gone
+            .into_iter()
+            .map(|worker| format!("worker {worker}, which held the session, is gone"))
+            .collect();
+        let answers = release.sent.into_iter().map(|sent| async move {
+            match tokio::time::timeout(timeout, sent.answer).await {
+                Ok(Ok(Ok(_))) => None,
+                Ok(Ok(Err(err))) => Some(format!("worker {}: {err}", sent.worker)),
+                Ok(Err(_)) => Some(format!("worker {} ended before it answered", sent.worker)),
+                Err(_) => {
+                    let _ = self.actor.cast(PoolMessage::Cancel { id: sent.id });
+                    Some(format!(
+                        "worker {} did not answer within {timeout:?}",
+                        sent.worker
+                    ))
                 }
             }
+        });
+        problems.extend(
+            futures::future::join_all(answers)
+                .await
+                .into_iter()
+                .flatten(),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
         }
     }
 

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) use messages::Request;
 pub use messages::{
-    PoolMessage, PoolStatus, RequestBox, SessionRelease, WorkerGone, WorkerKey, WorkerLink,
-    WorkerStatus,
+    PoolMessage, PoolStatus, ReleaseSent, RequestBox, SessionRelease, WorkerGone, WorkerKey,
+    WorkerLink, WorkerStatus,
 };
 use metrics::Gauge;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -227,6 +227,9 @@ struct Binding {
     key: WorkerKey,
     /// The worker's id, for errors once it is gone.
     worker: String,
+    /// Workers the session ran on before `hint` moved it: they may hold some
+    /// of its state too, and are told at its release.
+    earlier: Vec<(WorkerKey, String)>,
 }
 
 /// The pool's state, built in `pre_start`.
@@ -721,13 +724,27 @@ fn dispatch(
                 && parent.is_none()
             {
                 // The session now lives here (for `hint`, this moves it).
-                state.bindings.insert(
-                    session,
-                    Binding {
-                        key,
-                        worker: worker.clone(),
-                    },
-                );
+                match state.bindings.get_mut(&session) {
+                    Some(b) if b.key != key => {
+                        let old = (b.key, std::mem::replace(&mut b.worker, worker.clone()));
+                        b.earlier.retain(|(k, _)| *k != key);
+                        if !b.earlier.iter().any(|(k, _)| *k == old.0) {
+                            b.earlier.push(old);
+                        }
+                        b.key = key;
+                    }
+                    Some(_) => {}
+                    None => {
+                        state.bindings.insert(
+                            session,
+                            Binding {
+                                key,
+                                worker: worker.clone(),
+                                earlier: Vec::new(),
+                            },
+                        );
+                    }
+                }
             }
             RequestStarted {
                 pool: state.config.name.clone(),
@@ -755,45 +772,48 @@ fn dispatch(
     }
 }
 
-/// Forgets `session` and asks the worker holding it to drop its state.
+/// Forgets `session` and asks every worker that ran it to drop its state.
 fn release_session(state: &mut PoolState, session: &str) -> SessionRelease {
+    let mut release = SessionRelease::default();
     let Some(binding) = state.bindings.remove(session) else {
-        return SessionRelease::NotBound;
+        return release;
     };
-    let link = state.slots[binding.key.slot]
-        .member(binding.key.generation)
-        .filter(|m| !m.closed)
-        .and_then(|m| m.link().cloned());
-    let Some(link) = link else {
-        return SessionRelease::WorkerGone {
-            worker: binding.worker,
+    let holders = std::iter::once((binding.key, binding.worker)).chain(binding.earlier);
+    for (key, worker) in holders {
+        let link = state.slots[key.slot]
+            .member(key.generation)
+            .filter(|m| !m.closed)
+            .and_then(|m| m.link().cloned());
+        let Some(link) = link else {
+            release.gone.push(worker);
+            continue;
         };
-    };
-    let id = crate::handle::next_request_id();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let pending = Pending {
-        tool: Arc::from("<release session>"),
-        sink: connection::Sink::Unary(tx),
-        retry: None,
-        delivered: false,
-        done_first: true,
-    };
-    if link.conn.register(id, pending).is_err() {
-        return SessionRelease::WorkerGone {
-            worker: binding.worker,
+        let id = crate::handle::next_request_id();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            tool: Arc::from("<release session>"),
+            sink: connection::Sink::Unary(tx),
+            retry: None,
+            delivered: false,
+            done_first: true,
         };
+        if link.conn.register(id, pending).is_err() {
+            release.gone.push(worker);
+            continue;
+        }
+        link.conn.send(connection::frame(
+            id,
+            Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
+                session_id: session.to_string(),
+            }),
+        ));
+        release.sent.push(ReleaseSent {
+            worker,
+            id,
+            answer: rx,
+        });
     }
-    link.conn.send(connection::frame(
-        id,
-        Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
-            session_id: session.to_string(),
-        }),
-    ));
-    SessionRelease::Sent {
-        worker: binding.worker,
-        id,
-        answer: rx,
-    }
+    release
 }
 
 fn least_loaded(state: &PoolState, depth: u32) -> Option<usize> {

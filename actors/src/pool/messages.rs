@@ -68,24 +68,25 @@ impl Request {
     }
 }
 
-/// What asking a pool to release a session found.
-pub enum SessionRelease {
-    /// No worker of this pool ran the session.
-    NotBound,
-    /// The worker was told; its answer comes here.
-    Sent {
-        /// The worker holding the session.
-        worker: String,
-        /// The id of the release exchange.
-        id: u64,
-        /// The worker's answer.
-        answer: tokio::sync::oneshot::Receiver<Result<snakepit_proto::Value, Error>>,
-    },
-    /// The worker that held the session is gone.
-    WorkerGone {
-        /// The worker that held it.
-        worker: String,
-    },
+/// What asking a pool to release a session found: the workers told (and
+/// their answers to come), and those that held the session but are gone.
+/// Both empty: no worker of this pool ran the session.
+#[derive(Default)]
+pub struct SessionRelease {
+    /// Workers told to drop the session.
+    pub sent: Vec<ReleaseSent>,
+    /// Workers that held the session and are gone (or going).
+    pub gone: Vec<String>,
+}
+
+/// One worker told to drop a session.
+pub struct ReleaseSent {
+    /// The worker.
+    pub worker: String,
+    /// The id of the release exchange.
+    pub id: u64,
+    /// The worker's answer.
+    pub answer: tokio::sync::oneshot::Receiver<Result<snakepit_proto::Value, Error>>,
 }
 
 /// A snapshot of a pool.
