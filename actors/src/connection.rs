@@ -121,6 +121,8 @@ pub(crate) struct Listeners {
     pub pool: ActorRef<PoolMessage>,
     pub key: WorkerKey,
     pub pool_name: Arc<str>,
+    pub worker_id: Arc<str>,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Connection {
@@ -366,9 +368,22 @@ fn dispatch(
             l.bridge
                 .handle(frames.clone(), l.pool_name.clone(), id, call);
         }
-        Kind::Telemetry(_) => {
-            // Python telemetry arrives with the issue that implements it;
-            // until then it is accepted and ignored.
+        Kind::Telemetry(event) => {
+            crate::telemetry::PythonEvent {
+                pool: l.pool_name.to_string(),
+                worker: l.worker_id.to_string(),
+                request_id: id,
+                name: event.name,
+                measurements: event.measurements.into_iter().collect(),
+                metadata: event
+                    .metadata
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect(),
+                duration: (event.duration_nanos > 0)
+                    .then(|| Duration::from_nanos(event.duration_nanos)),
+            }
+            .emit(&l.telemetry);
         }
         Kind::Execute(_)
         | Kind::Cancel(_)

@@ -128,6 +128,14 @@ impl Call {
         self
     }
 
+    /// Adds request metadata, visible to Python as
+    /// `session_context.request_metadata` — e.g. the W3C `traceparent` of the
+    /// caller's span, which Python spans then carry.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
     /// Marks the call safe to retry once on another worker if its worker dies.
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;

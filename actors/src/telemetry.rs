@@ -54,6 +54,11 @@ pub mod metric {
     pub const SESSIONS_RELEASED_TOTAL: &str = "snakepit_sessions_released_total";
     /// Session releases that left state behind on a worker, by source.
     pub const SESSION_CLEANUP_ERRORS_TOTAL: &str = "snakepit_session_cleanup_errors_total";
+    /// Events Python code emitted (`snakepit_bridge.telemetry`), by pool and
+    /// event name (the first 64 distinct names; later ones count as `other`).
+    pub const PYTHON_EVENTS_TOTAL: &str = "snakepit_python_events_total";
+    /// Seconds spent in Python spans, by pool and span name (bounded as above).
+    pub const PYTHON_SPAN_DURATION: &str = "snakepit_python_span_duration_seconds";
     /// Requests cancelled by their caller, by pool and reason.
     pub const REQUEST_CANCELLATIONS_TOTAL: &str = "snakepit_request_cancellations_total";
 }

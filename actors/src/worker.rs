@@ -132,6 +132,8 @@ impl Actor for Worker {
                 pool: args.pool.clone(),
                 key: args.key,
                 pool_name: pool_name.clone(),
+                worker_id: Arc::from(args.id.as_str()),
+                telemetry: args.telemetry.clone(),
             },
         );
         let mut child = spawned.child;

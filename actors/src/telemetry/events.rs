@@ -52,6 +52,8 @@ pub enum Event {
     SessionReleased(SessionReleased),
     /// Releasing a session left state behind on a worker.
     SessionCleanupError(SessionCleanupError),
+    /// Python code emitted an event or ended a span.
+    PythonEvent(PythonEvent),
 }
 
 impl Event {
@@ -78,6 +80,7 @@ impl Event {
             Event::RequestCancelled(_) => "snakepit.request.call.cancelled",
             Event::SessionReleased(_) => "snakepit.session.lifecycle.released",
             Event::SessionCleanupError(_) => "snakepit.session.cleanup.error",
+            Event::PythonEvent(_) => "snakepit.python.event",
         }
     }
 }
@@ -622,5 +625,63 @@ impl SessionCleanupError {
             reason = %self.reason, "Session cleanup failed.");
         counter!(metric::SESSION_CLEANUP_ERRORS_TOTAL, "source" => self.source).increment(1);
         t.publish(|| Event::SessionCleanupError(self));
+    }
+}
+
+/// An event or span from Python (`snakepit_bridge.telemetry.emit` / `span`).
+#[derive(Debug, Clone)]
+pub struct PythonEvent {
+    /// Pool.
+    pub pool: String,
+    /// Worker id.
+    pub worker: String,
+    /// The request the Python code was serving (0 outside one).
+    pub request_id: u64,
+    /// The event or span name, as Python gave it.
+    pub name: String,
+    /// Numbers attached to it.
+    pub measurements: Vec<(String, f64)>,
+    /// Anything else attached (including the request's `traceparent`, for
+    /// spans, so that they nest under the caller's trace).
+    pub metadata: Vec<(String, snakepit_proto::Value)>,
+    /// How long the span took; `None` for a plain event.
+    pub duration: Option<Duration>,
+}
+
+/// Python chooses event names; metric labels must stay bounded. The first
+/// names seen get their own series, later ones share `other`.
+const PYTHON_EVENT_NAMES: usize = 64;
+
+fn bounded_python_name(name: &str) -> String {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .expect("python event names lock");
+    if seen.contains(name) {
+        return name.to_string();
+    }
+    if seen.len() < PYTHON_EVENT_NAMES {
+        seen.insert(name.to_string());
+        return name.to_string();
+    }
+    "other".to_string()
+}
+
+impl PythonEvent {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        let label = bounded_python_name(&self.name);
+        debug!(pool = %self.pool, worker = %self.worker, request_id = self.request_id,
+            name = %self.name, duration_us = self.duration.map(|d| d.as_micros() as u64),
+            "Python telemetry.");
+        counter!(metric::PYTHON_EVENTS_TOTAL, "pool" => self.pool.clone(), "event" => label.clone())
+            .increment(1);
+        if let Some(duration) = self.duration {
+            histogram!(metric::PYTHON_SPAN_DURATION, "pool" => self.pool.clone(), "span" => label)
+                .record(duration.as_secs_f64());
+        }
+        t.publish(|| Event::PythonEvent(self));
     }
 }
