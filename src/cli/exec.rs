@@ -27,6 +27,12 @@ pub struct ExecArgs {
     /// Pool to run on, when the configuration has several.
     #[arg(long)]
     pool: Option<String>,
+    /// How the one-worker pool runs requests (with --adapter / --python-path).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Process)]
+    profile: ProfileArg,
+    /// Threads of that worker in the thread profile.
+    #[arg(long, default_value_t = 8)]
+    threads: u32,
     #[command(flatten)]
     runtime: RuntimeOpts,
 }
@@ -42,6 +48,11 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
         if let Some(adapter) = &opts.adapter {
             pool.adapter = adapter.clone();
         }
+        pool.profile = match opts.profile {
+            ProfileArg::Process => snakepit::Profile::Process,
+            ProfileArg::Thread => snakepit::Profile::Thread,
+        };
+        pool.threads_per_worker = opts.threads;
         pool.python_path = opts
             .python_path
             .iter()
@@ -97,6 +108,13 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
         }
         None => Ok(ExitCode::from(130)),
     }
+}
+
+/// `--profile`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ProfileArg {
+    Process,
+    Thread,
 }
 
 fn report(err: &Error) {
