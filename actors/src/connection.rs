@@ -240,11 +240,18 @@ async fn read_loop(
         if buf.capacity() - buf.len() < 8 * 1024 {
             buf.reserve(64 * 1024);
         }
-        // Poll only for a lone outstanding request: that is when a sleeping
-        // thread's wake-up would dominate the call. With several in flight,
-        // answers arrive in batches anyway and the CPU is better left to Python.
-        let awaiting =
-            !busy_poll.is_zero() && table.lock().expect("pending table lock").pending.len() == 1;
+        // Poll only for a lone outstanding unary request: that is when a
+        // sleeping thread's wake-up would dominate the call. With several in
+        // flight, answers arrive in batches anyway, and a stream's chunks keep
+        // coming: the CPU is better left to Python.
+        let awaiting = !busy_poll.is_zero() && {
+            let table = table.lock().expect("pending table lock");
+            table.pending.len() == 1
+                && table
+                    .pending
+                    .values()
+                    .all(|p| matches!(p.sink, Sink::Unary(_)))
+        };
         let polled = if awaiting {
             poll_briefly(&read, &mut buf, busy_poll).await
         } else {
