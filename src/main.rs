@@ -1,4 +1,4 @@
-//! The `snakepit` command: `demo`, `exec`, `doctor`, `bench` and `chaos`.
+//! The `snakepit` command: `demo`, `exec`, `doctor`, `bench`, `chaos` and `new`.
 
 mod cli;
 
@@ -52,6 +52,8 @@ enum Command {
     /// requests, recovery times and leftover processes (exit code 2 when a
     /// goal is not met).
     Chaos(cli::chaos::ChaosArgs),
+    /// Write a new project from a template: `snakepit new adapter NAME`.
+    New(cli::new::NewArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Doctor { runtime } => cli::doctor::run(runtime).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Chaos(args) => cli::chaos::run(args).await,
+            Command::New(args) => cli::new::run(args).await,
         }
     });
     match result {

@@ -1,7 +1,9 @@
 //! `snakepit bench`: latency with one caller and throughput with many calls in
 //! flight, for snakepit and — in the same run, on the same machine — Python's
-//! own `ProcessPoolExecutor` and `multiprocessing.Pool`. Prints a table and
-//! the ratios (`--json` for machines).
+//! own `ProcessPoolExecutor` and `multiprocessing.Pool`; then a tool that
+//! sleeps 10 ms on the thread profile against the process profile, and the
+//! rate at which a Rust consumer drains a stream of small chunks. Prints
+//! tables and the ratios (`--json` for machines).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,9 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use snakepit::python_env::{self, PythonEnvConfig};
-use snakepit::{Call, PoolConfig, Snakepit};
+use snakepit::{Call, PoolConfig, PoolHandle, Profile, Snakepit};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -39,6 +42,199 @@ pub struct BenchArgs {
     /// Skip the Python peers.
     #[arg(long)]
     no_peers: bool,
+    /// Skip the thread-profile measurement (a tool sleeping 10 ms).
+    #[arg(long)]
+    no_thread: bool,
+    /// Skip the streaming measurement.
+    #[arg(long)]
+    no_stream: bool,
+    /// Chunks of the streaming measurement.
+    #[arg(long, default_value_t = 200_000)]
+    stream_chunks: u64,
+    /// Chunks a stream may run ahead of its consumer (see `PoolConfig::stream_window`).
+    #[arg(long, default_value_t = PoolConfig::default().stream_window)]
+    stream_window: u32,
+}
+
+/// What the thread-profile measurement runs: `SLEEP_IN_FLIGHT` calls of a
+/// tool sleeping `SLEEP_MS` kept in flight for `SLEEP_WINDOW`, against one
+/// worker of `SLEEP_THREADS` threads and one worker of the process profile.
+const SLEEP_MS: u64 = 10;
+const SLEEP_THREADS: u32 = 8;
+const SLEEP_IN_FLIGHT: usize = 32;
+const SLEEP_WINDOW: Duration = Duration::from_secs(2);
+
+/// Goals the summary checks.
+const GOAL_LATENCY_P50_US: f64 = 60.0;
+const GOAL_THROUGHPUT_PER_S: f64 = 25_000.0;
+const GOAL_THREAD_CALLS_PER_S: f64 = 700.0;
+const GOAL_STREAM_CHUNKS_PER_S: f64 = 100_000.0;
+
+/// The adapter of the thread-profile and streaming measurements, written to a
+/// temporary directory at run time. Its `sleep` is one plain `time.sleep` (the
+/// showcase's wakes every 5 ms to check for cancellation) and its stream
+/// yields bare ints (the showcase's `progress` builds a dict per chunk).
+const FIXTURE_MODULE: &str = "snakepit_bench_fixture";
+const FIXTURE_PY: &str = r#""""The adapter `snakepit bench` measures the thread profile and streaming with."""
+
+import time
+
+from snakepit_bridge import BaseAdapter, tool
+
+
+class BenchAdapter(BaseAdapter):
+    """A sleep that releases the GIL, and a stream of small ints."""
+
+    __thread_safe__ = True
+
+    @tool
+    def sleep(self, ms: int) -> int:
+        """Sleep ms milliseconds; return ms."""
+        time.sleep(ms / 1000.0)
+        return ms
+
+    @tool(supports_streaming=True)
+    def ints(self, n: int):
+        """Stream 0, 1, ..., n - 1, one chunk each."""
+        yield from range(n)
+"#;
+
+/// Python's own ways of doing what the new sections measure: threads running
+/// the same sleep in-process (the ceiling without any IPC), and a child
+/// process sending small ints through a `multiprocessing.Pipe`.
+const PEERS_PY: &str = r#""""Peers of the thread-profile and streaming measurements of `snakepit bench`."""
+
+import json
+import multiprocessing as mp
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+
+def sleep_threads(threads, in_flight, ms, seconds):
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(time.sleep, [0.001] * threads))
+        outstanding, done = set(), 0
+        t0 = time.perf_counter()
+        stop = t0 + seconds
+        while True:
+            while len(outstanding) < in_flight and time.perf_counter() < stop:
+                outstanding.add(ex.submit(time.sleep, ms / 1000.0))
+            if not outstanding:
+                break
+            finished, outstanding = wait(outstanding, return_when=FIRST_COMPLETED)
+            done += len(finished)
+        return done, done / (time.perf_counter() - t0)
+
+
+def _produce(conn, n):
+    conn.send("ready")
+    for i in range(n):
+        conn.send(i)
+    conn.send(None)
+    conn.close()
+
+
+def stream_pipe(n):
+    rx, tx = mp.Pipe(duplex=False)
+    child = mp.Process(target=_produce, args=(tx, n))
+    child.start()
+    tx.close()
+    rx.recv()
+    t0 = time.perf_counter()
+    count = 0
+    while rx.recv() is not None:
+        count += 1
+    elapsed = time.perf_counter() - t0
+    child.join()
+    return count, count / elapsed
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    out = {}
+    if args["thread"]:
+        calls, rate = sleep_threads(args["threads"], args["in_flight"], args["ms"], args["seconds"])
+        out["sleep_threads"] = {"count": calls, "per_s": round(rate, 1)}
+    if args["stream"]:
+        chunks, rate = stream_pipe(args["chunks"])
+        out["stream_pipe"] = {"count": chunks, "per_s": round(rate, 1)}
+    print(json.dumps(out))
+"#;
+
+/// The thread-profile measurement.
+#[derive(Debug, Clone, Serialize)]
+struct ThreadReport {
+    tool: String,
+    sleep_ms: u64,
+    in_flight: usize,
+    seconds: f64,
+    threads: u32,
+    /// One worker, `threads` threads.
+    thread: Rate,
+    /// One worker of the process profile.
+    process: Rate,
+    /// `threads` Python threads running the same sleep in-process.
+    python_threads: Option<Rate>,
+    thread_vs_process: f64,
+}
+
+/// The streaming measurement.
+#[derive(Debug, Clone, Serialize)]
+struct StreamReport {
+    tool: String,
+    stream_window: u32,
+    busy_poll_us: u32,
+    snakepit: Rate,
+    /// The same with the busy poll off (`busy_poll_us = 0`), measured when it is on.
+    snakepit_busy_poll_off: Option<Rate>,
+    /// A child process sending the same ints through a `multiprocessing.Pipe`.
+    multiprocessing_pipe: Option<Rate>,
+}
+
+/// Calls or chunks, and how many per second.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Rate {
+    count: u64,
+    per_s: f64,
+}
+
+impl Rate {
+    fn new(count: u64, elapsed: Duration) -> Self {
+        let per_s = count as f64 / elapsed.as_secs_f64();
+        Self {
+            count,
+            per_s: (per_s * 10.0).round() / 10.0,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ExtraPeers {
+    sleep_threads: Option<Rate>,
+    stream_pipe: Option<Rate>,
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("snakepit-bench-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +281,98 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     sp.shutdown().await;
     let ours = ours?;
 
+    let fixtures = TempDir::new()?;
+    std::fs::write(fixtures.0.join(format!("{FIXTURE_MODULE}.py")), FIXTURE_PY)?;
+    std::fs::write(fixtures.0.join("peers.py"), PEERS_PY)?;
+    let (mut thread, mut stream) = (None, None);
+    if !args.no_thread || !args.no_stream {
+        let fixture_pool = |name: &str| {
+            let mut pool = PoolConfig::named(name);
+            pool.size = 1;
+            pool.adapter = format!("{FIXTURE_MODULE}.BenchAdapter");
+            pool.python_path = vec![fixtures.0.clone()];
+            pool.busy_poll_us = args.busy_poll_us;
+            pool.pipeline_depth = args.pipeline_depth;
+            pool
+        };
+        let mut builder = Snakepit::builder().python(&env.python);
+        if !args.no_thread {
+            let mut threads = fixture_pool("sleep-thread");
+            threads.profile = Profile::Thread;
+            threads.threads_per_worker = SLEEP_THREADS;
+            builder = builder.pool(threads).pool(fixture_pool("sleep-process"));
+        }
+        if !args.no_stream {
+            let mut streams = fixture_pool("stream");
+            streams.stream_window = args.stream_window;
+            if streams.busy_poll_us != 0 {
+                let mut no_poll = streams.clone();
+                no_poll.name = "stream-no-poll".into();
+                no_poll.busy_poll_us = 0;
+                builder = builder.pool(no_poll);
+            }
+            builder = builder.pool(streams);
+        }
+        let sp = builder.start().await?;
+        let measured = {
+            let (sp, no_thread, no_stream, chunks, json) = (
+                sp.clone(),
+                args.no_thread,
+                args.no_stream,
+                args.stream_chunks,
+                args.json,
+            );
+            tokio::spawn(async move {
+                let mut thread = None;
+                if !no_thread {
+                    if !json {
+                        eprintln!(
+                            "measuring the thread profile ({SLEEP_THREADS} threads) against the process profile..."
+                        );
+                    }
+                    let t = sleep_rate(sp.pool("sleep-thread")?).await?;
+                    let p = sleep_rate(sp.pool("sleep-process")?).await?;
+                    thread = Some((t, p));
+                }
+                let mut stream = None;
+                if !no_stream {
+                    if !json {
+                        eprintln!("measuring streaming ({chunks} chunks)...");
+                    }
+                    let ours = stream_rate(sp.pool("stream")?, chunks).await?;
+                    let no_poll = match sp.pool("stream-no-poll") {
+                        Ok(pool) => Some(stream_rate(pool, chunks).await?),
+                        Err(_) => None,
+                    };
+                    stream = Some((ours, no_poll));
+                }
+                anyhow::Ok((thread, stream))
+            })
+            .await?
+        };
+        sp.shutdown().await;
+        let (t, s) = measured?;
+        thread = t.map(|(thread, process)| ThreadReport {
+            tool: "sleep".into(),
+            sleep_ms: SLEEP_MS,
+            in_flight: SLEEP_IN_FLIGHT,
+            seconds: SLEEP_WINDOW.as_secs_f64(),
+            threads: SLEEP_THREADS,
+            thread,
+            process,
+            python_threads: None,
+            thread_vs_process: round2(thread.per_s / process.per_s),
+        });
+        stream = s.map(|(snakepit, no_poll)| StreamReport {
+            tool: "ints".into(),
+            stream_window: args.stream_window,
+            busy_poll_us: args.busy_poll_us,
+            snakepit,
+            snakepit_busy_poll_off: no_poll,
+            multiprocessing_pipe: None,
+        });
+    }
+
     let mut peers = Vec::new();
     if !args.no_peers {
         if !args.json {
@@ -109,7 +397,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         let report: PeerReport = serde_json::from_slice(&out.stdout)?;
         peers = report.peers;
+
+        if thread.is_some() || stream.is_some() {
+            if !args.json {
+                eprintln!("measuring Python threads and multiprocessing.Pipe...");
+            }
+            let request = serde_json::json!({
+                "thread": thread.is_some(),
+                "threads": SLEEP_THREADS,
+                "in_flight": SLEEP_IN_FLIGHT,
+                "ms": SLEEP_MS,
+                "seconds": SLEEP_WINDOW.as_secs_f64(),
+                "stream": stream.is_some(),
+                "chunks": args.stream_chunks,
+            });
+            let out = tokio::process::Command::new(&env.python)
+                .arg(fixtures.0.join("peers.py"))
+                .arg(request.to_string())
+                .output()
+                .await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "peer benchmark failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let extra: ExtraPeers = serde_json::from_slice(&out.stdout)?;
+            if let Some(t) = &mut thread {
+                t.python_threads = extra.sleep_threads;
+            }
+            if let Some(s) = &mut stream {
+                s.multiprocessing_pipe = extra.stream_pipe;
+            }
+        }
     }
+    drop(fixtures);
 
     let ratio = |f: &dyn Fn(&Row) -> f64, better_low: bool| -> serde_json::Value {
         peers
@@ -128,6 +449,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
+    let thread_met = thread
+        .as_ref()
+        .map(|t| t.thread.per_s >= GOAL_THREAD_CALLS_PER_S);
+    let stream_met = stream
+        .as_ref()
+        .map(|s| s.snakepit.per_s >= GOAL_STREAM_CHUNKS_PER_S);
     let report = serde_json::json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
         "workers": args.workers,
@@ -139,51 +466,160 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "latency_p50": ratio(&|r: &Row| r.latency_p50_us, true),
             "throughput": ratio(&|r: &Row| r.throughput_per_s, false),
         },
-        "goals": {"latency_p50_us_max": 60, "throughput_per_s_min": 25000,
-                  "latency_p50_met": ours.latency_p50_us <= 60.0,
-                  "throughput_met": ours.throughput_per_s >= 25000.0},
+        "thread_profile": thread,
+        "streaming": stream,
+        "goals": {"latency_p50_us_max": GOAL_LATENCY_P50_US as u64,
+                  "throughput_per_s_min": GOAL_THROUGHPUT_PER_S as u64,
+                  "thread_calls_per_s_min": GOAL_THREAD_CALLS_PER_S as u64,
+                  "stream_chunks_per_s_min": GOAL_STREAM_CHUNKS_PER_S as u64,
+                  "latency_p50_met": ours.latency_p50_us <= GOAL_LATENCY_P50_US,
+                  "throughput_met": ours.throughput_per_s >= GOAL_THROUGHPUT_PER_S,
+                  // Null when the section was skipped.
+                  "thread_met": thread_met,
+                  "stream_met": stream_met},
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "\nTrivial tool (`noop`), {} workers, this machine ({} cores)\n",
+        args.workers, report["machine"]["cores"]
+    );
+    println!(
+        "{:<24} {:>14} {:>14} {:>18}",
+        "", "latency p50", "latency p99", "throughput"
+    );
+    for row in std::iter::once(&ours).chain(&peers) {
         println!(
-            "\nTrivial tool (`noop`), {} workers, this machine ({} cores)\n",
-            args.workers, report["machine"]["cores"]
-        );
-        println!(
-            "{:<24} {:>14} {:>14} {:>18}",
-            "", "latency p50", "latency p99", "throughput"
-        );
-        for row in std::iter::once(&ours).chain(&peers) {
-            println!(
-                "{:<24} {:>11.1} us {:>11.1} us {:>13.0} /s",
-                row.name, row.latency_p50_us, row.latency_p99_us, row.throughput_per_s
-            );
-        }
-        println!();
-        for p in &peers {
-            println!(
-                "snakepit vs {:<22} latency {:>5.2}x lower, throughput {:>5.2}x higher",
-                p.name,
-                p.latency_p50_us / ours.latency_p50_us,
-                ours.throughput_per_s / p.throughput_per_s
-            );
-        }
-        println!(
-            "\ngoals: latency p50 <= 60 us: {}; throughput >= 25,000/s: {}",
-            if ours.latency_p50_us <= 60.0 {
-                "met"
-            } else {
-                "NOT met"
-            },
-            if ours.throughput_per_s >= 25_000.0 {
-                "met"
-            } else {
-                "NOT met"
-            }
+            "{:<24} {:>11.1} us {:>11.1} us {:>13.0} /s",
+            row.name, row.latency_p50_us, row.latency_p99_us, row.throughput_per_s
         );
     }
+    println!();
+    for p in &peers {
+        println!(
+            "snakepit vs {:<22} latency {:>5.2}x lower, throughput {:>5.2}x higher",
+            p.name,
+            p.latency_p50_us / ours.latency_p50_us,
+            ours.throughput_per_s / p.throughput_per_s
+        );
+    }
+    if let Some(t) = &thread {
+        println!(
+            "\nA tool sleeping {} ms (`sleep`), {} calls in flight for {:.0} s\n",
+            t.sleep_ms, t.in_flight, t.seconds
+        );
+        println!("{:<48} {:>12}", "", "throughput");
+        let threads = format!("snakepit, 1 worker x {} threads (thread)", t.threads);
+        println!("{threads:<48} {:>9.0} /s", t.thread.per_s);
+        println!(
+            "{:<48} {:>9.0} /s",
+            "snakepit, 1 worker (process)", t.process.per_s
+        );
+        if let Some(py) = &t.python_threads {
+            let name = format!("{} Python threads, in-process (no IPC)", t.threads);
+            println!("{name:<48} {:>9.0} /s", py.per_s);
+        }
+        println!(
+            "\nthread profile vs process profile: {:.2}x the calls/s (ideal {}x: {} calls of {} ms at once)",
+            t.thread_vs_process, t.threads, t.threads, t.sleep_ms
+        );
+    }
+    if let Some(s) = &stream {
+        println!(
+            "\nStreaming (`ints`): {} small-int chunks drained by a Rust consumer, window {}\n",
+            s.snakepit.count, s.stream_window
+        );
+        println!("{:<48} {:>12}", "", "chunks");
+        let ours = format!("snakepit, 1 worker (busy poll {} us)", s.busy_poll_us);
+        println!("{ours:<48} {:>9.0} /s", s.snakepit.per_s);
+        if let Some(off) = &s.snakepit_busy_poll_off {
+            println!(
+                "{:<48} {:>9.0} /s",
+                "snakepit, 1 worker (busy poll off)", off.per_s
+            );
+        }
+        if let Some(py) = &s.multiprocessing_pipe {
+            println!(
+                "{:<48} {:>9.0} /s",
+                "multiprocessing.Pipe, send() per item", py.per_s
+            );
+            println!(
+                "\nsnakepit vs multiprocessing.Pipe: {:.2}x the chunks/s",
+                s.snakepit.per_s / py.per_s
+            );
+        }
+    }
+    let verdict = |met: Option<bool>| match met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "skipped",
+    };
+    println!(
+        "\ngoals: latency p50 <= 60 us: {}; throughput >= 25,000/s: {}; \
+         thread profile >= 700 calls/s: {}; streaming >= 100,000 chunks/s: {}",
+        verdict(Some(ours.latency_p50_us <= GOAL_LATENCY_P50_US)),
+        verdict(Some(ours.throughput_per_s >= GOAL_THROUGHPUT_PER_S)),
+        verdict(thread_met),
+        verdict(stream_met),
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Calls of `sleep(SLEEP_MS)` per second with `SLEEP_IN_FLIGHT` in flight
+/// for `SLEEP_WINDOW` (the calls still in flight then are counted as they end).
+async fn sleep_rate(pool: &PoolHandle) -> anyhow::Result<Rate> {
+    let call = || Call::new("sleep").kwarg("ms", SLEEP_MS as i64);
+    // Warm up every thread of the worker.
+    let warm: Vec<_> = (0..SLEEP_IN_FLIGHT).map(|_| pool.execute(call())).collect();
+    for r in futures::future::join_all(warm).await {
+        r?;
+    }
+    let t = Instant::now();
+    let stop = t + SLEEP_WINDOW;
+    let tasks: Vec<_> = (0..SLEEP_IN_FLIGHT)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < stop {
+                    pool.execute(call()).await?;
+                    done += 1;
+                }
+                Ok::<_, snakepit::Error>(done)
+            })
+        })
+        .collect();
+    let mut count = 0;
+    for task in tasks {
+        count += task.await??;
+    }
+    Ok(Rate::new(count, t.elapsed()))
+}
+
+/// Chunks per second of one stream of `chunks` small ints, consumed as they arrive.
+async fn stream_rate(pool: &PoolHandle, chunks: u64) -> anyhow::Result<Rate> {
+    let drain = |n: u64| async move {
+        let mut stream = pool
+            .execute_stream(Call::new("ints").kwarg("n", n as i64))
+            .await?;
+        let mut count = 0u64;
+        while let Some(chunk) = stream.next().await {
+            chunk?;
+            count += 1;
+        }
+        anyhow::ensure!(count == n, "the stream ended after {count} of {n} chunks");
+        anyhow::Ok(count)
+    };
+    drain(1_000).await?;
+    let t = Instant::now();
+    let count = drain(chunks).await?;
+    Ok(Rate::new(count, t.elapsed()))
 }
 
 async fn measure(
