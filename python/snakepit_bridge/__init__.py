@@ -1,13 +1,19 @@
 """snakepit_bridge: the Python half of snakepit.
 
-Write an adapter class deriving from :class:`BaseAdapter`, mark methods with
-:func:`tool`, and run it with ``python -m snakepit_bridge.worker --adapter module.Class``.
+Write an adapter class deriving from :class:`BaseAdapter` (or
+:class:`ThreadSafeAdapter`, to serve concurrent requests in the thread
+profile), mark methods with :func:`tool`, and run it with
+``python -m snakepit_bridge.worker --adapter module.Class``. Tools report
+timings and events to the host with :mod:`snakepit_bridge.telemetry`.
 """
 
+from . import telemetry
 from ._stream_chunk import StreamChunk
 from .base_adapter import BaseAdapter, tool
+from .base_adapter_threaded import ThreadSafeAdapter, is_thread_safe, thread_safe_method
 from .errors import HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 from .session_context import SessionContext
+from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue, ThreadSafetyWarning
 
 __version__ = "0.1.0"
 
@@ -18,7 +24,15 @@ __all__ = [
     "HostToolNotFound",
     "SessionContext",
     "StreamChunk",
+    "ThreadSafeAdapter",
+    "ThreadSafetyChecker",
+    "ThreadSafetyError",
+    "ThreadSafetyIssue",
+    "ThreadSafetyWarning",
     "VariableConstraintError",
     "__version__",
+    "is_thread_safe",
+    "telemetry",
+    "thread_safe_method",
     "tool",
 ]

@@ -23,6 +23,16 @@ Threads (leader/follower):
   * a dispatcher thread, started with the first variable watch, runs watch
     callbacks (``_host_calls.WatchTable``).
 
+Adapter instances (see ``base_adapter_threaded`` for the user-facing rules):
+in the process profile every request gets a new instance (``initialize()``
+and ``cleanup()`` around the tool); the thread profile accepts only classes
+declaring ``__thread_safe__ = True`` and serves every request on one instance
+created, and initialized, at start-up and cleaned up when the worker exits.
+``_context.current_request`` is set to the ``_Request`` around everything run
+for a request, which scopes ``self.session_context`` of the shared instance
+and gives telemetry its frame id. ``--thread-safety-check`` wraps every tool
+call in a ``ThreadSafetyChecker`` whose warnings become telemetry events.
+
 Every in-flight request lives in ``_Worker.registry`` until its final reply is
 claimed: whoever pops it from the registry (the executor with a result, the
 reader with a Cancel, the shutdown path) sends the one final frame.
@@ -51,14 +61,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, telemetry
 from ._codec import EncodingError, _dec, encode_into
+from ._context import current_request, set_telemetry_sink
 from ._host_calls import HostWaiter, WatchTable, error_from_pb
 from ._proto import snakepit_pb2 as pb
 from ._stream_chunk import StreamChunk
-from .base_adapter import BaseAdapter, ToolMetadata
+from .base_adapter import _OWN_CONTEXT, BaseAdapter, ToolMetadata, _RequestScopedContext
+from .base_adapter_threaded import is_thread_safe
 from .errors import HostCallTimeout, HostToolError
 from .session_context import SessionContext
+from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue
 
 __all__ = ["WorkerConfig", "main", "parse_args", "run"]
 
@@ -90,6 +103,13 @@ _MAX_HOST_WAITERS = 16
 # Ids of host calls given up (timed out, cancelled) remembered so that their
 # late answers are dropped quietly.
 _ABANDONED_HOST_CALLS = 1024
+# Telemetry frames emitted before the Hello went out (by the shared instance's
+# __init__/initialize) are held, at most this many; later ones are dropped.
+_MAX_EARLY_TELEMETRY = 1024
+# How long the worker waits for the shared instance's cleanup() when it exits.
+_CLEANUP_SECONDS = 5.0
+# Name of the telemetry events carrying thread-safety checker warnings.
+THREAD_SAFETY_WARNING_EVENT = "snakepit.thread_safety.warning"
 
 _pack_len = struct.Struct(">I").pack
 _unpack_len = struct.Struct(">I").unpack_from
@@ -125,6 +145,7 @@ class WorkerConfig:
     worker_id: str = ""
     pool: str = ""
     busy_poll_us: int = 0
+    thread_safety_check: bool = False
 
     @property
     def capacity(self) -> int:
@@ -150,6 +171,12 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         default=0,
         help="when idle, poll the socket this long before sleeping (cuts wake-up latency)",
     )
+    p.add_argument(
+        "--thread-safety-check",
+        action="store_true",
+        help="check every tool call with a ThreadSafetyChecker; its warnings are sent as "
+        f"{THREAD_SAFETY_WARNING_EVENT} telemetry events",
+    )
     ns = p.parse_args(argv)
     if ns.threads < 1:
         p.error("--threads must be at least 1")
@@ -165,6 +192,7 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         worker_id=ns.worker_id,
         pool=ns.pool,
         busy_poll_us=max(0, ns.busy_poll_us),
+        thread_safety_check=ns.thread_safety_check,
     )
 
 
@@ -277,13 +305,87 @@ _STRING_ANNOTATIONS = {
 }
 
 
+_STRING_GENERICS = {
+    "list": "list",
+    "List": "list",
+    "typing.List": "list",
+    "dict": "dict",
+    "Dict": "dict",
+    "typing.Dict": "dict",
+    "NDArray": "ndarray",
+    "npt.NDArray": "ndarray",
+    "numpy.typing.NDArray": "ndarray",
+}
+_OPTIONAL_PREFIXES = ("Optional[", "typing.Optional[")
+
+
+def _classify_text(text: str) -> tuple[str, bool, bool]:
+    """Map an annotation that stayed text (unresolvable) to (wire type name, checked, optional).
+
+    Knows the plain names of the checked types, ``Optional[X]``, ``X | None``
+    and the generic list, dict and ndarray spellings; anything else is "any"."""
+    text = text.strip()
+    for prefix in _OPTIONAL_PREFIXES:
+        if text.startswith(prefix) and text.endswith("]"):
+            name, checked, _ = _classify_text(text[len(prefix) : -1])
+            return name, checked, True
+    parts = _split_top_level(text, "|")
+    if len(parts) > 1:
+        rest = [t for t in parts if t != "None"]
+        if len(rest) == 1:
+            name, checked, _ = _classify_text(rest[0])
+            return name, checked, len(rest) != len(parts)
+        return "any", False, False
+    name = _STRING_ANNOTATIONS.get(text)
+    if name:
+        return name, True, False
+    head, bracket, _ = text.partition("[")
+    if bracket and text.endswith("]"):
+        name = _STRING_GENERICS.get(head.strip())
+        if name:
+            return name, True, False
+    return "any", False, False
+
+
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """`text` split at each `sep` outside brackets, parts stripped."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _resolve_annotation(ann: Any, func: Callable[..., Any]) -> Any:
+    """Evaluates one text annotation in the function's globals; its text if that fails.
+
+    A quoted annotation under ``from __future__ import annotations`` is text
+    twice over, so text that evaluates to text is evaluated again."""
+    namespace = getattr(inspect.unwrap(func), "__globals__", {})
+    for _ in range(2):
+        if not isinstance(ann, str):
+            return ann
+        try:
+            ann = eval(ann, namespace)  # noqa: S307 - annotations are code, as for typing.get_type_hints
+        except Exception:  # an unresolvable annotation is classified from its text
+            return ann
+    return ann
+
+
 def _classify(ann: Any) -> tuple[str, bool, bool]:
     """Map an annotation to (wire type name, checked, optional)."""
     if ann is inspect.Parameter.empty or ann is Any or ann is None:
         return "any", False, False
     if isinstance(ann, str):
-        name = _STRING_ANNOTATIONS.get(ann.strip())
-        return (name, True, False) if name else ("any", False, False)
+        return _classify_text(ann)
     origin = typing.get_origin(ann)
     if origin is typing.Annotated:
         return _classify(typing.get_args(ann)[0])
@@ -363,7 +465,10 @@ class _ToolPlan:
         self.attr = func.__name__
         raw = inspect.getattr_static(cls, self.attr, None)
         self.plain = inspect.isfunction(raw)
-        self.func = func
+        # What the instance's attribute is: a decorator stacked over @tool
+        # (functools.wraps copies the metadata, which names the inner
+        # function) must run too.
+        self.func = raw if self.plain else func
         full = inspect.signature(func)
         params = list(full.parameters.values())
         if self.plain and params and params[0].kind in (
@@ -376,8 +481,8 @@ class _ToolPlan:
         self.sig = full.replace(parameters=params)
         try:
             hints = typing.get_type_hints(inspect.unwrap(func))
-        except Exception:  # unresolvable forward references: fall back to raw annotations
-            hints = {}
+        except Exception:  # one unresolvable forward reference: resolve each annotation on its own
+            hints = {p.name: _resolve_annotation(p.annotation, func) for p in params}
         self.spec = pb.ToolSpec(
             name=meta.name,
             description=meta.description,
@@ -474,7 +579,20 @@ class _ToolPlan:
 
 
 class _Request:
-    __slots__ = ("id", "execute", "cancelled", "credits", "cond", "task", "loop", "slot", "host_waits", "deadline")
+    __slots__ = (
+        "id",
+        "execute",
+        "cancelled",
+        "credits",
+        "cond",
+        "task",
+        "loop",
+        "slot",
+        "host_waits",
+        "deadline",
+        "shared",
+        "context",
+    )
 
     def __init__(self, fid: int, execute: pb.Execute) -> None:
         self.id = fid
@@ -492,6 +610,29 @@ class _Request:
         self.host_waits = 0
         # time.monotonic() when the caller stops waiting; 0.0 for no deadline.
         self.deadline = 0.0
+        # As a _context.RequestScope: the shared adapter instance running the
+        # request (None for a per-request instance) and the session context
+        # its `session_context` attribute shows while it does.
+        self.shared: Any = None
+        self.context: Any = None
+
+    @property
+    def metadata(self) -> Any:
+        """The request's metadata map (trace context and the like)."""
+        return self.execute.metadata
+
+
+class _HookScope:
+    """The request scope of a release hook run on the shared instance (frame id 0)."""
+
+    __slots__ = ("shared", "context")
+
+    id = 0
+    metadata: typing.Mapping[str, str] = types.MappingProxyType({})
+
+    def __init__(self, shared: Any, context: Any) -> None:
+        self.shared = shared
+        self.context = context
 
 
 class _Cancelled(Exception):
@@ -602,6 +743,125 @@ class _Worker:
         self.host_abandoned: collections.deque[int] = collections.deque(maxlen=_ABANDONED_HOST_CALLS)
         self.released = 0
         self.watches = WatchTable()
+        # The instance serving every request (thread profile), made by
+        # start_adapter(); None for an instance per request.
+        self.shared: Any = None
+        # Whether `session_context` of the class is request-scoped (BaseAdapter's),
+        # and whether, set_session_context being BaseAdapter's too, a new
+        # instance's context may be stored directly (what that method does,
+        # minus two Python calls on the hot path).
+        self.scoped_ctx = isinstance(inspect.getattr_static(cls, "session_context", None), _RequestScopedContext)
+        self.ctx_direct = self.scoped_ctx and getattr(cls, "set_session_context", None) is BaseAdapter.set_session_context
+        self.checker: ThreadSafetyChecker | None = None
+        if config.thread_safety_check:
+            self.checker = ThreadSafetyChecker(
+                enabled=True, strict_mode=False, on_warning=self._on_safety_warning, issue_python_warnings=False
+            )
+        # Telemetry frames held until the Hello is sent (None once it is).
+        self.early: list[bytes] | None = []
+        self.early_dropped = 0
+        # Held while the worker exits: the shared instance is cleaned up once.
+        self.finish_lock = threading.Lock()
+        set_telemetry_sink(self._telemetry)
+
+    # ------------------------------------------------------------- start/exit
+
+    def start_adapter(self) -> None:
+        """Creates and initializes the shared instance (thread profile), before the Hello."""
+        if self.config.profile == "thread":
+            inst = self.cls()
+            self.shared = inst
+            if self.initialize is not None:
+                r = inst.initialize()
+                if inspect.isawaitable(r):
+                    loop = asyncio.new_event_loop()
+                    try:
+                        loop.run_until_complete(r)  # type: ignore[arg-type]
+                    finally:
+                        loop.close()
+        if self.checker is not None:
+            self.checker.check_library_safety(adapter=self.shared)
+
+    def send_hello(self, hello: pb.Frame) -> None:
+        """Sends the Hello, then the telemetry held back until it was sent."""
+        try:
+            with self.wlock:
+                early, self.early = self.early, None
+                data = self.frame_bytes(hello)
+                if early:
+                    data += b"".join(early)
+                self.sock.sendall(data)
+        except OSError:
+            self._finish(EXIT_OK, "")
+        if self.early_dropped:
+            sys.stderr.write(
+                f"snakepit worker: dropped {self.early_dropped} telemetry events emitted during start-up\n"
+            )
+
+    def _finish(self, code: int, message: str) -> NoReturn:
+        """Exits, first running the shared instance's cleanup() (once, within _CLEANUP_SECONDS)."""
+        with self.finish_lock:
+            inst = self.shared
+            if inst is not None and self.cleanup is not None:
+                done = threading.Event()
+
+                def clean() -> None:
+                    try:
+                        r = inst.cleanup()
+                        if inspect.isawaitable(r):
+                            loop = asyncio.new_event_loop()
+                            try:
+                                loop.run_until_complete(r)  # type: ignore[arg-type]
+                            finally:
+                                loop.close()
+                    except Exception as e:
+                        sys.stderr.write(f"snakepit worker: cleanup() raised:\n{_format_tb(e)}")
+                    finally:
+                        done.set()
+
+                threading.Thread(target=clean, name="snakepit-cleanup", daemon=True).start()
+                if not done.wait(_CLEANUP_SECONDS):
+                    sys.stderr.write(f"snakepit worker: cleanup() did not return within {_CLEANUP_SECONDS} s\n")
+            _die(code, message)
+
+    # -------------------------------------------------------------- telemetry
+
+    def _telemetry(self, fid: int, event: pb.TelemetryEvent) -> None:
+        """The telemetry sink: sends one TelemetryEvent frame (held until the Hello went out)."""
+        body = pb.Frame(id=fid, telemetry=event).SerializeToString()
+        if len(body) > self.max:
+            sys.stderr.write(
+                f"snakepit worker: dropping telemetry event {event.name!r}: {len(body)} bytes exceed "
+                f"max_frame_bytes ({self.max})\n"
+            )
+            return
+        data = _pack_len(len(body)) + body
+        with self.wlock:
+            early = self.early
+            if early is not None:
+                if len(early) < _MAX_EARLY_TELEMETRY:
+                    early.append(data)
+                else:
+                    self.early_dropped += 1
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                # The host is gone; the reading thread sees it and exits.
+                pass
+
+    def _on_safety_warning(self, issue: ThreadSafetyIssue) -> None:
+        metadata: dict[str, Any] = {
+            "adapter": issue.adapter or _class_name(self.cls),
+            "method": issue.method,
+            "message": issue.message,
+            "kind": issue.kind,
+        }
+        if issue.attribute:
+            metadata["attribute"] = issue.attribute
+        if issue.library:
+            metadata["library"] = issue.library
+        telemetry.emit(THREAD_SAFETY_WARNING_EVENT, {"threads": issue.threads}, metadata)
 
     # ---------------------------------------------------------------- output
 
@@ -611,7 +871,7 @@ class _Worker:
                 self.sock.sendall(data)
         except OSError:
             # The host is gone: nobody is left to answer.
-            _die(EXIT_OK, "")
+            self._finish(EXIT_OK, "")
 
     def frame_bytes(self, frame: pb.Frame) -> bytes:
         body = frame.SerializeToString()
@@ -716,9 +976,9 @@ class _Worker:
         try:
             n = self._recv()
         except OSError as e:
-            _die(EXIT_OK, f"snakepit worker: connection error ({e}); exiting\n")
+            self._finish(EXIT_OK, f"snakepit worker: connection error ({e}); exiting\n")
         if not n:
-            _die(EXIT_OK, "")
+            self._finish(EXIT_OK, "")
         buf = self.buf
         buf += self.rview[:n]
         frames = 0
@@ -842,18 +1102,28 @@ class _Worker:
         to exchange `fid`: a null Result, or the Error the hook raised.
 
         A static or class method is called as it is; a plain method on a new
-        instance whose session context has the session id (and no host)."""
+        instance whose session context has the session id (and no host), or
+        on the shared instance in the thread profile."""
         raw = inspect.getattr_static(self.cls, name, None)
         if raw is None:
             return self.result_bytes(fid, None)
+        token = None
         try:
             if inspect.isfunction(raw):
-                inst = self.cls()
                 ctx = SessionContext(session_id)
-                if self.has_set_ctx:
-                    inst.set_session_context(ctx)
+                shared = self.shared
+                if shared is not None:
+                    # The shared instance holds the state the hook releases.
+                    inst = shared
+                    token = current_request.set(_HookScope(shared, ctx))
+                    if self.has_set_ctx:
+                        inst.set_session_context(ctx)
                 else:
-                    inst.session_context = ctx
+                    inst = self.cls()
+                    if self.has_set_ctx:
+                        inst.set_session_context(ctx)
+                    else:
+                        inst.session_context = ctx
                 hook = getattr(inst, name)
             else:
                 hook = getattr(self.cls, name)
@@ -867,6 +1137,9 @@ class _Worker:
         except Exception as e:
             sys.stderr.write(f"snakepit worker: {name} hook raised:\n{_format_tb(e)}")
             return self.exception_bytes(fid, e)
+        finally:
+            if token is not None:
+                current_request.reset(token)
         return self.result_bytes(fid, None)
 
     def _on_release_session(self, frame: pb.Frame) -> None:
@@ -928,7 +1201,7 @@ class _Worker:
                 self.send(
                     self.error_bytes(fid, pb.ERROR_KIND_SHUTTING_DOWN, "worker shut down before the request finished")
                 )
-        _die(EXIT_OK, "")
+        self._finish(EXIT_OK, "")
 
     # ------------------------------------------------------------ host calls
 
@@ -1406,26 +1679,45 @@ class _Worker:
         outcome: Any = None
         error: BaseException | None = None
         streamed_seq = -1  # >= 0 once a stream ran to its end: the next seq
+        shared = self.shared
+        scope_token = current_request.set(st)
         try:
-            inst = self.cls()
-            ctx = SessionContext(ex.session_id, ex.metadata, _request=st, _host=self)
-            if self.has_set_ctx:
-                inst.set_session_context(ctx)
-            else:
-                inst.session_context = ctx
-            if self.initialize is not None:
-                r = inst.initialize()
-                if inspect.isawaitable(r):
-                    self._run_coro(st, r, loop)
-            outcome = call(inst)
-            if inspect.iscoroutine(outcome):
-                outcome = self._run_coro(st, outcome, loop)
-            if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
-                if ex.stream:
-                    streamed_seq = self._stream(st, outcome, loop)
-                    outcome = None
+            if shared is None:
+                inst = self.cls()
+                ctx = SessionContext(ex.session_id, ex.metadata, _request=st, _host=self)
+                if self.ctx_direct:
+                    inst.__dict__[_OWN_CONTEXT] = ctx
+                elif self.has_set_ctx:
+                    inst.set_session_context(ctx)
                 else:
-                    outcome = self._collect(st, outcome, loop)
+                    inst.session_context = ctx
+                if self.initialize is not None:
+                    r = inst.initialize()
+                    if inspect.isawaitable(r):
+                        self._run_coro(st, r, loop)
+            else:
+                # One instance for all requests: its session_context is this
+                # request's while the request runs (see _RequestScopedContext).
+                ctx = SessionContext(ex.session_id, ex.metadata, _request=st, _host=self)
+                st.shared = shared
+                st.context = ctx
+                if self.has_set_ctx and not self.ctx_direct:
+                    shared.set_session_context(ctx)
+                elif not self.scoped_ctx:
+                    shared.session_context = ctx
+            checker = self.checker
+            if checker is None:
+                outcome = call(inst if shared is None else shared)
+                if inspect.iscoroutine(outcome):
+                    outcome = self._run_coro(st, outcome, loop)
+                if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
+                    if ex.stream:
+                        streamed_seq = self._stream(st, outcome, loop)
+                        outcome = None
+                    else:
+                        outcome = self._collect(st, outcome, loop)
+            else:
+                outcome, streamed_seq = self._run_checked(checker, st, call, inst if shared is None else shared, loop)
         except (_Cancelled, asyncio.CancelledError) as e:
             error = e
         except Exception as e:
@@ -1441,6 +1733,7 @@ class _Worker:
                         error = e
                     else:
                         sys.stderr.write(f"snakepit worker: cleanup() raised after an error:\n{_format_tb(e)}")
+            current_request.reset(scope_token)
         if st.cancelled:
             return None
         if error is not None:
@@ -1480,6 +1773,31 @@ class _Worker:
                     fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}
                 )
         return self.result_bytes(fid, outcome)
+
+    def _run_checked(
+        self,
+        checker: ThreadSafetyChecker,
+        st: _Request,
+        call: Callable[[Any], Any],
+        inst: Any,
+        loop: asyncio.AbstractEventLoop,
+    ) -> tuple[Any, int]:
+        """Runs the tool as _lifecycle does, tracked by the thread-safety
+        checker; returns (outcome, streamed_seq)."""
+        ex = st.execute
+        streamed_seq = -1
+        with checker.track_execution(ex.tool, adapter=inst):
+            outcome = call(inst)
+            if inspect.iscoroutine(outcome):
+                outcome = self._run_coro(st, outcome, loop)
+            if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
+                if ex.stream:
+                    streamed_seq = self._stream(st, outcome, loop)
+                    outcome = None
+                else:
+                    outcome = self._collect(st, outcome, loop)
+        checker.check_library_safety(adapter=inst)
+        return outcome, streamed_seq
 
     def _next_item(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> Any:
         if isinstance(gen, types.GeneratorType):
@@ -1537,7 +1855,7 @@ class _Worker:
                             raise _Cancelled
                         self.sock.sendall(frame)
                 except OSError:
-                    _die(EXIT_OK, "")
+                    self._finish(EXIT_OK, "")
                 seq += 1
                 if final:
                     st.cancelled = True  # already answered: nothing more may be sent
@@ -1609,6 +1927,60 @@ def _send_frame_raw(sock: socket.socket, frame: pb.Frame) -> None:
     sock.sendall(_pack_len(len(body)) + body)
 
 
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_profile(config: WorkerConfig, cls: type) -> None:
+    """Raises ThreadSafetyError if the profile cannot run the adapter class."""
+    if config.profile == "thread" and not is_thread_safe(cls):
+        owner = next((k for k in cls.__mro__ if "__thread_safe__" in vars(k)), None)
+        if owner is None or owner is BaseAdapter:
+            how = "does not declare"
+        else:
+            declared = vars(owner)["__thread_safe__"]
+            where = "" if owner is cls else f" (inherited from {_class_name(owner)})"
+            how = f"declares __thread_safe__ = {declared!r}{where}, not"
+        raise ThreadSafetyError(
+            f"adapter class {_class_name(cls)} {how} __thread_safe__ = True, so the thread profile, which "
+            "serves concurrent requests on one shared instance, cannot run it. Set __thread_safe__ = True "
+            "on the class once it is safe to use from several threads at once (for instance by deriving "
+            "from snakepit_bridge.ThreadSafeAdapter and locking shared state with acquire_lock()), or run "
+            "it in the process profile (--profile process)."
+        )
+
+
+def _startup_failed(
+    sock: socket.socket,
+    config: WorkerConfig,
+    e: BaseException,
+    what: str,
+    *,
+    details: dict[str, str] | None = None,
+    with_traceback: bool = True,
+) -> NoReturn:
+    """Reports a start-up failure (an ERROR_KIND_STARTUP_FAILED frame with id 0) and exits with EXIT_STARTUP."""
+    if with_traceback:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        sys.stderr.write(f"snakepit worker: {what} {config.adapter!r}:\n{tb}")
+    else:
+        tb = ""
+        sys.stderr.write(f"snakepit worker: {what} {config.adapter!r}: {type(e).__name__}: {e}\n")
+    details = {"module": type(e).__module__, "adapter": config.adapter, **(details or {})}
+    err = pb.Error(
+        kind=pb.ERROR_KIND_STARTUP_FAILED,
+        python_type=type(e).__name__,
+        message=_clip(f"{what} {config.adapter!r}: {e}"),
+        traceback=_clip(tb),
+        details=details,
+    )
+    try:
+        _send_frame_raw(sock, pb.Frame(id=0, error=err))
+    except OSError:
+        pass
+    _die(EXIT_STARTUP, "")
+
+
 def run(config: WorkerConfig) -> NoReturn:
     """Start the worker described by ``config``; never returns."""
     for d in reversed(config.python_path):
@@ -1622,26 +1994,25 @@ def run(config: WorkerConfig) -> NoReturn:
         plans = {m.name: _ToolPlan(cls, m) for m in _tools_of(cls)}
         hello = _hello(config, plans)
     except BaseException as e:  # any start-up failure, SyntaxError and SystemExit included, is reported
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        sys.stderr.write(f"snakepit worker: failed to load adapter {config.adapter!r}:\n{tb}")
-        err = pb.Error(
-            kind=pb.ERROR_KIND_STARTUP_FAILED,
-            python_type=type(e).__name__,
-            message=_clip(f"failed to load adapter {config.adapter!r}: {e}"),
-            traceback=_clip(tb),
-            details={"module": type(e).__module__, "adapter": config.adapter},
+        _startup_failed(sock, config, e, "failed to load adapter")
+    try:
+        _check_profile(config, cls)
+    except ThreadSafetyError as e:
+        _startup_failed(
+            sock,
+            config,
+            e,
+            "cannot run adapter",
+            details={"reason": "not_thread_safe", "profile": config.profile, "class": _class_name(cls)},
+            with_traceback=False,
         )
-        try:
-            _send_frame_raw(sock, pb.Frame(id=0, error=err))
-        except OSError:
-            pass
-        _die(EXIT_STARTUP, "")
     sys.setswitchinterval(0.0005)
     worker = _Worker(config, sock, cls, plans)
     try:
-        _send_frame_raw(sock, hello)
-    except OSError:
-        _die(EXIT_OK, "")
+        worker.start_adapter()
+    except BaseException as e:  # __init__ or initialize() of the shared instance failed
+        _startup_failed(sock, config, e, "failed to start adapter")
+    worker.send_hello(hello)
     try:
         worker.serve()
     except KeyboardInterrupt:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
+from ._context import current_request
 from .session_context import SessionContext
 
 __all__ = ["BaseAdapter", "ToolMetadata", "tool"]
@@ -101,18 +102,60 @@ def tool(
     return decorate
 
 
+# Where an instance keeps its own session context (see _RequestScopedContext).
+_OWN_CONTEXT = "_snakepit_session_context"
+
+
+class _RequestScopedContext:
+    """The ``session_context`` attribute of adapters.
+
+    An instance serving one request at a time keeps its context like any
+    attribute. An instance shared by concurrent requests (a thread-safe
+    adapter in the thread profile) must not: while the worker runs a request
+    on it, reading and assigning ``self.session_context`` reach that
+    request's context, so each request sees its own even when they overlap.
+    Outside such a request the instance's own value is used.
+    """
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return None
+        scope = current_request.get()
+        if scope is not None and scope.shared is instance:
+            return scope.context
+        return instance.__dict__.get(_OWN_CONTEXT)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        scope = current_request.get()
+        if scope is not None and scope.shared is instance:
+            scope.context = value
+        else:
+            instance.__dict__[_OWN_CONTEXT] = value
+
+    def __delete__(self, instance: Any) -> None:
+        self.__set__(instance, None)
+
+
 class BaseAdapter:
     """Base class of snakepit adapters.
 
-    The worker creates a new instance for every request, injects a
-    :class:`SessionContext`, calls ``initialize()`` if defined, runs the tool and
-    then ``cleanup()`` if defined, even when the tool raised.
+    In the process profile the worker creates a new instance for every
+    request, injects a :class:`SessionContext`, calls ``initialize()`` if
+    defined, runs the tool and then ``cleanup()`` if defined, even when the
+    tool raised. An adapter declaring ``__thread_safe__ = True`` (see
+    :class:`~snakepit_bridge.base_adapter_threaded.ThreadSafeAdapter`) run in
+    the thread profile instead gets one instance shared by all requests;
+    ``self.session_context`` is still the context of the request being served.
     """
 
-    session_context: SessionContext | None = None
+    #: Whether one instance may serve several requests at once (required by the thread profile).
+    __thread_safe__: ClassVar[bool] = False
+
+    session_context: SessionContext | None = _RequestScopedContext()  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        self.session_context = None
+        # session_context reads None until a context is set: nothing to do here.
+        pass
 
     def set_session_context(self, session_context: SessionContext | None) -> None:
         """Called by the worker to inject the request's context."""

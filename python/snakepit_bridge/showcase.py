@@ -6,6 +6,7 @@ Run it with ``python -m snakepit_bridge.worker --adapter snakepit_bridge.showcas
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,10 +17,17 @@ __all__ = ["ShowcaseAdapter"]
 
 # Per-session tallies, kept in the worker process between calls.
 _tallies: dict[str, int] = {}
+_tallies_lock = threading.Lock()
 
 
 class ShowcaseAdapter(BaseAdapter):
-    """Tools that show how values, errors, streams and cancellation cross the bridge."""
+    """Tools that show how values, errors, streams and cancellation cross the bridge.
+
+    Thread-safe, so the thread profile runs it too: the tools keep no state on
+    the instance, and the one shared table (the tallies) is locked.
+    """
+
+    __thread_safe__ = True
 
     @tool
     def echo(self, message: str) -> str:
@@ -87,8 +95,9 @@ class ShowcaseAdapter(BaseAdapter):
     def tally(self, n: int = 1) -> int:
         """Add n to this session's tally, kept in the worker; return the total."""
         sid = self.session_context.session_id
-        _tallies[sid] = _tallies.get(sid, 0) + n
-        return _tallies[sid]
+        with _tallies_lock:
+            total = _tallies[sid] = _tallies.get(sid, 0) + n
+        return total
 
     @tool
     def ask_host(self, name: str, kwargs: dict[str, Any] | None = None) -> Any:
@@ -97,4 +106,5 @@ class ShowcaseAdapter(BaseAdapter):
 
     @staticmethod
     def on_session_release(session_id: str) -> None:
-        _tallies.pop(session_id, None)
+        with _tallies_lock:
+            _tallies.pop(session_id, None)

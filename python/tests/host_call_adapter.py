@@ -29,6 +29,9 @@ def _record_update(tag: str):
 
 
 class HostCallAdapter(BaseAdapter):
+    # Module-level state only, under _lock: safe to share between threads.
+    __thread_safe__ = True
+
     def __init__(self) -> None:
         super().__init__()
         self.session_context = None

@@ -12,8 +12,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,84 @@ class WorkerClient:
                     self.proc.wait()
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
+
+
+class ConcurrentClient:
+    """Lets many threads use one worker at once, as the host does.
+
+    A reader thread routes each final reply to the caller waiting for its id
+    and keeps telemetry frames (in arrival order) for :meth:`wait_telemetry`.
+    """
+
+    def __init__(self, client: WorkerClient) -> None:
+        self.client = client
+        self.send_lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.waiters: dict[int, Future[pb.Frame]] = {}
+        self.telemetry: list[pb.Frame] = []
+        self.closed = False
+        self.error: BaseException | None = None
+        self.reader = threading.Thread(target=self._read, name="test-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while not self.closed:
+            try:
+                f = self.client.recv(timeout=0.1)
+            except TimeoutError:
+                continue
+            except BaseException as e:  # EOF or a broken socket: fail every waiter
+                with self.cond:
+                    self.error = e
+                    waiters = list(self.waiters.values())
+                    self.waiters.clear()
+                    self.cond.notify_all()
+                for w in waiters:
+                    w.set_exception(e)
+                return
+            if f.WhichOneof("kind") == "telemetry":
+                with self.cond:
+                    self.telemetry.append(f)
+                    self.cond.notify_all()
+                continue
+            with self.cond:
+                w = self.waiters.pop(f.id, None)
+            if w is not None:
+                w.set_result(f)
+
+    def submit(self, tool: str, *args: Any, **kwargs: Any) -> Future[pb.Frame]:
+        """Send an Execute; the future gets its final reply frame."""
+        fut: Future[pb.Frame] = Future()
+        with self.send_lock:
+            fid = self.client.next_id
+            with self.cond:
+                self.waiters[fid] = fut
+            assert self.client.execute(tool, *args, **kwargs) == fid
+        return fut
+
+    def call(self, tool: str, *args: Any, timeout: float = 5.0, **kwargs: Any) -> Any:
+        """Call a tool from any thread and return its decoded result."""
+        f = self.submit(tool, *args, **kwargs).result(timeout)
+        if f.WhichOneof("kind") != "result":
+            raise AssertionError(f"expected a result, got {f}")
+        return decode(f.result.value)
+
+    def wait_telemetry(self, predicate: Callable[[pb.Frame], bool], count: int = 1, timeout: float = 5.0) -> list[pb.Frame]:
+        """The first `count` telemetry frames matching `predicate`, waiting for them up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = [f for f in self.telemetry if predicate(f)]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0 or self.error is not None:
+                    raise TimeoutError(f"{len(found)} of {count} telemetry frames arrived")
+                self.cond.wait(left)
+
+    def close(self) -> None:
+        self.closed = True
+        self.reader.join(timeout=2)
 
 
 def start_worker(
