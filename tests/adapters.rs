@@ -208,3 +208,39 @@ fn reference_examples_run_unchanged_through_exec() {
         }
     }
 }
+
+// With `thread_safety_check`, the worker watches tool calls; an adapter that
+// updates shared state without its lock is reported as telemetry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thread_safety_checker_reports_unlocked_updates() {
+    let mut cfg = threaded("traced.RacyAdapter", 4);
+    cfg.thread_safety_check = true;
+    let mut s = common::start(cfg).await;
+    let pool = s.sp.default_pool().clone();
+    let calls = (0..8).map(|_| {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.execute(Call::new("bump")).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    let Event::PythonEvent(warning) = wait_event(
+        &mut s.events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::PythonEvent(p) if p.name == "snakepit.thread_safety.warning"),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    let meta = |key: &str| {
+        warning
+            .metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(meta("adapter"), Some(Value::Str("traced.RacyAdapter".into())));
+    assert_eq!(meta("method"), Some(Value::Str("bump".into())));
+    s.sp.shutdown().await;
+}

@@ -197,6 +197,10 @@ pub struct PoolConfig {
     pub profile: Profile,
     /// Threads per worker in the thread profile.
     pub threads_per_worker: u32,
+    /// Run Python's thread-safety checker around every tool call; its
+    /// warnings arrive as `snakepit.python.event` events named
+    /// `snakepit.thread_safety.warning`. For development: it costs time.
+    pub thread_safety_check: bool,
     /// Requests that may wait for a worker before callers get `PoolSaturated`.
     pub queue_capacity: usize,
     /// How long a request may wait for a worker before `QueueTimeout`.
@@ -254,6 +258,7 @@ impl Default for PoolConfig {
             env: BTreeMap::new(),
             profile: Profile::Process,
             threads_per_worker: 8,
+            thread_safety_check: false,
             queue_capacity: 1000,
             queue_timeout_ms: 5_000,
             call_timeout_ms: 30_000,

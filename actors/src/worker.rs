@@ -341,6 +341,9 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         "--busy-poll-us".into(),
         cfg.busy_poll_us.to_string().into(),
     ];
+    if cfg.thread_safety_check {
+        argv.push("--thread-safety-check".into());
+    }
     for dir in &cfg.python_path {
         argv.push("--python-path".into());
         argv.push(dir.clone().into());
