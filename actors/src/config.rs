@@ -267,7 +267,7 @@ impl Default for PoolConfig {
             shutdown_grace_ms: 5_000,
             max_frame_bytes: snakepit_proto::framing::DEFAULT_MAX_FRAME_BYTES,
             pipeline_depth: 2,
-            stream_window: 64,
+            stream_window: 256,
             busy_poll_us: 100,
             restart: RestartPolicy::default(),
             affinity: Affinity::Hint,
