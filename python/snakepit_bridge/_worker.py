@@ -1505,18 +1505,23 @@ class _Worker:
         finally:
             ex.current = None
             with self.work_lock:
-                if st.slot:
-                    self.busy -= 1
-                elif st.slot is False:
-                    # A thread the tool started still waits on the host.
-                    self.released -= 1
-                st.slot = None
+                self._free_slot(st)
         if plan is not None:
             plan.fast = time.perf_counter() - t0 < _FAST_SECONDS
         if reply is not None:
             pending.append(reply)
         if len(pending) >= _MAX_BATCH:
             self._flush(pending)
+
+    def _free_slot(self, st: _Request) -> None:
+        """Gives back what the finished request `st` held (under `work_lock`):
+        its capacity slot, or, when it had given the slot back to wait on the
+        host and a thread it started still waits, that waiter's count."""
+        if st.slot:
+            self.busy -= 1
+        elif st.slot is False:
+            self.released -= 1
+        st.slot = None
 
     def _execute_inline(
         self,
@@ -1538,11 +1543,7 @@ class _Worker:
         finally:
             ex.current = None
             with self.work_lock:
-                if st.slot:
-                    self.busy -= 1
-                elif st.slot is False:
-                    self.released -= 1
-                st.slot = None
+                self._free_slot(st)
                 if self.inline_ex is ex:
                     self.inline_ex = None
                 else:

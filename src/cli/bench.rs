@@ -390,12 +390,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .arg(args.in_flight.to_string())
             .output()
             .await?;
-        anyhow::ensure!(
-            out.status.success(),
-            "peer benchmark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: PeerReport = serde_json::from_slice(&out.stdout)?;
+        let report: PeerReport = peer_report(out)?;
         peers = report.peers;
 
         if thread.is_some() || stream.is_some() {
@@ -416,12 +411,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .arg(request.to_string())
                 .output()
                 .await?;
-            anyhow::ensure!(
-                out.status.success(),
-                "peer benchmark failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let extra: ExtraPeers = serde_json::from_slice(&out.stdout)?;
+            let extra: ExtraPeers = peer_report(out)?;
             if let Some(t) = &mut thread {
                 t.python_threads = extra.sleep_threads;
             }
@@ -669,4 +659,14 @@ async fn measure(
         latency_p99_us: us(super::percentile(&samples, 99.0)),
         throughput_per_s: throughput_calls as f64 / elapsed.as_secs_f64(),
     })
+}
+
+/// The JSON report a peer benchmark script printed, or its stderr as the error.
+fn peer_report<T: serde::de::DeserializeOwned>(out: std::process::Output) -> anyhow::Result<T> {
+    anyhow::ensure!(
+        out.status.success(),
+        "peer benchmark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
