@@ -562,3 +562,39 @@ async fn a_moved_sessions_release_reaches_every_worker_it_used() {
     }
     sp.shutdown().await;
 }
+
+// A caller that gives up cancels its Python tool, and with it the calls a
+// host tool made back into Python on that tool's behalf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_call_cancels_what_its_host_tool_started() {
+    let mut s = common::start(stateful(1, Affinity::Hint)).await;
+    s.sp.register_host_tool(HostTool::new(
+        "nap",
+        |ctx: HostCallContext, _args: HostArgs| async move {
+            ctx.execute("hold", json!({"ms": 3000}))
+                .await
+                .map_err(|e| HostToolError::failed(e.to_string()))
+        },
+    ))
+    .unwrap();
+    let session = s.sp.new_session().await.unwrap();
+    let call = Call::new("call_host")
+        .kwarg("name", "nap")
+        .kwarg("kwargs", Value::map::<&str, Value>([]))
+        .timeout(Duration::from_millis(400));
+    match session.call(call).await {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    let Event::RequestCancelled(nested) = wait_event(
+        &mut s.events,
+        Duration::from_secs(2),
+        |e| matches!(e, Event::RequestCancelled(c) if c.tool == "hold"),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(nested.stage, "running");
+    s.sp.shutdown().await;
+}

@@ -247,6 +247,9 @@ pub struct PoolState {
     assigned: HashMap<u64, WorkerKey>,
     /// Which worker each session lives on.
     bindings: HashMap<Arc<str>, Binding>,
+    /// Calls host tools made back into Python, by the request they serve:
+    /// cancelling the request cancels them.
+    children: HashMap<u64, Vec<u64>>,
     /// Worker actors not yet terminated (they outlive `WorkerGone` while
     /// their process group is ended).
     live: HashSet<ActorId>,
@@ -299,6 +302,7 @@ impl Actor for Pool {
             special_queued: 0,
             assigned: HashMap::new(),
             bindings: HashMap::new(),
+            children: HashMap::new(),
             live: HashSet::new(),
             accepting: true,
             booting: true,
@@ -720,6 +724,9 @@ fn dispatch(
             member.in_flight += 1;
             let worker = member.id.clone();
             state.assigned.insert(id, key);
+            if let Some(parent) = parent {
+                state.children.entry(parent).or_default().push(id);
+            }
             if let Some(session) = session
                 && parent.is_none()
             {
@@ -876,7 +883,18 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     }
 }
 
+/// Cancels request `id`, and the calls host tools made back into Python on
+/// its behalf (their callers get `Cancelled`).
 fn cancel(state: &mut PoolState, id: u64) {
+    cancel_one(state, id);
+    if let Some(children) = state.children.remove(&id) {
+        for child in children {
+            cancel(state, child);
+        }
+    }
+}
+
+fn cancel_one(state: &mut PoolState, id: u64) {
     if let Some(pos) = state.queue.iter().position(|r| r.id == id) {
         let request = state.queue.remove(pos).expect("position is valid");
         state.special_queued -= usize::from(request.is_special());
@@ -901,6 +919,9 @@ fn cancel(state: &mut PoolState, id: u64) {
                 stage: "running",
             }
             .emit(&state.telemetry);
+            // A caller that gave up is gone; a nested call's caller (a host
+            // tool) still listens.
+            pending.sink.fail(Error::Cancelled);
         }
     }
 }
@@ -917,6 +938,7 @@ fn workers_up(state: &PoolState) -> usize {
 }
 
 async fn on_done(myself: &ActorRef<PoolMessage>, state: &mut PoolState, key: WorkerKey, id: u64) {
+    state.children.remove(&id);
     if state.assigned.remove(&id).is_some()
         && let Some(member) = state
             .slots
@@ -1093,6 +1115,10 @@ fn on_gone(
         return;
     };
     state.assigned.retain(|_, k| *k != key);
+    let assigned = &state.assigned;
+    state
+        .children
+        .retain(|parent, _| assigned.contains_key(parent));
     WorkerExited {
         pool: state.config.name.clone(),
         worker: member.id.clone(),
