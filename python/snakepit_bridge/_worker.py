@@ -1144,13 +1144,26 @@ class _Worker:
 
     def _on_release_session(self, frame: pb.Frame) -> None:
         sid = frame.release_session.session_id
-        reply = self._call_hook(frame.id, "on_session_release", sid)
         self.watches.drop_session(sid)
-        self.send(reply)
+        self._hook_off_the_reader(frame.id, "on_session_release", sid)
 
     def _on_release_ref(self, frame: pb.Frame) -> None:
         rr = frame.release_ref
-        self.send(self._call_hook(frame.id, "on_ref_release", rr.session_id, rr.ref_id))
+        self._hook_off_the_reader(frame.id, "on_ref_release", rr.session_id, rr.ref_id)
+
+    def _hook_off_the_reader(self, fid: int, name: str, *args: Any) -> None:
+        """Runs an adapter's release hook on a thread of its own, so that a
+        slow hook never holds up the socket (Ping, Cancel, new work); the
+        reply goes out when the hook returns. Releases are rare; a thread each
+        costs less than the machinery to share one."""
+        if getattr(self.cls, name, None) is None:
+            self.send(self._call_hook(fid, name, *args))
+            return
+
+        def run() -> None:
+            self.send(self._call_hook(fid, name, *args))
+
+        threading.Thread(target=run, name=f"snakepit-{name}", daemon=True).start()
 
     def _on_host_call_result(self, frame: pb.Frame) -> None:
         fid = frame.id

@@ -43,6 +43,8 @@ class HostCallAdapter(BaseAdapter):
     def on_session_release(cls, session_id: str) -> None:
         if session_id.startswith("boom"):
             raise RuntimeError(f"cannot release {session_id}")
+        if session_id.startswith("slow"):
+            time.sleep(1.0)
         _released.append(session_id)
 
     # ------------------------------------------------------------ host tools

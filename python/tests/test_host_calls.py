@@ -590,6 +590,19 @@ def test_session_release_hook_reports_its_failure(spawn) -> None:
     assert c.call("released") == ["ok-1"]
 
 
+def test_a_slow_release_hook_does_not_hold_up_the_socket(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    t0 = time.monotonic()
+    c.send(pb.Frame(id=74, release_session=pb.ReleaseSession(session_id="slow-1")))
+    c.send(pb.Frame(id=75, ping=pb.Ping(sent_unix_nanos=1)))
+    first = c.recv(timeout=5.0)
+    assert first.WhichOneof("kind") == "pong" and first.id == 75
+    assert time.monotonic() - t0 < 0.5, "the Pong waited for the hook"
+    released = c.reply(74)
+    assert released.WhichOneof("kind") == "result"
+    assert time.monotonic() - t0 >= 0.9
+
+
 def test_plain_method_release_hook_runs_on_a_new_instance(spawn) -> None:
     c: WorkerClient = spawn("host_call_adapter.PlainHookAdapter")
     c.send(pb.Frame(id=72, release_session=pb.ReleaseSession(session_id="p-1")))
