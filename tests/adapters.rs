@@ -240,7 +240,10 @@ async fn the_thread_safety_checker_reports_unlocked_updates() {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
     };
-    assert_eq!(meta("adapter"), Some(Value::Str("traced.RacyAdapter".into())));
+    assert_eq!(
+        meta("adapter"),
+        Some(Value::Str("traced.RacyAdapter".into()))
+    );
     assert_eq!(meta("method"), Some(Value::Str("bump".into())));
     s.sp.shutdown().await;
 }

@@ -664,6 +664,9 @@ fn cli_demo_runs_the_tour() {
         "Python asked the host tool `lookup_price`",
         "Summary",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 }

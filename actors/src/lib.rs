@@ -53,5 +53,5 @@ pub use process::RUN_ID_ENV;
 pub use reaper::{ReapedRun, RunRegistry, SweepReport, processes_with_run_id};
 pub use runtime::{RuntimeConfig, RuntimeHandle};
 pub use sessions::{Session, SessionInfo, VariableWatch};
-pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};
 pub use telemetry::{Event, Telemetry};
+pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};

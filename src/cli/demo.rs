@@ -206,14 +206,17 @@ async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
 async fn sessions(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
     println!("\n8. A session keeps state in its worker; Python calls back into Rust:");
     sp.register_host_tool(
-        HostTool::new("lookup_price", |_ctx: HostCallContext, args: HostArgs| async move {
-            let item = args.require("item")?.clone();
-            let price = match &item {
-                Value::Str(s) if s == "coffee" => 3.5,
-                _ => 1.0,
-            };
-            Ok(Value::map([("item", item), ("price", Value::Float(price))]))
-        })
+        HostTool::new(
+            "lookup_price",
+            |_ctx: HostCallContext, args: HostArgs| async move {
+                let item = args.require("item")?.clone();
+                let price = match &item {
+                    Value::Str(s) if s == "coffee" => 3.5,
+                    _ => 1.0,
+                };
+                Ok(Value::map([("item", item), ("price", Value::Float(price))]))
+            },
+        )
         .description("Price of an item, from the Rust service")
         .param("item", "str", true),
     )?;
@@ -264,7 +267,10 @@ async fn kill_one(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
         if let Some(w) = status.workers.iter().find(|w| w.in_flight > 0) {
             break w.clone();
         }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(5), "the call never started");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(5),
+            "the call never started"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let pid = victim.pid.unwrap_or_default();
