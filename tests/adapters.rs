@@ -20,14 +20,7 @@ fn threaded(adapter: &str, threads: u32) -> PoolConfig {
 }
 
 fn count_of(v: &Value) -> i64 {
-    match v {
-        Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k == &Value::Str("count".into()))
-            .map(|(_, v)| i64::try_from(v.clone()).unwrap())
-            .unwrap(),
-        other => panic!("{other:?}"),
-    }
+    i64::try_from(common::field(v, "count").clone()).unwrap()
 }
 
 // The reference's hammer test: 100 concurrent requests on one thread-profile

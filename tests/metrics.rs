@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{add, showcase};
-use snakepit::{Call, Error, Snakepit, Value};
+use snakepit::{Call, Error, Snakepit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_addr() -> SocketAddr {
@@ -149,14 +149,7 @@ async fn metrics_endpoint_counts_requests() {
         .call_on(Some("s"), Call::new("whoami"))
         .await
         .unwrap();
-    let Value::Map(entries) = me else {
-        panic!("{me:?}")
-    };
-    let pid = entries
-        .iter()
-        .find(|(k, _)| k == &Value::Str("pid".into()))
-        .map(|(_, v)| i64::try_from(v.clone()).unwrap())
-        .unwrap();
+    let pid = i64::try_from(common::field(&me, "pid").clone()).unwrap();
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     let s_pool = sp.pool("s").unwrap().clone();

@@ -11,17 +11,7 @@ use futures::StreamExt;
 use num_bigint::BigInt;
 use serde_json::json;
 use snakepit::{Call, Error, Event, ExitStatus, Value};
-
-fn map_get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    match v {
-        Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| panic!("no key {key} in {v:?}")),
-        other => panic!("not a map: {other:?}"),
-    }
-}
+use snakepit_actors::processes_with_run_id;
 
 // 1. Values cross the boundary in both directions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,9 +37,9 @@ async fn execute_keeps_types() {
         .execute(Call::new("describe").kwarg("value", Value::BigInt(big.clone())))
         .await
         .unwrap();
-    assert_eq!(map_get(&desc, "type"), &Value::Str("int".into()));
+    assert_eq!(common::field(&desc, "type"), &Value::Str("int".into()));
     assert_eq!(
-        map_get(&desc, "repr"),
+        common::field(&desc, "repr"),
         &Value::Str("1000000000000000000000000000000".into())
     );
     // Python → Rust: an int beyond 64 bits comes back as a BigInt.
@@ -106,8 +96,8 @@ async fn streaming_in_order_and_cancel_on_drop() {
     for (i, c) in chunks.into_iter().enumerate() {
         let c = c.expect("chunk ok");
         assert_eq!(c.seq, i as u64);
-        assert_eq!(map_get(&c.value, "step"), &Value::Int(i as i64 + 1));
-        assert_eq!(map_get(&c.value, "total"), &Value::Int(5));
+        assert_eq!(common::field(&c.value, "step"), &Value::Int(i as i64 + 1));
+        assert_eq!(common::field(&c.value, "total"), &Value::Int(5));
     }
 
     // 1000 steps × 5 ms = 5 s if not cancelled.
@@ -494,8 +484,11 @@ async fn shutdown_leaves_no_python_behind() {
     let st = s.sp.default_pool().status().await.unwrap();
     let pids: Vec<u32> = st.workers.iter().map(|w| w.pid.expect("pid")).collect();
     assert_eq!(pids.len(), 2);
-    let marker = format!("{}={run_id}", snakepit_actors::RUN_ID_ENV);
-    assert_eq!(procs_with_env(&marker).len(), 2, "workers carry the run id");
+    assert_eq!(
+        processes_with_run_id(&run_id).len(),
+        2,
+        "workers carry the run id"
+    );
     for &pid in &pids {
         assert!(common::pid_alive(pid));
     }
@@ -503,31 +496,8 @@ async fn shutdown_leaves_no_python_behind() {
     for &pid in &pids {
         assert!(!common::pid_alive(pid), "worker {pid} survived shutdown");
     }
-    let left = procs_with_env(&marker);
+    let left = processes_with_run_id(&run_id);
     assert!(left.is_empty(), "processes of this run left: {left:?}");
-}
-
-fn procs_with_env(marker: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|&b| b == 0).any(|kv| kv == marker.as_bytes()) && common::pid_alive(pid) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 // 14a. The guide's adapter runs unchanged.
@@ -550,7 +520,7 @@ async fn reference_adapter_in_a_pool() {
         .await
         .unwrap();
     assert_eq!(
-        map_get(&pred, "prediction"),
+        common::field(&pred, "prediction"),
         &Value::List(vec![Value::Int(6)])
     );
 
@@ -564,7 +534,7 @@ async fn reference_adapter_in_a_pool() {
     for (i, c) in items.into_iter().enumerate() {
         let c = c.unwrap();
         assert_eq!(c.seq, i as u64);
-        assert_eq!(map_get(&c.value, "item"), &Value::Int(i as i64 + 1));
+        assert_eq!(common::field(&c.value, "item"), &Value::Int(i as i64 + 1));
     }
     sp.shutdown().await;
 }

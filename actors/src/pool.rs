@@ -22,9 +22,10 @@
 //! except idempotent ones, which come back here and run again elsewhere.
 
 mod messages;
+mod queue;
 mod restarts;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ pub use messages::{
     WorkerLink, WorkerStatus,
 };
 use metrics::Gauge;
+use queue::RequestQueue;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rand::Rng;
 use restarts::{Restarts, jitter};
@@ -241,9 +243,7 @@ pub struct PoolState {
     run_id: String,
     telemetry: Telemetry,
     slots: Vec<Slot>,
-    queue: VecDeque<Box<Request>>,
-    /// Queued requests that may leave the queue out of order.
-    special_queued: usize,
+    queue: RequestQueue,
     assigned: HashMap<u64, WorkerKey>,
     /// Which worker each session lives on.
     bindings: HashMap<Arc<str>, Binding>,
@@ -298,8 +298,7 @@ impl Actor for Pool {
             run_id: args.run_id,
             telemetry: args.telemetry,
             slots,
-            queue: VecDeque::new(),
-            special_queued: 0,
+            queue: RequestQueue::default(),
             assigned: HashMap::new(),
             bindings: HashMap::new(),
             children: HashMap::new(),
@@ -402,10 +401,9 @@ impl Actor for Pool {
                 state.shutdown_replies.push(reply);
                 if state.accepting {
                     state.accepting = false;
-                    for request in state.queue.drain(..) {
+                    for request in state.queue.take_all() {
                         request.sink.fail(Error::ShuttingDown);
                     }
-                    state.special_queued = 0;
                     state.queue_depth.set(0.0);
                     let wait = deadline.saturating_duration_since(Instant::now());
                     myself.send_after(wait, || PoolMessage::ShutdownDeadline);
@@ -559,7 +557,6 @@ fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Re
         });
         return;
     }
-    state.special_queued += usize::from(request.is_special());
     state.queue.push_back(request);
     pump(myself, state);
 }
@@ -587,29 +584,22 @@ fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let depth = state.config.pipeline_depth;
     let mut i = 0;
     while i < state.queue.len() {
-        if state.queue[i].sink.is_closed() {
-            let request = state.queue.remove(i).expect("index is valid");
-            state.special_queued -= usize::from(request.is_special());
+        if state.queue.get(i).sink.is_closed() {
+            state.queue.remove(i);
             continue;
         }
-        match place(state, &state.queue[i], depth) {
+        match place(state, state.queue.get(i), depth) {
             Place::Worker(key) => {
-                let request = state.queue.remove(i).expect("index is valid");
-                state.special_queued -= usize::from(request.is_special());
+                let request = state.queue.remove(i);
                 if let Err(request) = dispatch(state, key, request) {
                     // Its worker is dying: try again, the dying one excluded.
-                    state.special_queued += usize::from(request.is_special());
                     state.queue.insert(i, request);
                 }
             }
-            Place::Fail(err) => {
-                let request = state.queue.remove(i).expect("index is valid");
-                state.special_queued -= usize::from(request.is_special());
-                request.sink.fail(err);
-            }
+            Place::Fail(err) => state.queue.remove(i).sink.fail(err),
             // With no strict or nested request queued, nothing behind a
             // waiting request can go either.
-            Place::Wait if state.special_queued == 0 => break,
+            Place::Wait if !state.queue.has_special() => break,
             Place::Wait => i += 1,
         }
     }
@@ -841,9 +831,7 @@ fn least_loaded(state: &PoolState, depth: u32) -> Option<usize> {
 }
 
 fn schedule_sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
-    // Requests leave out of order (affinity, retries), so the oldest is not
-    // always in front.
-    let Some(oldest) = state.queue.iter().map(|r| r.enqueued).min() else {
+    let Some(oldest) = state.queue.oldest() else {
         return;
     };
     let wait = (oldest + state.config.queue_timeout()).saturating_duration_since(Instant::now())
@@ -855,8 +843,8 @@ fn schedule_sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
 fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let timeout = state.config.queue_timeout();
     let now = Instant::now();
-    let mut kept = VecDeque::with_capacity(state.queue.len());
-    for request in state.queue.drain(..) {
+    let mut kept = RequestQueue::default();
+    for request in state.queue.take_all() {
         let waited = now.duration_since(request.enqueued);
         if request.sink.is_closed() {
             continue;
@@ -876,7 +864,6 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
         });
     }
     state.queue = kept;
-    state.special_queued = state.queue.iter().filter(|r| r.is_special()).count();
     state.queue_depth.set(state.queue.len() as f64);
     if !state.queue.is_empty() {
         schedule_sweep(myself, state);
@@ -895,9 +882,8 @@ fn cancel(state: &mut PoolState, id: u64) {
 }
 
 fn cancel_one(state: &mut PoolState, id: u64) {
-    if let Some(pos) = state.queue.iter().position(|r| r.id == id) {
-        let request = state.queue.remove(pos).expect("position is valid");
-        state.special_queued -= usize::from(request.is_special());
+    if let Some(pos) = state.queue.position(id) {
+        let request = state.queue.remove(pos);
         RequestCancelled {
             pool: state.config.name.clone(),
             tool: request.tool.to_string(),
@@ -1165,10 +1151,9 @@ fn on_gone(
         Role::Draining => {}
     }
     if let Some(err) = degraded_error(state) {
-        for request in state.queue.drain(..) {
+        for request in state.queue.take_all() {
             request.sink.fail(err.clone());
         }
-        state.special_queued = 0;
         state.queue_depth.set(0.0);
     }
     pump(myself, state);
@@ -1214,7 +1199,6 @@ fn requeue(state: &mut PoolState, mut request: Box<Request>, failed_worker: &str
     .emit(&state.telemetry);
     request.retry = false;
     request.enqueued = Instant::now();
-    state.special_queued += usize::from(request.is_special());
     state.queue.push_front(request);
 }
 

@@ -20,6 +20,7 @@ use serde::Serialize;
 use snakepit::python_env::{self, PythonEnvConfig};
 use snakepit::{Call, Event, PoolConfig, PoolHandle, Profile, RestartPolicy, Snakepit, Telemetry};
 use snakepit::{Error, Value};
+use snakepit_actors::processes_with_run_id;
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -246,7 +247,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let shutdown_started = Instant::now();
     sp.shutdown().await;
     let shutdown_ended = Instant::now();
-    let left = snakepit_actors::reaper::processes_with_run_id(&run_id);
+    let left = processes_with_run_id(&run_id);
     // Leave no litter on the machine, whatever the count said.
     for pid in &left {
         let _ = signal(*pid, libc::SIGKILL);
@@ -678,7 +679,8 @@ async fn pick_ready(
         return None;
     }
     let pid = pids[rng.random_range(0..pids.len())];
-    has_run_id(pid, run_id).then_some(pid)
+    // Never signal a pid that was reused by a process not of this run.
+    processes_with_run_id(run_id).contains(&pid).then_some(pid)
 }
 
 fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
@@ -703,15 +705,6 @@ async fn settle(pool: &PoolHandle) -> bool {
             _ => return false,
         }
     }
-}
-
-/// Whether process `pid`'s environment holds `SNAKEPIT_RUN_ID=<run_id>`
-/// (`reaper::processes_with_run_id` answers the same for every process).
-fn has_run_id(pid: u32, run_id: &str) -> bool {
-    let entry = format!("{}={run_id}", snakepit_actors::RUN_ID_ENV);
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|env| env.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
-        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------

@@ -117,3 +117,10 @@ pub fn pid_alive(pid: u32) -> bool {
         }
     }
 }
+
+/// `value[key]` for a `dict` result; panics naming what is missing.
+pub fn field<'a>(value: &'a snakepit::Value, key: &str) -> &'a snakepit::Value {
+    value
+        .get(key)
+        .unwrap_or_else(|| panic!("no `{key}` in {value:?}"))
+}
