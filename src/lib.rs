@@ -25,8 +25,10 @@ pub mod python_env;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use snakepit_actors::ffi::{self, Ffi, FfiTarget, IntoArgs, IntoKwargs, PyStream, StreamRef};
 pub use snakepit_actors::telemetry;
 pub use snakepit_actors::{
     Affinity, Call, Chunk, Constraints, Error, Event, ExecStream, ExitStatus, HeartbeatConfig,
@@ -36,7 +38,9 @@ pub use snakepit_actors::{
     WorkerStatus,
 };
 use snakepit_actors::{RuntimeConfig, RuntimeHandle};
-pub use snakepit_proto::{ConversionError, NdArray, ObjectRef, Value};
+pub use snakepit_proto::{
+    CallbackRef, ConversionError, NdArray, ObjectRef, StreamRefValue, Temporal, TemporalKind, Value,
+};
 
 use crate::config::Config;
 use crate::python_env::PythonEnvConfig;
@@ -157,7 +161,10 @@ impl SnakepitBuilder {
             telemetry,
         )
         .await?;
-        Ok(Snakepit { runtime })
+        Ok(Snakepit {
+            runtime,
+            auto_session: Arc::default(),
+        })
     }
 }
 
@@ -170,9 +177,14 @@ fn new_run_id() -> String {
 }
 
 /// A running snakepit: pools of Python workers, ready to call.
+///
+/// It implements [`Ffi`] (call any Python function, keep objects as refs) on
+/// an auto-session of its own, created on first use; [`Snakepit::release_session`]
+/// drops its refs and the next FFI call starts a fresh one.
 #[derive(Clone)]
 pub struct Snakepit {
     runtime: RuntimeHandle,
+    auto_session: Arc<tokio::sync::Mutex<Option<Session>>>,
 }
 
 impl Snakepit {
@@ -242,6 +254,28 @@ impl Snakepit {
         self.runtime.register_host_tool(tool)
     }
 
+    /// The auto-session the runtime's own FFI calls run in, created (again)
+    /// when there is none live.
+    pub async fn auto_session(&self) -> Result<Session, Error> {
+        let mut slot = self.auto_session.lock().await;
+        if let Some(session) = slot.as_ref().filter(|s| s.is_live()) {
+            return Ok(session.clone());
+        }
+        let session = self.runtime.new_session().await?;
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Releases the auto-session (every ref its FFI calls made is dropped in
+    /// the workers); the next FFI call starts a new one.
+    pub async fn release_session(&self) -> Result<(), Error> {
+        let session = self.auto_session.lock().await.take();
+        match session {
+            Some(session) => session.release().await,
+            None => Ok(()),
+        }
+    }
+
     /// Subscribes to telemetry events.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.runtime.telemetry().subscribe()
@@ -261,6 +295,12 @@ impl Snakepit {
     /// [`shutdown`](Self::shutdown) with a chosen grace period.
     pub async fn shutdown_with_grace(&self, grace: Duration) {
         self.runtime.shutdown(grace).await;
+    }
+}
+
+impl Ffi for Snakepit {
+    fn ffi_target(&self) -> impl std::future::Future<Output = Result<FfiTarget, Error>> + Send {
+        async move { self.auto_session().await?.ffi_target().await }
     }
 }
 

@@ -146,7 +146,7 @@ async fn metrics_endpoint_counts_requests() {
     // says so, and so does the counter.
     let session = sp.session("lost").await.unwrap();
     let me = session
-        .call_on(Some("s"), Call::new("whoami"))
+        .run_on(Some("s"), Call::new("whoami"))
         .await
         .unwrap();
     let pid = i64::try_from(common::field(&me, "pid").clone()).unwrap();

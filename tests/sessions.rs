@@ -170,11 +170,11 @@ async fn strict_modes_under_contention() {
     let fail_fast = Call::new("recall")
         .kwarg("key", "k")
         .affinity(Affinity::StrictFailFast);
-    match session.call(fail_fast.clone()).await {
+    match session.run(fail_fast.clone()).await {
         Err(Error::WorkerBusy { session: s, .. }) => assert_eq!(s, session.id()),
         other => panic!("expected WorkerBusy, got {other:?}"),
     }
-    let mut stream = session.stream(fail_fast).await.unwrap();
+    let mut stream = session.run_stream(fail_fast).await.unwrap();
     match stream.next().await {
         Some(Err(Error::WorkerBusy { .. })) => {}
         other => panic!("expected WorkerBusy for the stream, got {other:?}"),
@@ -240,7 +240,7 @@ async fn a_dead_workers_session_is_unavailable_in_strict_modes() {
     kill_the_sessions_worker(&session, &mut events).await;
     for affinity in [Affinity::StrictFailFast, Affinity::StrictQueue] {
         let call = Call::new("recall").kwarg("key", "k").affinity(affinity);
-        match session.call(call).await {
+        match session.run(call).await {
             Err(Error::SessionWorkerUnavailable { session: s, .. }) => assert_eq!(s, "doomed"),
             other => panic!("{affinity:?}: expected SessionWorkerUnavailable, got {other:?}"),
         }
@@ -265,7 +265,7 @@ async fn a_dead_workers_session_is_unavailable_in_strict_modes() {
     let s2 = sp.session("restart-me").await.unwrap();
     kill_the_sessions_worker(&s2, &mut events).await;
     let fresh = s2
-        .call(
+        .run(
             Call::new("recall")
                 .kwarg("key", "k")
                 .affinity(Affinity::Hint),
@@ -484,7 +484,7 @@ async fn python_calls_host_tools_nested_and_survives_a_panic() {
     let call = Call::new("call_host")
         .kwarg("name", "validate")
         .kwarg("kwargs", Value::map([("data", payload.clone())]));
-    let echoed = s.call(call).await.unwrap();
+    let echoed = s.run(call).await.unwrap();
     assert_eq!(common::field(&echoed, "echo"), &payload);
 
     // Python -> host -> Python -> host -> Python -> host -> Python, one worker.
@@ -503,7 +503,7 @@ async fn python_calls_host_tools_nested_and_survives_a_panic() {
     let call = Call::new("call_host")
         .kwarg("name", "explode")
         .kwarg("kwargs", Value::map::<&str, Value>([]));
-    match s.call(call).await {
+    match s.run(call).await {
         Err(Error::Python(e)) => {
             assert_eq!(e.python_type, "HostToolError");
             assert!(e.message.contains("the host tool blew up"), "{}", e.message);
@@ -519,7 +519,7 @@ async fn python_calls_host_tools_nested_and_survives_a_panic() {
     let unknown = Call::new("call_host")
         .kwarg("name", "nope")
         .kwarg("kwargs", Value::map::<&str, Value>([]));
-    match s.call(unknown).await {
+    match s.run(unknown).await {
         Err(Error::Python(e)) => assert_eq!(e.python_type, "HostToolNotFound"),
         other => panic!("expected HostToolNotFound, got {other:?}"),
     }
@@ -577,7 +577,7 @@ async fn cancelling_a_call_cancels_what_its_host_tool_started() {
         .kwarg("name", "nap")
         .kwarg("kwargs", Value::map::<&str, Value>([]))
         .timeout(Duration::from_millis(400));
-    match session.call(call).await {
+    match session.run(call).await {
         Err(Error::Timeout { .. }) => {}
         other => panic!("expected Timeout, got {other:?}"),
     }

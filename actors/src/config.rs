@@ -177,6 +177,39 @@ impl HeartbeatConfig {
     }
 }
 
+/// The universal FFI every worker carries (call any Python function, keep
+/// objects as refs). See `docs/ffi-protocol.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FfiConfig {
+    /// Whether the `snakepit.ffi.*` operations are served at all. The FFI runs
+    /// any importable Python code; turn it off for pools that must run only
+    /// their adapter's tools.
+    pub enabled: bool,
+    /// Refs a session may hold in one worker; one more evicts the least
+    /// recently used.
+    pub max_refs: u32,
+    /// Drop a ref unused this long (unset: refs live until released).
+    pub ref_ttl_ms: Option<u64>,
+    /// Directories `call_helper("file.function")` loads helpers from.
+    pub helper_dirs: Vec<PathBuf>,
+    /// `fnmatch` patterns over `file.function` a helper must match (unset:
+    /// everything in `helper_dirs`).
+    pub helper_allowlist: Option<Vec<String>>,
+}
+
+impl Default for FfiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_refs: 10_000,
+            ref_ttl_ms: None,
+            helper_dirs: Vec::new(),
+            helper_allowlist: None,
+        }
+    }
+}
+
 /// One pool of Python workers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,6 +278,8 @@ pub struct PoolConfig {
     /// before it is killed (they then fail with `WorkerCrashed`, or are
     /// retried when idempotent).
     pub drain_timeout_ms: u64,
+    /// The universal FFI.
+    pub ffi: FfiConfig,
 }
 
 impl Default for PoolConfig {
@@ -276,6 +311,7 @@ impl Default for PoolConfig {
             max_requests: None,
             max_memory_mb: None,
             drain_timeout_ms: 30_000,
+            ffi: FfiConfig::default(),
         }
     }
 }
@@ -324,6 +360,9 @@ impl PoolConfig {
             return bad(
                 "worker_ttl_ms, max_requests and max_memory_mb must be at least 1 when set",
             );
+        }
+        if self.ffi.max_refs == 0 || self.ffi.ref_ttl_ms == Some(0) {
+            return bad("ffi.max_refs and ffi.ref_ttl_ms must be at least 1 when set");
         }
         Ok(())
     }

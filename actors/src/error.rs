@@ -78,6 +78,64 @@ pub enum Error {
     /// The tool raised a Python exception.
     #[error("python raised {0}")]
     Python(PythonException),
+    /// A shape mismatch recognised in a Python exception (numpy broadcasting,
+    /// a matrix product, a torch size check).
+    #[error("shape mismatch in {operation}: {shape_a:?} vs {shape_b:?} ({exception})")]
+    ShapeMismatch {
+        /// The operation, e.g. `broadcast` or `matmul`.
+        operation: String,
+        /// The first operand's shape.
+        shape_a: Vec<u64>,
+        /// The second operand's shape.
+        shape_b: Vec<u64>,
+        /// The exception as Python raised it.
+        exception: PythonException,
+    },
+    /// An out-of-memory failure recognised in a Python exception.
+    #[error("out of memory on {device}{} ({exception})", mib_suffix(*.requested_mib, *.free_mib))]
+    OutOfMemory {
+        /// Where: `cpu`, `cuda:0`, ...
+        device: String,
+        /// What the failed allocation asked for, in MiB, when Python said.
+        requested_mib: Option<f64>,
+        /// What was free, in MiB, when Python said.
+        free_mib: Option<f64>,
+        /// The exception as Python raised it.
+        exception: PythonException,
+    },
+    /// A dtype mismatch recognised in a Python exception.
+    #[error("dtype mismatch: expected {expected}, got {got} ({exception})")]
+    DtypeMismatch {
+        /// The dtype the operation wanted.
+        expected: String,
+        /// The dtype it got.
+        got: String,
+        /// The exception as Python raised it.
+        exception: PythonException,
+    },
+    /// An object ref that its worker does not hold (any more): released,
+    /// evicted by the session's `max_refs`, expired, or its worker is gone.
+    #[error("ref `{ref_id}` not found: {reason}")]
+    RefNotFound {
+        /// The ref asked for.
+        ref_id: String,
+        /// Its session.
+        session: String,
+        /// Why, as far as known.
+        reason: String,
+    },
+    /// A ref of one session used in a call of another.
+    #[error(
+        "ref `{ref_id}` belongs to session `{ref_session}`, not to the calling session `{call_session}`"
+    )]
+    SessionMismatch {
+        /// The ref.
+        ref_id: String,
+        /// The session that owns it.
+        ref_session: String,
+        /// The session of the call (empty: none).
+        call_session: String,
+    },
     /// The pool's adapter has no such tool.
     #[error("unknown tool `{tool}` in pool `{pool}`: {message}")]
     UnknownTool {
@@ -251,6 +309,15 @@ pub enum Error {
     Environment(String),
 }
 
+fn mib_suffix(requested: Option<f64>, free: Option<f64>) -> String {
+    match (requested, free) {
+        (Some(r), Some(f)) => format!(": {r:.1} MiB requested, {f:.1} MiB free"),
+        (Some(r), None) => format!(": {r:.1} MiB requested"),
+        (None, Some(f)) => format!(": {f:.1} MiB free"),
+        (None, None) => String::new(),
+    }
+}
+
 fn detail_suffix(detail: &Option<String>) -> String {
     detail
         .as_ref()
@@ -263,6 +330,11 @@ impl Error {
     pub fn outcome(&self) -> &'static str {
         match self {
             Error::Python(_) => "python_exception",
+            Error::ShapeMismatch { .. } => "shape_mismatch",
+            Error::OutOfMemory { .. } => "out_of_memory",
+            Error::DtypeMismatch { .. } => "dtype_mismatch",
+            Error::RefNotFound { .. } => "ref_not_found",
+            Error::SessionMismatch { .. } => "session_mismatch",
             Error::UnknownTool { .. } => "unknown_tool",
             Error::BadArguments { .. } => "bad_arguments",
             Error::PoolSaturated { .. } => "saturated",
@@ -301,6 +373,18 @@ impl Error {
                 tool: tool.to_string(),
                 message: err.message,
             },
+            K::BadArguments if detail(&err, "what") == Some("session_mismatch") => {
+                Error::SessionMismatch {
+                    ref_id: detail(&err, "ref_id").unwrap_or_default().to_string(),
+                    ref_session: detail(&err, "ref_session").unwrap_or_default().to_string(),
+                    call_session: detail(&err, "call_session").unwrap_or_default().to_string(),
+                }
+            }
+            K::NotFound if detail(&err, "what") == Some("ref") => Error::RefNotFound {
+                ref_id: detail(&err, "ref_id").unwrap_or_default().to_string(),
+                session: detail(&err, "session_id").unwrap_or_default().to_string(),
+                reason: err.message,
+            },
             K::BadArguments => Error::BadArguments {
                 tool: tool.to_string(),
                 parameter: (!err.parameter.is_empty()).then_some(err.parameter),
@@ -331,8 +415,66 @@ impl Error {
             | K::HostTool
             | K::NotFound
             | K::Constraint
-            | K::Timeout => Error::Python(python_exception(err)),
+            | K::Timeout => translate(python_exception_keeping(&err), &err),
         }
+    }
+
+    /// The Python exception behind this error, if it came from one.
+    pub fn python_exception(&self) -> Option<&PythonException> {
+        match self {
+            Error::Python(e)
+            | Error::ShapeMismatch { exception: e, .. }
+            | Error::OutOfMemory { exception: e, .. }
+            | Error::DtypeMismatch { exception: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn detail<'a>(err: &'a v1::Error, key: &str) -> Option<&'a str> {
+    err.details.get(key).map(String::as_str)
+}
+
+fn python_exception_keeping(err: &v1::Error) -> PythonException {
+    PythonException {
+        python_type: err.python_type.clone(),
+        message: err.message.clone(),
+        traceback: err.traceback.clone(),
+        module: err.details.get("module").cloned(),
+    }
+}
+
+/// The typed variant for a machine-learning failure the worker recognised
+/// (`details.ml_error`, with its fields parsed in Python), else `Python`.
+fn translate(exception: PythonException, err: &v1::Error) -> Error {
+    let shape = |key: &str| -> Vec<u64> {
+        detail(err, key)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|d| d.trim().parse().ok())
+            .collect()
+    };
+    let mib = |key: &str| detail(err, key).and_then(|v| v.parse::<f64>().ok());
+    let text = |key: &str| detail(err, key).unwrap_or_default().to_string();
+    match detail(err, "ml_error") {
+        Some("shape_mismatch") => Error::ShapeMismatch {
+            operation: text("operation"),
+            shape_a: shape("shape_a"),
+            shape_b: shape("shape_b"),
+            exception,
+        },
+        Some("out_of_memory") => Error::OutOfMemory {
+            device: text("device"),
+            requested_mib: mib("requested_mib"),
+            free_mib: mib("free_mib"),
+            exception,
+        },
+        Some("dtype_mismatch") => Error::DtypeMismatch {
+            expected: text("expected"),
+            got: text("got"),
+            exception,
+        },
+        _ => Error::Python(exception),
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Affinity, PoolConfig};
 use crate::connection::{Chunk, Sink};
 use crate::error::Error;
-use crate::pool::{PoolMessage, PoolStatus, Request, RequestBox, ToolIndex};
+use crate::pool::{PoolMessage, PoolStatus, RefPin, Request, RequestBox, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
@@ -313,6 +313,49 @@ impl PoolHandle {
         }
     }
 
+    /// Tells the worker holding `ref_id` (of `session`) to drop it. `Ok` when
+    /// that worker is gone too (the ref went with it) and when it no longer
+    /// had the ref.
+    pub async fn release_ref(
+        &self,
+        session: &str,
+        ref_id: &str,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let (session, ref_id) = (session.to_string(), ref_id.to_string());
+        let asked = self
+            .actor
+            .call(
+                |reply| PoolMessage::ReleaseRef {
+                    session,
+                    ref_id,
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await;
+        let answer = match asked {
+            Ok(ractor::rpc::CallResult::Success(Some(answer))) => answer,
+            Ok(ractor::rpc::CallResult::Success(None)) => return Ok(()),
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                return Err(Error::Timeout {
+                    tool: "<release ref>".into(),
+                    after: timeout,
+                });
+            }
+            _ => return Err(Error::ShuttingDown),
+        };
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result.map(|_| ()),
+            // The worker ended before it answered: the ref is gone with it.
+            Ok(Err(_)) => Ok(()),
+            Err(_) => Err(Error::Timeout {
+                tool: "<release ref>".into(),
+                after: timeout,
+            }),
+        }
+    }
+
     /// Waits until every worker has started (or one failed to).
     pub async fn wait_ready(&self) -> Result<(), Error> {
         match self.actor.call(PoolMessage::WaitReady, None).await {
@@ -341,6 +384,7 @@ impl PoolHandle {
             .as_deref()
             .filter(|s| !s.is_empty())
             .map(Arc::from);
+        let pin = pin_for_refs(&call)?;
         let execute = v1::Execute {
             tool: call.tool.clone(),
             session_id: call.session_id.unwrap_or_default(),
@@ -369,10 +413,12 @@ impl PoolHandle {
             execute,
             sink,
             enqueued: Instant::now(),
-            retry: call.idempotent,
+            // A call carrying refs can only run where they live.
+            retry: call.idempotent && pin.is_none(),
             session,
             affinity: call.affinity.unwrap_or(self.config.affinity),
             parent: call.parent,
+            pin,
         };
         self.actor
             .cast(PoolMessage::Submit(RequestBox(Box::new(request))))
@@ -385,7 +431,9 @@ impl PoolHandle {
             Ok(_) => "ok",
             Err(err) => err.outcome(),
         };
-        if let Err(Error::Python(exc)) = result {
+        if let Err(err) = result
+            && let Some(exc) = err.python_exception()
+        {
             RequestException {
                 pool: self.config.name.clone(),
                 tool: tool.to_string(),
@@ -408,6 +456,73 @@ impl PoolHandle {
             stream,
         }
         .emit(&self.telemetry);
+    }
+}
+
+/// The worker a call must run on: the one holding the refs it carries. All
+/// its refs must live on one worker and belong to the call's session.
+fn pin_for_refs(call: &Call) -> Result<Option<Box<RefPin>>, Error> {
+    let mut pin: Option<Box<RefPin>> = None;
+    let call_session = call.session_id.as_deref().unwrap_or_default();
+    let mut visit = |id: &str, session: &str| -> Result<(), Error> {
+        if session != call_session {
+            return Err(Error::SessionMismatch {
+                ref_id: id.to_string(),
+                ref_session: session.to_string(),
+                call_session: call_session.to_string(),
+            });
+        }
+        let Some((worker, _)) = id.rsplit_once('/') else {
+            return Err(Error::RefNotFound {
+                ref_id: id.to_string(),
+                session: session.to_string(),
+                reason: "not a ref id this runtime made (`worker/n`)".into(),
+            });
+        };
+        match &pin {
+            None => {
+                pin = Some(Box::new(RefPin {
+                    worker: worker.to_string(),
+                    ref_id: id.to_string(),
+                    session: session.to_string(),
+                }));
+            }
+            Some(p) if p.worker == worker => {}
+            Some(p) => {
+                return Err(Error::BadArguments {
+                    tool: call.tool.clone(),
+                    parameter: None,
+                    message: format!(
+                        "refs `{}` and `{id}` live on different workers ({} and {worker}); \
+                         one call can only use objects of one worker",
+                        p.ref_id, p.worker
+                    ),
+                });
+            }
+        }
+        Ok(())
+    };
+    for value in call.args.iter().chain(call.kwargs.iter().map(|(_, v)| v)) {
+        visit_refs(value, &mut visit)?;
+    }
+    Ok(pin)
+}
+
+fn visit_refs(
+    value: &Value,
+    visit: &mut impl FnMut(&str, &str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    match value {
+        Value::Ref(r) => visit(&r.id, &r.session_id),
+        Value::StreamRef(r) => visit(&r.id, &r.session_id),
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
+            items.iter().try_for_each(|v| visit_refs(v, visit))
+        }
+        Value::Map(entries) => entries.iter().try_for_each(|(k, v)| {
+            visit_refs(k, visit)?;
+            visit_refs(v, visit)
+        }),
+        _ => Ok(()),
     }
 }
 

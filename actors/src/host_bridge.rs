@@ -29,6 +29,9 @@ use crate::variables::{Constraints, UpdateSource, VariableError, parse_var_type}
 /// What the runtime's host calls share: the host tools, the sessions, the pools.
 pub(crate) struct HostBridge {
     pub registry: HostToolRegistry<HostCallContext>,
+    /// Rust closures handed to Python as callables (`Ffi::callback`), by
+    /// session; Python calls them as host tool `snakepit.callback.{id}`.
+    pub callbacks: HostToolRegistry<HostCallContext>,
     sessions: OnceLock<ActorRef<SessionsMessage>>,
     pools: OnceLock<Arc<BTreeMap<String, PoolHandle>>>,
     pub config: SessionsConfig,
@@ -38,6 +41,7 @@ impl HostBridge {
     pub fn new(config: SessionsConfig) -> Self {
         Self {
             registry: HostToolRegistry::new(),
+            callbacks: HostToolRegistry::new(),
             sessions: OnceLock::new(),
             pools: OnceLock::new(),
             config,
@@ -148,6 +152,12 @@ impl HostBridge {
             parent: call.parent_request_id,
             deadline: tokio::time::Instant::now() + timeout,
         };
+        if let Some(id) = call.tool.strip_prefix(crate::ffi::CALLBACK_PREFIX) {
+            return self
+                .callbacks
+                .invoke(session, id, ctx, args, false, timeout)
+                .await;
+        }
         self.registry
             .invoke(session, &call.tool, ctx, args, true, timeout)
             .await
@@ -375,13 +385,23 @@ impl HostCallContext {
     /// worker (which runs it while the caller waits); `args` as in
     /// [`Call::from_args`].
     pub async fn execute(&self, tool: &str, args: impl Into<Value>) -> Result<Value, Error> {
-        self.call(Call::from_args(tool, args.into())?).await
+        self.run(Call::from_args(tool, args.into())?).await
+    }
+
+    /// Where FFI calls made through this context go: the caller's worker.
+    pub(crate) fn ffi_target_now(&self) -> crate::ffi::FfiTarget {
+        crate::ffi::FfiTarget::nested(
+            self.session.clone(),
+            self.pool.clone(),
+            self.parent,
+            self.deadline,
+        )
     }
 
     /// Runs `call` back in Python, as [`execute`](Self::execute) does. Unless
     /// the call sets its own timeout, it gets what is left of the Python
     /// caller's wait.
-    pub async fn call(&self, mut call: Call) -> Result<Value, Error> {
+    pub async fn run(&self, mut call: Call) -> Result<Value, Error> {
         if call.timeout.is_none() {
             let left = self
                 .deadline

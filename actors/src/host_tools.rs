@@ -50,6 +50,11 @@ pub struct HostArgs {
 }
 
 impl HostArgs {
+    /// The positional and keyword arguments, taken apart.
+    pub fn into_parts(self) -> (Vec<Value>, Vec<(String, Value)>) {
+        (self.args, self.kwargs)
+    }
+
     /// No arguments.
     pub fn new() -> Self {
         Self::default()

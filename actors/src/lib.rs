@@ -28,6 +28,7 @@
 pub mod config;
 mod connection;
 pub mod error;
+pub mod ffi;
 mod handle;
 mod host_bridge;
 pub mod host_tools;
@@ -45,6 +46,7 @@ pub use config::{
 };
 pub use connection::Chunk;
 pub use error::{Error, ExitStatus, PythonException};
+pub use ffi::{Ffi, FfiTarget, IntoArgs, IntoKwargs, PyStream, StreamRef};
 pub use handle::{Call, ExecStream, PoolHandle};
 pub use host_bridge::HostCallContext;
 pub use host_tools::{HostArgs, HostTool, HostToolError};

@@ -30,16 +30,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use messages::Request;
 pub use messages::{
     PoolMessage, PoolStatus, ReleaseSent, RequestBox, SessionRelease, WorkerGone, WorkerKey,
     WorkerLink, WorkerStatus,
 };
+pub(crate) use messages::{RefPin, Request};
 use metrics::Gauge;
 use queue::RequestQueue;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use rand::Rng;
 use restarts::{Restarts, jitter};
+use snakepit_proto::Value;
 use snakepit_proto::v1::frame::Kind;
 
 use crate::config::{Affinity, PoolConfig};
@@ -374,6 +375,13 @@ impl Actor for Pool {
                     ));
                 }
             }
+            PoolMessage::ReleaseRef {
+                session,
+                ref_id,
+                reply,
+            } => {
+                let _ = reply.send(release_ref(state, &session, &ref_id));
+            }
             PoolMessage::ReleaseSession { session, reply } => {
                 let _ = reply.send(release_session(state, &session));
             }
@@ -621,6 +629,9 @@ fn place(state: &PoolState, request: &Request, depth: u32) -> Place {
         Some(slot) => Place::Worker(state.slots[slot].current.as_ref().expect("ready").key),
         None => Place::Wait,
     };
+    if let Some(pin) = &request.pin {
+        return place_pinned(state, request, pin, depth);
+    }
     if let Some(parent) = request.parent
         && let Some(key) = state.assigned.get(&parent)
         && let Some(member) = state.slots[key.slot].member(key.generation)
@@ -668,6 +679,81 @@ fn place(state: &PoolState, request: &Request, depth: u32) -> Place {
     }
 }
 
+/// Where a call carrying a ref may run: only on the worker holding it.
+fn place_pinned(state: &PoolState, request: &Request, pin: &RefPin, depth: u32) -> Place {
+    let gone = |why: String| {
+        Place::Fail(Error::RefNotFound {
+            ref_id: pin.ref_id.clone(),
+            session: pin.session.clone(),
+            reason: why,
+        })
+    };
+    let Some(member) = member_by_id(state, &pin.worker) else {
+        return gone(format!(
+            "worker {} that held it is gone (it died or was recycled), and its objects with it",
+            pin.worker
+        ));
+    };
+    if member.closed || matches!(member.state, MemberState::Draining(_)) {
+        return gone(format!(
+            "worker {} that holds it is shutting down, and its objects with it",
+            pin.worker
+        ));
+    }
+    // A nested call on its parent's worker runs while the parent waits.
+    if let Some(parent) = request.parent
+        && state.assigned.get(&parent) == Some(&member.key)
+    {
+        return Place::Worker(member.key);
+    }
+    match member.routable_limit(depth) {
+        Some(limit) if member.in_flight < limit => Place::Worker(member.key),
+        _ => Place::Wait,
+    }
+}
+
+/// The live member whose worker id is `id` (`{pool}-{slot}.{generation}`).
+fn member_by_id<'a>(state: &'a PoolState, id: &str) -> Option<&'a Member> {
+    let rest = id
+        .strip_prefix(state.config.name.as_str())?
+        .strip_prefix('-')?;
+    let (slot, generation) = rest.split_once('.')?;
+    let slot: usize = slot.parse().ok()?;
+    let generation: u64 = generation.parse().ok()?;
+    state.slots.get(slot)?.member(generation)
+}
+
+/// Tells the worker holding `ref_id` to drop it; `None` when that worker is
+/// gone (the ref went with it).
+fn release_ref(
+    state: &mut PoolState,
+    session: &str,
+    ref_id: &str,
+) -> Option<tokio::sync::oneshot::Receiver<Result<Value, Error>>> {
+    let (worker, _) = ref_id.rsplit_once('/')?;
+    let link = member_by_id(state, worker)
+        .filter(|m| !m.closed)
+        .and_then(|m| m.link().cloned())?;
+    let id = crate::handle::next_request_id();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pending = Pending {
+        tool: Arc::from("<release ref>"),
+        sink: connection::Sink::Unary(tx),
+        retry: None,
+        delivered: false,
+        done_first: true,
+    };
+    link.conn.register(id, pending).ok()?;
+    link.conn.send(connection::frame(
+        id,
+        Kind::ReleaseRef(snakepit_proto::v1::ReleaseRef {
+            session_id: session.to_string(),
+            ref_id: ref_id.to_string(),
+        }),
+    ));
+    Some(rx)
+}
+
 /// Sends `request` to worker `key`; hands it back if the worker's connection
 /// is closed (the worker is dying, and is marked so).
 fn dispatch(
@@ -693,6 +779,7 @@ fn dispatch(
         session,
         affinity,
         parent,
+        pin,
     } = *request;
     let pending = Pending {
         tool,
@@ -764,6 +851,7 @@ fn dispatch(
                 session,
                 affinity,
                 parent,
+                pin,
             }))
         }
     }

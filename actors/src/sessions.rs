@@ -277,12 +277,34 @@ impl Session {
         }
     }
 
+    /// Whether the session is still live (not released, not expired).
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.inner.owner.get_status(),
+            ractor::ActorStatus::Running
+                | ractor::ActorStatus::Starting
+                | ractor::ActorStatus::Upgrading
+        )
+    }
+
+    /// [`release`](Self::release), under the universal FFI's name: every
+    /// worker that ran the session drops its refs.
+    pub async fn release_session(&self) -> Result<(), Error> {
+        self.release().await
+    }
+
     /// The session id (what Python sees as `session_context.session_id`).
     pub fn id(&self) -> &str {
         &self.inner.id
     }
 
-    fn pool(&self, name: Option<&str>) -> Result<&PoolHandle, Error> {
+    /// The host bridge (host tools, callbacks) the session belongs to.
+    pub(crate) fn bridge(&self) -> Arc<HostBridge> {
+        self.inner.bridge.clone()
+    }
+
+    /// A pool by name, the session's default pool when `None`.
+    pub(crate) fn pool_handle(&self, name: Option<&str>) -> Result<&PoolHandle, Error> {
         let name = name.unwrap_or(&self.inner.default_pool);
         self.inner
             .pools
@@ -321,7 +343,7 @@ impl Session {
     /// Runs `tool` on the default pool in this session; `args` as in
     /// [`Call::from_args`].
     pub async fn execute(&self, tool: &str, args: impl Into<Value>) -> Result<Value, Error> {
-        self.call(Call::from_args(tool, args.into())?).await
+        self.run(Call::from_args(tool, args.into())?).await
     }
 
     /// Runs a streaming `tool` on the default pool in this session.
@@ -330,29 +352,29 @@ impl Session {
         tool: &str,
         args: impl Into<Value>,
     ) -> Result<ExecStream, Error> {
-        self.stream(Call::from_args(tool, args.into())?).await
+        self.run_stream(Call::from_args(tool, args.into())?).await
     }
 
     /// Runs `call` on the default pool in this session.
-    pub async fn call(&self, call: Call) -> Result<Value, Error> {
-        self.call_on(None, call).await
+    pub async fn run(&self, call: Call) -> Result<Value, Error> {
+        self.run_on(None, call).await
     }
 
     /// Runs `call` on pool `pool` (the default pool when `None`).
-    pub async fn call_on(&self, pool: Option<&str>, call: Call) -> Result<Value, Error> {
-        let pool = self.pool(pool)?;
+    pub async fn run_on(&self, pool: Option<&str>, call: Call) -> Result<Value, Error> {
+        let pool = self.pool_handle(pool)?;
         let call = self.prepare(pool, call).await?;
         pool.execute(call).await
     }
 
     /// Runs a streaming `call` on the default pool in this session.
-    pub async fn stream(&self, call: Call) -> Result<ExecStream, Error> {
-        self.stream_on(None, call).await
+    pub async fn run_stream(&self, call: Call) -> Result<ExecStream, Error> {
+        self.run_stream_on(None, call).await
     }
 
     /// Runs a streaming `call` on pool `pool` (the default pool when `None`).
-    pub async fn stream_on(&self, pool: Option<&str>, call: Call) -> Result<ExecStream, Error> {
-        let pool = self.pool(pool)?;
+    pub async fn run_stream_on(&self, pool: Option<&str>, call: Call) -> Result<ExecStream, Error> {
+        let pool = self.pool_handle(pool)?;
         let call = self.prepare(pool, call).await?;
         pool.execute_stream(call).await
     }

@@ -344,6 +344,25 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
     if cfg.thread_safety_check {
         argv.push("--thread-safety-check".into());
     }
+    let ffi = &cfg.ffi;
+    if ffi.enabled {
+        argv.push("--max-refs".into());
+        argv.push(ffi.max_refs.to_string().into());
+        if let Some(ttl) = ffi.ref_ttl_ms {
+            argv.push("--ref-ttl-ms".into());
+            argv.push(ttl.to_string().into());
+        }
+        for dir in &ffi.helper_dirs {
+            argv.push("--helper-dir".into());
+            argv.push(dir.clone().into());
+        }
+        for pattern in ffi.helper_allowlist.iter().flatten() {
+            argv.push("--helper-allow".into());
+            argv.push(pattern.clone().into());
+        }
+    } else {
+        argv.push("--no-ffi".into());
+    }
     for dir in &cfg.python_path {
         argv.push("--python-path".into());
         argv.push(dir.clone().into());
@@ -507,6 +526,8 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
                     session: again.session,
                     affinity: again.affinity,
                     parent: again.parent,
+                    // A pinned call is never retried elsewhere (see submit).
+                    pin: None,
                 });
             }
             _ => {

@@ -58,13 +58,30 @@ pub(crate) struct Request {
     /// For a call a host tool makes back into Python: the request whose tool
     /// is waiting; it runs on that request's worker.
     pub parent: Option<u64>,
+    /// For a call carrying an object ref: the worker holding it, where the
+    /// call must run whatever its affinity.
+    pub pin: Option<Box<RefPin>>,
+}
+
+/// The worker a call must run on because it carries a ref that worker holds.
+#[derive(Debug, Clone)]
+pub(crate) struct RefPin {
+    /// Worker id, as in the ref id (`{worker}/{n}`).
+    pub worker: String,
+    /// One ref it carries (for errors).
+    pub ref_id: String,
+    /// That ref's session.
+    pub session: String,
 }
 
 impl Request {
     /// Whether it may have to skip ahead of, or wait behind, the queue's
-    /// order: strict-affinity session calls and nested calls.
+    /// order: strict-affinity session calls, nested calls, calls pinned to
+    /// the worker holding their refs.
     pub fn is_special(&self) -> bool {
-        self.parent.is_some() || (self.session.is_some() && self.affinity.is_strict())
+        self.parent.is_some()
+            || self.pin.is_some()
+            || (self.session.is_some() && self.affinity.is_strict())
     }
 }
 
@@ -200,6 +217,18 @@ pub enum PoolMessage {
     },
     /// Look again whether a degraded pool has recovered.
     HealthCheck,
+    /// Tell the worker holding ref `ref_id` to drop it.
+    ReleaseRef {
+        /// The ref's session.
+        session: String,
+        /// The ref.
+        ref_id: String,
+        /// The worker's answer to come, or `None` when the worker is gone
+        /// (and the ref with it).
+        reply: RpcReplyPort<
+            Option<tokio::sync::oneshot::Receiver<Result<snakepit_proto::Value, Error>>>,
+        >,
+    },
     /// Forget `session` and tell its worker to drop what it holds for it.
     ReleaseSession {
         /// The session.

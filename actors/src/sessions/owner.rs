@@ -392,6 +392,7 @@ fn add_watch(
 fn start_release(myself: &ActorRef<OwnerMessage>, state: &mut OwnerState, source: ReleaseSource) {
     state.watches.clear();
     state.bridge.registry.drop_session(&state.id);
+    state.bridge.callbacks.drop_session(&state.id);
     let pools: Vec<_> = state
         .pools
         .iter()
