@@ -3,11 +3,13 @@
 //! Every Python value the bridge understands has a variant here, so ints stay
 //! ints (beyond 64 bits too), bytes stay bytes, tuples stay tuples and maps keep
 //! non-string keys. Conversions: to and from the generated `v1::Value`, from
-//! plain Rust types (`From`), into them (`TryFrom`), and to and from
-//! `serde_json::Value`.
+//! plain Rust types (`From`), into them (`TryFrom`), to and from
+//! `serde_json::Value`, and to and from a tagged JSON form that keeps every
+//! type ([`Value::to_json_tagged`], [`Value::from_json_tagged`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, Hash};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -138,11 +140,17 @@ pub struct ConversionError {
 }
 
 impl ConversionError {
-    fn new(expected: &'static str, found: &Value) -> Self {
+    /// An error whose `found` is a free description (a value out of range, a
+    /// wrong length, a missing field...) rather than a type name.
+    pub fn custom(expected: &'static str, found: impl Into<String>) -> Self {
         Self {
             expected,
-            found: found.type_name().to_string(),
+            found: found.into(),
         }
+    }
+
+    fn new(expected: &'static str, found: &Value) -> Self {
+        Self::custom(expected, found.type_name())
     }
 }
 
@@ -190,6 +198,17 @@ impl Value {
         )
     }
 
+    /// A `tuple` of the given items.
+    pub fn tuple<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Self {
+        Value::Tuple(items.into_iter().map(Into::into).collect())
+    }
+
+    /// A `set` of the given items, in the given order (duplicates are not
+    /// removed here; Python removes them on arrival).
+    pub fn set<T: Into<Value>>(items: impl IntoIterator<Item = T>) -> Self {
+        Value::Set(items.into_iter().map(Into::into).collect())
+    }
+
     /// Looks up a string key in a `dict`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
@@ -213,56 +232,371 @@ impl Value {
 
     /// A JSON rendering that never fails: types JSON lacks become tagged
     /// objects (`{"__type__": "bytes", "base64": ...}`), for display and CLIs.
+    ///
+    /// A `dict` becomes a plain JSON object when its keys are distinct strings
+    /// other than `"__type__"`, and `{"__type__": "dict", "entries": [[k, v],
+    /// ...]}` otherwise. Non-finite floats (also inside `complex`) are written
+    /// as the text `"NaN"`, `"inf"` or `"-inf"`. [`Value::from_json_tagged`]
+    /// reads it all back.
     pub fn to_json_tagged(&self) -> serde_json::Value {
         use serde_json::{Value as J, json};
         match self {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::BigInt(b) => json!({"__type__": "int", "value": b.to_string()}),
+            Value::BigInt(b) => json!({TAG: "int", "value": b.to_string()}),
             Value::Float(f) if f.is_finite() => J::from(*f),
-            Value::Float(f) => json!({"__type__": "float", "value": f.to_string()}),
+            Value::Float(f) => json!({TAG: "float", "value": f.to_string()}),
             Value::Str(s) => J::String(s.clone()),
-            Value::Bytes(b) => json!({"__type__": "bytes", "base64": b64(b)}),
+            Value::Bytes(b) => json!({TAG: "bytes", "base64": b64(b)}),
             Value::List(items) => J::Array(items.iter().map(Value::to_json_tagged).collect()),
             Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => json!({
-                "__type__": self.type_name(),
+                TAG: self.type_name(),
                 "items": items.iter().map(Value::to_json_tagged).collect::<Vec<_>>(),
             }),
-            Value::Map(entries) => {
-                if entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) {
-                    J::Object(
-                        entries
-                            .iter()
-                            .map(|(k, v)| match k {
-                                Value::Str(k) => (k.clone(), v.to_json_tagged()),
-                                _ => unreachable!("checked above"),
-                            })
-                            .collect(),
-                    )
-                } else {
-                    json!({"__type__": "dict", "entries": entries
-                        .iter()
-                        .map(|(k, v)| json!([k.to_json_tagged(), v.to_json_tagged()]))
-                        .collect::<Vec<_>>()})
-                }
-            }
+            Value::Map(entries) => map_to_json(entries),
             Value::NdArray(a) => json!({
-                "__type__": "ndarray", "dtype": a.dtype, "shape": a.shape, "base64": b64(&a.data),
+                TAG: "ndarray", "dtype": a.dtype, "shape": a.shape, "base64": b64(&a.data),
             }),
-            Value::Ref(r) => json!({
-                "__type__": "ref", "id": r.id, "session_id": r.session_id,
-                "python_type": r.type_name,
-            }),
+            Value::Ref(r) => {
+                let mut j = json!({
+                    TAG: "ref", "id": r.id, "session_id": r.session_id,
+                    "python_type": r.type_name,
+                });
+                if !r.repr.is_empty() {
+                    j["repr"] = J::String(r.repr.clone());
+                }
+                j
+            }
             Value::StreamRef(r) => json!({
-                "__type__": "stream_ref", "id": r.id, "session_id": r.session_id,
+                TAG: "stream_ref", "id": r.id, "session_id": r.session_id,
                 "python_type": r.type_name,
             }),
-            Value::Callback(c) => json!({"__type__": "callback", "id": c.id, "arity": c.arity}),
-            Value::Temporal(t) => json!({"__type__": self.type_name(), "value": t.text}),
-            Value::Complex { re, im } => json!({"__type__": "complex", "real": re, "imag": im}),
+            Value::Callback(c) => json!({TAG: "callback", "id": c.id, "arity": c.arity}),
+            Value::Temporal(t) => json!({TAG: self.type_name(), "value": t.text}),
+            Value::Complex { re, im } => {
+                json!({TAG: "complex", "real": float_to_json(*re), "imag": float_to_json(*im)})
+            }
         }
     }
+
+    /// The inverse of [`Value::to_json_tagged`]:
+    /// `from_json_tagged(v.to_json_tagged())` is `v` again, for every
+    /// variant. Plain JSON converts as
+    /// `From<serde_json::Value>` does (objects become string-keyed `dict`s,
+    /// arrays `list`s); an object with a `"__type__"` key must be one of the
+    /// tagged forms, or this fails.
+    ///
+    /// Two things do not come back as they were: an `int` tagged although it
+    /// fits in 64 bits comes back as [`Value::Int`] (as it does from the wire),
+    /// and a string-keyed `dict` comes back in the key order of
+    /// `serde_json::Map` (sorted, unless serde_json's `preserve_order` feature
+    /// is on). A `ref` or `stream_ref` without `session_id`, or a `ref`
+    /// without `repr`, reads it as empty.
+    pub fn from_json_tagged(json: serde_json::Value) -> Result<Value, ConversionError> {
+        use serde_json::Value as J;
+        match json {
+            J::Array(items) => json_items(items).map(Value::List),
+            J::Object(mut obj) => match obj.remove(TAG) {
+                None => obj
+                    .into_iter()
+                    .map(|(k, v)| Ok((Value::Str(k), Value::from_json_tagged(v)?)))
+                    .collect::<Result<_, _>>()
+                    .map(Value::Map),
+                Some(J::String(tag)) => from_tagged(&tag, obj),
+                Some(other) => Err(ConversionError::custom(
+                    KNOWN_TAG,
+                    format!("__type__ as {}", json_kind(&other)),
+                )),
+            },
+            scalar => Ok(Value::from(scalar)),
+        }
+    }
+}
+
+// ----------------------------------------------------------- tagged JSON
+
+/// The key that marks a tagged JSON object.
+const TAG: &str = "__type__";
+
+/// What an unknown tag was expected to be.
+const KNOWN_TAG: &str = "a known __type__ tag";
+
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// A `dict` as a plain object when its keys allow (distinct strings, none of
+/// them [`TAG`]), else as tagged entries.
+fn map_to_json(entries: &[(Value, Value)]) -> serde_json::Value {
+    use serde_json::{Value as J, json};
+    let tagged = || {
+        json!({TAG: "dict", "entries": entries
+            .iter()
+            .map(|(k, v)| json!([k.to_json_tagged(), v.to_json_tagged()]))
+            .collect::<Vec<_>>()})
+    };
+    if !entries
+        .iter()
+        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
+    {
+        return tagged();
+    }
+    let mut obj = JsonMap::new();
+    for (k, v) in entries {
+        let Value::Str(k) = k else {
+            unreachable!("checked above")
+        };
+        if obj.contains_key(k) {
+            return tagged();
+        }
+        obj.insert(k.clone(), v.to_json_tagged());
+    }
+    J::Object(obj)
+}
+
+/// A float as a JSON number, or as its text when JSON has no number for it.
+fn float_to_json(f: f64) -> serde_json::Value {
+    if f.is_finite() {
+        serde_json::Value::from(f)
+    } else {
+        serde_json::Value::String(f.to_string())
+    }
+}
+
+/// The JSON type of `j`, for error messages.
+fn json_kind(j: &serde_json::Value) -> &'static str {
+    use serde_json::Value as J;
+    match j {
+        J::Null => "null",
+        J::Bool(_) => "bool",
+        J::Number(_) => "number",
+        J::String(_) => "string",
+        J::Array(_) => "array",
+        J::Object(_) => "object",
+    }
+}
+
+/// The error for field `key` of a tagged object being missing or mistyped.
+fn bad_field(
+    expected: &'static str,
+    key: &str,
+    found: Option<&serde_json::Value>,
+) -> ConversionError {
+    match found {
+        None => ConversionError::custom(expected, format!("no `{key}`")),
+        Some(j) => ConversionError::custom(expected, format!("`{key}` as {}", json_kind(j))),
+    }
+}
+
+fn take_str(
+    obj: &mut JsonMap,
+    key: &str,
+    expected: &'static str,
+) -> Result<String, ConversionError> {
+    match obj.remove(key) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        other => Err(bad_field(expected, key, other.as_ref())),
+    }
+}
+
+/// Like [`take_str`], but a missing field reads as empty.
+fn take_opt_str(
+    obj: &mut JsonMap,
+    key: &str,
+    expected: &'static str,
+) -> Result<String, ConversionError> {
+    match obj.remove(key) {
+        None => Ok(String::new()),
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(other) => Err(bad_field(expected, key, Some(&other))),
+    }
+}
+
+/// A float written as a number, or as text (`"NaN"`, `"inf"`, `"-inf"`).
+fn take_float(
+    obj: &mut JsonMap,
+    key: &str,
+    expected: &'static str,
+) -> Result<f64, ConversionError> {
+    use serde_json::Value as J;
+    match obj.remove(key) {
+        Some(J::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| ConversionError::custom(expected, format!("`{key}` {n}"))),
+        Some(J::String(s)) => s
+            .parse()
+            .map_err(|_| ConversionError::custom(expected, format!("`{key}` {s:?}"))),
+        other => Err(bad_field(expected, key, other.as_ref())),
+    }
+}
+
+fn take_u64(obj: &mut JsonMap, key: &str, expected: &'static str) -> Result<u64, ConversionError> {
+    match obj.remove(key) {
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| ConversionError::custom(expected, format!("`{key}` {n}"))),
+        other => Err(bad_field(expected, key, other.as_ref())),
+    }
+}
+
+fn take_base64(
+    obj: &mut JsonMap,
+    key: &str,
+    expected: &'static str,
+) -> Result<Bytes, ConversionError> {
+    let text = take_str(obj, key, expected)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .map(Bytes::from)
+        .map_err(|e| ConversionError::custom(expected, format!("`{key}` not base64 ({e})")))
+}
+
+fn take_array(
+    obj: &mut JsonMap,
+    key: &str,
+    expected: &'static str,
+) -> Result<Vec<serde_json::Value>, ConversionError> {
+    match obj.remove(key) {
+        Some(serde_json::Value::Array(items)) => Ok(items),
+        other => Err(bad_field(expected, key, other.as_ref())),
+    }
+}
+
+fn json_items(items: Vec<serde_json::Value>) -> Result<Vec<Value>, ConversionError> {
+    items.into_iter().map(Value::from_json_tagged).collect()
+}
+
+/// The value of a tagged object, its tag already removed.
+fn from_tagged(tag: &str, mut obj: JsonMap) -> Result<Value, ConversionError> {
+    use serde_json::Value as J;
+    let obj = &mut obj;
+    Ok(match tag {
+        "int" => {
+            const EXPECTED: &str = "tagged int with decimal text `value`";
+            let text = take_str(obj, "value", EXPECTED)?;
+            match text.parse::<BigInt>() {
+                Ok(b) => Value::from(b),
+                Err(_) => {
+                    return Err(ConversionError::custom(
+                        EXPECTED,
+                        format!("`value` {text:?}"),
+                    ));
+                }
+            }
+        }
+        "float" => Value::Float(take_float(
+            obj,
+            "value",
+            "tagged float with a float `value`",
+        )?),
+        "bytes" => Value::Bytes(take_base64(
+            obj,
+            "base64",
+            "tagged bytes with base64 text `base64`",
+        )?),
+        "tuple" => Value::Tuple(json_items(take_array(
+            obj,
+            "items",
+            "tagged tuple with array `items`",
+        )?)?),
+        "set" => Value::Set(json_items(take_array(
+            obj,
+            "items",
+            "tagged set with array `items`",
+        )?)?),
+        "frozenset" => Value::FrozenSet(json_items(take_array(
+            obj,
+            "items",
+            "tagged frozenset with array `items`",
+        )?)?),
+        "dict" => {
+            const EXPECTED: &str = "tagged dict with `entries` of [key, value] pairs";
+            take_array(obj, "entries", EXPECTED)?
+                .into_iter()
+                .map(|entry| match entry {
+                    J::Array(pair) if pair.len() == 2 => {
+                        let mut pair = pair.into_iter();
+                        let (Some(k), Some(v)) = (pair.next(), pair.next()) else {
+                            unreachable!("length checked")
+                        };
+                        Ok((Value::from_json_tagged(k)?, Value::from_json_tagged(v)?))
+                    }
+                    J::Array(pair) => Err(ConversionError::custom(
+                        EXPECTED,
+                        format!("an entry of {} items", pair.len()),
+                    )),
+                    other => Err(ConversionError::custom(
+                        EXPECTED,
+                        format!("an entry as {}", json_kind(&other)),
+                    )),
+                })
+                .collect::<Result<_, _>>()
+                .map(Value::Map)?
+        }
+        "ndarray" => {
+            const EXPECTED: &str = "tagged ndarray with `dtype`, `shape` and `base64`";
+            let dtype = take_str(obj, "dtype", EXPECTED)?;
+            let shape = take_array(obj, "shape", EXPECTED)?
+                .into_iter()
+                .map(|n| {
+                    n.as_u64().ok_or_else(|| {
+                        ConversionError::custom(EXPECTED, format!("a `shape` item {n}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let data = take_base64(obj, "base64", EXPECTED)?;
+            Value::NdArray(NdArray { dtype, shape, data })
+        }
+        "ref" => {
+            const EXPECTED: &str =
+                "tagged ref with string `id`, `session_id`, `python_type`, `repr`";
+            Value::Ref(ObjectRef {
+                id: take_str(obj, "id", EXPECTED)?,
+                session_id: take_opt_str(obj, "session_id", EXPECTED)?,
+                type_name: take_str(obj, "python_type", EXPECTED)?,
+                repr: take_opt_str(obj, "repr", EXPECTED)?,
+            })
+        }
+        "stream_ref" => {
+            const EXPECTED: &str =
+                "tagged stream_ref with string `id`, `session_id`, `python_type`";
+            Value::StreamRef(StreamRefValue {
+                id: take_str(obj, "id", EXPECTED)?,
+                session_id: take_opt_str(obj, "session_id", EXPECTED)?,
+                type_name: take_str(obj, "python_type", EXPECTED)?,
+            })
+        }
+        "callback" => {
+            const EXPECTED: &str = "tagged callback with string `id` and 32-bit `arity`";
+            let id = take_str(obj, "id", EXPECTED)?;
+            let arity = take_u64(obj, "arity", EXPECTED)?;
+            let arity = u32::try_from(arity)
+                .map_err(|_| ConversionError::custom(EXPECTED, format!("`arity` {arity}")))?;
+            Value::Callback(CallbackRef { id, arity })
+        }
+        "datetime" | "date" | "time" | "timedelta" => {
+            let kind = match tag {
+                "datetime" => TemporalKind::DateTime,
+                "date" => TemporalKind::Date,
+                "time" => TemporalKind::Time,
+                _ => TemporalKind::TimeDelta,
+            };
+            let text = take_str(obj, "value", "tagged date or time with string `value`")?;
+            Value::Temporal(Temporal { kind, text })
+        }
+        "complex" => {
+            const EXPECTED: &str = "tagged complex with float `real` and `imag`";
+            Value::Complex {
+                re: take_float(obj, "real", EXPECTED)?,
+                im: take_float(obj, "imag", EXPECTED)?,
+            }
+        }
+        _ => {
+            return Err(ConversionError::custom(
+                KNOWN_TAG,
+                format!("__type__ {tag:?}"),
+            ));
+        }
+    })
 }
 
 fn b64(data: &[u8]) -> String {
@@ -507,6 +841,24 @@ impl From<ObjectRef> for Value {
     }
 }
 
+impl From<StreamRefValue> for Value {
+    fn from(v: StreamRefValue) -> Self {
+        Value::StreamRef(v)
+    }
+}
+
+impl From<CallbackRef> for Value {
+    fn from(v: CallbackRef) -> Self {
+        Value::Callback(v)
+    }
+}
+
+impl From<Temporal> for Value {
+    fn from(v: Temporal) -> Self {
+        Value::Temporal(v)
+    }
+}
+
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
@@ -520,8 +872,22 @@ impl<T: Into<Value>> From<Vec<T>> for Value {
     }
 }
 
-impl<K: Into<Value>, V: Into<Value>> From<HashMap<K, V>> for Value {
-    fn from(v: HashMap<K, V>) -> Self {
+/// A `HashSet` becomes a `set`, in the set's iteration order.
+impl<T: Into<Value>, S> From<HashSet<T, S>> for Value {
+    fn from(v: HashSet<T, S>) -> Self {
+        Value::Set(v.into_iter().map(Into::into).collect())
+    }
+}
+
+/// A `BTreeSet` becomes a `set`, in sorted order.
+impl<T: Into<Value>> From<BTreeSet<T>> for Value {
+    fn from(v: BTreeSet<T>) -> Self {
+        Value::Set(v.into_iter().map(Into::into).collect())
+    }
+}
+
+impl<K: Into<Value>, V: Into<Value>, S> From<HashMap<K, V, S>> for Value {
+    fn from(v: HashMap<K, V, S>) -> Self {
         Value::Map(v.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
@@ -575,15 +941,38 @@ impl From<serde_json::Value> for Value {
 
 // --------------------------------------------------------- into Rust types
 
-impl TryFrom<Value> for i64 {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Int(i) => Ok(i),
-            other => Err(ConversionError::new("int (64-bit)", &other)),
+macro_rules! try_from_int {
+    ($($t:ty => $expected:literal),* $(,)?) => {$(
+        /// Accepts an `int` in range: out of range or another type is an
+        #[doc = concat!("error expecting \"", $expected, "\".")]
+        impl TryFrom<Value> for $t {
+            type Error = ConversionError;
+            fn try_from(v: Value) -> Result<Self, Self::Error> {
+                match v {
+                    Value::Int(i) => <$t>::try_from(i)
+                        .map_err(|_| ConversionError::custom($expected, format!("int {i}"))),
+                    Value::BigInt(b) => <$t>::try_from(&b)
+                        .map_err(|_| ConversionError::custom($expected, format!("int {b}"))),
+                    other => Err(ConversionError::new($expected, &other)),
+                }
+            }
         }
-    }
+    )*};
 }
+try_from_int!(
+    i8 => "int fitting i8",
+    i16 => "int fitting i16",
+    i32 => "int fitting i32",
+    i64 => "int fitting i64",
+    i128 => "int fitting i128",
+    isize => "int fitting isize",
+    u8 => "int fitting u8",
+    u16 => "int fitting u16",
+    u32 => "int fitting u32",
+    u64 => "int fitting u64",
+    u128 => "int fitting u128",
+    usize => "int fitting usize",
+);
 
 impl TryFrom<Value> for BigInt {
     type Error = ConversionError;
@@ -604,6 +993,27 @@ impl TryFrom<Value> for f64 {
             Value::Float(f) => Ok(f),
             Value::Int(i) => Ok(i as f64),
             other => Err(ConversionError::new("float", &other)),
+        }
+    }
+}
+
+impl TryFrom<Value> for f32 {
+    type Error = ConversionError;
+    /// Accepts `float` and `int`, rounding to the nearest `f32`; a finite
+    /// float beyond the `f32` range is an error, not an infinity.
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        const EXPECTED: &str = "float fitting f32";
+        match v {
+            Value::Float(f) => {
+                let narrow = f as f32;
+                if narrow.is_infinite() && f.is_finite() {
+                    Err(ConversionError::custom(EXPECTED, format!("float {f:?}")))
+                } else {
+                    Ok(narrow)
+                }
+            }
+            Value::Int(i) => Ok(i as f32),
+            other => Err(ConversionError::new(EXPECTED, &other)),
         }
     }
 }
@@ -658,6 +1068,49 @@ impl TryFrom<Value> for NdArray {
     }
 }
 
+impl TryFrom<Value> for ObjectRef {
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        match v {
+            Value::Ref(r) => Ok(r),
+            other => Err(ConversionError::new("ref", &other)),
+        }
+    }
+}
+
+impl TryFrom<Value> for StreamRefValue {
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        match v {
+            Value::StreamRef(r) => Ok(r),
+            other => Err(ConversionError::new("stream_ref", &other)),
+        }
+    }
+}
+
+impl TryFrom<Value> for CallbackRef {
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        match v {
+            Value::Callback(c) => Ok(c),
+            other => Err(ConversionError::new("callback", &other)),
+        }
+    }
+}
+
+impl TryFrom<Value> for Temporal {
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        match v {
+            Value::Temporal(t) => Ok(t),
+            other => Err(ConversionError::new(
+                "datetime, date, time or timedelta",
+                &other,
+            )),
+        }
+    }
+}
+
 impl<T: TryFrom<Value, Error = ConversionError>> TryFrom<Value> for Option<T> {
     type Error = ConversionError;
     fn try_from(v: Value) -> Result<Self, Self::Error> {
@@ -668,32 +1121,127 @@ impl<T: TryFrom<Value, Error = ConversionError>> TryFrom<Value> for Option<T> {
     }
 }
 
-/// Accepts `list`, `tuple`, `set` and `frozenset`.
-impl<T: TryFrom<Value, Error = ConversionError>> TryFrom<Value> for Vec<T> {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::List(items)
-            | Value::Tuple(items)
-            | Value::Set(items)
-            | Value::FrozenSet(items) => items.into_iter().map(T::try_from).collect(),
-            other => Err(ConversionError::new("list", &other)),
+/// The items of a `list`, `tuple`, `set` or `frozenset`.
+fn sequence_items(v: Value, expected: &'static str) -> Result<Vec<Value>, ConversionError> {
+    match v {
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
+            Ok(items)
         }
+        other => Err(ConversionError::new(expected, &other)),
     }
 }
 
-impl<T: TryFrom<Value, Error = ConversionError>> TryFrom<Value> for HashMap<String, T> {
+/// Accepts `list`, `tuple`, `set` and `frozenset`. A `Vec<u8>` is a list of
+/// ints too; `bytes` converts into [`Bytes`].
+impl<T: TryFrom<Value, Error = ConversionError>> TryFrom<Value> for Vec<T> {
     type Error = ConversionError;
     fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Map(entries) => entries
-                .into_iter()
-                .map(|(k, v)| Ok((String::try_from(k)?, T::try_from(v)?)))
-                .collect(),
-            other => Err(ConversionError::new("dict", &other)),
-        }
+        sequence_items(v, "list")?
+            .into_iter()
+            .map(T::try_from)
+            .collect()
     }
 }
+
+/// Accepts `set`, `frozenset`, `list` and `tuple`; equal items collapse.
+impl<T, S> TryFrom<Value> for HashSet<T, S>
+where
+    T: TryFrom<Value, Error = ConversionError> + Hash + Eq,
+    S: BuildHasher + Default,
+{
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        sequence_items(v, "set")?
+            .into_iter()
+            .map(T::try_from)
+            .collect()
+    }
+}
+
+/// Accepts `set`, `frozenset`, `list` and `tuple`; equal items collapse.
+impl<T: TryFrom<Value, Error = ConversionError> + Ord> TryFrom<Value> for BTreeSet<T> {
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        sequence_items(v, "set")?
+            .into_iter()
+            .map(T::try_from)
+            .collect()
+    }
+}
+
+/// The entries of a `dict`, each converted.
+fn dict_entries<K, V, C>(v: Value) -> Result<C, ConversionError>
+where
+    K: TryFrom<Value, Error = ConversionError>,
+    V: TryFrom<Value, Error = ConversionError>,
+    C: FromIterator<(K, V)>,
+{
+    match v {
+        Value::Map(entries) => entries
+            .into_iter()
+            .map(|(k, v)| Ok((K::try_from(k)?, V::try_from(v)?)))
+            .collect(),
+        other => Err(ConversionError::new("dict", &other)),
+    }
+}
+
+/// Accepts a `dict` whose keys and values convert (string keys into `String`,
+/// tuple keys into tuples, ...); keys that become equal collapse, the last wins.
+impl<K, V, S> TryFrom<Value> for HashMap<K, V, S>
+where
+    K: TryFrom<Value, Error = ConversionError> + Hash + Eq,
+    V: TryFrom<Value, Error = ConversionError>,
+    S: BuildHasher + Default,
+{
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        dict_entries(v)
+    }
+}
+
+/// Accepts a `dict` whose keys and values convert; keys that become equal
+/// collapse, the last wins.
+impl<K, V> TryFrom<Value> for BTreeMap<K, V>
+where
+    K: TryFrom<Value, Error = ConversionError> + Ord,
+    V: TryFrom<Value, Error = ConversionError>,
+{
+    type Error = ConversionError;
+    fn try_from(v: Value) -> Result<Self, Self::Error> {
+        dict_entries(v)
+    }
+}
+
+macro_rules! try_from_tuple {
+    ($len:literal, $expected:literal; $($name:ident),+) => {
+        /// Accepts a `tuple` or `list` of exactly
+        #[doc = concat!($len, " items, each converted.")]
+        impl<$($name: TryFrom<Value, Error = ConversionError>),+> TryFrom<Value> for ($($name,)+) {
+            type Error = ConversionError;
+            fn try_from(v: Value) -> Result<Self, Self::Error> {
+                match v {
+                    Value::Tuple(items) | Value::List(items) if items.len() == $len => {
+                        let mut items = items.into_iter();
+                        Ok(($($name::try_from(items.next().expect("length checked"))?,)+))
+                    }
+                    Value::Tuple(items) => Err(ConversionError::custom(
+                        $expected,
+                        format!("tuple of length {}", items.len()),
+                    )),
+                    Value::List(items) => Err(ConversionError::custom(
+                        $expected,
+                        format!("list of length {}", items.len()),
+                    )),
+                    other => Err(ConversionError::new($expected, &other)),
+                }
+            }
+        }
+    };
+}
+try_from_tuple!(1, "tuple of length 1"; A);
+try_from_tuple!(2, "tuple of length 2"; A, B);
+try_from_tuple!(3, "tuple of length 3"; A, B, C);
+try_from_tuple!(4, "tuple of length 4"; A, B, C, D);
 
 impl TryFrom<Value> for serde_json::Value {
     type Error = ConversionError;
