@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod demo;
 pub mod doctor;
 pub mod exec;
+pub mod ffi;
 pub mod new;
 
 use snakepit::config::Config;

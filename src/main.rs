@@ -1,4 +1,5 @@
-//! The `snakepit` command: `demo`, `exec`, `doctor`, `bench`, `chaos` and `new`.
+//! The `snakepit` command: `demo`, `exec`, `call`, `shell`, `doctor`, `bench`,
+//! `chaos` and `new`.
 
 mod cli;
 
@@ -41,6 +42,12 @@ enum Command {
     },
     /// Run one tool and print its result as JSON (streams: one line per chunk).
     Exec(cli::exec::ExecArgs),
+    /// Call `MODULE.FUNCTION(ARG...)` through the universal FFI and print the
+    /// result as one line of tagged JSON.
+    Call(cli::ffi::CallArgs),
+    /// A JSON-lines FFI session on stdin/stdout: call, keep refs, stream
+    /// (protocol: README, "snakepit shell").
+    Shell(cli::ffi::ShellArgs),
     /// Check the Python environment and start one worker.
     Doctor {
         #[command(flatten)]
@@ -67,6 +74,8 @@ fn main() -> std::process::ExitCode {
         match args.command {
             Command::Demo { runtime, linger } => cli::demo::run(runtime, linger).await,
             Command::Exec(args) => cli::exec::run(args).await,
+            Command::Call(args) => cli::ffi::call(args).await,
+            Command::Shell(args) => cli::ffi::shell(args).await,
             Command::Doctor { runtime } => cli::doctor::run(runtime).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Chaos(args) => cli::chaos::run(args).await,
