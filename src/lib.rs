@@ -299,8 +299,8 @@ impl Snakepit {
 }
 
 impl Ffi for Snakepit {
-    fn ffi_target(&self) -> impl std::future::Future<Output = Result<FfiTarget, Error>> + Send {
-        async move { self.auto_session().await?.ffi_target().await }
+    async fn ffi_target(&self) -> Result<FfiTarget, Error> {
+        self.auto_session().await?.ffi_target().await
     }
 }
 

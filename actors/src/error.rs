@@ -89,7 +89,7 @@ pub enum Error {
         /// The second operand's shape.
         shape_b: Vec<u64>,
         /// The exception as Python raised it.
-        exception: PythonException,
+        exception: Box<PythonException>,
     },
     /// An out-of-memory failure recognised in a Python exception.
     #[error("out of memory on {device}{} ({exception})", mib_suffix(*.requested_mib, *.free_mib))]
@@ -101,7 +101,7 @@ pub enum Error {
         /// What was free, in MiB, when Python said.
         free_mib: Option<f64>,
         /// The exception as Python raised it.
-        exception: PythonException,
+        exception: Box<PythonException>,
     },
     /// A dtype mismatch recognised in a Python exception.
     #[error("dtype mismatch: expected {expected}, got {got} ({exception})")]
@@ -111,7 +111,7 @@ pub enum Error {
         /// The dtype it got.
         got: String,
         /// The exception as Python raised it.
-        exception: PythonException,
+        exception: Box<PythonException>,
     },
     /// An object ref that its worker does not hold (any more): released,
     /// evicted by the session's `max_refs`, expired, or its worker is gone.
@@ -422,8 +422,8 @@ impl Error {
     /// The Python exception behind this error, if it came from one.
     pub fn python_exception(&self) -> Option<&PythonException> {
         match self {
-            Error::Python(e)
-            | Error::ShapeMismatch { exception: e, .. }
+            Error::Python(e) => Some(e),
+            Error::ShapeMismatch { exception: e, .. }
             | Error::OutOfMemory { exception: e, .. }
             | Error::DtypeMismatch { exception: e, .. } => Some(e),
             _ => None,
@@ -446,7 +446,7 @@ fn python_exception_keeping(err: &v1::Error) -> PythonException {
 
 /// The typed variant for a machine-learning failure the worker recognised
 /// (`details.ml_error`, with its fields parsed in Python), else `Python`.
-fn translate(exception: PythonException, err: &v1::Error) -> Error {
+fn translate(python: PythonException, err: &v1::Error) -> Error {
     let shape = |key: &str| -> Vec<u64> {
         detail(err, key)
             .unwrap_or_default()
@@ -461,20 +461,20 @@ fn translate(exception: PythonException, err: &v1::Error) -> Error {
             operation: text("operation"),
             shape_a: shape("shape_a"),
             shape_b: shape("shape_b"),
-            exception,
+            exception: Box::new(python),
         },
         Some("out_of_memory") => Error::OutOfMemory {
             device: text("device"),
             requested_mib: mib("requested_mib"),
             free_mib: mib("free_mib"),
-            exception,
+            exception: Box::new(python),
         },
         Some("dtype_mismatch") => Error::DtypeMismatch {
             expected: text("expected"),
             got: text("got"),
-            exception,
+            exception: Box::new(python),
         },
-        _ => Error::Python(exception),
+        _ => Error::Python(python),
     }
 }
 

@@ -708,7 +708,10 @@ impl StreamRef {
         Ok(self.len().await? == 0)
     }
 
-    /// The remaining items as a Rust stream, fetched in batches.
+    /// The remaining items as a Rust stream, fetched in batches of 128 (one
+    /// round trip each). Items fetched but not consumed when the stream is
+    /// dropped are gone from the iterator; use [`next`](Self::next) or
+    /// [`next_batch`](Self::next_batch) to take exactly as many as needed.
     pub fn into_stream(self) -> PyStream {
         PyStream {
             inner: Inner::Pulled(Box::pin(

@@ -48,6 +48,15 @@ pub struct BenchArgs {
     /// Skip the streaming measurement.
     #[arg(long)]
     no_stream: bool,
+    /// Skip the universal FFI measurement.
+    #[arg(long)]
+    no_ffi: bool,
+    /// Calls of each kind in the FFI overhead measurement.
+    #[arg(long, default_value_t = 20_000)]
+    ffi_calls: usize,
+    /// Items of the FFI generator streaming measurement.
+    #[arg(long, default_value_t = 100_000)]
+    ffi_stream_items: u64,
     /// Chunks of the streaming measurement.
     #[arg(long, default_value_t = 200_000)]
     stream_chunks: u64,
@@ -69,6 +78,11 @@ const GOAL_LATENCY_P50_US: f64 = 60.0;
 const GOAL_THROUGHPUT_PER_S: f64 = 25_000.0;
 const GOAL_THREAD_CALLS_PER_S: f64 = 700.0;
 const GOAL_STREAM_CHUNKS_PER_S: f64 = 100_000.0;
+/// An FFI call (`operator.add(1, 2)`) may cost this much more than a plain
+/// adapter tool call doing the same (p50).
+const GOAL_FFI_OVERHEAD: f64 = 1.3;
+/// Items per second streamed from a Python generator through the FFI.
+const GOAL_FFI_STREAM_ITEMS_PER_S: f64 = 100_000.0;
 
 /// The adapter of the thread-profile and streaming measurements, written to a
 /// temporary directory at run time. Its `sleep` is one plain `time.sleep` (the
@@ -278,6 +292,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { measure(&sp, latency_calls, throughput_calls, in_flight).await })
             .await?
     };
+    let ffi = if args.no_ffi {
+        None
+    } else {
+        if !args.json {
+            eprintln!("measuring the universal FFI...");
+        }
+        let (sp2, calls, items) = (sp.clone(), args.ffi_calls, args.ffi_stream_items);
+        Some(tokio::spawn(async move { ffi_report(&sp2, calls, items).await }).await??)
+    };
     sp.shutdown().await;
     let ours = ours?;
 
@@ -458,6 +481,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
         "thread_profile": thread,
         "streaming": stream,
+        "ffi": ffi,
         "goals": {"latency_p50_us_max": GOAL_LATENCY_P50_US as u64,
                   "throughput_per_s_min": GOAL_THROUGHPUT_PER_S as u64,
                   "thread_calls_per_s_min": GOAL_THREAD_CALLS_PER_S as u64,
@@ -466,7 +490,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                   "throughput_met": ours.throughput_per_s >= GOAL_THROUGHPUT_PER_S,
                   // Null when the section was skipped.
                   "thread_met": thread_met,
-                  "stream_met": stream_met},
+                  "stream_met": stream_met,
+                  "ffi_overhead_max": GOAL_FFI_OVERHEAD,
+                  "ffi_stream_items_per_s_min": GOAL_FFI_STREAM_ITEMS_PER_S as u64,
+                  "ffi_overhead_met": ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD),
+                  "ffi_stream_met": ffi.as_ref().map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S)},
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -541,6 +569,45 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if let Some(f) = &ffi {
+        println!(
+            "\nUniversal FFI, 1 worker of {}, {} calls of each kind, interleaved\n",
+            args.workers, f.calls
+        );
+        println!("{:<48} {:>14} {:>14}", "", "latency p50", "latency p99");
+        for (name, p50, p99) in [
+            (
+                "plain tool call `add(a=1, b=2)`",
+                f.tool_p50_us,
+                f.tool_p99_us,
+            ),
+            (
+                "FFI `operator.add(1, 2)` (pool)",
+                f.ffi_p50_us,
+                f.ffi_p99_us,
+            ),
+            (
+                "FFI `operator.add(1, 2)` (Snakepit::call)",
+                f.api_p50_us,
+                f.api_p99_us,
+            ),
+        ] {
+            println!("{name:<48} {p50:>11.1} us {p99:>11.1} us");
+        }
+        println!(
+            "\nFFI vs plain tool call: {:.2}x the latency (API path {:.2}x)",
+            f.overhead, f.api_overhead
+        );
+        println!(
+            "\n{:<48} {:>9.0} /s",
+            format!("FFI stream of `range({})`, pushed", f.stream.count),
+            f.stream.per_s
+        );
+        println!(
+            "{:<48} {:>9.0} /s",
+            "FFI stream ref, next() per item (reference style)", f.next_per_item.per_s
+        );
+    }
     let verdict = |met: Option<bool>| match met {
         Some(true) => "met",
         Some(false) => "NOT met",
@@ -548,13 +615,133 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     println!(
         "\ngoals: latency p50 <= 60 us: {}; throughput >= 25,000/s: {}; \
-         thread profile >= 700 calls/s: {}; streaming >= 100,000 chunks/s: {}",
+         thread profile >= 700 calls/s: {}; streaming >= 100,000 chunks/s: {}; \
+         FFI overhead <= 1.3x: {}; FFI streaming >= 100,000 items/s: {}",
         verdict(Some(ours.latency_p50_us <= GOAL_LATENCY_P50_US)),
         verdict(Some(ours.throughput_per_s >= GOAL_THROUGHPUT_PER_S)),
         verdict(thread_met),
         verdict(stream_met),
+        verdict(ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD)),
+        verdict(
+            ffi.as_ref()
+                .map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S)
+        ),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The universal FFI against a plain tool call, and its streaming.
+#[derive(Serialize)]
+struct FfiReport {
+    calls: usize,
+    tool_p50_us: f64,
+    tool_p99_us: f64,
+    ffi_p50_us: f64,
+    ffi_p99_us: f64,
+    api_p50_us: f64,
+    api_p99_us: f64,
+    /// FFI p50 / tool p50.
+    overhead: f64,
+    /// `Snakepit::call` p50 / tool p50.
+    api_overhead: f64,
+    stream: Rate,
+    next_per_item: Rate,
+}
+
+/// Latency of `add(a=1, b=2)` (the showcase tool), of `operator.add(1, 2)`
+/// through the FFI tool on the same pool, and through `Snakepit::call` (its
+/// session), in interleaved rounds so that drift of the machine hits all
+/// three alike; then items/s of a generator streamed through the FFI, and of
+/// a stream ref drained one `next()` at a time.
+async fn ffi_report(sp: &Snakepit, calls: usize, items: u64) -> anyhow::Result<FfiReport> {
+    use snakepit::Ffi as _;
+    let pool = sp.default_pool().clone();
+    let tool = || Call::new("add").kwarg("a", 1).kwarg("b", 2);
+    let ffi = || {
+        Call::new(snakepit::ffi::ops::CALL)
+            .arg("operator")
+            .arg("add")
+            .arg(1)
+            .arg(2)
+    };
+    let (mut t_tool, mut t_ffi, mut t_api) = (Vec::new(), Vec::new(), Vec::new());
+    const ROUND: usize = 500;
+    for round in 0..(calls / ROUND).max(1) + 1 {
+        let warm = round == 0;
+        for _ in 0..ROUND {
+            let t = Instant::now();
+            pool.execute(tool()).await?;
+            if !warm {
+                t_tool.push(t.elapsed());
+            }
+        }
+        for _ in 0..ROUND {
+            let t = Instant::now();
+            let v = pool.execute(ffi()).await?;
+            if !warm {
+                t_ffi.push(t.elapsed());
+            }
+            anyhow::ensure!(v == snakepit::Value::Int(3), "operator.add(1, 2) gave {v}");
+        }
+        for _ in 0..ROUND {
+            let t = Instant::now();
+            sp.call("operator", "add", (1, 2), ()).await?;
+            if !warm {
+                t_api.push(t.elapsed());
+            }
+        }
+    }
+    for samples in [&mut t_tool, &mut t_ffi, &mut t_api] {
+        samples.sort();
+    }
+    let us = |s: &[Duration], p: f64| super::percentile(s, p).as_secs_f64() * 1e6;
+
+    let t = Instant::now();
+    let mut stream = sp.stream("builtins", "range", [items as i64], ()).await?;
+    let mut count = 0u64;
+    while let Some(item) = stream.next().await {
+        item?;
+        count += 1;
+    }
+    anyhow::ensure!(
+        count == items,
+        "the FFI stream ended after {count} of {items}"
+    );
+    let streamed = Rate::new(count, t.elapsed());
+
+    let few = (items / 20).max(1);
+    let iter: snakepit::StreamRefValue = sp
+        .call(
+            "builtins",
+            "iter",
+            [snakepit::Value::from(vec![0i64; few as usize])],
+            (),
+        )
+        .await?
+        .extract()?;
+    let iter = sp.stream_ref(&iter).await?;
+    let t = Instant::now();
+    let mut count = 0u64;
+    while iter.next().await?.is_some() {
+        count += 1;
+    }
+    let next_per_item = Rate::new(count, t.elapsed());
+    sp.release_session().await?;
+
+    let (tool_p50, ffi_p50, api_p50) = (us(&t_tool, 50.0), us(&t_ffi, 50.0), us(&t_api, 50.0));
+    Ok(FfiReport {
+        calls: t_tool.len(),
+        tool_p50_us: tool_p50,
+        tool_p99_us: us(&t_tool, 99.0),
+        ffi_p50_us: ffi_p50,
+        ffi_p99_us: us(&t_ffi, 99.0),
+        api_p50_us: api_p50,
+        api_p99_us: us(&t_api, 99.0),
+        overhead: round2(ffi_p50 / tool_p50),
+        api_overhead: round2(api_p50 / tool_p50),
+        stream: streamed,
+        next_per_item,
+    })
 }
 
 fn round2(x: f64) -> f64 {
