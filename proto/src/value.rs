@@ -847,6 +847,19 @@ impl From<StreamRefValue> for Value {
     }
 }
 
+/// A stream ref is an object ref too: its methods and attributes can be
+/// used (`close()` on a generator, say).
+impl From<StreamRefValue> for ObjectRef {
+    fn from(v: StreamRefValue) -> Self {
+        ObjectRef {
+            id: v.id,
+            session_id: v.session_id,
+            type_name: v.type_name,
+            repr: String::new(),
+        }
+    }
+}
+
 impl From<CallbackRef> for Value {
     fn from(v: CallbackRef) -> Self {
         Value::Callback(v)

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
-use snakepit::{Call, Error, Event, HostArgs, HostCallContext, HostTool, Snakepit, Value};
+use snakepit::{
+    Call, Error, Event, Ffi, HostArgs, HostCallContext, HostTool, ObjectRef, Snakepit, Value,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::RuntimeOpts;
@@ -199,7 +201,8 @@ async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
     println!("   done in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 
     kill_one(sp, tally).await?;
-    sessions(sp, tally).await
+    sessions(sp, tally).await?;
+    ffi(sp, tally).await
 }
 
 /// A session keeping state in its worker, and Python calling a Rust function.
@@ -248,6 +251,43 @@ async fn sessions(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
     );
     session.release().await?;
     println!("   released the session: its worker dropped the tally");
+    Ok(())
+}
+
+/// The universal FFI: Python functions without a tool, objects kept as refs.
+async fn ffi(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
+    println!("\n9. Any Python function, no tool needed (the universal FFI):");
+    let session = sp.new_session().await?;
+    let t = Instant::now();
+    let root = session.call("math", "sqrt", [16], ()).await;
+    tally.note(t.elapsed(), &root);
+    let rounded = session
+        .call("builtins", "round", [3.14159], [("ndigits", 2)])
+        .await?;
+    println!(
+        "   math.sqrt(16) -> {}, round(3.14159, ndigits=2) -> {}",
+        short(&root?),
+        short(&rounded)
+    );
+    let path: ObjectRef = session
+        .call("pathlib", "Path", ["/tmp/report.csv"], ())
+        .await?
+        .extract()?;
+    let name = session.attr(&path, "name").await?;
+    println!(
+        "   pathlib.Path('/tmp/report.csv') stays in Python as ref {} ({}); .name -> {}",
+        path.id,
+        path.type_name,
+        short(&name)
+    );
+    let big = session.call("builtins", "pow", [2, 100], ()).await?;
+    println!("   2 ** 100 -> {} (exact)", short(&big));
+    session.release_ref(&path).await?;
+    match session.attr(&path, "name").await {
+        Err(err @ Error::RefNotFound { .. }) => println!("   after release_ref: {err}"),
+        other => anyhow::bail!("a released ref must be gone, got {other:?}"),
+    }
+    session.release().await?;
     Ok(())
 }
 
