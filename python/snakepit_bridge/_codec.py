@@ -3,6 +3,11 @@
 Encoding dispatches on the exact type first (one dict lookup), then falls back
 to isinstance checks and caches the answer for that type. numpy is never
 imported here: an object can only be a numpy object if numpy is already loaded.
+
+The kinds the universal FFI gives meaning to (``ref``, ``stream_ref``,
+``callback``) are decoded by functions it installs with :func:`set_decoder`
+(unsupported until then), and the types it adds are encoded by encoders it
+registers with :func:`register_encoder` (see ``_ffi.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._proto import snakepit_pb2 as pb
@@ -18,14 +23,29 @@ from ._proto import snakepit_pb2 as pb
 __all__ = [
     "DecodingError",
     "EncodingError",
+    "NestingError",
     "decode",
     "decode_into_kwargs",
+    "decode_values",
     "encode",
     "encode_into",
 ]
 
 MAX_DEPTH = 100
-"""Deepest container nesting encoded or decoded (guards against cyclic containers)."""
+"""Deepest container nesting decoded."""
+
+WIRE_DEPTH = 97
+"""Protobuf message levels an encoded Value may nest (guards against cyclic containers).
+
+Decoders refuse a message nested more than 100 levels below the frame (upb in
+Python, prost on the host), and the deepest Value field sits at the fourth
+level (``Frame.execute.kwargs[k]``, ``Frame.chunk.metadata[k]``), leaving 97.
+A list, tuple or set costs two levels (``ValueList`` and the item's
+``Value``), a map three (``ValueMap``, ``MapEntry``, ``Value``): so lists nest
+at most 48 deep and maps 32. The ``depth`` the encoders pass along counts
+these levels."""
+LIST_COST = 2
+MAP_COST = 3
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
@@ -57,6 +77,12 @@ class EncodingError(TypeError):
 
 class DecodingError(EncodingError):
     """A wire value could not be turned into a Python object."""
+
+
+class NestingError(EncodingError):
+    """Containers nested deeper than protobuf lets a frame carry (see
+    :data:`WIRE_DEPTH`), or than Python's recursion limit allows, while
+    encoding: most likely a cyclic value."""
 
 
 OnUnserializable = Callable[[Any, pb.Value], None]
@@ -106,15 +132,21 @@ def _enc_complex(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
     c.imag = obj.imag
 
 
+_TOO_DEEP = (
+    f"containers nested deeper than a frame can carry ({WIRE_DEPTH // LIST_COST} levels of lists, "
+    f"{WIRE_DEPTH // MAP_COST} of maps; is the value cyclic?)"
+)
+
+
 def _enc_items(items: Any, lst: Any, depth: int, hook: OnUnserializable, index_path: bool) -> None:
-    if depth >= MAX_DEPTH:
-        raise EncodingError(f"containers nested deeper than {MAX_DEPTH} levels (is the value cyclic?)")
+    if depth + LIST_COST > WIRE_DEPTH:
+        raise NestingError(_TOO_DEEP)
     if not items:
         # An empty container still has to be present, or it reads as null.
         lst.SetInParent()
         return
     add = lst.items.add
-    depth += 1
+    depth += LIST_COST
     i = 0
     try:
         for i, item in enumerate(items):  # noqa: B007
@@ -146,13 +178,13 @@ def _enc_frozenset(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) 
 
 
 def _enc_map(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
-    if depth >= MAX_DEPTH:
-        raise EncodingError(f"containers nested deeper than {MAX_DEPTH} levels (is the value cyclic?)")
+    if depth + MAP_COST > WIRE_DEPTH:
+        raise NestingError(_TOO_DEEP)
     if not obj:
         out.map.SetInParent()
         return
     add = out.map.entries.add
-    depth += 1
+    depth += MAP_COST
     key: Any = None
     in_key = False
     try:
@@ -193,6 +225,10 @@ def _enc_ndarray(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
     np = sys.modules["numpy"]
     dtype = obj.dtype
     if dtype.hasobject or dtype.fields is not None:
+        if hook is not _raise_unserializable:
+            # No wire form: whoever supplied a hook decides (the FFI makes a ref).
+            hook(obj, out)
+            return
         raise EncodingError(
             f"cannot encode numpy array of dtype {dtype} (object and structured dtypes have no wire form)",
             python_type="numpy.ndarray",
@@ -306,7 +342,7 @@ def encode_into(
         _finish_error(e, root)
         raise
     except RecursionError:
-        raise EncodingError(f"value nested too deeply to encode at {root}", path=root) from None
+        raise NestingError(f"value nested too deeply to encode at {root}", path=root) from None
 
 
 def encode(
@@ -447,6 +483,18 @@ _DECODERS: dict[str | None, Callable[[pb.Value, int], Any]] = {
 _CONTAINERS = frozenset({"list", "tuple", "set", "frozenset", "map"})
 
 
+def register_encoder(t: type, encoder: Callable[[Any, pb.Value, int, OnUnserializable], None]) -> None:
+    """Encode objects of exactly type ``t`` with ``encoder(obj, out, depth, hook)``."""
+    _ENCODERS[t] = encoder
+
+
+def set_decoder(kind: str, decoder: Callable[[pb.Value, int], Any]) -> None:
+    """Decode values of ``kind`` (``"ref"``, ``"stream_ref"``, ``"callback"``) with ``decoder(value, depth)``."""
+    if kind not in ("ref", "stream_ref", "callback"):
+        raise ValueError(f"the decoder of {kind!r} values is built in")
+    _DECODERS[kind] = decoder
+
+
 def _dec(v: pb.Value, depth: int) -> Any:
     kind = v.WhichOneof("kind")
     if kind in _CONTAINERS:
@@ -459,6 +507,16 @@ def _dec(v: pb.Value, depth: int) -> Any:
 def decode(value: pb.Value) -> Any:
     """Return the Python object for a wire Value."""
     return _dec(value, 0)
+
+
+def decode_values(values: Iterable[pb.Value]) -> list[Any]:
+    """Decode a sequence of Values (positional arguments) into a list.
+
+    Strings and ints, the common arguments, are read inline: each call of
+    ``_dec`` costs about as much as reading the value itself."""
+    return [
+        v.str if (k := v.WhichOneof("kind")) == "str" else v.int if k == "int" else _dec(v, 0) for v in values
+    ]
 
 
 def decode_into_kwargs(kwargs: Mapping[str, pb.Value]) -> dict[str, Any]:

@@ -36,6 +36,13 @@ call in a ``ThreadSafetyChecker`` whose warnings become telemetry events.
 Every in-flight request lives in ``_Worker.registry`` until its final reply is
 claimed: whoever pops it from the registry (the executor with a result, the
 reader with a Cancel, the shutdown path) sends the one final frame.
+
+The universal FFI (``_ffi.py``, ``docs/ffi-protocol.md``): the reserved tools
+``snakepit.ffi.*`` are ``_FfiPlan`` entries in ``plans`` (unless ``--no-ffi``),
+so quick ones run inline like quick adapter tools; ``_run_ffi`` runs them with
+no adapter instance. Ref, stream-ref and callback values decode through the
+FFI in the arguments of every tool; ``current_request`` is set from before the
+arguments are decoded, as refs belong to the request's session.
 """
 
 from __future__ import annotations
@@ -61,15 +68,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from . import __version__, telemetry
-from ._codec import EncodingError, _dec, encode_into
+from . import __version__, _ffi, telemetry
+from ._codec import EncodingError, _dec, decode_values, encode_into
 from ._context import current_request, set_telemetry_sink
 from ._host_calls import HostWaiter, WatchTable, error_from_pb
+from ._ml_errors import classify
 from ._proto import snakepit_pb2 as pb
 from ._stream_chunk import StreamChunk
 from .base_adapter import _OWN_CONTEXT, BaseAdapter, ToolMetadata, _RequestScopedContext
 from .base_adapter_threaded import is_thread_safe
-from .errors import HostCallTimeout, HostToolError
+from .errors import HostCallTimeout, HostToolError, RefNotFoundError, SessionMismatchError
 from .session_context import SessionContext
 from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue
 
@@ -120,6 +128,11 @@ _NULL_VALUE_BYTES = pb.Value(null=pb.NULL_VALUE).SerializeToString()
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL_VARINTS[n]
+    # Two and three bytes without a loop: frame ids, stream seqs and sizes.
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -129,6 +142,33 @@ def _varint(n: int) -> bytes:
 
 
 _SMALL_VARINTS = [bytes([i]) for i in range(0x80)]
+
+_pack_double = struct.Struct("<d").pack
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def _scalar_value_bytes(value: Any) -> bytes | None:
+    """The serialized Value of an int, float, str or bool, written by hand (a
+    fraction of the cost of building and serializing a message); None for
+    anything else. Field numbers as in snakepit.proto: bool 2, int 3
+    (sint64), float 5, str 6."""
+    t = type(value)
+    if t is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return b"\x18" + _varint((value << 1) ^ (value >> 63))
+        return None
+    if t is str:
+        try:
+            b = value.encode()
+        except UnicodeEncodeError:  # lone surrogates: let protobuf refuse it
+            return None
+        return b"2" + _varint(len(b)) + b
+    if t is float:
+        return b")" + _pack_double(value)
+    if t is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    return None
 
 
 # ------------------------------------------------------------------ config
@@ -146,6 +186,13 @@ class WorkerConfig:
     pool: str = ""
     busy_poll_us: int = 0
     thread_safety_check: bool = False
+    # The universal FFI: whether its tools are served, the refs each session
+    # may hold, how long an unused ref lives (0: until released), helpers.
+    ffi: bool = True
+    max_refs: int = 10_000
+    ref_ttl_ms: int = 0
+    helper_dirs: tuple[str, ...] = ()
+    helper_allow: tuple[str, ...] = ()
 
     @property
     def capacity(self) -> int:
@@ -177,11 +224,44 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         help="check every tool call with a ThreadSafetyChecker; its warnings are sent as "
         f"{THREAD_SAFETY_WARNING_EVENT} telemetry events",
     )
+    p.add_argument(
+        "--max-refs",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="FFI: refs one session may hold; one more evicts the least recently used (default 10000)",
+    )
+    p.add_argument(
+        "--ref-ttl-ms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="FFI: drop a ref unused this long (default 0: never)",
+    )
+    p.add_argument(
+        "--helper-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="FFI: directory of helper files (file.py with functions; repeatable, first match wins)",
+    )
+    p.add_argument(
+        "--helper-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="FFI: fnmatch pattern over file.function a helper must match (repeatable; none: all allowed)",
+    )
+    p.add_argument("--no-ffi", action="store_true", help="do not serve the snakepit.ffi.* tools")
     ns = p.parse_args(argv)
     if ns.threads < 1:
         p.error("--threads must be at least 1")
     if ns.max_frame_bytes < 1024:
         p.error("--max-frame-bytes must be at least 1024")
+    if ns.max_refs < 1:
+        p.error("--max-refs must be at least 1")
+    if ns.ref_ttl_ms < 0:
+        p.error("--ref-ttl-ms must not be negative")
     return WorkerConfig(
         adapter=ns.adapter,
         fd=ns.fd,
@@ -193,6 +273,11 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         pool=ns.pool,
         busy_poll_us=max(0, ns.busy_poll_us),
         thread_safety_check=ns.thread_safety_check,
+        ffi=not ns.no_ffi,
+        max_refs=ns.max_refs,
+        ref_ttl_ms=ns.ref_ttl_ms,
+        helper_dirs=tuple(ns.helper_dir),
+        helper_allow=tuple(ns.helper_allow),
     )
 
 
@@ -575,6 +660,26 @@ class _ToolPlan:
         )
 
 
+class _FfiPlan:
+    """A ``snakepit.ffi.*`` operation in ``_Worker.plans``: `fast` drives the
+    inline run as for a tool; `_run` hands it to `_run_ffi`."""
+
+    __slots__ = ("name", "func", "kwargs_ok", "streams", "fast")
+
+    def __init__(self, name: str, op: Any) -> None:
+        self.name = name
+        self.func = op.func
+        self.kwargs_ok = op.kwargs_ok
+        self.streams = op.streams
+        self.fast = False
+
+
+# Passed as the kwargs of an FFI operation called without any (never mutated).
+_NO_KWARGS: dict[str, Any] = {}
+
+_Plan = typing.Union[_ToolPlan, _FfiPlan]
+
+
 # ---------------------------------------------------------------- requests
 
 
@@ -621,6 +726,11 @@ class _Request:
         """The request's metadata map (trace context and the like)."""
         return self.execute.metadata
 
+    @property
+    def session_id(self) -> str:
+        """The request's session ("" for none): refs it makes and uses belong to it."""
+        return self.execute.session_id
+
 
 class _HookScope:
     """The request scope of a release hook run on the shared instance (frame id 0)."""
@@ -633,6 +743,10 @@ class _HookScope:
     def __init__(self, shared: Any, context: Any) -> None:
         self.shared = shared
         self.context = context
+
+    @property
+    def session_id(self) -> str:
+        return self.context.session_id
 
 
 class _Cancelled(Exception):
@@ -664,9 +778,15 @@ def _clip(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters]"
 
 
+# The worker's own files: their frames leading a tool's traceback are left out.
+_INTERNAL_FILES = frozenset({__file__, _ffi.__file__})
+
+
 def _format_tb(e: BaseException) -> str:
+    """The traceback of `e` from the first frame of the tool's own code (or,
+    when it failed in the worker's or the FFI's code itself, from the last)."""
     tb = e.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _INTERNAL_FILES:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(e), e, tb))
 
@@ -693,7 +813,7 @@ def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
 
 
 class _Worker:
-    def __init__(self, config: WorkerConfig, sock: socket.socket, cls: type, plans: dict[str, _ToolPlan]) -> None:
+    def __init__(self, config: WorkerConfig, sock: socket.socket, cls: type, plans: dict[str, _Plan]) -> None:
         self.config = config
         self.sock = sock
         self.cls = cls
@@ -762,6 +882,20 @@ class _Worker:
         self.early_dropped = 0
         # Held while the worker exits: the shared instance is cleaned up once.
         self.finish_lock = threading.Lock()
+        # The universal FFI. Its ref store and decoders work even with
+        # --no-ffi (refs then are never made, callbacks still are callable).
+        self.ffi = _ffi.FfiRuntime(
+            worker_id=config.worker_id,
+            max_refs=config.max_refs,
+            ref_ttl_ms=config.ref_ttl_ms,
+            helper_dirs=config.helper_dirs,
+            helper_allow=config.helper_allow,
+            host=self,
+        )
+        _ffi.install(self.ffi)
+        if config.ffi:
+            for name, op in _ffi.OPS.items():
+                plans[name] = _FfiPlan(name, op)
         set_telemetry_sink(self._telemetry)
 
     # ------------------------------------------------------------- start/exit
@@ -899,14 +1033,25 @@ class _Worker:
         return self.frame_bytes(pb.Frame(id=fid, error=err))
 
     def exception_bytes(self, fid: int, e: BaseException) -> bytes:
+        """The Error frame for exception `e`: PYTHON_EXCEPTION, with the fields
+        of a recognised ML failure in `details`; the FFI's typed errors (refs,
+        helpers) get their own kind and details."""
         t = type(e)
+        typed = _ffi.wire_error(e)
+        if typed is not None:
+            kind, details = typed
+            return self.error_bytes(fid, kind, str(e), python_type=t.__name__, details=details)
+        details = {"module": t.__module__}
+        ml = classify(e)
+        if ml:
+            details.update(ml)
         return self.error_bytes(
             fid,
             pb.ERROR_KIND_PYTHON_EXCEPTION,
             str(e),
             python_type=t.__name__,
             tb=_format_tb(e),
-            details={"module": t.__module__},
+            details=details,
         )
 
     def _sized(self, fid: int, body: bytes) -> bytes:
@@ -919,13 +1064,18 @@ class _Worker:
             )
         return _pack_len(len(body)) + body
 
-    def result_bytes(self, fid: int, value: Any) -> bytes:
+    def result_bytes(self, fid: int, value: Any, graceful: bool = False) -> bytes:
+        """The Result frame for `value` (`graceful`: objects without a wire
+        form become refs, as FFI results do; else they are an ENCODING error)."""
         if value is None:
             vb = _NULL_VALUE_BYTES
-        else:
+        elif (vb := _scalar_value_bytes(value)) is None:  # type: ignore[assignment]
             v = pb.Value()
             try:
-                encode_into(value, v, root="result")
+                if graceful:
+                    _ffi.encode_graceful(value, v, "result")
+                else:
+                    encode_into(value, v, root="result")
             except EncodingError as e:
                 return self.error_bytes(
                     fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path}
@@ -935,10 +1085,30 @@ class _Worker:
         body = b"\x08" + _varint(fid) + b"\x1a" + _varint(len(r)) + r
         return self._sized(fid, body)
 
-    def chunk_bytes(self, fid: int, seq: int, data: Any, has_value: bool, is_final: bool, metadata: Any) -> bytes:
+    def chunk_bytes(
+        self, fid: int, seq: int, data: Any, has_value: bool, is_final: bool, metadata: Any, graceful: bool = False
+    ) -> bytes:
+        if has_value and not metadata and (vb := _scalar_value_bytes(data)) is not None:
+            # Chunk fields by hand, in field order: seq 1 (absent when 0), value 2, is_final 3.
+            cb = b"\x12" + _varint(len(vb)) + vb
+            if seq:
+                cb = b"\x08" + _varint(seq) + cb
+            if is_final:
+                cb += b"\x18\x01"
+            body = b"\x08" + _varint(fid) + b'"' + _varint(len(cb)) + cb
+            if len(body) > self.max:
+                raise _TooLarge(
+                    f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({self.max})",
+                    size=len(body),
+                    limit=self.max,
+                )
+            return _pack_len(len(body)) + body
         c = pb.Chunk(seq=seq, is_final=is_final)
         if has_value:
-            encode_into(data, c.value, root=f"chunk[{seq}]")
+            if graceful:
+                _ffi.encode_graceful(data, c.value, "chunk")
+            else:
+                encode_into(data, c.value, root=f"chunk[{seq}]")
         if metadata:
             for k, mv in metadata.items():
                 encode_into(mv, c.metadata[str(k)], root=f"chunk[{seq}].metadata[{k!r}]")
@@ -1145,10 +1315,14 @@ class _Worker:
     def _on_release_session(self, frame: pb.Frame) -> None:
         sid = frame.release_session.session_id
         self.watches.drop_session(sid)
+        self.ffi.store.release_session(sid)
         self._hook_off_the_reader(frame.id, "on_session_release", sid)
 
     def _on_release_ref(self, frame: pb.Frame) -> None:
         rr = frame.release_ref
+        # An FFI ref (if it is one: a ref unknown here is no error), then the
+        # adapter's hook for refs of its own.
+        self.ffi.store.release(rr.session_id, rr.ref_id)
         self._hook_off_the_reader(frame.id, "on_ref_release", rr.session_id, rr.ref_id)
 
     def _hook_off_the_reader(self, fid: int, name: str, *args: Any) -> None:
@@ -1228,6 +1402,7 @@ class _Worker:
         *,
         timeout: float | None,
         on_value: Callable[[pb.Value], None] | None = None,
+        graceful: bool = False,
     ) -> Any:
         """Calls host tool `tool` for `request` (the caller's _Request, or None)
         and waits for the answer; returns its value or raises what it says.
@@ -1237,7 +1412,8 @@ class _Worker:
         before the caller wakes (used to register a watch before its first update
         can arrive). Raises _Cancelled when the request is cancelled meanwhile,
         HostCallTimeout after `timeout` seconds (default: what is left of the
-        request's deadline, else _DEFAULT_HOST_CALL_TIMEOUT)."""
+        request's deadline, else _DEFAULT_HOST_CALL_TIMEOUT). `graceful`: the
+        arguments are encoded as FFI results are (a host callback's are)."""
         st: _Request | None = request if isinstance(request, _Request) and request.slot is not None else None
         if st is not None and st.cancelled:
             raise _Cancelled
@@ -1263,7 +1439,10 @@ class _Worker:
         if st is not None:
             hc.parent_request_id = st.id
         for i, a in enumerate(args):
-            encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
+            if graceful:
+                _ffi.encode_graceful(a, hc.args.add(), f"{tool}() args[{i}]")
+            else:
+                encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
         for k, v in kwargs.items():
             encode_into(v, hc.kwargs[k], root=f"{tool}() {k}")
         with self.host_lock:
@@ -1452,7 +1631,7 @@ class _Worker:
                 # As _take, and when the request is known to be quick, its
                 # inline run starts in the same critical section.
                 st: _Request | None = None
-                plan: _ToolPlan | None = None
+                plan: _Plan | None = None
                 t0 = 0.0
                 with work_lock:
                     if work and self.busy < capacity:
@@ -1503,7 +1682,7 @@ class _Worker:
         self,
         ex: _Executor,
         st: _Request,
-        plan: _ToolPlan | None,
+        plan: _Plan | None,
         loop: asyncio.AbstractEventLoop,
         pending: list[bytes],
     ) -> None:
@@ -1540,7 +1719,7 @@ class _Worker:
         self,
         ex: _Executor,
         st: _Request,
-        plan: _ToolPlan,
+        plan: _Plan,
         t0: float,
         loop: asyncio.AbstractEventLoop,
         pending: list[bytes],
@@ -1633,60 +1812,152 @@ class _Worker:
         finally:
             st.task = None
 
-    def _run(self, st: _Request, plan: _ToolPlan | None, loop: asyncio.AbstractEventLoop) -> bytes | None:
+    def _run(self, st: _Request, plan: _Plan | None, loop: asyncio.AbstractEventLoop) -> bytes | None:
         """Run one request; return its final reply frame, or None if someone else answered."""
         if st.cancelled:
             return None
         fid = st.id
         ex = st.execute
         if plan is None:
-            if self.dynamic:
+            if self.dynamic and not ex.tool.startswith(_ffi.FFI_PREFIX):
                 return self._run_dynamic(st, loop)
             if not self._claim(st):
                 return None
-            available = ", ".join(sorted(self.plans)) or "none"
+            available = ", ".join(sorted(n for n, p in self.plans.items() if type(p) is _ToolPlan)) or "none"
             return self.error_bytes(
                 fid,
                 pb.ERROR_KIND_UNKNOWN_TOOL,
                 f"unknown tool {ex.tool!r}; available tools: {available}",
                 details={"tool": ex.tool, "available": available},
             )
+        # The request is current from here on: refs in its arguments belong
+        # to its session. _lifecycle (or _run_ffi) resets it.
+        scope_token = current_request.set(st)
+        if type(plan) is _FfiPlan:
+            return self._run_ffi(st, plan, loop, scope_token)
         try:
             args, kwargs = plan.bind(ex)
         except _BadArguments as e:
+            current_request.reset(scope_token)
             if not self._claim(st):
                 return None
             return self.error_bytes(
                 fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None
             )
         except EncodingError as e:
+            current_request.reset(scope_token)
             if not self._claim(st):
                 return None
             return self.error_bytes(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
+        except (RefNotFoundError, SessionMismatchError) as e:
+            current_request.reset(scope_token)
+            if not self._claim(st):
+                return None
+            return self.exception_bytes(fid, e)
 
         if plan.plain:
             func = plan.func
-            return self._lifecycle(st, loop, lambda inst: func(inst, *args, **kwargs))
+            return self._lifecycle(st, loop, lambda inst: func(inst, *args, **kwargs), scope_token)
         attr = plan.attr
-        return self._lifecycle(st, loop, lambda inst: getattr(inst, attr)(*args, **kwargs))
+        return self._lifecycle(st, loop, lambda inst: getattr(inst, attr)(*args, **kwargs), scope_token)
 
     def _run_dynamic(self, st: _Request, loop: asyncio.AbstractEventLoop) -> bytes | None:
         ex = st.execute
+        scope_token = current_request.set(st)
         try:
             if ex.args:
                 raise _BadArguments(f"{ex.tool}() takes keyword arguments only", "")
             kwargs = {k: _dec(v, 0) for k, v in ex.kwargs.items()}
-        except (_BadArguments, EncodingError) as e:
+        except (_BadArguments, EncodingError, RefNotFoundError, SessionMismatchError) as e:
+            current_request.reset(scope_token)
             if not self._claim(st):
                 return None
+            if isinstance(e, (RefNotFoundError, SessionMismatchError)):
+                return self.exception_bytes(st.id, e)
             kind = pb.ERROR_KIND_BAD_ARGUMENTS if isinstance(e, _BadArguments) else pb.ERROR_KIND_ENCODING
             return self.error_bytes(st.id, kind, str(e))
         name = ex.tool
-        return self._lifecycle(st, loop, lambda inst: inst.execute_tool(name, kwargs, inst.session_context))
+        return self._lifecycle(
+            st, loop, lambda inst: inst.execute_tool(name, kwargs, inst.session_context), scope_token
+        )
+
+    def _run_ffi(
+        self, st: _Request, plan: _FfiPlan, loop: asyncio.AbstractEventLoop, scope_token: Any
+    ) -> bytes | None:
+        """Runs an FFI operation (no adapter instance): decodes the arguments
+        (refs resolved in the request's session), calls it, and encodes the
+        outcome gracefully, all with the request current; then resets
+        `scope_token`. `snakepit.ffi.stream` streams the items of what the
+        call returned (or answers them as one list without Execute.stream)."""
+        fid = st.id
+        ex = st.execute
+        reply: bytes | None = None
+        error: BaseException | None = None
+        streamed_seq = -1
+        try:
+            args = decode_values(ex.args)
+            if ex.kwargs:
+                if not plan.kwargs_ok:
+                    raise _ffi.FfiArgumentError(f"{plan.name} takes no keyword arguments")
+                kwargs = {k: _dec(v, 0) for k, v in ex.kwargs.items()}
+            else:
+                kwargs = _NO_KWARGS
+            outcome = plan.func(self.ffi, args, kwargs)
+            if type(outcome) is types.CoroutineType:
+                outcome = self._run_coro(st, outcome, loop)
+            if plan.streams:
+                gen = _ffi.as_generator(outcome)
+                if ex.stream:
+                    streamed_seq = self._stream(st, gen, loop, raw=True)
+                else:
+                    outcome = self._collect(st, gen, loop, raw=True)
+            if streamed_seq < 0 and not st.cancelled:
+                if ex.stream:
+                    reply = self.chunk_bytes(fid, 0, outcome, True, True, None, graceful=True)
+                else:
+                    reply = self.result_bytes(fid, outcome, graceful=True)
+        except (_Cancelled, asyncio.CancelledError) as e:
+            error = e
+        except Exception as e:
+            error = e
+        finally:
+            current_request.reset(scope_token)
+        if st.cancelled:
+            return None
+        if error is None and streamed_seq >= 0:
+            # Closing chunk: no item, needs no credit.
+            with self.wlock:
+                if not self._claim(st):
+                    return None
+            return self.chunk_bytes(fid, streamed_seq, None, False, True, None)
+        if not self._claim(st):
+            return None
+        if error is None:
+            return reply
+        if isinstance(error, (_Cancelled, asyncio.CancelledError)):
+            return self.error_bytes(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
+        if isinstance(error, _ffi.FfiArgumentError):
+            return self.error_bytes(
+                fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(error), parameter=error.parameter, details=error.details or None
+            )
+        if isinstance(error, _TooLarge):
+            return self.error_bytes(
+                fid,
+                pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
+                str(error),
+                details={"size": str(error.size), "limit": str(error.limit)},
+            )
+        if isinstance(error, EncodingError):
+            return self.error_bytes(
+                fid, pb.ERROR_KIND_ENCODING, str(error), python_type=error.python_type, details={"path": error.path}
+            )
+        return self.exception_bytes(fid, error)
 
     def _lifecycle(
-        self, st: _Request, loop: asyncio.AbstractEventLoop, call: Callable[[Any], Any]
+        self, st: _Request, loop: asyncio.AbstractEventLoop, call: Callable[[Any], Any], scope_token: Any
     ) -> bytes | None:
+        """Runs a tool: instance, initialize(), the call, cleanup(); then
+        resets `scope_token` (the request was made current by the caller)."""
         fid = st.id
         ex = st.execute
         inst: Any = None
@@ -1694,7 +1965,6 @@ class _Worker:
         error: BaseException | None = None
         streamed_seq = -1  # >= 0 once a stream ran to its end: the next seq
         shared = self.shared
-        scope_token = current_request.set(st)
         try:
             if shared is None:
                 inst = self.cls()
@@ -1827,13 +2097,18 @@ class _Worker:
         else:
             loop.run_until_complete(gen.aclose())
 
-    def _collect(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> list[Any]:
+    def _collect(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop, raw: bool = False) -> list[Any]:
+        """The generator's items as a list (`raw`: the items themselves, no
+        StreamChunk or envelope dicts understood)."""
         items: list[Any] = []
         try:
             while not st.cancelled:
                 item = self._next_item(st, gen, loop)
                 if item is _END:
                     return items
+                if raw:
+                    items.append(item)
+                    continue
                 data, final, _ = _unwrap_item(item)
                 items.append(data)
                 if final:
@@ -1842,8 +2117,11 @@ class _Worker:
         finally:
             self._close(st, gen, loop)
 
-    def _stream(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop) -> int:
-        """Send the generator's items as chunks; return the seq of the closing chunk, or -1 if none is needed."""
+    def _stream(self, st: _Request, gen: Any, loop: asyncio.AbstractEventLoop, raw: bool = False) -> int:
+        """Send the generator's items as chunks; return the seq of the closing chunk, or -1 if none is needed.
+
+        `raw` (FFI streams): each item is the data as it is (no StreamChunk or
+        envelope dicts understood), encoded gracefully."""
         cond = st.cond
         assert cond is not None
         fid = st.id
@@ -1853,14 +2131,17 @@ class _Worker:
                 item = self._next_item(st, gen, loop)
                 if item is _END:
                     return seq
-                data, final, meta = _unwrap_item(item)
+                if raw:
+                    data, final, meta = item, False, None
+                else:
+                    data, final, meta = _unwrap_item(item)
                 with cond:
                     while st.credits <= 0 and not st.cancelled:
                         cond.wait()
                     if st.cancelled:
                         raise _Cancelled
                     st.credits -= 1
-                frame = self.chunk_bytes(fid, seq, data, True, final, meta)
+                frame = self.chunk_bytes(fid, seq, data, True, final, meta, raw)
                 try:
                     with self.wlock:
                         if st.cancelled:
@@ -1918,7 +2199,7 @@ def _gil_enabled() -> bool:
     return bool(f()) if f is not None else True
 
 
-def _hello(config: WorkerConfig, plans: dict[str, _ToolPlan]) -> pb.Frame:
+def _hello(config: WorkerConfig, plans: dict[str, Any]) -> pb.Frame:
     hello = pb.Hello(
         protocol_version=PROTOCOL_VERSION,
         pid=os.getpid(),
@@ -1932,7 +2213,8 @@ def _hello(config: WorkerConfig, plans: dict[str, _ToolPlan]) -> pb.Frame:
         max_frame_bytes=config.max_frame_bytes,
     )
     for plan in plans.values():
-        hello.tools.append(plan.spec)
+        if type(plan) is _ToolPlan:  # not the FFI's operations
+            hello.tools.append(plan.spec)
     return pb.Frame(id=0, hello=hello)
 
 
@@ -2005,7 +2287,7 @@ def run(config: WorkerConfig) -> NoReturn:
         _die(EXIT_STARTUP, f"snakepit worker: fd {config.fd} is not a usable socket: {e}\n")
     try:
         cls = _load_adapter(config.adapter)
-        plans = {m.name: _ToolPlan(cls, m) for m in _tools_of(cls)}
+        plans: dict[str, _Plan] = {m.name: _ToolPlan(cls, m) for m in _tools_of(cls)}
         hello = _hello(config, plans)
     except BaseException as e:  # any start-up failure, SyntaxError and SystemExit included, is reported
         _startup_failed(sock, config, e, "failed to load adapter")

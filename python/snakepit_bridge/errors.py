@@ -9,6 +9,11 @@ catch them with the built-in exception they resemble as well.
 ``"timeout"``, ...) or one of the worker's own: ``"unavailable"`` (no host
 connection, e.g. a context built by hand in a unit test) and
 ``"payload_too_large"`` (the call would exceed the frame limit).
+
+The universal FFI (``snakepit.ffi.*``, see ``docs/ffi-protocol.md``) adds the
+exceptions of object refs (:class:`RefNotFoundError`,
+:class:`SessionMismatchError`), of helpers (:class:`HelperNotFoundError`) and
+:class:`HostError`, an exception of the host rebuilt in Python.
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "HelperNotFoundError",
     "HostCallTimeout",
+    "HostError",
     "HostToolError",
     "HostToolNotFound",
+    "RefNotFoundError",
+    "SessionMismatchError",
     "VariableConstraintError",
 ]
 
@@ -71,3 +80,56 @@ class VariableConstraintError(HostToolError, ValueError):
 
 class HostCallTimeout(HostToolError, TimeoutError):
     """The host did not answer in time, by the worker's clock or by the host's own (kind ``timeout``)."""
+
+
+class RefNotFoundError(LookupError):
+    """An object ref this worker does not hold (any more): released, evicted by
+    the session's ``--max-refs``, expired by ``--ref-ttl-ms``, or never created.
+
+    ``ref_id`` is the ref asked for, ``session_id`` the session of the call
+    that asked, ``reason`` what became of it when known (``"released"``,
+    ``"evicted"``, ``"expired"``, ``"session released"``) else ``""``.
+    """
+
+    def __init__(self, ref_id: str, session_id: str, reason: str = "") -> None:
+        how = f"{reason}" if reason else "released, evicted, expired or never created"
+        super().__init__(f"ref {ref_id!r} not found in session {session_id!r} ({how})")
+        self.ref_id = ref_id
+        self.session_id = session_id
+        self.reason = reason
+
+
+class SessionMismatchError(ValueError):
+    """A ref of session ``ref_session`` was used in a call of session ``call_session``."""
+
+    def __init__(self, ref_id: str, ref_session: str, call_session: str) -> None:
+        super().__init__(
+            f"ref {ref_id!r} belongs to session {ref_session!r}, not to the calling session {call_session!r}"
+        )
+        self.ref_id = ref_id
+        self.ref_session = ref_session
+        self.call_session = call_session
+
+
+class HelperNotFoundError(LookupError):
+    """An FFI helper (``file.function``) that is not allowed, or has no file or function."""
+
+    def __init__(self, message: str, helper: str) -> None:
+        super().__init__(message)
+        self.helper = helper
+
+
+class HostError(RuntimeError):
+    """An error of the host handed to Python: the exception ``__exit__`` of a
+    context manager driven over the FFI gets when the host's body failed with
+    something that is not a builtin Python exception. ``python_type`` is the
+    type the host named (if any), ``traceback`` the host's text of it."""
+
+    def __init__(self, message: str = "", *, python_type: str = "", traceback: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.python_type = python_type
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,3 @@
+"""FFI helper file for tests/test_ffi.py that fails to load."""
+
+raise RuntimeError("broken helper file")
