@@ -383,7 +383,8 @@ impl Error {
             K::NotFound if detail(&err, "what") == Some("ref") => Error::RefNotFound {
                 ref_id: detail(&err, "ref_id").unwrap_or_default().to_string(),
                 session: detail(&err, "session_id").unwrap_or_default().to_string(),
-                reason: err.message,
+                // `released`, `evicted by max_refs`, `expired`...; else Python's sentence.
+                reason: detail(&err, "reason").map_or(err.message.clone(), str::to_string),
             },
             K::BadArguments => Error::BadArguments {
                 tool: tool.to_string(),

@@ -255,6 +255,7 @@ async fn sessions(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
 }
 
 /// The universal FFI: Python functions without a tool, objects kept as refs.
+#[allow(clippy::approx_constant)] // 3.14159 is a number to round, not pi
 async fn ffi(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
     println!("\n9. Any Python function, no tool needed (the universal FFI):");
     let session = sp.new_session().await?;
