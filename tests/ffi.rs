@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use num_bigint::BigInt;
 use snakepit::{
-    Affinity, Call, Error, Ffi, ObjectRef, PoolConfig, Snakepit, StreamRefValue, Temporal,
-    TemporalKind, Value,
+    Affinity, Call, ConversionError, Error, Ffi, ObjectRef, PoolConfig, Snakepit, StreamRefValue,
+    Temporal, TemporalKind, Value,
 };
 
 /// A pool whose helpers come from `tests/fixtures/ffi_helpers`.
@@ -32,6 +32,24 @@ async fn start(cfg: PoolConfig) -> Snakepit {
         .expect("runtime starts")
 }
 
+/// Awaits a call that must succeed and converts its value.
+async fn ok<T: TryFrom<Value, Error = ConversionError>>(
+    call: impl std::future::Future<Output = Result<Value, Error>>,
+) -> T {
+    call.await
+        .expect("the call succeeds")
+        .extract()
+        .expect("the value converts")
+}
+
+/// The Python exception type a call failed with (panics on anything else).
+fn python_type(result: Result<Value, Error>) -> String {
+    match result {
+        Err(Error::Python(e)) => e.python_type,
+        other => panic!("expected a Python exception, got {other:?}"),
+    }
+}
+
 fn obj(v: Value) -> ObjectRef {
     v.extract().expect("an object ref")
 }
@@ -39,27 +57,17 @@ fn obj(v: Value) -> ObjectRef {
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_functions_and_reads_module_attributes() {
     let sp = start(ffi_pool(1)).await;
-    let root: f64 = sp
-        .call("math", "sqrt", [16], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let root: f64 = ok(sp.call("math", "sqrt", [16], ())).await;
     assert_eq!(root, 4.0);
     let rounded = sp
         .call("builtins", "round", [3.14159], [("ndigits", 2)])
         .await
         .unwrap();
     assert_eq!(rounded, Value::Float(3.14));
-    let pi: f64 = sp.get("math", "pi").await.unwrap().extract().unwrap();
+    let pi: f64 = ok(sp.get("math", "pi")).await;
     assert_eq!(pi, std::f64::consts::PI);
     // Dotted names reach into classes.
-    let joined: String = sp
-        .call("os.path", "join", ["/tmp", "x.txt"], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let joined: String = ok(sp.call("os.path", "join", ["/tmp", "x.txt"], ())).await;
     assert_eq!(joined, "/tmp/x.txt");
 
     let digest = sp
@@ -75,14 +83,14 @@ async fn calls_functions_and_reads_module_attributes() {
     assert_eq!(hex, "900150983cd24fb0d6963f7d28e17f72");
 
     // Bad input: every failure is typed and names the culprit.
-    match sp.call("no_such_module_xyz", "f", (), ()).await {
-        Err(Error::Python(e)) => assert_eq!(e.python_type, "ModuleNotFoundError"),
-        other => panic!("expected ModuleNotFoundError, got {other:?}"),
-    }
-    match sp.call("math", "no_such_function", (), ()).await {
-        Err(Error::Python(e)) => assert_eq!(e.python_type, "AttributeError"),
-        other => panic!("expected AttributeError, got {other:?}"),
-    }
+    assert_eq!(
+        python_type(sp.call("no_such_module_xyz", "f", (), ()).await),
+        "ModuleNotFoundError"
+    );
+    assert_eq!(
+        python_type(sp.call("math", "no_such_function", (), ()).await),
+        "AttributeError"
+    );
     match sp.call("math", "sqrt", ["sixteen"], ()).await {
         Err(Error::Python(e)) => {
             assert_eq!(e.python_type, "TypeError");
@@ -90,10 +98,10 @@ async fn calls_functions_and_reads_module_attributes() {
         }
         other => panic!("expected TypeError, got {other:?}"),
     }
-    match sp.call("math", "sqrt", [-1], ()).await {
-        Err(Error::Python(e)) => assert_eq!(e.python_type, "ValueError"),
-        other => panic!("expected ValueError, got {other:?}"),
-    }
+    assert_eq!(
+        python_type(sp.call("math", "sqrt", [-1], ()).await),
+        "ValueError"
+    );
     sp.shutdown().await;
 }
 
@@ -107,12 +115,7 @@ async fn objects_stay_in_python_as_refs() {
         .unwrap());
     assert_eq!(path.session_id, session.id());
     assert!(path.type_name.ends_with("Path"), "{}", path.type_name);
-    let name: String = session
-        .attr(&path, "name")
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let name: String = ok(session.attr(&path, "name")).await;
     assert_eq!(name, "x.txt");
     let parent = obj(session.attr(&path, "parent").await.unwrap());
     assert_ne!(parent.id, path.id);
@@ -131,7 +134,7 @@ async fn objects_stay_in_python_as_refs() {
         .await
         .unwrap());
     session.set_attr(&ns, "b", "two").await.unwrap();
-    let b: String = session.attr(&ns, "b").await.unwrap().extract().unwrap();
+    let b: String = ok(session.attr(&ns, "b")).await;
     assert_eq!(b, "two");
 
     // Containers cross; only their unserialisable leaves become refs, and
@@ -243,19 +246,9 @@ async fn values_keep_their_python_types_both_ways() {
             .unwrap();
         assert_eq!(back, case, "round trip of {case}");
     }
-    let exact: BigInt = sp
-        .call("builtins", "pow", [10, 30], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let exact: BigInt = ok(sp.call("builtins", "pow", [10, 30], ())).await;
     assert_eq!(exact, big);
-    let nan: f64 = sp
-        .call("builtins", "float", ["nan"], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let nan: f64 = ok(sp.call("builtins", "float", ["nan"], ())).await;
     assert!(nan.is_nan());
     // str and bytes are never confused.
     let kinds = sp
@@ -273,13 +266,10 @@ async fn values_keep_their_python_types_both_ways() {
         kinds,
         Value::List(vec!["list".into(), "bytes".into(), "str".into()])
     );
-    let bytes: Vec<u8> = sp
-        .call("builtins", "bytes", [vec![0, 1, 2, 128, 255]], ())
-        .await
-        .unwrap()
-        .extract::<bytes::Bytes>()
-        .unwrap()
-        .to_vec();
+    let bytes: Vec<u8> =
+        ok::<bytes::Bytes>(sp.call("builtins", "bytes", [vec![0, 1, 2, 128, 255]], ()))
+            .await
+            .to_vec();
     assert_eq!(bytes, vec![0, 1, 2, 128, 255]);
     // Dicts with tuple keys arrive as such.
     let keyed = sp
@@ -301,12 +291,8 @@ async fn values_keep_their_python_types_both_ways() {
             Value::from("pair")
         )])
     );
-    let typed: HashMap<String, i64> = sp
-        .call("builtins", "dict", (), [("a", 1), ("b", 2)])
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let typed: HashMap<String, i64> =
+        ok(sp.call("builtins", "dict", (), [("a", 1), ("b", 2)])).await;
     assert_eq!(typed, HashMap::from([("a".into(), 1), ("b".into(), 2)]));
     // numpy: scalars as numbers, arrays with dtype and shape.
     let np = sp
@@ -339,12 +325,7 @@ async fn values_keep_their_python_types_both_ways() {
 async fn generators_stream_natively_and_as_stream_refs() {
     let sp = start(ffi_pool(1)).await;
     // A stream ref: items on demand, continuing where the last take ended.
-    let counter: StreamRefValue = sp
-        .call("itertools", "count", [1], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let counter: StreamRefValue = ok(sp.call("itertools", "count", [1], ())).await;
     let stream = sp.stream_ref(&counter).await.unwrap();
     let first: Vec<i64> = stream
         .clone()
@@ -371,12 +352,7 @@ async fn generators_stream_natively_and_as_stream_refs() {
     assert!(next.windows(2).all(|w| w[1] == w[0] + 1), "{next:?}");
 
     // Exact continuation with next(): take 5, then the next 5 from 6.
-    let fresh: StreamRefValue = sp
-        .call("itertools", "count", [1], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let fresh: StreamRefValue = ok(sp.call("itertools", "count", [1], ())).await;
     let fresh = sp.stream_ref(&fresh).await.unwrap();
     let a: Vec<i64> = fresh
         .next_batch(5)
@@ -395,12 +371,7 @@ async fn generators_stream_natively_and_as_stream_refs() {
     assert_eq!((a, b), (vec![1, 2, 3, 4, 5], vec![6, 7, 8, 9, 10]));
 
     // A finite iterator ends; len() works where Python has one.
-    let listed: StreamRefValue = sp
-        .call("builtins", "iter", [vec![1, 2, 3]], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let listed: StreamRefValue = ok(sp.call("builtins", "iter", [vec![1, 2, 3]], ())).await;
     let listed = sp.stream_ref(&listed).await.unwrap();
     let all: Vec<Value> = listed
         .clone()
@@ -434,12 +405,7 @@ async fn generators_stream_natively_and_as_stream_refs() {
         assert_eq!(endless.next().await.unwrap().unwrap(), Value::Int(want));
     }
     drop(endless);
-    let root: f64 = sp
-        .call("math", "sqrt", [9], ())
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let root: f64 = ok(sp.call("math", "sqrt", [9], ())).await;
     assert_eq!(root, 3.0);
     sp.shutdown().await;
 }
@@ -460,7 +426,7 @@ async fn context_managers_always_exit_with_the_real_exception() {
         .await
         .unwrap();
     assert_eq!(written, Some(Value::Int(7)));
-    let closed: bool = sp.attr(&file, "closed").await.unwrap().extract().unwrap();
+    let closed: bool = ok(sp.attr(&file, "closed")).await;
     assert!(closed, "__exit__ closed the file");
     assert_eq!(std::fs::read_to_string(&file_path).unwrap(), "content");
 
@@ -477,19 +443,9 @@ async fn context_managers_always_exit_with_the_real_exception() {
         Err(Error::Python(e)) => assert_eq!(e.python_type, "ValueError"),
         other => panic!("the body's error comes back, got {other:?}"),
     }
-    let seen: String = sp
-        .attr(&recorder, "exit_type")
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let seen: String = ok(sp.attr(&recorder, "exit_type")).await;
     assert_eq!(seen, "ValueError");
-    let message: String = sp
-        .attr(&recorder, "exit_message")
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let message: String = ok(sp.attr(&recorder, "exit_message")).await;
     assert!(message.contains("math domain error"), "{message}");
 
     // A host-side failure arrives as HostError; a suppressing __exit__ wins.
@@ -504,12 +460,7 @@ async fn context_managers_always_exit_with_the_real_exception() {
         .await
         .unwrap();
     assert_eq!(out, None);
-    let seen: String = sp
-        .attr(&suppressing, "exit_type")
-        .await
-        .unwrap()
-        .extract()
-        .unwrap();
+    let seen: String = ok(sp.attr(&suppressing, "exit_type")).await;
     assert_eq!(seen, "HostError");
     sp.shutdown().await;
 }
@@ -604,12 +555,7 @@ async fn calls_carrying_a_ref_go_to_the_worker_holding_it() {
     // Unpinned calls of the busy session spread over both workers meanwhile.
     let mut pids = std::collections::HashSet::new();
     for _ in 0..20 {
-        let pid: i64 = busy
-            .call_helper("fidelity.pid", (), ())
-            .await
-            .unwrap()
-            .extract()
-            .unwrap();
+        let pid: i64 = ok(busy.call_helper("fidelity.pid", (), ())).await;
         pids.insert(pid);
     }
     assert!(!pids.is_empty());

@@ -734,24 +734,32 @@ fn release_ref(
     let link = member_by_id(state, worker)
         .filter(|m| !m.closed)
         .and_then(|m| m.link().cloned())?;
+    let kind = Kind::ReleaseRef(snakepit_proto::v1::ReleaseRef {
+        session_id: session.to_string(),
+        ref_id: ref_id.to_string(),
+    });
+    send_release(&link, "<release ref>", kind).map(|(_, rx)| rx)
+}
+
+/// Sends a release frame (`kind`) to a worker as an exchange of its own;
+/// its id and the answer to come, or `None` when the connection is closed.
+fn send_release(
+    link: &WorkerLink,
+    what: &str,
+    kind: Kind,
+) -> Option<(u64, tokio::sync::oneshot::Receiver<Result<Value, Error>>)> {
     let id = crate::handle::next_request_id();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let pending = Pending {
-        tool: Arc::from("<release ref>"),
+        tool: Arc::from(what),
         sink: connection::Sink::Unary(tx),
         retry: None,
         delivered: false,
         done_first: true,
     };
     link.conn.register(id, pending).ok()?;
-    link.conn.send(connection::frame(
-        id,
-        Kind::ReleaseRef(snakepit_proto::v1::ReleaseRef {
-            session_id: session.to_string(),
-            ref_id: ref_id.to_string(),
-        }),
-    ));
-    Some(rx)
+    link.conn.send(connection::frame(id, kind));
+    Some((id, rx))
 }
 
 /// Sends `request` to worker `key`; hands it back if the worker's connection
@@ -873,25 +881,13 @@ fn release_session(state: &mut PoolState, session: &str) -> SessionRelease {
             release.gone.push(worker);
             continue;
         };
-        let id = crate::handle::next_request_id();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let pending = Pending {
-            tool: Arc::from("<release session>"),
-            sink: connection::Sink::Unary(tx),
-            retry: None,
-            delivered: false,
-            done_first: true,
-        };
-        if link.conn.register(id, pending).is_err() {
+        let kind = Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
+            session_id: session.to_string(),
+        });
+        let Some((id, rx)) = send_release(&link, "<release session>", kind) else {
             release.gone.push(worker);
             continue;
-        }
-        link.conn.send(connection::frame(
-            id,
-            Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
-                session_id: session.to_string(),
-            }),
-        ));
+        };
         release.sent.push(ReleaseSent {
             worker,
             id,

@@ -1054,6 +1054,27 @@ class _Worker:
             details=details,
         )
 
+    def failure_bytes(self, fid: int, error: BaseException) -> bytes:
+        """The Error frame for a request that ended in `error`."""
+        if isinstance(error, (_Cancelled, asyncio.CancelledError)):
+            return self.error_bytes(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
+        if isinstance(error, _ffi.FfiArgumentError):
+            return self.error_bytes(
+                fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(error), parameter=error.parameter, details=error.details or None
+            )
+        if isinstance(error, _TooLarge):
+            return self.error_bytes(
+                fid,
+                pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
+                str(error),
+                details={"size": str(error.size), "limit": str(error.limit)},
+            )
+        if isinstance(error, EncodingError):
+            return self.error_bytes(
+                fid, pb.ERROR_KIND_ENCODING, str(error), python_type=error.python_type, details={"path": error.path}
+            )
+        return self.exception_bytes(fid, error)
+
     def _sized(self, fid: int, body: bytes) -> bytes:
         if len(body) > self.max:
             return self.error_bytes(
@@ -1934,24 +1955,7 @@ class _Worker:
             return None
         if error is None:
             return reply
-        if isinstance(error, (_Cancelled, asyncio.CancelledError)):
-            return self.error_bytes(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
-        if isinstance(error, _ffi.FfiArgumentError):
-            return self.error_bytes(
-                fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(error), parameter=error.parameter, details=error.details or None
-            )
-        if isinstance(error, _TooLarge):
-            return self.error_bytes(
-                fid,
-                pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
-                str(error),
-                details={"size": str(error.size), "limit": str(error.limit)},
-            )
-        if isinstance(error, EncodingError):
-            return self.error_bytes(
-                fid, pb.ERROR_KIND_ENCODING, str(error), python_type=error.python_type, details={"path": error.path}
-            )
-        return self.exception_bytes(fid, error)
+        return self.failure_bytes(fid, error)
 
     def _lifecycle(
         self, st: _Request, loop: asyncio.AbstractEventLoop, call: Callable[[Any], Any], scope_token: Any
@@ -2023,20 +2027,7 @@ class _Worker:
         if error is not None:
             if not self._claim(st):
                 return None
-            if isinstance(error, (_Cancelled, asyncio.CancelledError)):
-                return self.error_bytes(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
-            if isinstance(error, _TooLarge):
-                return self.error_bytes(
-                    fid,
-                    pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
-                    str(error),
-                    details={"size": str(error.size), "limit": str(error.limit)},
-                )
-            if isinstance(error, EncodingError):
-                return self.error_bytes(
-                    fid, pb.ERROR_KIND_ENCODING, str(error), python_type=error.python_type, details={"path": error.path}
-                )
-            return self.exception_bytes(fid, error)
+            return self.failure_bytes(fid, error)
         if streamed_seq >= 0:
             # Closing chunk: no item, needs no credit.
             with self.wlock:
