@@ -667,3 +667,96 @@ async fn a_pool_with_the_ffi_off_refuses_it() {
     assert_eq!(sum, Value::Int(5));
     sp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_that_give_up_huge_payloads_and_dying_workers_are_typed() {
+    let mut cfg = ffi_pool(1);
+    cfg.max_frame_bytes = 64 * 1024;
+    let sp = start(cfg).await;
+    let session = sp.new_session().await.unwrap();
+
+    // A caller that stops waiting: Timeout, the Python call is cancelled, and
+    // the worker serves the next call at once.
+    let slow = Call::new(snakepit::ffi::ops::CALL)
+        .arg("time")
+        .arg("sleep")
+        .arg(5)
+        .timeout(Duration::from_millis(200));
+    match session.run(slow).await {
+        Err(Error::Timeout { tool, .. }) => assert_eq!(tool, snakepit::ffi::ops::CALL),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    let t = std::time::Instant::now();
+    let root: f64 = ok(session.call("math", "sqrt", [4], ())).await;
+    assert_eq!(root, 2.0);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Too large either way: refused before sending, or replaced by the worker.
+    let huge = Value::bytes(vec![7u8; 128 * 1024]);
+    match session.call("builtins", "len", [huge], ()).await {
+        Err(Error::PayloadTooLarge { limit, .. }) => assert_eq!(limit, 64 * 1024),
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    match session.call("os", "urandom", [128 * 1024], ()).await {
+        Err(Error::PayloadTooLarge { .. }) => {}
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    // Wrong argument types for the operation itself are refused by name.
+    let bad = Call::new(snakepit::ffi::ops::CALL).arg(42).arg("sqrt");
+    match session.run(bad).await {
+        Err(Error::BadArguments { .. }) => {}
+        other => panic!("expected BadArguments, got {other:?}"),
+    }
+    let unknown = Call::new("snakepit.ffi.no_such_op");
+    match session.run(unknown).await {
+        Err(Error::UnknownTool { .. }) => {}
+        other => panic!("expected UnknownTool, got {other:?}"),
+    }
+
+    // The worker dies in the middle of an FFI call: WorkerCrashed, and the
+    // pool serves FFI calls again once it has replaced the worker.
+    let pid: i64 = ok(session.call("os", "getpid", (), ())).await;
+    let dying = session.call("os", "kill", [pid, i64::from(libc::SIGKILL)], ());
+    match dying.await {
+        Err(Error::WorkerCrashed { .. }) => {}
+        other => panic!("expected WorkerCrashed, got {other:?}"),
+    }
+    let mut again = None;
+    for _ in 0..100 {
+        match session.call("math", "sqrt", [9], ()).await {
+            Ok(v) => {
+                again = Some(v);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(again, Some(Value::Float(3.0)));
+    sp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thread_profile_worker_serves_refs_to_concurrent_calls() {
+    let mut cfg = ffi_pool(1);
+    cfg.profile = snakepit::Profile::Thread;
+    cfg.threads_per_worker = 8;
+    let sp = start(cfg).await;
+    let session = sp.new_session().await.unwrap();
+    let calls = (0..64).map(|i| {
+        let session = session.clone();
+        async move {
+            let path: ObjectRef =
+                ok(session.call("pathlib", "PurePosixPath", [format!("/data/{i}.txt")], ())).await;
+            let name: String = ok(session.attr(&path, "name")).await;
+            session.release_ref(&path).await.unwrap();
+            (path.id, name)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let ids: std::collections::HashSet<_> = results.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids.len(), 64, "every object got its own ref");
+    for (i, (_, name)) in results.iter().enumerate() {
+        assert_eq!(name, &format!("{i}.txt"));
+    }
+    sp.shutdown().await;
+}
