@@ -275,6 +275,20 @@ fn shell_keeps_refs_by_id_until_they_are_released() {
 }
 
 #[test]
+fn a_script_names_a_result_ref_by_its_request_id() {
+    let mut shell = Shell::start();
+    shell.ok(json!({"id": "p", "op": "call", "module": "pathlib", "function": "PurePosixPath", "args": ["/srv/a.csv"]}));
+    let suffix = shell.ok(json!({"id": 2, "op": "attr", "ref": "$p", "name": "suffix"}));
+    assert_eq!(suffix, json!(".csv"));
+    let text = shell.ok(json!({"id": 3, "op": "call", "module": "builtins", "function": "str", "args": [{"__ref__": "$p"}]}));
+    assert_eq!(text, json!("/srv/a.csv"));
+    // Not a ref: no alias.
+    let error = shell.error(json!({"id": 4, "op": "attr", "ref": "$2", "name": "x"}));
+    assert_eq!(error["kind"], "ref_not_found", "{error}");
+    shell.finish();
+}
+
+#[test]
 fn shell_calls_methods_reads_module_attributes_and_passes_refs_as_arguments() {
     let mut shell = Shell::start();
     let path = shell.ok(json!({"op": "call_class", "module": "pathlib", "class": "PurePosixPath", "args": ["/tmp/x.txt"]}));

@@ -383,11 +383,14 @@ impl<'a, W: Write> Shell<'a, W> {
             Err((id, err)) => return self.write_error(&id, &err),
         };
         match self.run(&id, request).await {
-            Ok(answer) => self.write(&Line {
-                ok: Some(answer.ok),
-                done: answer.done,
-                ..Line::new(&id)
-            }),
+            Ok(answer) => {
+                self.alias_result(&id, &answer.ok);
+                self.write(&Line {
+                    ok: Some(answer.ok),
+                    done: answer.done,
+                    ..Line::new(&id)
+                })
+            }
             Err(ShellError::Output(err)) => Err(err),
             Err(err) => self.write_error(&id, &err),
         }
@@ -529,6 +532,23 @@ impl<'a, W: Write> Shell<'a, W> {
                     done,
                 })
             }
+        }
+    }
+
+    /// When request `id` answered a ref, `$id` names that ref from now on,
+    /// so that a script can use it without reading the answer first.
+    fn alias_result(&mut self, id: &Json, ok: &Json) {
+        let name = match id {
+            Json::Number(n) => n.to_string(),
+            Json::String(s) => s.clone(),
+            _ => return,
+        };
+        let is_ref =
+            matches!(ok.get("__type__"), Some(Json::String(t)) if t == "ref" || t == "stream_ref");
+        if let (true, Some(Json::String(ref_id))) = (is_ref, ok.get("id"))
+            && let Some(value) = self.refs.get(ref_id).cloned()
+        {
+            self.refs.insert(format!("${name}"), value);
         }
     }
 
