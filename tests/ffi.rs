@@ -462,6 +462,27 @@ async fn context_managers_always_exit_with_the_real_exception() {
     assert_eq!(out, None);
     let seen: String = ok(sp.attr(&suppressing, "exit_type")).await;
     assert_eq!(seen, "HostError");
+
+    // The caller gives up mid-body: the context is exited all the same.
+    let abandoned: ObjectRef = ok(sp.call_helper("contexts.recorder", (), ())).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        sp.with_python(&abandoned, |_| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        }),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller stopped waiting");
+    let mut exited = Value::Null;
+    for _ in 0..100 {
+        exited = sp.attr(&abandoned, "exit_type").await.unwrap();
+        if !exited.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(exited, Value::from("HostError"));
     sp.shutdown().await;
 }
 

@@ -510,8 +510,10 @@ pub trait Ffi: Sync {
     /// Uses `obj` as a context manager: `__enter__`, then `body` with what it
     /// returned, then `__exit__` — always, with the body's error when it
     /// failed (a Python exception keeps its type, so `__exit__` sees the real
-    /// exception class; any other error arrives as `HostError`). If `__exit__`
-    /// suppresses the error (returns true), the result is `Ok(None)`.
+    /// exception class; any other error arrives as `HostError`), and also when
+    /// the caller drops this future mid-body (then from a task of its own).
+    /// If `__exit__` suppresses the error (returns true), the result is
+    /// `Ok(None)`.
     fn with_python<'a, T, F, Fut>(
         &'a self,
         obj: &ObjectRef,
@@ -533,10 +535,13 @@ pub trait Ffi: Sync {
                     Vec::new(),
                 ))
                 .await?;
-            // A panicking body still exits the context, then panics on.
+            // A caller that stops waiting still exits the context (from a
+            // task of its own); a panicking body exits it, then panics on.
+            let mut guard = ExitOnDrop(Some((target.clone(), obj.clone())));
             let outcome = std::panic::AssertUnwindSafe(body(entered))
                 .catch_unwind()
                 .await;
+            guard.0 = None;
             let (exc_type, message) = match &outcome {
                 Ok(Ok(_)) => (Value::Null, Value::Null),
                 Ok(Err(err)) => match err.python_exception() {
@@ -627,6 +632,37 @@ pub trait Ffi: Sync {
 }
 
 static NEXT_CALLBACK: AtomicU64 = AtomicU64::new(1);
+
+/// Exits a context whose `with_python` future was dropped mid-body: the
+/// `__exit__` call runs in a task of its own, with a `HostError` saying so.
+struct ExitOnDrop(Option<(FfiTarget, ObjectRef)>);
+
+impl Drop for ExitOnDrop {
+    fn drop(&mut self) {
+        let Some((target, obj)) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let exit = op(
+            ops::EXIT,
+            vec![
+                Value::Ref(obj),
+                Value::from("HostError"),
+                Value::from("the Rust caller stopped waiting (cancelled)"),
+                Value::Null,
+            ],
+            Vec::new(),
+            Vec::new(),
+        );
+        runtime.spawn(async move {
+            if let Err(err) = target.run(exit).await {
+                tracing::warn!(error = %err, "__exit__ after a cancelled with_python failed");
+            }
+        });
+    }
+}
 
 async fn release(target: &FfiTarget, session: &str, id: &str) -> Result<(), Error> {
     let pool = target.pool()?;
