@@ -487,3 +487,146 @@ pub(crate) fn python_exception(mut err: v1::Error) -> PythonException {
         module: err.details.remove("module"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn python_error(kind: v1::ErrorKind, details: &[(&str, &str)]) -> v1::Error {
+        v1::Error {
+            kind: kind as i32,
+            python_type: "RuntimeError".into(),
+            message: "boom".into(),
+            traceback: "Traceback ...".into(),
+            parameter: String::new(),
+            details: details
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn translated(details: &[(&str, &str)]) -> Error {
+        Error::from_wire(
+            python_error(v1::ErrorKind::PythonException, details),
+            "p",
+            "t",
+        )
+    }
+
+    #[test]
+    fn recognised_ml_failures_become_typed_variants_that_keep_the_exception() {
+        match translated(&[
+            ("ml_error", "shape_mismatch"),
+            ("operation", "matmul"),
+            ("shape_a", "2,3"),
+            ("shape_b", "4, 5"),
+            ("module", "builtins"),
+        ]) {
+            Error::ShapeMismatch {
+                operation,
+                shape_a,
+                shape_b,
+                exception,
+            } => {
+                assert_eq!(operation, "matmul");
+                assert_eq!((shape_a, shape_b), (vec![2, 3], vec![4, 5]));
+                assert_eq!(exception.python_type, "RuntimeError");
+                assert_eq!(exception.module.as_deref(), Some("builtins"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let oom = translated(&[
+            ("ml_error", "out_of_memory"),
+            ("device", "cuda:0"),
+            ("requested_mib", "2048"),
+            ("free_mib", "1228.8"),
+        ]);
+        assert_eq!(oom.outcome(), "out_of_memory");
+        assert!(
+            oom.to_string()
+                .contains("2048.0 MiB requested, 1228.8 MiB free"),
+            "{oom}"
+        );
+        match oom {
+            Error::OutOfMemory {
+                device,
+                requested_mib,
+                free_mib,
+                ..
+            } => assert_eq!(
+                (device.as_str(), requested_mib, free_mib),
+                ("cuda:0", Some(2048.0), Some(1228.8))
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A field Python could not parse is simply absent.
+        match translated(&[("ml_error", "out_of_memory"), ("device", "cpu")]) {
+            Error::OutOfMemory {
+                requested_mib: None,
+                free_mib: None,
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        match translated(&[
+            ("ml_error", "dtype_mismatch"),
+            ("expected", "float32"),
+            ("got", "float64"),
+        ]) {
+            Error::DtypeMismatch { expected, got, .. } => {
+                assert_eq!((expected.as_str(), got.as_str()), ("float32", "float64"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = translated(&[("ml_error", "something_new")]);
+        assert!(matches!(plain, Error::Python(_)), "{plain:?}");
+        assert_eq!(plain.python_exception().unwrap().message, "boom");
+    }
+
+    #[test]
+    fn ref_errors_from_the_worker_are_typed() {
+        let gone = Error::from_wire(
+            python_error(
+                v1::ErrorKind::NotFound,
+                &[
+                    ("what", "ref"),
+                    ("ref_id", "p-0.1/7"),
+                    ("session_id", "s"),
+                    ("reason", "evicted by max_refs"),
+                ],
+            ),
+            "p",
+            snakepit_ffi_attr(),
+        );
+        assert_eq!(
+            gone.to_string(),
+            "ref `p-0.1/7` not found: evicted by max_refs"
+        );
+        let mismatch = Error::from_wire(
+            python_error(
+                v1::ErrorKind::BadArguments,
+                &[
+                    ("what", "session_mismatch"),
+                    ("ref_id", "p-0.1/7"),
+                    ("ref_session", "a"),
+                    ("call_session", "b"),
+                ],
+            ),
+            "p",
+            snakepit_ffi_attr(),
+        );
+        assert_eq!(mismatch.outcome(), "session_mismatch");
+        // Other not-found answers stay what they were.
+        let other = Error::from_wire(
+            python_error(v1::ErrorKind::NotFound, &[("what", "helper")]),
+            "p",
+            "t",
+        );
+        assert!(matches!(other, Error::Python(_)), "{other:?}");
+    }
+
+    fn snakepit_ffi_attr() -> &'static str {
+        crate::ffi::ops::ATTR
+    }
+}
