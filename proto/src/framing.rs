@@ -1,5 +1,5 @@
 //! Length-prefixed framing: a big-endian `u32` length, then one encoded
-//! [`Frame`](crate::v1::Frame). Used by the local transport on both ends.
+//! [`crate::v1::Frame`]. Used by the local transport on both ends.
 //!
 //! A frame whose announced length exceeds the limit is rejected from its
 //! header alone, so a hostile or broken peer cannot make us allocate it.
