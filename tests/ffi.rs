@@ -609,6 +609,7 @@ async fn sessions_keep_at_most_max_refs_and_expire_unused_ones() {
     cfg.ffi.max_refs = 3;
     cfg.ffi.ref_ttl_ms = Some(300);
     let sp = start(cfg).await;
+    let mut events = sp.subscribe();
     let session = sp.new_session().await.unwrap();
     let mut refs = Vec::new();
     for i in 0..4 {
@@ -624,6 +625,21 @@ async fn sessions_keep_at_most_max_refs_and_expire_unused_ones() {
         other => panic!("expected the oldest ref evicted, got {other:?}"),
     }
     assert_eq!(session.repr(&refs[3]).await.unwrap(), "PosixPath('/tmp/3')");
+    // The host hears of the eviction: a Python event, counted in Prometheus.
+    let dropped = common::wait_event(
+        &mut events,
+        Duration::from_secs(5),
+        |e| matches!(e, snakepit::Event::PythonEvent(p) if p.name == "snakepit.ffi.refs.dropped"),
+    )
+    .await;
+    match dropped {
+        snakepit::Event::PythonEvent(p) => assert!(
+            p.measurements.contains(&("evicted".to_string(), 1.0)),
+            "{:?}",
+            p.measurements
+        ),
+        other => panic!("{other:?}"),
+    }
     tokio::time::sleep(Duration::from_millis(600)).await;
     match session.repr(&refs[3]).await {
         Err(Error::RefNotFound { .. }) => {}

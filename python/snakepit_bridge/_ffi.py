@@ -65,6 +65,8 @@ CALLBACK_PREFIX = "snakepit.callback."
 # of a RefNotFoundError).
 _GONE_REMEMBERED = 4096
 
+_EVICTED = "evicted by max_refs"
+
 
 class FfiArgumentError(TypeError):
     """The arguments of an FFI operation itself are wrong (a BAD_ARGUMENTS error)."""
@@ -102,7 +104,7 @@ _TYPED = (RefNotFoundError, SessionMismatchError, HelperNotFoundError)
 
 
 class _Entry:
-    __slots__ = ("id", "obj", "session", "used")
+    __slots__ = ("id", "obj", "session", "used", "why")
 
     def __init__(self, rid: str, obj: Any, session: str, used: float) -> None:
         self.id = rid
@@ -110,6 +112,8 @@ class _Entry:
         self.session = session
         # time.monotonic() of the last use (0.0 when refs never expire).
         self.used = used
+        # Why it was dropped, once it is.
+        self.why = ""
 
 
 class _Session:
@@ -153,34 +157,42 @@ class RefStore:
         stored there already (which counts as a use), else a new one."""
         dropped: list[_Entry] = []  # let go after the lock is released
         with self._lock:
-            ttl = self.ttl
-            now = time.monotonic() if ttl else 0.0
-            s = self._sessions.get(session)
-            if s is None:
-                s = self._sessions[session] = _Session()
-            else:
-                e = s.by_obj.get(id(obj))
-                if e is not None and e.obj is obj:
-                    if not ttl or now - e.used <= ttl:
-                        e.used = now
-                        s.lru.move_to_end(e.id)
-                        return e.id
-                    self._drop(e, s, "expired", dropped)
-            if ttl and now >= self._next_sweep:
-                self._sweep(now, dropped)
-                self._next_sweep = now + ttl / 2
-            lru = s.lru
-            while len(lru) >= self.max_refs:
-                _, oldest = lru.popitem(last=False)
-                self._forget(oldest, s, "evicted by max_refs", dropped)
-            # (Re-)registered: dropping its last entry above unregisters it.
-            self._sessions[session] = s
-            rid = self._prefix + str(next(self._counter))
-            e = _Entry(rid, obj, session, now)
-            lru[rid] = e
-            s.by_obj[id(obj)] = e
-            self._entries[rid] = e
-            return rid
+            rid = self._put_locked(obj, session, dropped)
+            live = len(self._entries)
+        if dropped:
+            _report_dropped(dropped, session, live)
+        return rid
+
+    def _put_locked(self, obj: Any, session: str, dropped: list[_Entry]) -> str:
+        """put() with the lock held; what it drops joins ``dropped``."""
+        ttl = self.ttl
+        now = time.monotonic() if ttl else 0.0
+        s = self._sessions.get(session)
+        if s is None:
+            s = self._sessions[session] = _Session()
+        else:
+            e = s.by_obj.get(id(obj))
+            if e is not None and e.obj is obj:
+                if not ttl or now - e.used <= ttl:
+                    e.used = now
+                    s.lru.move_to_end(e.id)
+                    return e.id
+                self._drop(e, s, "expired", dropped)
+        if ttl and now >= self._next_sweep:
+            self._sweep(now, dropped)
+            self._next_sweep = now + ttl / 2
+        lru = s.lru
+        while len(lru) >= self.max_refs:
+            _, oldest = lru.popitem(last=False)
+            self._forget(oldest, s, _EVICTED, dropped)
+        # (Re-)registered: dropping its last entry above unregisters it.
+        self._sessions[session] = s
+        rid = self._prefix + str(next(self._counter))
+        e = _Entry(rid, obj, session, now)
+        lru[rid] = e
+        s.by_obj[id(obj)] = e
+        self._entries[rid] = e
+        return rid
 
     def get(self, rid: str, session: str) -> Any:
         """The object of ref ``rid`` for a call of ``session`` (a use: it
@@ -198,10 +210,14 @@ class RefStore:
                 now = time.monotonic()
                 if now - e.used > ttl:
                     self._drop(e, s, "expired", dropped)
-                    raise RefNotFoundError(rid, session, "expired")
-                e.used = now
-            s.lru.move_to_end(rid)
-            return e.obj
+                else:
+                    e.used = now
+            if not dropped:
+                s.lru.move_to_end(rid)
+                return e.obj
+            live = len(self._entries)
+        _report_dropped(dropped, session, live)
+        raise RefNotFoundError(rid, session, "expired")
 
     def release(self, session: str, rid: str) -> bool:
         """Drops one ref of ``session``; False if there was none (not an error)."""
@@ -247,6 +263,7 @@ class RefStore:
             del s.by_obj[id(e.obj)]
         if not s.lru:
             self._sessions.pop(e.session, None)
+        e.why = why
         gone = self._gone
         gone[e.id] = why
         if len(gone) > _GONE_REMEMBERED:
@@ -263,6 +280,20 @@ class RefStore:
                 if now - e.used <= ttl:
                     break
                 self._drop(e, s, "expired", dropped)
+
+
+def _report_dropped(dropped: list[_Entry], session: str, live: int) -> None:
+    """Tells the host that refs were evicted (``max_refs``) or expired (TTL):
+    the event ``snakepit.ffi.refs.dropped``, counted in Prometheus as a
+    Python event, with how many of each and how many refs the worker holds."""
+    from . import telemetry  # late: telemetry imports the codec this module patches
+
+    evicted = sum(1 for e in dropped if e.why == _EVICTED)
+    telemetry.emit(
+        "snakepit.ffi.refs.dropped",
+        {"evicted": evicted, "expired": len(dropped) - evicted, "live": live},
+        {"session_id": session},  # the session whose call dropped them (a sweep covers all)
+    )
 
 
 # ------------------------------------------------------------ the runtime

@@ -127,16 +127,34 @@ def send(
     return fid
 
 
+# Telemetry events a client received while waiting for replies, per client.
+EVENTS: dict[int, list[pb.TelemetryEvent]] = {}
+
+
+def reply_to(c: WorkerClient, fid: int) -> pb.Frame:
+    """The reply to `fid`, the telemetry events sent for it before set aside."""
+    f = c.reply(fid)
+    while f.WhichOneof("kind") == "telemetry":
+        EVENTS.setdefault(id(c), []).append(f.telemetry)
+        f = c.reply(fid)
+    return f
+
+
 def result(c: WorkerClient, op: str, *args: Any, **kwargs: Any) -> Any:
-    f = c.reply(send(c, op, *args, **kwargs))
+    f = reply_to(c, send(c, op, *args, **kwargs))
     assert f.WhichOneof("kind") == "result", f"expected a result, got {f}"
     return plain(f.result.value)
 
 
 def error(c: WorkerClient, op: str, *args: Any, **kwargs: Any) -> pb.Error:
-    f = c.reply(send(c, op, *args, **kwargs))
+    f = reply_to(c, send(c, op, *args, **kwargs))
     assert f.WhichOneof("kind") == "error", f"expected an error, got {f}"
     return f.error
+
+
+def dropped_events(c: WorkerClient) -> list[dict[str, float]]:
+    """Measurements of the `snakepit.ffi.refs.dropped` events `c` received."""
+    return [dict(e.measurements) for e in EVENTS.get(id(c), []) if e.name == "snakepit.ffi.refs.dropped"]
 
 
 def release_ref(c: WorkerClient, ref: Ref, session_id: str | None = None) -> None:
@@ -394,6 +412,8 @@ def test_max_refs_evicts_the_least_recently_used(spawn) -> None:
     assert e.kind == pb.ERROR_KIND_NOT_FOUND and "evicted" in e.message
     for r, name in ((refs[0], "0"), (refs[2], "2"), (fourth, "3")):
         assert result(c, "attr", r, "name", session_id="s") == name
+    # The host hears of it: a telemetry event, counted in Prometheus.
+    assert dropped_events(c) == [{"evicted": 1.0, "expired": 0.0, "live": 3.0}]
     # per session: another session has its own three
     others = [result(c, "call_class", "pathlib", "Path", f"/o{i}", session_id="t") for i in range(3)]
     assert result(c, "attr", others[0], "name", session_id="t") == "o0"
@@ -409,6 +429,7 @@ def test_ref_ttl_expires_unused_refs(spawn) -> None:
         assert result(c, "attr", kept, "name", session_id="s") == "kept"  # use refreshes
     e = error(c, "attr", idle, "name", session_id="s")
     assert e.kind == pb.ERROR_KIND_NOT_FOUND and "expired" in e.message
+    assert sum(d["expired"] for d in dropped_events(c)) >= 1
 
 
 # --------------------------------------------------------- context managers
