@@ -105,6 +105,10 @@ _WATCH_LINGER_SECONDS = 0.1
 _MAX_ERROR_TEXT = 32 * 1024
 # How long a host call waits when the request has no deadline.
 _DEFAULT_HOST_CALL_TIMEOUT = 30.0
+# A host call that inherits its request's deadline waits this much longer: the
+# host, whose clock started first, is the one to end the request (Timeout to
+# its caller, Cancel to us); ours is the backstop for a host that went quiet.
+_HOST_DEADLINE_GRACE = 0.25
 # Requests that may give their capacity slot back while they wait on the host
 # at the same time, i.e. executor threads started beyond capacity + 1.
 _MAX_HOST_WAITERS = 16
@@ -1440,13 +1444,14 @@ class _Worker:
             raise _Cancelled
         if timeout is None:
             if st is not None and st.deadline:
-                timeout = st.deadline - time.monotonic()
-                if timeout <= 0:
+                left = st.deadline - time.monotonic()
+                if left <= 0:
                     raise HostCallTimeout(
                         f"not calling host tool {tool!r}: the request's deadline has passed",
                         kind="timeout",
                         tool=tool,
                     )
+                timeout = left + _HOST_DEADLINE_GRACE
             else:
                 timeout = _DEFAULT_HOST_CALL_TIMEOUT
         elif not timeout > 0:
