@@ -1031,34 +1031,31 @@ impl TryFrom<Value> for f32 {
     }
 }
 
-impl TryFrom<Value> for bool {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Bool(b) => Ok(b),
-            other => Err(ConversionError::new("bool", &other)),
-        }
-    }
+/// `TryFrom<Value>` for a type that is exactly one variant's payload.
+macro_rules! try_from_variant {
+    ($($t:ty => $variant:ident, $expected:literal;)+) => {
+        $(
+            impl TryFrom<Value> for $t {
+                type Error = ConversionError;
+                fn try_from(v: Value) -> Result<Self, Self::Error> {
+                    match v {
+                        Value::$variant(x) => Ok(x),
+                        other => Err(ConversionError::new($expected, &other)),
+                    }
+                }
+            }
+        )+
+    };
 }
-
-impl TryFrom<Value> for String {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Str(s) => Ok(s),
-            other => Err(ConversionError::new("str", &other)),
-        }
-    }
-}
-
-impl TryFrom<Value> for Bytes {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Bytes(b) => Ok(b),
-            other => Err(ConversionError::new("bytes", &other)),
-        }
-    }
+try_from_variant! {
+    bool => Bool, "bool";
+    String => Str, "str";
+    Bytes => Bytes, "bytes";
+    NdArray => NdArray, "ndarray";
+    ObjectRef => Ref, "ref";
+    StreamRefValue => StreamRef, "stream_ref";
+    CallbackRef => Callback, "callback";
+    Temporal => Temporal, "datetime, date, time or timedelta";
 }
 
 impl TryFrom<Value> for () {
@@ -1067,59 +1064,6 @@ impl TryFrom<Value> for () {
         match v {
             Value::Null => Ok(()),
             other => Err(ConversionError::new("None", &other)),
-        }
-    }
-}
-
-impl TryFrom<Value> for NdArray {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::NdArray(a) => Ok(a),
-            other => Err(ConversionError::new("ndarray", &other)),
-        }
-    }
-}
-
-impl TryFrom<Value> for ObjectRef {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Ref(r) => Ok(r),
-            other => Err(ConversionError::new("ref", &other)),
-        }
-    }
-}
-
-impl TryFrom<Value> for StreamRefValue {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::StreamRef(r) => Ok(r),
-            other => Err(ConversionError::new("stream_ref", &other)),
-        }
-    }
-}
-
-impl TryFrom<Value> for CallbackRef {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Callback(c) => Ok(c),
-            other => Err(ConversionError::new("callback", &other)),
-        }
-    }
-}
-
-impl TryFrom<Value> for Temporal {
-    type Error = ConversionError;
-    fn try_from(v: Value) -> Result<Self, Self::Error> {
-        match v {
-            Value::Temporal(t) => Ok(t),
-            other => Err(ConversionError::new(
-                "datetime, date, time or timedelta",
-                &other,
-            )),
         }
     }
 }
