@@ -218,21 +218,18 @@ def _memory(exc: BaseException, message: str) -> dict[str, str] | None:
 
 
 def _dtype(message: str) -> dict[str, str] | None:
-    m = _TORCH_SCALAR.search(message)
-    if m:
-        return {"ml_error": "dtype_mismatch", "expected": _torch_dtype(m[1]), "got": _torch_dtype(m[2])}
-    m = _TORCH_SAME.search(message)
-    if m:
-        return {"ml_error": "dtype_mismatch", "expected": _torch_dtype(m[1]), "got": _torch_dtype(m[2])}
-    m = _TORCH_FOUND.search(message)
-    if m:
-        return {"ml_error": "dtype_mismatch", "expected": _torch_dtype(m[2]), "got": _torch_dtype(m[1])}
-    m = _TORCH_RESULT.search(message)
-    if m:
-        return {"ml_error": "dtype_mismatch", "expected": _torch_dtype(m[2]), "got": _torch_dtype(m[1])}
-    m = _NP_CAST.search(message)
-    if m:
-        return {"ml_error": "dtype_mismatch", "expected": m[2], "got": m[1]}
+    # (pattern, group of the expected dtype, group of the one got, name mapping)
+    forms = (
+        (_TORCH_SCALAR, 1, 2, _torch_dtype),
+        (_TORCH_SAME, 1, 2, _torch_dtype),
+        (_TORCH_FOUND, 2, 1, _torch_dtype),
+        (_TORCH_RESULT, 2, 1, _torch_dtype),
+        (_NP_CAST, 2, 1, str),
+    )
+    for pattern, expected, got, name in forms:
+        m = pattern.search(message)
+        if m:
+            return {"ml_error": "dtype_mismatch", "expected": name(m[expected]), "got": name(m[got])}
     return None
 
 
