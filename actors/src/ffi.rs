@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{FutureExt as _, Stream, StreamExt as _};
+use futures::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
 use snakepit_proto::{CallbackRef, ObjectRef, StreamRefValue, Value};
 
 use crate::error::Error;
@@ -201,20 +201,18 @@ fn bad_kwargs(message: String) -> Error {
 /// callback) on the worker of the Python code that called it.
 #[derive(Clone)]
 pub struct FfiTarget {
-    session: Option<Session>,
     via: Via,
 }
 
 #[derive(Clone)]
 enum Via {
+    /// A session's calls, on `pool` (its default pool when `None`).
     Session {
+        session: Session,
         pool: Option<String>,
     },
-    Nested {
-        pool: PoolHandle,
-        parent: u64,
-        deadline: tokio::time::Instant,
-    },
+    /// Calls back into Python from a host tool or callback.
+    Nested(HostCallContext),
 }
 
 impl std::fmt::Debug for FfiTarget {
@@ -228,87 +226,51 @@ impl std::fmt::Debug for FfiTarget {
 impl FfiTarget {
     pub(crate) fn session(session: Session, pool: Option<String>) -> Self {
         Self {
-            session: Some(session),
-            via: Via::Session { pool },
+            via: Via::Session { session, pool },
         }
     }
 
-    pub(crate) fn nested(
-        session: Option<Session>,
-        pool: PoolHandle,
-        parent: u64,
-        deadline: tokio::time::Instant,
-    ) -> Self {
+    pub(crate) fn nested(ctx: HostCallContext) -> Self {
         Self {
-            session,
-            via: Via::Nested {
-                pool,
-                parent,
-                deadline,
-            },
+            via: Via::Nested(ctx),
+        }
+    }
+
+    fn session_handle(&self) -> Option<&Session> {
+        match &self.via {
+            Via::Session { session, .. } => Some(session),
+            Via::Nested(ctx) => ctx.session(),
         }
     }
 
     /// The session refs are made in (empty: none).
     pub fn session_id(&self) -> &str {
-        self.session.as_ref().map_or("", |s| s.id())
+        self.session_handle().map_or("", |s| s.id())
     }
 
     fn pool(&self) -> Result<PoolHandle, Error> {
         match &self.via {
-            Via::Session { pool } => {
-                let session = self.session.as_ref().expect("a session target has one");
-                session.pool_handle(pool.as_deref()).cloned()
-            }
-            Via::Nested { pool, .. } => Ok(pool.clone()),
+            Via::Session { session, pool } => session.pool_handle(pool.as_deref()).cloned(),
+            Via::Nested(ctx) => Ok(ctx.pool().clone()),
         }
-    }
-
-    fn nested_call(&self, mut call: Call) -> (PoolHandle, Call) {
-        let Via::Nested {
-            pool,
-            parent,
-            deadline,
-        } = &self.via
-        else {
-            unreachable!("only for nested targets")
-        };
-        if call.timeout.is_none() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            call.timeout = Some(left.max(Duration::from_millis(1)));
-        }
-        call.session_id = self.session.as_ref().map(|s| s.id().to_string());
-        if *parent != 0 {
-            call.parent = Some(*parent);
-        }
-        (pool.clone(), call)
     }
 
     async fn run(&self, call: Call) -> Result<Value, Error> {
-        match (&self.via, &self.session) {
-            (Via::Session { pool }, Some(session)) => session.run_on(pool.as_deref(), call).await,
-            _ => {
-                let (pool, call) = self.nested_call(call);
-                pool.execute(call).await
-            }
+        match &self.via {
+            Via::Session { session, pool } => session.run_on(pool.as_deref(), call).await,
+            Via::Nested(ctx) => ctx.run(call).await,
         }
     }
 
     async fn run_stream(&self, call: Call) -> Result<ExecStream, Error> {
-        match (&self.via, &self.session) {
-            (Via::Session { pool }, Some(session)) => {
-                session.run_stream_on(pool.as_deref(), call).await
-            }
-            _ => {
-                let (pool, call) = self.nested_call(call);
-                pool.execute_stream(call).await
-            }
+        match &self.via {
+            Via::Session { session, pool } => session.run_stream_on(pool.as_deref(), call).await,
+            Via::Nested(ctx) => ctx.run_stream(call).await,
         }
     }
 
     fn bridge(&self) -> Result<Arc<HostBridge>, Error> {
-        self.session
-            .as_ref()
+        self.session_handle()
             .map(|s| s.bridge())
             .ok_or_else(|| Error::SessionNotFound(String::new()))
     }
@@ -556,13 +518,7 @@ pub trait Ffi: Sync {
                     Value::from("the Rust body panicked"),
                 ),
             };
-            let exit = op(
-                ops::EXIT,
-                vec![Value::Ref(obj), exc_type, message, Value::Null],
-                Vec::new(),
-                Vec::new(),
-            );
-            let suppressed = target.run(exit).await;
+            let suppressed = target.run(exit_call(obj, exc_type, message)).await;
             match outcome {
                 Err(panic) => std::panic::resume_unwind(panic),
                 Ok(Ok(value)) => {
@@ -633,6 +589,17 @@ pub trait Ffi: Sync {
 
 static NEXT_CALLBACK: AtomicU64 = AtomicU64::new(1);
 
+/// `obj.__exit__` with the exception named by `exc_type` and `message`
+/// (`None`, `None`: no exception).
+fn exit_call(obj: ObjectRef, exc_type: Value, message: Value) -> Call {
+    op(
+        ops::EXIT,
+        vec![Value::Ref(obj), exc_type, message, Value::Null],
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
 /// Exits a context whose `with_python` future was dropped mid-body: the
 /// `__exit__` call runs in a task of its own, with a `HostError` saying so.
 struct ExitOnDrop(Option<(FfiTarget, ObjectRef)>);
@@ -645,16 +612,10 @@ impl Drop for ExitOnDrop {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let exit = op(
-            ops::EXIT,
-            vec![
-                Value::Ref(obj),
-                Value::from("HostError"),
-                Value::from("the Rust caller stopped waiting (cancelled)"),
-                Value::Null,
-            ],
-            Vec::new(),
-            Vec::new(),
+        let exit = exit_call(
+            obj,
+            Value::from("HostError"),
+            Value::from("the Rust caller stopped waiting (cancelled)"),
         );
         runtime.spawn(async move {
             if let Err(err) = target.run(exit).await {
@@ -749,30 +710,20 @@ impl StreamRef {
     /// dropped are gone from the iterator; use [`next`](Self::next) or
     /// [`next_batch`](Self::next_batch) to take exactly as many as needed.
     pub fn into_stream(self) -> PyStream {
+        let batches = futures::stream::try_unfold((self, false), |(this, done)| async move {
+            if done {
+                return Ok::<_, Error>(None);
+            }
+            let batch = this.next_batch(NEXT_BATCH).await?;
+            // A short batch means the iterator is exhausted.
+            let done = batch.len() < NEXT_BATCH as usize;
+            Ok(Some((batch, (this, done))))
+        });
+        let items = batches
+            .map_ok(|batch| futures::stream::iter(batch.into_iter().map(Ok)))
+            .try_flatten();
         PyStream {
-            inner: Inner::Pulled(Box::pin(
-                futures::stream::try_unfold(
-                    (self, Vec::<Value>::new(), false),
-                    |(this, mut buf, done)| async move {
-                        if buf.is_empty() {
-                            if done {
-                                return Ok(None);
-                            }
-                            let mut batch = this.next_batch(NEXT_BATCH).await?;
-                            let done = batch.len() < NEXT_BATCH as usize;
-                            if batch.is_empty() {
-                                return Ok(None);
-                            }
-                            batch.reverse();
-                            let item = batch.pop().expect("not empty");
-                            return Ok(Some((item, (this, batch, done))));
-                        }
-                        let item = buf.pop().expect("not empty");
-                        Ok(Some((item, (this, buf, done))))
-                    },
-                )
-                .boxed(),
-            )),
+            inner: Inner::Pulled(items.boxed()),
         }
     }
 }

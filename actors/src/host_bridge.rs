@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::SessionsConfig;
 use crate::error::Error;
-use crate::handle::{Call, PoolHandle};
+use crate::handle::{Call, ExecStream, PoolHandle};
 use crate::host_tools::{HostArgs, HostToolError, HostToolRegistry, host_call_result};
 use crate::sessions::{OwnerMessage, Session, SessionsMessage, WatchSink};
 use crate::variables::{Constraints, UpdateSource, VariableError, parse_var_type};
@@ -350,6 +350,7 @@ fn variable_error(err: VariableError) -> HostToolError {
 
 /// What a host tool gets besides its arguments: the calling session and a
 /// way to call back into Python.
+#[derive(Clone)]
 pub struct HostCallContext {
     session: Option<Session>,
     pool: PoolHandle,
@@ -390,18 +391,24 @@ impl HostCallContext {
 
     /// Where FFI calls made through this context go: the caller's worker.
     pub(crate) fn ffi_target_now(&self) -> crate::ffi::FfiTarget {
-        crate::ffi::FfiTarget::nested(
-            self.session.clone(),
-            self.pool.clone(),
-            self.parent,
-            self.deadline,
-        )
+        crate::ffi::FfiTarget::nested(self.clone())
     }
 
     /// Runs `call` back in Python, as [`execute`](Self::execute) does. Unless
     /// the call sets its own timeout, it gets what is left of the Python
     /// caller's wait.
-    pub async fn run(&self, mut call: Call) -> Result<Value, Error> {
+    pub async fn run(&self, call: Call) -> Result<Value, Error> {
+        self.pool.execute(self.nested(call)).await
+    }
+
+    /// Runs a streaming `call` back in Python, as [`run`](Self::run) does.
+    pub async fn run_stream(&self, call: Call) -> Result<ExecStream, Error> {
+        self.pool.execute_stream(self.nested(call)).await
+    }
+
+    /// `call` as a nested call of the waiting Python caller: its session, its
+    /// worker, and what is left of its wait unless the call sets a timeout.
+    fn nested(&self, mut call: Call) -> Call {
         if call.timeout.is_none() {
             let left = self
                 .deadline
@@ -414,6 +421,6 @@ impl HostCallContext {
         if self.parent != 0 {
             call.parent = Some(self.parent);
         }
-        self.pool.execute(call).await
+        call
     }
 }

@@ -299,6 +299,22 @@ class _Mismatch(Exception):
     pass
 
 
+def _instance_of(types: type | tuple[type, ...]) -> Callable[[Any], Any]:
+    """A checker passing instances of `types` through unchanged."""
+
+    def check(v: Any) -> Any:
+        if isinstance(v, types):
+            return v
+        raise _Mismatch
+
+    return check
+
+
+_chk_bool = _instance_of(bool)
+_chk_dict = _instance_of(dict)
+_chk_bytes = _instance_of((bytes, bytearray))
+
+
 def _chk_str(v: Any) -> Any:
     if isinstance(v, str):
         return v
@@ -318,30 +334,12 @@ def _chk_float(v: Any) -> Any:
     raise _Mismatch
 
 
-def _chk_bool(v: Any) -> Any:
-    if isinstance(v, bool):
-        return v
-    raise _Mismatch
-
-
 def _chk_list(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return v
     np = sys.modules.get("numpy")
     if np is not None and isinstance(v, np.ndarray):
         return v.tolist()
-    raise _Mismatch
-
-
-def _chk_dict(v: Any) -> Any:
-    if isinstance(v, dict):
-        return v
-    raise _Mismatch
-
-
-def _chk_bytes(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray)):
-        return v
     raise _Mismatch
 
 
