@@ -416,7 +416,8 @@ impl Error {
             | K::HostTool
             | K::NotFound
             | K::Constraint
-            | K::Timeout => translate(python_exception_keeping(&err), &err),
+            | K::Timeout
+            | K::Busy => translate(python_exception_keeping(&err), &err),
         }
     }
 

@@ -33,5 +33,12 @@ pub mod v1 {
 /// Protocol version this build speaks; carried in `Hello`.
 pub const PROTOCOL_VERSION: u32 = v1::ProtocolVersion::Current as u32;
 
+/// Protobuf message levels one [`Value`] may nest on the wire (the `Limit`
+/// enum of the .proto, shared with the Python worker): a list, tuple or set
+/// costs two levels, a map three, so lists nest at most 48 deep and maps 32.
+/// Both ends refuse to send a deeper value, with an error for that request
+/// alone, because the peer's decoder could not read the frame.
+pub const VALUE_WIRE_DEPTH: u32 = v1::Limit::ValueWireDepth as u32;
+
 /// The .proto source, for tools that regenerate stubs.
 pub const PROTO_SOURCE: &str = include_str!("../snakepit/v1/snakepit.proto");

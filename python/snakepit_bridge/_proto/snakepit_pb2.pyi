@@ -12,6 +12,11 @@ class ProtocolVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROTOCOL_VERSION_UNSPECIFIED: _ClassVar[ProtocolVersion]
     PROTOCOL_VERSION_CURRENT: _ClassVar[ProtocolVersion]
 
+class Limit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIMIT_UNSPECIFIED: _ClassVar[Limit]
+    LIMIT_VALUE_WIRE_DEPTH: _ClassVar[Limit]
+
 class ParamKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PARAM_KIND_POSITIONAL_OR_KEYWORD: _ClassVar[ParamKind]
@@ -36,6 +41,7 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_KIND_NOT_FOUND: _ClassVar[ErrorKind]
     ERROR_KIND_CONSTRAINT: _ClassVar[ErrorKind]
     ERROR_KIND_TIMEOUT: _ClassVar[ErrorKind]
+    ERROR_KIND_BUSY: _ClassVar[ErrorKind]
 
 class Null(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +55,8 @@ class TemporalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TEMPORAL_KIND_TIMEDELTA: _ClassVar[TemporalKind]
 PROTOCOL_VERSION_UNSPECIFIED: ProtocolVersion
 PROTOCOL_VERSION_CURRENT: ProtocolVersion
+LIMIT_UNSPECIFIED: Limit
+LIMIT_VALUE_WIRE_DEPTH: Limit
 PARAM_KIND_POSITIONAL_OR_KEYWORD: ParamKind
 PARAM_KIND_POSITIONAL_ONLY: ParamKind
 PARAM_KIND_KEYWORD_ONLY: ParamKind
@@ -68,6 +76,7 @@ ERROR_KIND_HOST_TOOL: ErrorKind
 ERROR_KIND_NOT_FOUND: ErrorKind
 ERROR_KIND_CONSTRAINT: ErrorKind
 ERROR_KIND_TIMEOUT: ErrorKind
+ERROR_KIND_BUSY: ErrorKind
 NULL_VALUE: Null
 TEMPORAL_KIND_DATETIME: TemporalKind
 TEMPORAL_KIND_DATE: TemporalKind
