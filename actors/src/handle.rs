@@ -385,6 +385,7 @@ impl PoolHandle {
             .filter(|s| !s.is_empty())
             .map(Arc::from);
         let pin = pin_for_refs(&call)?;
+        check_nesting(&call)?;
         let execute = v1::Execute {
             tool: call.tool.clone(),
             session_id: call.session_id.unwrap_or_default(),
@@ -457,6 +458,41 @@ impl PoolHandle {
         }
         .emit(&self.telemetry);
     }
+}
+
+/// Refuses, before anything is sent, an argument nested deeper than the wire
+/// carries: the worker's decoder could not read the frame, so the request
+/// could only fail there (and, before workers answered undecodable frames
+/// per request, it took the worker down with it).
+fn check_nesting(call: &Call) -> Result<(), Error> {
+    let positional = call
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("args[{i}]"), v));
+    let named = call.kwargs.iter().map(|(k, v)| (k.clone(), v));
+    for (parameter, value) in positional.chain(named) {
+        let depth = value.wire_depth();
+        if depth > snakepit_proto::VALUE_WIRE_DEPTH {
+            return Err(Error::BadArguments {
+                tool: call.tool.clone(),
+                message: nesting_message(&parameter, depth),
+                parameter: Some(parameter),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Names the nesting limit for an argument `depth` wire levels deep.
+pub(crate) fn nesting_message(what: &str, depth: u32) -> String {
+    format!(
+        "{what} is nested {depth} protobuf levels deep; the wire carries at most {} \
+         (LIMIT_VALUE_WIRE_DEPTH: lists, tuples and sets nest at most {} deep, maps {})",
+        snakepit_proto::VALUE_WIRE_DEPTH,
+        snakepit_proto::VALUE_WIRE_DEPTH / 2,
+        snakepit_proto::VALUE_WIRE_DEPTH / 3,
+    )
 }
 
 /// The worker a call must run on: the one holding the refs it carries. All

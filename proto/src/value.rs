@@ -154,6 +154,11 @@ impl ConversionError {
     }
 }
 
+/// Wire levels a list, tuple or set adds ([`Value::wire_depth`]).
+const LIST_LEVELS: u32 = 2;
+/// Wire levels a map adds ([`Value::wire_depth`]).
+const MAP_LEVELS: u32 = 3;
+
 impl Value {
     /// The Python type name of this value (`int`, `str`, `dict`, ...).
     pub fn type_name(&self) -> &'static str {
@@ -181,6 +186,42 @@ impl Value {
             },
             Value::Complex { .. } => "complex",
         }
+    }
+
+    /// Protobuf message levels this value takes on the wire below its own
+    /// `Value` message: a list, tuple or set adds two (`ValueList` and the
+    /// item's `Value`), a map three (`ValueMap`, `MapEntry`, `Value`), a
+    /// leaf none. A value may be sent only while this is at most
+    /// [`crate::VALUE_WIRE_DEPTH`]; past it the peer's decoder could not read
+    /// the frame. Walks without recursion, so any depth is safe to measure.
+    pub fn wire_depth(&self) -> u32 {
+        let mut deepest = 0;
+        let mut stack: Vec<(&Value, u32)> = vec![(self, 0)];
+        while let Some((value, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            match value {
+                Value::List(items)
+                | Value::Tuple(items)
+                | Value::Set(items)
+                | Value::FrozenSet(items) => {
+                    stack.extend(items.iter().map(|item| (item, depth + LIST_LEVELS)));
+                }
+                Value::Map(entries) => {
+                    for (k, v) in entries {
+                        stack.push((k, depth + MAP_LEVELS));
+                        stack.push((v, depth + MAP_LEVELS));
+                    }
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    /// Whether this value nests no deeper than the wire carries
+    /// ([`crate::VALUE_WIRE_DEPTH`]); see [`Value::wire_depth`].
+    pub fn fits_wire_depth(&self) -> bool {
+        self.wire_depth() <= crate::VALUE_WIRE_DEPTH
     }
 
     /// `bytes` from anything byte-like.
