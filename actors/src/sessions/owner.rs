@@ -119,6 +119,11 @@ pub(crate) struct OwnerState {
     next_watch: u64,
     releasing: Option<ReleaseSource>,
     release_replies: Vec<RpcReplyPort<Result<(), Error>>>,
+    /// The pending TTL check. Its task holds a reference to this actor, so
+    /// it is aborted when the owner stops: otherwise every released session
+    /// would stay in memory until its TTL ran out.
+    ttl_timer:
+        Option<ractor::concurrency::JoinHandle<Result<(), ractor::MessagingErr<OwnerMessage>>>>,
 }
 
 /// What a session owner is told.
@@ -193,8 +198,9 @@ impl Actor for SessionOwner {
         myself: ActorRef<OwnerMessage>,
         args: OwnerArgs,
     ) -> Result<OwnerState, ActorProcessingErr> {
-        myself.send_after(args.config.ttl(), || OwnerMessage::TtlCheck);
+        let ttl_timer = Some(myself.send_after(args.config.ttl(), || OwnerMessage::TtlCheck));
         Ok(OwnerState {
+            ttl_timer,
             variables: VariableStore::with_limit(args.config.max_variables),
             registry: args.registry,
             id: args.id,
@@ -212,6 +218,17 @@ impl Actor for SessionOwner {
             releasing: None,
             release_replies: Vec::new(),
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<OwnerMessage>,
+        state: &mut OwnerState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.ttl_timer.take() {
+            timer.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -350,7 +367,7 @@ impl Actor for SessionOwner {
                         start_release(&myself, state, ReleaseSource::Ttl);
                     } else {
                         let wait = due - Instant::now();
-                        myself.send_after(wait, || OwnerMessage::TtlCheck);
+                        state.ttl_timer = Some(myself.send_after(wait, || OwnerMessage::TtlCheck));
                     }
                 }
             }

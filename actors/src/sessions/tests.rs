@@ -223,3 +223,37 @@ async fn variables_are_typed_versioned_and_watched() {
     s.release().await.unwrap();
     assert_eq!(watch.next().await, None, "the watch ends with the session");
 }
+
+/// A released session leaves nothing behind: its TTL timer (a task holding a
+/// reference to the stopped owner) is cancelled, so opening and releasing
+/// many sessions under a long TTL keeps the task count flat.
+#[tokio::test(start_paused = true)]
+async fn released_sessions_leave_no_timer_behind() {
+    let (sessions, bridge, _) = registry(3_600_000, 1_000).await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    // One first, so lazily started machinery is counted in the baseline.
+    open(&sessions, &bridge, None, false)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    settle().await;
+    let before = tasks();
+    for _ in 0..200 {
+        let session = open(&sessions, &bridge, None, false).await.unwrap();
+        session.release().await.unwrap();
+    }
+    settle().await;
+    assert_eq!(live(&sessions).await, 0);
+    let after = tasks();
+    assert!(
+        after <= before + 2,
+        "200 released sessions left {} tasks behind ({before} before, {after} after)",
+        after.saturating_sub(before)
+    );
+}
