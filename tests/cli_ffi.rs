@@ -138,6 +138,11 @@ struct Shell {
 impl Shell {
     /// `snakepit shell --config FILE` with `CONFIG` and its helper.
     fn start() -> Self {
+        Self::start_with(&[], LIMIT)
+    }
+
+    /// As [`Shell::start`], with more arguments and a time limit of its own.
+    fn start_with(extra: &[&str], limit: Duration) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let helpers = dir.path().join("helpers");
         std::fs::create_dir(&helpers).expect("the helper directory");
@@ -149,6 +154,7 @@ impl Shell {
             .arg("shell")
             .arg("--config")
             .arg(&config)
+            .args(extra)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -170,7 +176,7 @@ impl Shell {
             child,
             stdin,
             lines,
-            deadline: Instant::now() + LIMIT,
+            deadline: Instant::now() + limit,
             transcript: Vec::new(),
             _dir: dir,
         }
@@ -423,5 +429,146 @@ fn shell_round_trips_bytes_and_answers_bad_lines_without_stopping() {
         ),
         json!({"id": 12, "ok": 4.0})
     );
+    shell.finish();
+}
+
+/// The pid of the shell's worker, asked through the FFI.
+fn worker_pid(shell: &mut Shell) -> i64 {
+    let pid = shell.ok(json!({"op": "call", "module": "os", "function": "getpid"}));
+    pid.as_i64().unwrap_or_else(|| panic!("a pid, got {pid}"))
+}
+
+/// Runs `code` with `exec` in the worker; the answer's error, which it must raise.
+fn exec_error(shell: &mut Shell, code: &str) -> Json {
+    shell.error(json!({"op": "call", "module": "builtins", "function": "exec", "args": [code]}))
+}
+
+#[test]
+fn shell_answers_hostile_requests_with_typed_errors_and_keeps_its_worker() {
+    let mut shell = Shell::start();
+    let pid = worker_pid(&mut shell);
+
+    // 50 levels of lists: refused on the host before sending, naming the limit.
+    let mut deep = json!(1);
+    for _ in 0..50 {
+        deep = json!([deep]);
+    }
+    let err =
+        shell.error(json!({"op": "call", "module": "builtins", "function": "len", "args": [deep]}));
+    assert_eq!(err["kind"], "bad_arguments", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("LIMIT_VALUE_WIRE_DEPTH"),
+        "{err}"
+    );
+
+    // An exception whose message holds a lone surrogate reaches the caller.
+    let err = exec_error(
+        &mut shell,
+        "raise ValueError('bad name ' + b'\\xff'.decode('utf-8', 'surrogateescape'))",
+    );
+    assert_eq!(err["kind"], "python_exception", "{err}");
+    assert_eq!(err["python_type"], "ValueError", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("bad name"),
+        "{err}"
+    );
+
+    // A result holding one is a typed encoding error.
+    let err = shell.error(json!({"op": "call", "module": "os", "function": "fsdecode",
+        "args": [{"__type__": "bytes", "base64": "/w=="}]}));
+    assert_eq!(err["kind"], "encoding", "{err}");
+
+    // BaseExceptions are that request's error, not the worker's end.
+    let err = shell.error(json!({"op": "call", "module": "sys", "function": "exit", "args": [3]}));
+    assert_eq!(err["python_type"], "SystemExit", "{err}");
+    let err = exec_error(&mut shell, "raise KeyboardInterrupt");
+    assert_eq!(err["python_type"], "KeyboardInterrupt", "{err}");
+
+    // Invalid UTF-8 on stdout and stderr, then printing still works.
+    for fd in [1, 2] {
+        let wrote = shell.ok(json!({"op": "call", "module": "os", "function": "write",
+            "args": [fd, {"__type__": "bytes", "base64": "//4K"}]}));
+        assert_eq!(wrote, 3);
+    }
+    let printed = shell.ok(json!({"op": "call", "module": "builtins", "function": "exec",
+        "args": ["import sys\nfor _ in range(3):\n    print('still printing')\n    print('still', file=sys.stderr)"]}));
+    assert_eq!(printed, Json::Null);
+
+    assert_eq!(worker_pid(&mut shell), pid, "the worker never changed");
+    shell.finish();
+}
+
+/// Resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the shell's status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[test]
+fn thousands_of_sessions_opened_and_released_keep_the_shell_flat() {
+    let mut shell = Shell::start_with(&[], Duration::from_secs(180));
+    // Each round opens a session (a call that makes a ref) and releases it.
+    let rounds = |shell: &mut Shell, n: usize| {
+        for i in 0..n {
+            shell.send_raw(
+                &json!({"id": i, "op": "call", "module": "builtins", "function": "object"})
+                    .to_string(),
+            );
+            shell.send_raw(r#"{"op": "release_session"}"#);
+        }
+        for _ in 0..n {
+            let made = shell.read();
+            assert_eq!(made["ok"]["__type__"], "ref", "{made}");
+            let released = shell.read();
+            assert_eq!(released["ok"], Json::Null, "{released}");
+        }
+        shell.transcript.clear();
+    };
+    rounds(&mut shell, 500);
+    let before = rss_bytes(shell.child.id());
+    rounds(&mut shell, 4_000);
+    let after = rss_bytes(shell.child.id());
+    let grown = after.saturating_sub(before);
+    println!("RSS {before} -> {after} bytes over 4,000 sessions (+{grown})");
+    assert!(
+        grown < 4 << 20,
+        "4,000 sessions grew the shell by {grown} bytes"
+    );
+    shell.finish();
+}
+
+#[test]
+fn a_line_past_max_line_bytes_is_a_bad_request_and_the_shell_goes_on() {
+    let mut shell = Shell::start_with(&["--max-line-bytes", "1048576"], LIMIT);
+    let huge = format!(
+        r#"{{"id": 1, "op": "call", "module": "builtins", "function": "len", "args": ["{}"]}}"#,
+        "x".repeat(3 << 20)
+    );
+    {
+        let stdin = shell.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{huge}").expect("write the long line");
+    }
+    let answer = shell.read();
+    assert_eq!(answer["error"]["kind"], "bad_request", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-line-bytes"),
+        "{answer}"
+    );
+    let len =
+        shell.ok(json!({"op": "call", "module": "builtins", "function": "len", "args": ["abc"]}));
+    assert_eq!(len, 3);
     shell.finish();
 }

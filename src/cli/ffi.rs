@@ -9,8 +9,9 @@
 //! as every command does (`--config`, `--metrics-addr`); without `--config`,
 //! on one worker of the showcase adapter.
 
-use std::collections::HashMap;
-use std::io::Write;
+mod refs;
+
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -21,6 +22,7 @@ use serde_json::{Map as JsonMap, Value as Json, json};
 use snakepit::{Error, Ffi, ObjectRef, PoolConfig, Snakepit, StreamRefValue, Value};
 use tokio::sync::mpsc;
 
+use self::refs::RefBook;
 use crate::RuntimeOpts;
 
 /// Exit code after SIGINT/SIGTERM.
@@ -28,6 +30,9 @@ const EXIT_SIGNAL: u8 = 130;
 
 /// Lines read ahead of the one being answered.
 const READ_AHEAD: usize = 16;
+
+/// Default longest request line (`--max-line-bytes`).
+const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The key of an argument that stands for a remembered ref: `{"__ref__": id}`.
 const REF_KEY: &str = "__ref__";
@@ -134,6 +139,10 @@ async fn start(opts: &RuntimeOpts) -> anyhow::Result<Snakepit> {
 /// `snakepit shell`.
 #[derive(Args, Debug)]
 pub struct ShellArgs {
+    /// Longest request line in bytes; a longer one is skipped (never held
+    /// in memory) and answered with `bad_request`.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
     #[command(flatten)]
     runtime: RuntimeOpts,
 }
@@ -144,7 +153,7 @@ pub async fn shell(opts: ShellArgs) -> anyhow::Result<ExitCode> {
     let snakepit = start(&opts.runtime).await?;
     let outcome = super::run_until_signal(&snakepit, async {
         let served = Shell::new(&snakepit, std::io::stdout())
-            .serve(stdin_lines())
+            .serve(stdin_lines(opts.max_line_bytes))
             .await;
         release_session(&snakepit).await;
         Ok(served?)
@@ -348,7 +357,7 @@ enum Target {
 /// The state of a shell: the runtime, the refs seen so far, stdout.
 struct Shell<'a, W> {
     snakepit: &'a Snakepit,
-    refs: HashMap<String, Value>,
+    refs: RefBook,
     out: W,
 }
 
@@ -356,7 +365,7 @@ impl<'a, W: Write> Shell<'a, W> {
     fn new(snakepit: &'a Snakepit, out: W) -> Self {
         Self {
             snakepit,
-            refs: HashMap::new(),
+            refs: RefBook::default(),
             out,
         }
     }
@@ -365,12 +374,18 @@ impl<'a, W: Write> Shell<'a, W> {
     /// stdin or writing stdout does.
     async fn serve(
         mut self,
-        mut input: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+        mut input: mpsc::Receiver<std::io::Result<Input>>,
     ) -> std::io::Result<()> {
         while let Some(line) = input.recv().await {
-            let line = line?;
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                self.answer(&line).await?;
+            match line? {
+                Input::Line(line) if line.iter().all(u8::is_ascii_whitespace) => {}
+                Input::Line(line) => self.answer(&line).await?,
+                Input::TooLong { size, limit } => self.write_error(
+                    &Json::Null,
+                    &ShellError::bad(format!(
+                        "line of {size} bytes exceeds --max-line-bytes ({limit}); skipped"
+                    )),
+                )?,
             }
         }
         Ok(())
@@ -468,14 +483,24 @@ impl<'a, W: Write> Shell<'a, W> {
                 }
             },
             Request::ReleaseRef { target } => {
-                match self.target(target)? {
-                    Target::Object(obj) => sp.release_ref(&obj).await?,
-                    Target::Stream(s) => sp.release_stream_ref(&s).await?,
-                }
+                let id = match self.target(target)? {
+                    Target::Object(obj) => {
+                        sp.release_ref(&obj).await?;
+                        obj.id
+                    }
+                    Target::Stream(s) => {
+                        sp.release_stream_ref(&s).await?;
+                        s.id
+                    }
+                };
+                self.refs.released(&id);
                 Value::Null
             }
             Request::ReleaseSession {} => {
-                sp.release_session().await?;
+                let released = sp.release_session().await;
+                // The workers dropped the session's refs, or will with it.
+                self.refs.all_released();
+                released?;
                 Value::Null
             }
         };
@@ -545,16 +570,14 @@ impl<'a, W: Write> Shell<'a, W> {
         };
         let is_ref =
             matches!(ok.get("__type__"), Some(Json::String(t)) if t == "ref" || t == "stream_ref");
-        if let (true, Some(Json::String(ref_id))) = (is_ref, ok.get("id"))
-            && let Some(value) = self.refs.get(ref_id).cloned()
-        {
-            self.refs.insert(format!("${name}"), value);
+        if let (true, Some(Json::String(ref_id))) = (is_ref, ok.get("id")) {
+            self.refs.alias(format!("${name}"), ref_id);
         }
     }
 
     /// Remembers the refs in `value` and renders it.
     fn shown(&mut self, value: &Value) -> Json {
-        remember_refs(value, &mut self.refs);
+        self.refs.remember(value);
         value.to_json_tagged()
     }
 
@@ -657,19 +680,28 @@ impl<'a, W: Write> Shell<'a, W> {
     }
 }
 
+/// One line of input, or what is left of one that was too long.
+#[derive(Debug, PartialEq)]
+enum Input {
+    Line(Vec<u8>),
+    /// A line past the limit, skipped as it was read.
+    TooLong {
+        size: usize,
+        limit: usize,
+    },
+}
+
 /// Stdin's lines, read on a thread of their own: a blocking read cannot be
 /// cancelled, and a runtime thread stuck in one would hold up the exit after
 /// a signal until the user pressed enter.
-fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+fn stdin_lines(max_line_bytes: usize) -> mpsc::Receiver<std::io::Result<Input>> {
     let (tx, rx) = mpsc::channel(READ_AHEAD);
     std::thread::spawn(move || {
-        use std::io::BufRead as _;
         let mut stdin = std::io::stdin().lock();
         loop {
-            let mut line = Vec::new();
-            let read = match stdin.read_until(b'\n', &mut line) {
-                Ok(0) => return,
-                Ok(_) => Ok(line),
+            let read = match read_line_capped(&mut stdin, max_line_bytes) {
+                Ok(None) => return,
+                Ok(Some(input)) => Ok(input),
                 Err(err) => Err(err),
             };
             let failed = read.is_err();
@@ -679,6 +711,46 @@ fn stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
         }
     });
     rx
+}
+
+/// Reads one line (its newline dropped), holding at most `limit` bytes of
+/// it: the rest of a longer line is read and discarded. `None` at EOF.
+fn read_line_capped(input: &mut impl BufRead, limit: usize) -> std::io::Result<Option<Input>> {
+    let mut line = Vec::new();
+    let mut size = 0usize;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if buf.is_empty() {
+            if size == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        let (part, ended) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => (&buf[..at], true),
+            None => (buf, false),
+        };
+        size += part.len();
+        if size <= limit {
+            line.extend_from_slice(part);
+        } else if !line.is_empty() {
+            line = Vec::new();
+        }
+        let used = part.len() + usize::from(ended);
+        input.consume(used);
+        if ended {
+            break;
+        }
+    }
+    Ok(Some(if size > limit {
+        Input::TooLong { size, limit }
+    } else {
+        Input::Line(line)
+    }))
 }
 
 /// The `id` (null when absent) and the request of one line, or the `id` and
@@ -699,28 +771,6 @@ fn parse_request(line: &[u8]) -> Result<(Json, Request), (Json, ShellError)> {
     match Request::deserialize(Json::Object(obj)) {
         Ok(request) => Ok((id, request)),
         Err(e) => Err((id, ShellError::bad(e.to_string()))),
-    }
-}
-
-/// Records every object and stream ref inside `value` by id.
-fn remember_refs(value: &Value, refs: &mut HashMap<String, Value>) {
-    match value {
-        Value::Ref(obj) => {
-            refs.insert(obj.id.clone(), value.clone());
-        }
-        Value::StreamRef(stream) => {
-            refs.insert(stream.id.clone(), value.clone());
-        }
-        Value::List(items) | Value::Tuple(items) | Value::Set(items) | Value::FrozenSet(items) => {
-            items.iter().for_each(|item| remember_refs(item, refs));
-        }
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                remember_refs(k, refs);
-                remember_refs(v, refs);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -791,10 +841,30 @@ mod tests {
                 Value::List(vec![Value::StreamRef(stream)]),
             ]),
         )]);
-        let mut refs = HashMap::new();
-        remember_refs(&value, &mut refs);
+        let mut refs = RefBook::default();
+        refs.remember(&value);
         assert_eq!(refs.len(), 2);
-        assert_eq!(refs["w/1"], Value::Ref(obj));
-        assert!(matches!(refs["w/2"], Value::StreamRef(_)));
+        assert_eq!(refs.get("w/1"), Some(&Value::Ref(obj)));
+        assert!(matches!(refs.get("w/2"), Some(Value::StreamRef(_))));
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_skipped_without_being_held() {
+        let text = format!("{}\n{{\"id\":1}}\n\nlast", "x".repeat(100));
+        let mut input = std::io::BufReader::with_capacity(7, text.as_bytes());
+        let lines: Vec<Input> =
+            std::iter::from_fn(|| read_line_capped(&mut input, 10).unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                Input::TooLong {
+                    size: 100,
+                    limit: 10
+                },
+                Input::Line(b"{\"id\":1}".to_vec()),
+                Input::Line(Vec::new()),
+                Input::Line(b"last".to_vec()),
+            ]
+        );
     }
 }
