@@ -179,6 +179,39 @@ async fn idempotent_call_is_retried_once_elsewhere() {
     s.sp.shutdown().await;
 }
 
+// A request that ends its own worker is a query of death: marked idempotent,
+// it is still not run again elsewhere (it would end that worker too), so one
+// worker of two dies, the caller gets WorkerCrashed saying why, and the pool
+// serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_kills_its_worker_is_not_retried_onto_another() {
+    let mut s = start(faults("poison", 2)).await;
+    let pool = s.sp.default_pool().clone();
+    let result = pool
+        .execute(Call::new("exit_now").kwarg("code", 3).idempotent(true))
+        .await;
+    match result {
+        Err(Error::WorkerCrashed { status, detail, .. }) => {
+            assert_eq!(status, ExitStatus::Code(3));
+            let detail = detail.unwrap_or_default();
+            assert!(detail.contains("not retried"), "{detail}");
+        }
+        other => panic!("expected WorkerCrashed, got {other:?}"),
+    }
+    // Exactly one worker ended: the other was never handed the request.
+    let exited = |e: &Event| matches!(e, Event::WorkerExited(_));
+    wait_event(&mut s.events, Duration::from_secs(5), exited).await;
+    common::poll_status(&pool, |st| st.workers_up == 2).await;
+    let mut more = 0;
+    while let Ok(e) = s.events.try_recv() {
+        more += usize::from(exited(&e));
+    }
+    assert_eq!(more, 0, "the request reached a second worker");
+    let echoed = pool.execute(Call::new("echo").kwarg("value", 5)).await;
+    assert_eq!(echoed.unwrap(), Value::Int(5));
+    s.sp.shutdown().await;
+}
+
 // A SIGSTOPped worker stops answering heartbeats: it is killed and replaced,
 // and the call it held fails with WorkerCrashed naming the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

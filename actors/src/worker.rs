@@ -512,9 +512,14 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
         .or_else(|| last_line.map(|l| format!("last stderr line: {l}")));
     let mut retry = Vec::new();
     let mut failed_requests = 0;
+    let retry_allowed = retry_allowed(cause, status);
+    let poisoned_detail = Some(match &detail {
+        Some(d) => format!("{d}; {POISON_NOTE}"),
+        None => POISON_NOTE.to_string(),
+    });
     for (id, p) in state.conn.close() {
         match p.retry {
-            Some(again) if !p.delivered && cause != ExitCause::Shutdown => {
+            Some(again) if !p.delivered && retry_allowed => {
                 let again = *again;
                 retry.push(Request {
                     id,
@@ -530,7 +535,8 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
                     pin: None,
                 });
             }
-            _ => {
+            other => {
+                let withheld = other.is_some() && !p.delivered && cause != ExitCause::Shutdown;
                 failed_requests += 1;
                 p.sink.fail(if cause == ExitCause::Shutdown {
                     Error::ShuttingDown
@@ -539,7 +545,11 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
                         pool: state.pool_name.to_string(),
                         worker: state.id.clone(),
                         status,
-                        detail: detail.clone(),
+                        detail: if withheld {
+                            poisoned_detail.clone()
+                        } else {
+                            detail.clone()
+                        },
                     }
                 });
             }
@@ -578,6 +588,31 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
             retry,
         },
     });
+}
+
+/// Said of the requests a worker was running when its end points at them.
+const POISON_NOTE: &str =
+    "not retried: the worker ended itself or broke the protocol while running it";
+
+/// Whether the idempotent requests a worker was running when it ended may run
+/// again on another worker. Only when its end says nothing about them: it was
+/// killed from outside (SIGKILL, SIGTERM, ...) or recycled. A worker that
+/// ended itself (an exit code, a fault signal such as SIGSEGV or SIGABRT),
+/// broke the protocol, or hung while running them was most likely ended by
+/// one of them: run again, such a request would take the next worker down
+/// too, and the one after, until the pool is empty.
+pub(crate) fn retry_allowed(cause: ExitCause, status: ExitStatus) -> bool {
+    match cause {
+        ExitCause::Recycled => true,
+        ExitCause::Crashed => matches!(
+            status,
+            ExitStatus::Signal(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP)
+        ),
+        ExitCause::Shutdown
+        | ExitCause::ProtocolViolation
+        | ExitCause::StartupFailed
+        | ExitCause::Unresponsive => false,
+    }
 }
 
 /// Once the process is reaped and its connection drained, reports the end.
