@@ -192,8 +192,8 @@ pub enum VariableError {
         name: String,
     },
     /// The value does not fit the type or a constraint; names the constraint
-    /// (`type`, `min`, `max`, `choices`, `dimension`, `shape`, `min_length`
-    /// or `max_length`).
+    /// (`type`, `min`, `max`, `choices`, `dimension`, `shape`, `min_length`,
+    /// `max_length`, or `nesting` past the wire's limit).
     #[error("variable `{variable}`: {message}")]
     Constraint {
         /// Name of the variable.
@@ -747,6 +747,17 @@ fn validate(
         constraint: constraint.to_string(),
         message,
     };
+    // Watchers in Python receive the value: it must be one they can decode.
+    if !value.fits_wire_depth() {
+        return Err(fail(
+            "nesting",
+            format!(
+                "nested {} protobuf levels deep; the wire carries at most {} (LIMIT_VALUE_WIRE_DEPTH)",
+                value.wire_depth(),
+                snakepit_proto::VALUE_WIRE_DEPTH
+            ),
+        ));
+    }
     let wrong_type = |expected: &str, value: &Value| {
         fail(
             TYPE,

@@ -430,6 +430,16 @@ fn a_tensor_of_nested_lists_must_be_rectangular_and_of_its_shape() {
         "type"
     );
 
+    // A tensor of 49 dimensions could not reach a watcher: refused by name.
+    let mut too_deep = ints(&[1]);
+    for _ in 0..48 {
+        too_deep = Value::List(vec![too_deep]);
+    }
+    assert_eq!(
+        rejected(VarType::Tensor, Constraints::default(), too_deep),
+        "nesting"
+    );
+
     let cube = Value::List(vec![
         Value::List(vec![ints(&[1, 2]), ints(&[3, 4])]),
         Value::List(vec![ints(&[5, 6]), ints(&[7, 8])]),
