@@ -307,6 +307,10 @@ pub enum Error {
     /// The Python environment is missing or unusable.
     #[error("python environment: {0}")]
     Environment(String),
+    /// A directory snakepit acts on (the run registry, the venv) is owned by
+    /// another user or writable by group or others.
+    #[error(transparent)]
+    UntrustedPath(#[from] crate::reaper::UntrustedPath),
 }
 
 fn mib_suffix(requested: Option<f64>, free: Option<f64>) -> String {
@@ -360,6 +364,7 @@ impl Error {
             Error::Protocol(_) => "protocol",
             Error::Config(_) => "config",
             Error::Environment(_) => "environment",
+            Error::UntrustedPath(_) => "untrusted_path",
         }
     }
 

@@ -51,8 +51,11 @@ pub use handle::{Call, ExecStream, PoolHandle};
 pub use host_bridge::HostCallContext;
 pub use host_tools::{HostArgs, HostTool, HostToolError};
 pub use pool::{PoolStatus, WorkerStatus};
-pub use process::RUN_ID_ENV;
-pub use reaper::{ReapedRun, RunRegistry, SweepReport, processes_with_run_id};
+pub use process::{RUN_ID_ENV, WORKER_ID_ENV};
+pub use reaper::{
+    ReapedRun, RegistryError, RunRegistry, SweepReport, Untrusted, UntrustedPath, end_processes,
+    processes_with_run_id,
+};
 pub use runtime::{RuntimeConfig, RuntimeHandle};
 pub use sessions::{Session, SessionInfo, VariableWatch};
 pub use telemetry::{Event, Telemetry};

@@ -23,6 +23,11 @@ pub(crate) const WORKER_FD: i32 = 3;
 /// Environment variable carrying the host's run id into every worker.
 pub const RUN_ID_ENV: &str = "SNAKEPIT_RUN_ID";
 
+/// Environment variable carrying the worker's id into its process, so that
+/// the children it starts (even outside its process group) can be found and
+/// ended with it.
+pub const WORKER_ID_ENV: &str = "SNAKEPIT_WORKER_ID";
+
 const STDERR_TAIL_LINES: usize = 40;
 
 /// What to run.

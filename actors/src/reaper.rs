@@ -1,30 +1,44 @@
-//! Ending the leftovers of host runs that died.
+//! Ending the leftovers of host runs that died, and of workers that exited.
 //!
-//! Every worker carries `SNAKEPIT_RUN_ID=<run id>` in its environment, and its
-//! children inherit it. Workers die with their host (parent-death signal), but
-//! their children do not: if the host is SIGKILLed, a worker's multiprocessing
-//! or subprocess children live on. This module owns a small on-disk registry,
-//! one file per live host run, and the sweep that ends the processes of runs
-//! whose host is gone.
+//! Every worker carries `SNAKEPIT_RUN_ID=<run id>` and
+//! `SNAKEPIT_WORKER_ID=<worker id>` in its environment, and its children
+//! inherit both, even those that leave the worker's process group
+//! (`setsid`, `start_new_session=True`). Workers die with their host
+//! (parent-death signal), but their children do not. This module owns:
 //!
-//! The sweep only ever signals a process that carries, as an exact
-//! environment entry, the run id of a recorded run whose host is provably
-//! dead: its pid is gone, is a zombie, or now belongs to a process with a
-//! different start time. Several hosts may share one registry directory; a
-//! host that is alive, or whose liveness cannot be judged from here (another
-//! pid namespace, an unreadable `/proc`), is left alone. Each signal goes
-//! through a pidfd opened before the target is re-checked, so a pid reused
-//! between the scan and the kill is never hit.
+//! - a small on-disk registry, one file per live host run, and the sweep at
+//!   start that ends the processes of runs whose host is gone;
+//! - [`end_processes`], the sweep by identity that a worker runs once it has
+//!   exited (its run and worker id) and the runtime runs at shutdown (its
+//!   run id): SIGTERM, a grace, then SIGKILL.
+//!
+//! The registry trusts nothing another user could have written: its
+//! directory must be ours and not writable by group or others (else
+//! [`UntrustedPath`]), an entry file is read only when it is a regular file
+//! owned by our uid and not group/world-writable, and an entry is a versioned
+//! bincode record of which only the known version is acted on.
+//!
+//! A sweep only ever signals a process owned by our own uid that carries, as
+//! exact environment entries, the identity it looks for; for a recorded run,
+//! only when the run's host is provably dead: its pid is gone, is a zombie,
+//! or now belongs to a process with a different start time. Several hosts may
+//! share one registry directory; a host that is alive, or whose liveness
+//! cannot be judged from here (another pid namespace, an unreadable `/proc`),
+//! is left alone. Each signal goes through a pidfd opened before the target
+//! is re-checked, so a pid reused between the scan and the kill is never hit.
 //!
 //! Everything here is blocking std IO; async callers run it in
 //! `spawn_blocking`.
 
 use std::fs;
 use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::process::RUN_ID_ENV;
+use serde::{Deserialize, Serialize};
+
+use crate::process::{RUN_ID_ENV, WORKER_ID_ENV};
 
 #[cfg(test)]
 mod tests;
@@ -36,19 +50,26 @@ const TEMP_EXT: &str = "tmp";
 /// Age after which an unparseable entry, or a temp file left by a host that
 /// died mid-write, is deleted.
 const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
-/// How long a sweep waits for the processes of one dead run to go.
+/// How long a sweep waits for the processes it killed to go.
 const REAP_WAIT: Duration = Duration::from_secs(2);
 /// How often it looks while waiting.
 const REAP_POLL: Duration = Duration::from_millis(10);
-/// How many times a sweep rescans for processes a dead run's leftovers forked
-/// while they were being killed.
+/// How many times a sweep rescans for processes forked while it was
+/// signalling.
 const REAP_ROUNDS: usize = 4;
-/// Entry files are a few hundred bytes; anything bigger is not ours.
+/// Entry files are well under a hundred bytes; anything bigger is not ours.
 const MAX_ENTRY_BYTES: u64 = 4096;
 /// Longest run id the registry accepts.
 const MAX_RUN_ID_LEN: usize = 200;
 /// Environment variable naming snakepit's state directory.
 const HOME_ENV: &str = "SNAKEPIT_HOME";
+/// The version of [`EntryRecord`] this build writes and acts on. An entry of
+/// any other version is left alone.
+pub(crate) const RECORD_VERSION: u32 = 1;
+/// Mode of a registry directory the registry creates.
+const REGISTRY_DIR_MODE: u32 = 0o700;
+/// Mode of an entry file.
+const ENTRY_FILE_MODE: u32 = 0o600;
 
 /// The default registry directory: `$SNAKEPIT_HOME/run`, or `.snakepit/run`
 /// (relative to the working directory) when `SNAKEPIT_HOME` is unset.
@@ -59,8 +80,9 @@ pub fn default_registry_dir() -> PathBuf {
     }
 }
 
-/// Every live (non-zombie) process, other than the current one, whose
-/// environment carries exactly `SNAKEPIT_RUN_ID=<run_id>`, sorted by pid.
+/// Every live (non-zombie) process owned by our uid, other than the current
+/// one, whose environment carries exactly `SNAKEPIT_RUN_ID=<run_id>`, sorted
+/// by pid.
 ///
 /// A process whose environment cannot be read (another user's) is not
 /// listed. Always empty on systems without `/proc`.
@@ -68,22 +90,161 @@ pub fn processes_with_run_id(run_id: &str) -> Vec<u32> {
     if run_id.is_empty() || run_id.contains('\0') {
         return Vec::new();
     }
-    procfs::scan(&marker(run_id), std::process::id())
+    procfs::scan(&[marker(RUN_ID_ENV, run_id)], std::process::id())
         .into_iter()
         .map(|p| p.pid)
         .collect()
 }
 
+/// Ends every process owned by our uid (the current one aside) that carries
+/// `SNAKEPIT_RUN_ID=<run_id>` and, when given, `SNAKEPIT_WORKER_ID=<worker_id>`:
+/// SIGTERM (to the process group too when it leads one of its own), up to
+/// `grace` for them to go, then SIGKILL for whoever is left, and up to 2 s
+/// more. Returns the pids it signalled, sorted.
+///
+/// This is how the children a worker started outside its process group are
+/// ended once it has exited (run and worker id), and how a runtime's shutdown
+/// makes sure nothing of its run is left (run id alone). Blocking.
+pub fn end_processes(run_id: &str, worker_id: Option<&str>, grace: Duration) -> Vec<u32> {
+    if run_id.is_empty() || run_id.contains('\0') || worker_id.is_some_and(|w| w.contains('\0')) {
+        return Vec::new();
+    }
+    let mut markers = vec![marker(RUN_ID_ENV, run_id)];
+    if let Some(worker_id) = worker_id {
+        markers.push(marker(WORKER_ID_ENV, worker_id));
+    }
+    let termed = signal_marked(&markers, libc::SIGTERM, Instant::now() + grace);
+    let killed = signal_marked(&markers, libc::SIGKILL, Instant::now() + REAP_WAIT);
+    let mut pids: Vec<u32> = termed
+        .signalled
+        .iter()
+        .chain(&killed.signalled)
+        .map(|p| p.pid)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// A path snakepit would act on, found open to someone else.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing {}: {reason}", path.display())]
+pub struct UntrustedPath {
+    /// The directory or file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: Untrusted,
+}
+
+/// Why a path is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    /// Another user owns it.
+    #[error("it is owned by uid {owner}, not by this process's uid {ours}")]
+    Owner {
+        /// Its owner.
+        owner: u32,
+        /// The current process's effective uid.
+        ours: u32,
+    },
+    /// Its group or others may write to it.
+    #[error("its mode {mode:04o} lets group or others write to it")]
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It is not a directory (or, for an entry, not a regular file).
+    #[error("it is not of the expected file type")]
+    WrongType,
+    /// It could not be created or inspected.
+    #[error("it cannot be created or inspected: {0}")]
+    Inaccessible(String),
+}
+
+/// Checks that `path` is a directory owned by our effective uid that group
+/// and others cannot write to.
+pub fn check_trusted_dir(path: &Path) -> Result<(), UntrustedPath> {
+    let untrusted = |reason| UntrustedPath {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = fs::metadata(path).map_err(|e| untrusted(Untrusted::Inaccessible(e.to_string())))?;
+    if !meta.is_dir() {
+        return Err(untrusted(Untrusted::WrongType));
+    }
+    check_owner_and_mode(&meta).map_err(untrusted)
+}
+
+/// Creates `path` (and missing parents) with `mode` when it does not exist,
+/// then checks it as [`check_trusted_dir`] does. An existing directory keeps
+/// its mode: one that is too open is refused, not repaired.
+pub fn ensure_trusted_dir(path: &Path, mode: u32) -> Result<(), UntrustedPath> {
+    if let Err(e) = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+    {
+        return Err(UntrustedPath {
+            path: path.to_owned(),
+            reason: Untrusted::Inaccessible(e.to_string()),
+        });
+    }
+    check_trusted_dir(path)
+}
+
+fn check_owner_and_mode(meta: &fs::Metadata) -> Result<(), Untrusted> {
+    let ours = effective_uid();
+    if meta.uid() != ours {
+        return Err(Untrusted::Owner {
+            owner: meta.uid(),
+            ours,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Untrusted::Writable { mode });
+    }
+    Ok(())
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// What can go wrong with the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry directory is open to another user: nothing in it is
+    /// trusted, and nothing is written to it.
+    #[error(transparent)]
+    Untrusted(#[from] UntrustedPath),
+    /// The run id cannot name an entry file.
+    #[error(
+        "run id {0:?} is not 1-{MAX_RUN_ID_LEN} characters of [A-Za-z0-9._-] not starting with '.'"
+    )]
+    InvalidRunId(String),
+    /// Reading or writing the registry failed.
+    #[error("run registry {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// The on-disk registry of host runs: one small file per live run in a
-/// directory that several hosts may share.
+/// directory that several hosts of the same user may share.
 #[derive(Debug, Clone)]
 pub struct RunRegistry {
     dir: PathBuf,
 }
 
 impl RunRegistry {
-    /// A registry kept in `dir`. Nothing is touched until `register` or
-    /// `sweep`.
+    /// A registry kept in `dir`. Nothing is touched until `prepare`,
+    /// `register` or `sweep`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         RunRegistry { dir: dir.into() }
     }
@@ -93,18 +254,28 @@ impl RunRegistry {
         &self.dir
     }
 
-    /// Records this host run as `<dir>/<run_id>.run`, creating the directory
-    /// if needed. The file is written atomically (a temp file in the same
-    /// directory, then a rename) and is removed again when the returned guard
-    /// is released or dropped.
+    /// Creates the directory (mode 0700) if needed, and checks that it is
+    /// ours and closed to group and others.
+    pub fn prepare(&self) -> Result<(), RegistryError> {
+        Ok(ensure_trusted_dir(&self.dir, REGISTRY_DIR_MODE)?)
+    }
+
+    /// Records this host run as `<dir>/<run_id>.run`, preparing the directory
+    /// first. The file (mode 0600) is written atomically (a temp file in the
+    /// same directory, fsync, then a rename) and is removed again when the
+    /// returned guard is released or dropped.
     ///
     /// A run id must be 1 to 200 characters from `[A-Za-z0-9._-]` and must
-    /// not start with a dot; anything else is `InvalidInput`, since the id
-    /// names a file.
-    pub fn register(&self, run_id: &str) -> io::Result<RunEntry> {
+    /// not start with a dot, since it names a file.
+    pub fn register(&self, run_id: &str) -> Result<RunEntry, RegistryError> {
         validate_run_id(run_id)?;
-        let me = procfs::own_identity()?;
+        let io_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RegistryError::Io { path, source }
+        };
+        let me = procfs::own_identity().map_err(io_err(Path::new("/proc/self")))?;
         let record = EntryRecord {
+            version: RECORD_VERSION,
             run_id: run_id.to_owned(),
             host_pid: me.pid,
             host_start: me.start,
@@ -112,9 +283,9 @@ impl RunRegistry {
             boot_id: me.boot_id,
             pid_ns: me.pid_ns,
         };
-        fs::create_dir_all(&self.dir)?;
+        self.prepare()?;
         let path = self.entry_path(run_id);
-        write_atomically(&self.dir, &path, run_id, record.render().as_bytes())?;
+        write_atomically(&self.dir, &path, run_id, &record.encode()).map_err(io_err(&path))?;
         Ok(RunEntry {
             path,
             run_id: run_id.to_owned(),
@@ -126,23 +297,27 @@ impl RunRegistry {
     /// is a zombie, or belongs to a process with a different start time (pid
     /// reuse).
     ///
-    /// For each such run, every process whose environment carries exactly
-    /// `SNAKEPIT_RUN_ID=<run id>` gets SIGKILL (its whole process group too
-    /// when it leads one), and the sweep waits up to 2 s for them to go
-    /// (zombies count as gone). The entry is then deleted; if some process
-    /// survived, the entry is kept so that the next sweep tries again.
+    /// For each such run, every process of our uid whose environment carries
+    /// exactly `SNAKEPIT_RUN_ID=<run id>` gets SIGKILL (its whole process
+    /// group too when it leads one), and the sweep waits up to 2 s for them
+    /// to go (zombies count as gone). The entry is then deleted; if some
+    /// process survived, the entry is kept so that the next sweep tries again.
     ///
     /// Runs of live hosts, including the current process's own, are never
-    /// touched. Unparseable entries are deleted once they are an hour old.
-    /// A missing registry directory is an empty report; only failing to list
-    /// the directory is an error.
-    pub fn sweep(&self) -> io::Result<SweepReport> {
+    /// touched. Entry files that another user owns or may write, and records
+    /// of another version, are ignored (with a warning) and kept. Unparseable
+    /// entries are deleted once they are an hour old. A missing registry
+    /// directory is an empty report; one open to others is refused.
+    pub fn sweep(&self) -> Result<SweepReport, RegistryError> {
         let mut report = SweepReport::default();
-        let listing = match fs::read_dir(&self.dir) {
-            Ok(listing) => listing,
+        match fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
-            Err(e) => return Err(e),
-        };
+            _ => check_trusted_dir(&self.dir)?,
+        }
+        let listing = fs::read_dir(&self.dir).map_err(|source| RegistryError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
         let mut names: Vec<String> = listing
             .flatten()
             .filter_map(|entry| entry.file_name().into_string().ok())
@@ -175,8 +350,16 @@ impl RunRegistry {
     /// Judges one entry file, and reaps its run when the host is dead.
     fn sweep_entry(&self, path: &Path, stem: &str, me: Option<&Identity>) -> Option<ReapedRun> {
         let record = match read_entry(path) {
-            Ok(Some(record)) if record.run_id == stem => record,
-            Ok(_) => {
+            Ok(EntryRead::Record(record)) if record.run_id == stem => record,
+            Ok(EntryRead::Untrusted(reason)) => {
+                tracing::warn!(path = %path.display(), %reason, "ignoring a run registry entry that another user could have written");
+                return None;
+            }
+            Ok(EntryRead::UnknownVersion(version)) => {
+                tracing::warn!(path = %path.display(), version, known = RECORD_VERSION, "ignoring a run registry entry of an unknown version");
+                return None;
+            }
+            Ok(EntryRead::Record(_) | EntryRead::Malformed) => {
                 if is_stale(path) {
                     tracing::warn!(path = %path.display(), "removing malformed run registry entry");
                     remove_if_present(path);
@@ -274,9 +457,12 @@ pub struct ReapedRun {
     pub survivors: Vec<u32>,
 }
 
-/// The contents of an entry file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The contents of an entry file: a bincode record (standard configuration)
+/// whose first field is its version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EntryRecord {
+    /// [`RECORD_VERSION`] when written by this build.
+    pub version: u32,
     pub run_id: String,
     pub host_pid: u32,
     /// Start time of the host process in clock ticks after boot (field 22 of
@@ -291,65 +477,45 @@ pub(crate) struct EntryRecord {
     pub pid_ns: Option<String>,
 }
 
-impl EntryRecord {
-    pub(crate) fn render(&self) -> String {
-        let mut text = format!(
-            "run_id={}\nhost_pid={}\nhost_start={}\ncreated_unix_ms={}\n",
-            self.run_id, self.host_pid, self.host_start, self.created_unix_ms
-        );
-        if let Some(boot_id) = &self.boot_id {
-            text.push_str(&format!("boot_id={boot_id}\n"));
-        }
-        if let Some(pid_ns) = &self.pid_ns {
-            text.push_str(&format!("pid_ns={pid_ns}\n"));
-        }
-        text
-    }
-
-    /// Parses `key=value` lines. The four base keys are required, each key
-    /// may appear once, and unknown keys are ignored.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let mut run_id = None;
-        let mut host_pid = None;
-        let mut host_start = None;
-        let mut created_unix_ms = None;
-        let mut boot_id = None;
-        let mut pid_ns = None;
-        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-            let (key, value) = line.split_once('=')?;
-            let fresh = match key {
-                "run_id" => set_once(&mut run_id, value.to_owned()),
-                "host_pid" => set_once(&mut host_pid, value.parse::<u32>().ok()?),
-                "host_start" => set_once(&mut host_start, value.parse::<u64>().ok()?),
-                "created_unix_ms" => set_once(&mut created_unix_ms, value.parse::<u64>().ok()?),
-                "boot_id" => set_once(&mut boot_id, value.to_owned()),
-                "pid_ns" => set_once(&mut pid_ns, value.to_owned()),
-                _ => true,
-            };
-            if !fresh {
-                return None;
-            }
-        }
-        let run_id = run_id?;
-        validate_run_id(&run_id).ok()?;
-        Some(EntryRecord {
-            run_id,
-            host_pid: host_pid?,
-            host_start: host_start?,
-            created_unix_ms: created_unix_ms?,
-            boot_id,
-            pid_ns,
-        })
-    }
+/// What the bytes of an entry file turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    Record(EntryRecord),
+    /// A record of a version this build does not know; never acted on.
+    UnknownVersion(u32),
+    Malformed,
 }
 
-/// Stores `value` unless the slot is already set; says whether it was empty.
-fn set_once<T>(slot: &mut Option<T>, value: T) -> bool {
-    if slot.is_some() {
-        return false;
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ MAX_ENTRY_BYTES as usize }>()
+}
+
+impl EntryRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode_config())
+            .expect("an entry record always encodes")
     }
-    *slot = Some(value);
-    true
+
+    /// Decodes a whole file: the version first, then, only for the known
+    /// version, the record, which must fill the file exactly and name a
+    /// valid run id.
+    pub(crate) fn decode(bytes: &[u8]) -> Decoded {
+        let Ok((version, _)) = bincode::serde::decode_from_slice::<u32, _>(bytes, bincode_config())
+        else {
+            return Decoded::Malformed;
+        };
+        if version != RECORD_VERSION {
+            return Decoded::UnknownVersion(version);
+        }
+        match bincode::serde::decode_from_slice::<EntryRecord, _>(bytes, bincode_config()) {
+            Ok((record, used))
+                if used == bytes.len() && validate_run_id(&record.run_id).is_ok() =>
+            {
+                Decoded::Record(record)
+            }
+            _ => Decoded::Malformed,
+        }
+    }
 }
 
 /// Who the current process is, as entries record it.
@@ -368,10 +534,12 @@ pub(crate) struct ProcId {
     pub start: u64,
 }
 
-/// The two fields of `/proc/<pid>/stat` the reaper needs.
+/// The fields of `/proc/<pid>/stat` the reaper needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
     pub state: u8,
+    /// Process group id (field 5).
+    pub pgrp: i32,
     pub start: u64,
 }
 
@@ -383,10 +551,12 @@ impl Stat {
         let close = raw.iter().rposition(|&b| b == b')')?;
         let rest = std::str::from_utf8(&raw[close + 1..]).ok()?;
         let mut fields = rest.split_ascii_whitespace();
-        // Field 3 is the state; field 22 is the start time, 19 fields on.
+        // Field 3 is the state, 5 the process group; field 22 is the start
+        // time, 16 fields after the group.
         let state = *fields.next()?.as_bytes().first()?;
-        let start = fields.nth(18)?.parse().ok()?;
-        Some(Stat { state, start })
+        let pgrp = fields.nth(1)?.parse().ok()?;
+        let start = fields.nth(16)?.parse().ok()?;
+        Some(Stat { state, pgrp, start })
     }
 
     /// Zombie, or dead and about to vanish: gone, for the reaper's purposes.
@@ -430,14 +600,44 @@ fn host_state(record: &EntryRecord, me: Option<&Identity>) -> HostState {
 /// Kills every process of a dead run. Returns the pids it signalled and
 /// those still there at the end, both sorted.
 fn reap_run(run_id: &str) -> (Vec<u32>, Vec<u32>) {
-    let marker = marker(run_id);
+    let outcome = signal_marked(
+        &[marker(RUN_ID_ENV, run_id)],
+        libc::SIGKILL,
+        Instant::now() + REAP_WAIT,
+    );
+    let mut survivors: Vec<u32> = outcome
+        .signalled
+        .iter()
+        .filter(|p| procfs::is_alive(**p))
+        .map(|p| p.pid)
+        .chain(outcome.refused)
+        .collect();
+    survivors.sort_unstable();
+    survivors.dedup();
+    let mut pids: Vec<u32> = outcome.signalled.iter().map(|p| p.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    (pids, survivors)
+}
+
+/// What one signalling pass did.
+struct Signalling {
+    signalled: Vec<ProcId>,
+    refused: Vec<u32>,
+}
+
+/// Sends `signal` to every process of ours (the current one aside) that
+/// carries all of `markers`, rescanning for ones forked meanwhile, and waits
+/// until those signalled are gone or `deadline` passes.
+fn signal_marked(markers: &[Vec<u8>], signal: libc::c_int, deadline: Instant) -> Signalling {
     let own_pid = std::process::id();
-    let deadline = Instant::now() + REAP_WAIT;
     let mut tried: Vec<ProcId> = Vec::new();
-    let mut killed: Vec<ProcId> = Vec::new();
-    let mut refused: Vec<u32> = Vec::new();
+    let mut outcome = Signalling {
+        signalled: Vec::new(),
+        refused: Vec::new(),
+    };
     for _ in 0..REAP_ROUNDS {
-        let found: Vec<ProcId> = procfs::scan(&marker, own_pid)
+        let found: Vec<ProcId> = procfs::scan(markers, own_pid)
             .into_iter()
             .filter(|p| !tried.contains(p))
             .collect();
@@ -446,29 +646,18 @@ fn reap_run(run_id: &str) -> (Vec<u32>, Vec<u32>) {
         }
         for p in found {
             tried.push(p);
-            match procfs::kill_verified(p, &marker) {
-                Signalled::Killed => killed.push(p),
+            match procfs::signal_verified(p, markers, signal) {
+                Signalled::Sent => outcome.signalled.push(p),
                 Signalled::Gone => {}
-                Signalled::Refused => refused.push(p.pid),
+                Signalled::Refused => outcome.refused.push(p.pid),
             }
         }
-        wait_gone(&killed, deadline);
+        wait_gone(&outcome.signalled, deadline);
         if Instant::now() >= deadline {
             break;
         }
     }
-    let mut survivors: Vec<u32> = killed
-        .iter()
-        .filter(|p| procfs::is_alive(**p))
-        .map(|p| p.pid)
-        .chain(refused)
-        .collect();
-    survivors.sort_unstable();
-    survivors.dedup();
-    let mut pids: Vec<u32> = killed.iter().map(|p| p.pid).collect();
-    pids.sort_unstable();
-    pids.dedup();
-    (pids, survivors)
+    outcome
 }
 
 /// Waits until every process in `procs` is gone, or the deadline passes.
@@ -489,20 +678,20 @@ fn wait_gone(procs: &[ProcId], deadline: Instant) {
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signalled {
-    /// SIGKILL was delivered.
-    Killed,
+    /// The signal was delivered.
+    Sent,
     /// The process had gone, or the pid now belongs to another process.
     Gone,
-    /// The kernel refused (permissions).
+    /// The kernel refused (permissions), or the process is not ours.
     Refused,
 }
 
-/// The exact environment entry a run's processes carry.
-fn marker(run_id: &str) -> Vec<u8> {
-    format!("{RUN_ID_ENV}={run_id}").into_bytes()
+/// The exact environment entry `key=value`.
+fn marker(key: &str, value: &str) -> Vec<u8> {
+    format!("{key}={value}").into_bytes()
 }
 
-fn validate_run_id(run_id: &str) -> io::Result<()> {
+fn validate_run_id(run_id: &str) -> Result<(), RegistryError> {
     let ok = !run_id.is_empty()
         && run_id.len() <= MAX_RUN_ID_LEN
         && !run_id.starts_with('.')
@@ -512,12 +701,7 @@ fn validate_run_id(run_id: &str) -> io::Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "run id {run_id:?} is not 1-{MAX_RUN_ID_LEN} characters of [A-Za-z0-9._-] not starting with '.'"
-            ),
-        ))
+        Err(RegistryError::InvalidRunId(run_id.to_owned()))
     }
 }
 
@@ -542,26 +726,54 @@ fn classify(name: &str) -> FileKind<'_> {
     }
 }
 
-/// Reads and parses an entry file. `Ok(None)` means it is not a well-formed
-/// entry (or not a regular file, or too big to be one).
-fn read_entry(path: &Path) -> io::Result<Option<EntryRecord>> {
-    let meta = fs::symlink_metadata(path)?;
-    if !meta.is_file() || meta.len() > MAX_ENTRY_BYTES {
-        return Ok(None);
-    }
-    let mut text = String::new();
-    let read = fs::File::open(path)?
-        .take(MAX_ENTRY_BYTES)
-        .read_to_string(&mut text);
-    match read {
-        Ok(_) => Ok(EntryRecord::parse(&text)),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
-        Err(e) => Err(e),
-    }
+/// What reading an entry file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EntryRead {
+    Record(EntryRecord),
+    /// Another user owns the file or may write to it: never acted on.
+    Untrusted(Untrusted),
+    UnknownVersion(u32),
+    /// Not a well-formed entry (or too big to be one).
+    Malformed,
 }
 
-/// Writes `contents` to `path` through a temp file in `dir` and a rename, so
-/// a reader sees either no file or the whole of it.
+/// Opens (never following a symlink, never blocking on a FIFO), checks and
+/// decodes an entry file. The checks run on the opened file, so a file
+/// swapped after them is not the one read.
+fn read_entry(path: &Path) -> io::Result<EntryRead> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(EntryRead::Untrusted(Untrusted::WrongType));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(EntryRead::Untrusted(Untrusted::WrongType));
+    }
+    if let Err(reason) = check_owner_and_mode(&meta) {
+        return Ok(EntryRead::Untrusted(reason));
+    }
+    if meta.len() > MAX_ENTRY_BYTES {
+        return Ok(EntryRead::Malformed);
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(match EntryRecord::decode(&bytes) {
+        Decoded::Record(record) => EntryRead::Record(record),
+        Decoded::UnknownVersion(version) => EntryRead::UnknownVersion(version),
+        Decoded::Malformed => EntryRead::Malformed,
+    })
+}
+
+/// Writes `contents` to `path` through a temp file (mode 0600) in `dir`,
+/// fsynced, then a rename, so a reader sees either no file or the whole of
+/// it, even after a crash.
 fn write_atomically(dir: &Path, path: &Path, run_id: &str, contents: &[u8]) -> io::Result<()> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -574,13 +786,22 @@ fn write_atomically(dir: &Path, path: &Path, run_id: &str, contents: &[u8]) -> i
     let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(ENTRY_FILE_MODE)
         .open(&temp)
-        .and_then(|mut file| io::Write::write_all(&mut file, contents))
+        .and_then(|mut file| {
+            io::Write::write_all(&mut file, contents)?;
+            file.sync_all()
+        })
         .and_then(|()| fs::rename(&temp, path));
     if written.is_err() {
         remove_if_present(&temp);
+        return written;
     }
-    written
+    // The rename itself is durable once the directory is synced.
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// A regular file last modified more than `STALE_AFTER` ago. Anything whose
@@ -620,13 +841,20 @@ mod procfs {
     use std::fs;
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
 
-    use super::{Identity, ProcId, Signalled, Stat, is_no_such_process};
+    use super::{Identity, ProcId, Signalled, Stat, effective_uid, is_no_such_process};
 
     /// A pid the reaper may ever signal: never 0 or negative (which `kill`
     /// reads as "a whole group" or "everyone"), never init.
     fn is_signallable(pid: u32) -> bool {
         pid > 1 && i32::try_from(pid).is_ok()
+    }
+
+    /// Whether `/proc/<pid>` (whose owner is the process's effective uid)
+    /// belongs to our own effective uid. Checked before every signal.
+    fn is_ours(pid: u32) -> bool {
+        fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == effective_uid())
     }
 
     pub(super) fn own_identity() -> io::Result<Identity> {
@@ -666,29 +894,40 @@ mod procfs {
         }
     }
 
-    /// Whether `/proc/<pid>/environ` holds exactly `marker` as one entry. An
-    /// environment that cannot be read does not.
-    fn environ_has(pid: u32, marker: &[u8]) -> bool {
-        fs::read(format!("/proc/{pid}/environ"))
-            .is_ok_and(|env| env.split(|&b| b == 0).any(|entry| entry == marker))
+    /// Whether `/proc/<pid>/environ` holds each of `markers` as an exact
+    /// entry. An environment that cannot be read does not.
+    fn environ_has(pid: u32, markers: &[Vec<u8>]) -> bool {
+        fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+            markers
+                .iter()
+                .all(|marker| env.split(|&b| b == 0).any(|entry| entry == marker))
+        })
     }
 
-    /// Every live process but `skip` whose environment holds `marker`.
-    pub(super) fn scan(marker: &[u8], skip: u32) -> Vec<ProcId> {
+    /// Every live process id in `/proc`.
+    fn pids() -> Vec<u32> {
         let Ok(listing) = fs::read_dir("/proc") else {
             return Vec::new();
         };
+        listing
+            .flatten()
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|name| name.parse::<u32>().ok())
+            })
+            .filter(|&pid| is_signallable(pid))
+            .collect()
+    }
+
+    /// Every live process of ours but `skip` whose environment holds all of
+    /// `markers`.
+    pub(super) fn scan(markers: &[Vec<u8>], skip: u32) -> Vec<ProcId> {
         let mut found = Vec::new();
-        for entry in listing.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|name| name.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == skip || !is_signallable(pid) || !environ_has(pid, marker) {
+        for pid in pids() {
+            if pid == skip || !is_ours(pid) || !environ_has(pid, markers) {
                 continue;
             }
             match stat(pid) {
@@ -703,15 +942,28 @@ mod procfs {
         found
     }
 
-    /// Sends SIGKILL to `p`, and to its process group when it leads one,
-    /// after checking again that it is the same process and still carries
-    /// `marker`.
+    /// Whether every live member of process group `pgid` is ours.
+    fn group_is_ours(pgid: i32) -> bool {
+        pids().into_iter().all(|pid| match stat(pid) {
+            Ok(stat) if stat.pgrp == pgid && !stat.is_gone() => is_ours(pid),
+            _ => true,
+        })
+    }
+
+    /// Sends `signal` to `p`, and to its process group when it leads one,
+    /// after checking again that it is the same process, is ours and still
+    /// carries `markers`. The group is signalled only when every member is
+    /// ours.
     ///
     /// The pidfd is opened before the check, so if the pid is reused after
     /// it, the signal goes to the (dead) process that was checked rather than
     /// to the newcomer. Kernels without pidfds fall back to `kill`, leaving a
     /// window of a few microseconds.
-    pub(super) fn kill_verified(p: ProcId, marker: &[u8]) -> Signalled {
+    pub(super) fn signal_verified(
+        p: ProcId,
+        markers: &[Vec<u8>],
+        signal: libc::c_int,
+    ) -> Signalled {
         if p.pid == std::process::id() || !is_signallable(p.pid) {
             return Signalled::Gone;
         }
@@ -725,20 +977,26 @@ mod procfs {
             Ok(stat) if !stat.is_gone() && stat.start == p.start => {}
             _ => return Signalled::Gone,
         }
-        if !environ_has(p.pid, marker) {
+        if !is_ours(p.pid) {
+            return Signalled::Refused;
+        }
+        if !environ_has(p.pid, markers) {
             return Signalled::Gone;
         }
         // SAFETY: getpgid, getpgrp, killpg and kill have no memory-safety
         // preconditions.
         let (pgid, own_group) = unsafe { (libc::getpgid(pid), libc::getpgrp()) };
         // Its group goes first, while the leader still holds the group id. A
-        // group that holds the current process is never signalled as a whole.
-        let group_killed =
-            pgid == pid && pgid != own_group && unsafe { libc::killpg(pgid, libc::SIGKILL) } == 0;
+        // group that holds the current process, or a process of another
+        // user, is never signalled as a whole.
+        let group_signalled = pgid == pid
+            && pgid != own_group
+            && group_is_ours(pgid)
+            && unsafe { libc::killpg(pgid, signal) } == 0;
         let direct = match &pidfd {
-            Some(fd) => pidfd_send_signal(fd, libc::SIGKILL),
+            Some(fd) => pidfd_send_signal(fd, signal),
             None => {
-                if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                if unsafe { libc::kill(pid, signal) } == 0 {
                     Ok(())
                 } else {
                     Err(io::Error::last_os_error())
@@ -746,8 +1004,8 @@ mod procfs {
             }
         };
         match direct {
-            Ok(()) => Signalled::Killed,
-            Err(_) if group_killed => Signalled::Killed,
+            Ok(()) => Signalled::Sent,
+            Err(_) if group_signalled => Signalled::Sent,
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Signalled::Gone,
             Err(_) => Signalled::Refused,
         }
@@ -809,11 +1067,15 @@ mod procfs {
         false
     }
 
-    pub(super) fn scan(_marker: &[u8], _skip: u32) -> Vec<ProcId> {
+    pub(super) fn scan(_markers: &[Vec<u8>], _skip: u32) -> Vec<ProcId> {
         Vec::new()
     }
 
-    pub(super) fn kill_verified(_p: ProcId, _marker: &[u8]) -> Signalled {
+    pub(super) fn signal_verified(
+        _p: ProcId,
+        _markers: &[Vec<u8>],
+        _signal: libc::c_int,
+    ) -> Signalled {
         Signalled::Gone
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! Before any pool starts, the run registry is swept: processes left behind by
 //! an earlier host run that died (found by their `SNAKEPIT_RUN_ID`) are ended,
-//! and this run is recorded so that a later host can do the same for it.
+//! and this run is recorded so that a later host can do the same for it. A
+//! registry directory open to another user refuses the start. At shutdown,
+//! once every pool is down, whatever still carries this run's id (children
+//! that left their worker's process group) is ended too.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use crate::handle::PoolHandle;
 use crate::host_bridge::{HostBridge, HostCallContext};
 use crate::host_tools::HostTool;
 use crate::pool::{Pool, PoolArgs, PoolMessage, ToolIndex};
-use crate::reaper::{RunEntry, RunRegistry, default_registry_dir};
+use crate::reaper::{RegistryError, RunEntry, RunRegistry, default_registry_dir, end_processes};
 use crate::sessions::{Session, Sessions, SessionsArgs, SessionsMessage};
 use crate::telemetry::{OrphansReaped, Telemetry};
 
@@ -39,6 +42,10 @@ pub struct RuntimeConfig {
     /// Session limits and timeouts.
     pub sessions: SessionsConfig,
 }
+
+/// How long processes of this run still there after shutdown get between
+/// SIGTERM and SIGKILL.
+const LEFTOVER_TERM_GRACE: Duration = Duration::from_secs(1);
 
 /// The root actor.
 pub struct Runtime;
@@ -182,7 +189,7 @@ impl RuntimeHandle {
             }
         }
         let run_id = config.run_id.clone();
-        let entry = reap_and_register(&config, &telemetry).await;
+        let entry = reap_and_register(&config, &telemetry).await?;
         let bridge = Arc::new(HostBridge::new(config.sessions.clone()));
         let (root, _) = Actor::spawn(
             None,
@@ -302,12 +309,23 @@ impl RuntimeHandle {
     }
 
     /// Stops taking calls, lets in-flight ones finish within `grace`, ends
-    /// every worker process group, and returns once all are reaped.
+    /// every worker process group, then every process still carrying this
+    /// run's id (SIGTERM, up to a second, SIGKILL), and returns once all are
+    /// reaped.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = self
             .root
             .call(|reply| RuntimeMessage::Shutdown { grace, reply }, None)
             .await;
+        let run_id = self.run_id.clone();
+        let swept =
+            tokio::task::spawn_blocking(move || end_processes(&run_id, None, LEFTOVER_TERM_GRACE))
+                .await;
+        if let Ok(pids) = swept
+            && !pids.is_empty()
+        {
+            tracing::info!(run_id = %self.run_id, ?pids, "Ended processes of this run that outlived their workers.");
+        }
         let entry = self.entry.lock().expect("registry entry lock").take();
         if let Some(entry) = entry
             && let Err(err) = entry.release()
@@ -317,9 +335,14 @@ impl RuntimeHandle {
     }
 }
 
-/// Ends the leftovers of dead earlier runs and records this one. Failures
-/// are logged, never fatal: the registry is a safety net, not a dependency.
-async fn reap_and_register(config: &RuntimeConfig, telemetry: &Telemetry) -> Option<RunEntry> {
+/// Ends the leftovers of dead earlier runs and records this one. A registry
+/// directory open to another user is refused with `UntrustedPath`; other
+/// failures are logged, never fatal: the registry is a safety net, not a
+/// dependency.
+async fn reap_and_register(
+    config: &RuntimeConfig,
+    telemetry: &Telemetry,
+) -> Result<Option<RunEntry>, Error> {
     let registry = RunRegistry::new(
         config
             .registry_dir
@@ -328,14 +351,20 @@ async fn reap_and_register(config: &RuntimeConfig, telemetry: &Telemetry) -> Opt
     );
     let run_id = config.run_id.clone();
     let work = tokio::task::spawn_blocking(move || {
+        registry.prepare()?;
         let swept = registry.sweep();
-        (swept, registry.register(&run_id))
+        Ok::<_, RegistryError>((swept, registry.register(&run_id)))
     });
     let (swept, entry) = match work.await {
-        Ok(done) => done,
+        Ok(Ok(done)) => done,
+        Ok(Err(RegistryError::Untrusted(untrusted))) => return Err(untrusted.into()),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "Could not prepare the run registry.");
+            return Ok(None);
+        }
         Err(err) => {
             tracing::warn!(error = %err, "The run registry task failed.");
-            return None;
+            return Ok(None);
         }
     };
     match swept {
@@ -350,11 +379,12 @@ async fn reap_and_register(config: &RuntimeConfig, telemetry: &Telemetry) -> Opt
                 .emit(telemetry);
             }
         }
+        Err(RegistryError::Untrusted(untrusted)) => return Err(untrusted.into()),
         Err(err) => tracing::warn!(error = %err, "Could not sweep the run registry."),
     }
-    entry
+    Ok(entry
         .inspect_err(
             |err| tracing::warn!(error = %err, "Could not record this run in the registry."),
         )
-        .ok()
+        .ok())
 }

@@ -11,7 +11,8 @@
 //! still waiting on it with `WorkerCrashed` (exit code or signal included) —
 //! or hands idempotent ones back to the pool to run elsewhere — tells the pool
 //! why it is gone, ends what is left of the process group (SIGTERM, then
-//! SIGKILL), and stops.
+//! SIGKILL), then every process that still carries its run and worker id
+//! (children that left the group with `setsid`), and stops.
 
 mod liveness;
 mod messages;
@@ -32,7 +33,8 @@ use crate::config::PoolConfig;
 use crate::connection::{self, Closed, Connection, Listeners};
 use crate::error::{Error, ExitStatus, python_exception};
 use crate::pool::{PoolMessage, Request, WorkerGone, WorkerKey, WorkerLink};
-use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail};
+use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail, WORKER_ID_ENV};
+use crate::reaper;
 use crate::telemetry::{
     ExitCause, HeartbeatMissed, KillReason, RecycleReason, Telemetry, WorkerKilled, WorkerSpawned,
 };
@@ -73,6 +75,8 @@ enum Phase {
 pub struct WorkerState {
     key: WorkerKey,
     id: String,
+    /// The host run's id, which the worker's children carry with its id.
+    run_id: String,
     config: Arc<PoolConfig>,
     telemetry: Telemetry,
     heartbeat: Option<Heartbeat>,
@@ -164,6 +168,7 @@ impl Actor for Worker {
         Ok(WorkerState {
             key: args.key,
             id: args.id,
+            run_id: args.run_id,
             heartbeat,
             recycle_at,
             telemetry: args.telemetry,
@@ -373,7 +378,7 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     env.push((RUN_ID_ENV.into(), args.run_id.clone()));
-    env.push(("SNAKEPIT_WORKER_ID".into(), args.id.clone()));
+    env.push((WORKER_ID_ENV.into(), args.id.clone()));
     SpawnSpec {
         program: cfg.python.clone().unwrap_or_else(|| args.python.clone()),
         args: argv,
@@ -625,11 +630,24 @@ fn settle(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {
     };
     state.finished = true;
     on_exit(state, status);
-    // Grandchildren the tool started share the group: end them too, then stop.
+    // Grandchildren the tool started share the group: end them too; then
+    // those that left it but carry this worker's identity; then stop.
     let pgid = state.pid;
+    let run_id = state.run_id.clone();
+    let worker_id = state.id.clone();
     let me = myself.clone();
     tokio::spawn(async move {
         process::end_group(pgid, GROUP_TERM_GRACE).await;
+        let ended = tokio::task::spawn_blocking(move || {
+            let pids = reaper::end_processes(&run_id, Some(&worker_id), GROUP_TERM_GRACE);
+            (worker_id, pids)
+        })
+        .await;
+        if let Ok((worker, pids)) = ended
+            && !pids.is_empty()
+        {
+            tracing::info!(%worker, ?pids, "Ended processes that left the worker's process group.");
+        }
         let _ = me.cast(WorkerMessage::GroupEnded);
     });
 }

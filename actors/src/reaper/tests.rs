@@ -3,6 +3,7 @@
 //! this binary or another) never see each other's entries or processes.
 
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,14 +85,30 @@ fn dead_pid() -> u32 {
     pid
 }
 
+/// The record a host that has since died would have written.
+fn record(run_id: &str, host_pid: u32, host_start: u64) -> EntryRecord {
+    EntryRecord {
+        version: RECORD_VERSION,
+        run_id: run_id.to_owned(),
+        host_pid,
+        host_start,
+        created_unix_ms: 1,
+        boot_id: None,
+        pid_ns: None,
+    }
+}
+
+/// Writes `record` as the entry file of `run_id` (mode 0600, ours).
+fn write_record(dir: &Path, run_id: &str, record: &EntryRecord) -> PathBuf {
+    let path = dir.join(format!("{run_id}.run"));
+    fs::write(&path, record.encode()).expect("write entry");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod entry");
+    path
+}
+
 /// Writes an entry file by hand, as a host that has since died would have.
 fn write_entry(dir: &Path, run_id: &str, host_pid: u32, host_start: u64) -> PathBuf {
-    let path = dir.join(format!("{run_id}.run"));
-    let text = format!(
-        "run_id={run_id}\nhost_pid={host_pid}\nhost_start={host_start}\ncreated_unix_ms=1\n"
-    );
-    fs::write(&path, text).expect("write entry");
-    path
+    write_record(dir, run_id, &record(run_id, host_pid, host_start))
 }
 
 fn own_start() -> u64 {
@@ -126,18 +143,19 @@ fn register_writes_parseable_entry_and_release_or_drop_removes_it() {
     let entry = registry.register(&run_id).expect("register");
     assert_eq!(entry.path(), registry.dir().join(format!("{run_id}.run")));
     assert_eq!(entry.run_id(), run_id);
-    let text = fs::read_to_string(entry.path()).expect("read entry");
-    let record = EntryRecord::parse(&text).expect("entry parses");
+    let bytes = fs::read(entry.path()).expect("read entry");
+    let Decoded::Record(record) = EntryRecord::decode(&bytes) else {
+        panic!("entry does not decode: {bytes:?}");
+    };
+    assert_eq!(record.version, RECORD_VERSION);
     assert_eq!(record.run_id, run_id);
     assert_eq!(record.host_pid, std::process::id());
     assert_eq!(record.host_start, own_start());
-    assert!(record.created_unix_ms > 1_600_000_000_000, "{text}");
-    for key in ["run_id=", "host_pid=", "host_start=", "created_unix_ms="] {
-        assert!(
-            text.lines().any(|l| l.starts_with(key)),
-            "{key} missing: {text}"
-        );
-    }
+    assert!(record.created_unix_ms > 1_600_000_000_000, "{record:?}");
+    // Private: the directory it made is 0700, the entry 0600.
+    let mode = |p: &Path| fs::metadata(p).expect("stat").mode() & 0o777;
+    assert_eq!(mode(registry.dir()), 0o700);
+    assert_eq!(mode(entry.path()), 0o600);
     // Only the entry is left: the temp file was renamed into place.
     let names: Vec<_> = fs::read_dir(registry.dir())
         .expect("list")
@@ -309,18 +327,10 @@ fn young_malformed_entry_is_left_in_place() {
     let dir = TempDir::new("malformed");
     let registry = RunRegistry::new(dir.path());
     let garbage = dir.path().join("garbage.run");
-    fs::write(&garbage, "not an entry\n").expect("write");
+    fs::write(&garbage, [1, 0xff, 0xff]).expect("write");
     // Well formed, but naming another run than its file: as bad.
     let run_id = unique_id("mismatch");
-    let mismatch = dir.path().join("other-name.run");
-    fs::write(
-        &mismatch,
-        format!(
-            "run_id={run_id}\nhost_pid={}\nhost_start=0\ncreated_unix_ms=1\n",
-            dead_pid()
-        ),
-    )
-    .expect("write");
+    let mismatch = write_record(dir.path(), "other-name", &record(&run_id, dead_pid(), 0));
 
     assert_eq!(registry.sweep().expect("sweep"), SweepReport::default());
     assert!(garbage.exists(), "young malformed entry removed");
@@ -336,7 +346,7 @@ fn old_malformed_entry_and_old_temp_file_are_removed() {
     let temp = dir.path().join(".garbage.1.2.tmp");
     let unrelated = dir.path().join("notes.txt");
     for path in [&garbage, &temp, &unrelated] {
-        fs::write(path, "host_pid=banana\n").expect("write");
+        fs::write(path, [1, 3, b'a']).expect("write");
         fs::File::options()
             .write(true)
             .open(path)
@@ -375,7 +385,10 @@ fn register_rejects_run_ids_that_are_not_file_names() {
         &"x".repeat(201),
     ] {
         let err = registry.register(bad).expect_err(bad);
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{bad:?}");
+        assert!(
+            matches!(&err, RegistryError::InvalidRunId(id) if id == bad),
+            "{bad:?}: {err:?}"
+        );
     }
     assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
 }
@@ -388,6 +401,7 @@ fn stat_parse_counts_fields_from_the_last_paren() {
         Stat::parse(raw),
         Some(Stat {
             state: b'S',
+            pgrp: 4242,
             start: 987654,
         })
     );
@@ -398,8 +412,9 @@ fn stat_parse_counts_fields_from_the_last_paren() {
 }
 
 #[test]
-fn entry_record_round_trips_and_rejects_duplicates() {
+fn entry_record_round_trips_through_bincode() {
     let record = EntryRecord {
+        version: RECORD_VERSION,
         run_id: "1234-abc".into(),
         host_pid: 1234,
         host_start: 99,
@@ -407,11 +422,219 @@ fn entry_record_round_trips_and_rejects_duplicates() {
         boot_id: Some("b".into()),
         pid_ns: Some("pid:[4026531836]".into()),
     };
-    assert_eq!(EntryRecord::parse(&record.render()), Some(record.clone()));
-    let doubled = format!("{}host_pid=1\n", record.render());
-    assert_eq!(EntryRecord::parse(&doubled), None);
-    let unknown = format!("{}future_key=1\n", record.render());
-    assert_eq!(EntryRecord::parse(&unknown), Some(record));
+    let bytes = record.encode();
+    assert_eq!(
+        bytes[0], RECORD_VERSION as u8,
+        "the version leads: {bytes:?}"
+    );
+    assert_eq!(EntryRecord::decode(&bytes), Decoded::Record(record.clone()));
+    // Trailing bytes, or a run id that cannot name a file: not a record.
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(EntryRecord::decode(&longer), Decoded::Malformed);
+    let bad_id = EntryRecord {
+        run_id: "../up".into(),
+        ..record
+    };
+    assert_eq!(EntryRecord::decode(&bad_id.encode()), Decoded::Malformed);
+}
+
+#[test]
+fn truncated_and_garbage_records_decode_as_malformed() {
+    let bytes = record("trunc", 42, 7).encode();
+    for len in 0..bytes.len() {
+        assert_eq!(
+            EntryRecord::decode(&bytes[..len]),
+            Decoded::Malformed,
+            "prefix of {len} bytes"
+        );
+    }
+    // A string length far beyond the file, and raw noise.
+    assert_eq!(
+        EntryRecord::decode(&[1, 0xfc, 0xff, 0xff, 0xff, 0x7f]),
+        Decoded::Malformed
+    );
+    assert_eq!(EntryRecord::decode(b"\x01\xff\xfe\xfd"), Decoded::Malformed);
+}
+
+// Garbage and truncated files in the registry are skipped without panic, and
+// the sweep still reaps the well-formed dead run next to them.
+#[test]
+fn sweep_skips_garbage_and_truncated_entries() {
+    let dir = TempDir::new("garbage");
+    let registry = RunRegistry::new(dir.path());
+    let run_id = unique_id("garbage");
+    let mut survivor = sleeper(&[(RUN_ID_ENV, &run_id)]);
+    let full = record(&run_id, dead_pid(), 0).encode();
+    let truncated = dir.path().join(format!("{run_id}.run"));
+    fs::write(&truncated, &full[..full.len() - 3]).expect("write");
+    fs::write(dir.path().join("noise.run"), [0xff; 64]).expect("write");
+    fs::write(dir.path().join("empty.run"), []).expect("write");
+
+    assert_eq!(registry.sweep().expect("sweep"), SweepReport::default());
+    assert!(survivor.is_running(), "a truncated entry was acted on");
+
+    let dead_id = unique_id("garbage-dead");
+    let mut leftover = sleeper(&[(RUN_ID_ENV, &dead_id)]);
+    write_entry(dir.path(), &dead_id, dead_pid(), 0);
+    let report = registry.sweep().expect("sweep");
+    assert_eq!(report.runs.len(), 1, "{report:?}");
+    assert_eq!(report.runs[0].pids, vec![leftover.pid()]);
+    leftover.0.wait().expect("wait leftover");
+    assert!(survivor.is_running());
+}
+
+// A record of a version this build does not know is never acted on, nor
+// removed: it may be a newer host's.
+#[test]
+fn entry_of_an_unknown_version_is_ignored() {
+    let dir = TempDir::new("version");
+    let registry = RunRegistry::new(dir.path());
+    let run_id = unique_id("version");
+    let mut worker = sleeper(&[(RUN_ID_ENV, &run_id)]);
+    let future = EntryRecord {
+        version: RECORD_VERSION + 1,
+        ..record(&run_id, dead_pid(), 0)
+    };
+    assert_eq!(
+        EntryRecord::decode(&future.encode()),
+        Decoded::UnknownVersion(RECORD_VERSION + 1)
+    );
+    let path = write_record(dir.path(), &run_id, &future);
+
+    assert_eq!(registry.sweep().expect("sweep"), SweepReport::default());
+    assert!(worker.is_running(), "an unknown version was acted on");
+    assert!(path.exists(), "an unknown version was removed");
+}
+
+/// A forged entry of a live process's run, naming a dead host: the sweep
+/// must leave both alone when the file is not trustworthy.
+fn forged_entry_is_ignored(test: &str, tamper: impl FnOnce(&Path)) {
+    let dir = TempDir::new(test);
+    let registry = RunRegistry::new(dir.path());
+    let run_id = unique_id(test);
+    let mut victim = sleeper(&[(RUN_ID_ENV, &run_id)]);
+    let path = write_entry(dir.path(), &run_id, dead_pid(), 0);
+    tamper(&path);
+
+    assert_eq!(registry.sweep().expect("sweep"), SweepReport::default());
+    assert!(victim.is_running(), "a forged entry got a process killed");
+    assert!(path.exists(), "another user's file was removed");
+}
+
+#[test]
+fn forged_entry_writable_by_others_is_ignored() {
+    forged_entry_is_ignored("world-writable", |path| {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o666)).expect("chmod");
+    });
+}
+
+#[test]
+fn forged_entry_owned_by_another_uid_is_ignored() {
+    if effective_uid() != 0 {
+        eprintln!("skipped: chown to another uid needs root");
+        return;
+    }
+    forged_entry_is_ignored("foreign-owner", |path| {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).expect("chown");
+    });
+}
+
+#[test]
+fn forged_entry_behind_a_symlink_is_ignored() {
+    let elsewhere = TempDir::new("symlink-target");
+    forged_entry_is_ignored("symlink", |path| {
+        let target = elsewhere.path().join("entry");
+        fs::rename(path, &target).expect("move entry");
+        std::os::unix::fs::symlink(&target, path).expect("symlink");
+    });
+}
+
+// The sweep only ever signals processes of our own uid, even when they carry
+// a dead run's id.
+#[test]
+fn sweep_never_signals_a_process_of_another_uid() {
+    if effective_uid() != 0 {
+        eprintln!("skipped: starting a process as another uid needs root");
+        return;
+    }
+    let dir = TempDir::new("other-uid");
+    let registry = RunRegistry::new(dir.path());
+    let run_id = unique_id("other-uid");
+    let mut foreign = Command::new("sleep");
+    foreign
+        .arg("30")
+        .env(RUN_ID_ENV, &run_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .uid(65534)
+        .gid(65534);
+    let mut foreign = Proc(foreign.spawn().expect("spawn sleep as nobody"));
+    let mut ours = sleeper(&[(RUN_ID_ENV, &run_id)]);
+    write_entry(dir.path(), &run_id, dead_pid(), 0);
+
+    let report = registry.sweep().expect("sweep");
+    assert_eq!(report.runs.len(), 1, "{report:?}");
+    assert_eq!(report.runs[0].pids, vec![ours.pid()]);
+    ours.0.wait().expect("wait ours");
+    assert!(foreign.is_running(), "another uid's process was signalled");
+    assert_eq!(processes_with_run_id(&run_id), Vec::<u32>::new());
+}
+
+#[test]
+fn registry_dir_open_to_others_is_refused() {
+    let dir = TempDir::new("open-dir");
+    let open = dir.path().join("run");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let registry = RunRegistry::new(&open);
+    let run_id = unique_id("open-dir");
+    let mut victim = sleeper(&[(RUN_ID_ENV, &run_id)]);
+    write_entry(&open, &run_id, dead_pid(), 0);
+
+    for err in [
+        registry.prepare().expect_err("prepare"),
+        registry.sweep().expect_err("sweep"),
+        registry
+            .register(&unique_id("open-dir"))
+            .expect_err("register"),
+    ] {
+        assert!(
+            matches!(
+                &err,
+                RegistryError::Untrusted(UntrustedPath {
+                    path,
+                    reason: Untrusted::Writable { mode: 0o777 },
+                }) if path == &open
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(victim.is_running());
+    assert_eq!(
+        fs::read_dir(&open).expect("list").count(),
+        1,
+        "wrote into it"
+    );
+
+    if effective_uid() == 0 {
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::os::unix::fs::chown(&open, Some(65534), None).expect("chown");
+        let err = registry.sweep().expect_err("sweep of a foreign dir");
+        assert!(
+            matches!(
+                &err,
+                RegistryError::Untrusted(UntrustedPath {
+                    reason: Untrusted::Owner { owner: 65534, .. },
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert!(victim.is_running());
+    }
 }
 
 // An entry from another pid namespace names a pid that means nothing here:
@@ -422,10 +645,14 @@ fn entry_from_another_pid_namespace_is_left_alone() {
     let registry = RunRegistry::new(dir.path());
     let run_id = unique_id("pidns");
     let mut worker = sleeper(&[(RUN_ID_ENV, &run_id)]);
-    let path = write_entry(dir.path(), &run_id, dead_pid(), 0);
-    let mut text = fs::read_to_string(&path).expect("read");
-    text.push_str("pid_ns=pid:[1]\n");
-    fs::write(&path, text).expect("write");
+    let path = write_record(
+        dir.path(),
+        &run_id,
+        &EntryRecord {
+            pid_ns: Some("pid:[1]".into()),
+            ..record(&run_id, dead_pid(), 0)
+        },
+    );
 
     assert_eq!(registry.sweep().expect("sweep"), SweepReport::default());
     assert!(path.exists(), "entry of another namespace removed");
@@ -445,10 +672,14 @@ fn entry_from_another_boot_is_dead() {
     let mut host = sleeper(&[]);
     let raw = fs::read(format!("/proc/{}/stat", host.pid())).expect("read stat");
     let start = Stat::parse(&raw).expect("parse stat").start;
-    let path = write_entry(dir.path(), &run_id, host.pid(), start);
-    let mut text = fs::read_to_string(&path).expect("read");
-    text.push_str("boot_id=00000000-0000-0000-0000-000000000000\n");
-    fs::write(&path, text).expect("write");
+    let path = write_record(
+        dir.path(),
+        &run_id,
+        &EntryRecord {
+            boot_id: Some("00000000-0000-0000-0000-000000000000".into()),
+            ..record(&run_id, host.pid(), start)
+        },
+    );
 
     let report = registry.sweep().expect("sweep");
     assert_eq!(report.runs.len(), 1, "{report:?}");
