@@ -20,6 +20,7 @@
 //! size = 2
 //! adapter = "snakepit_bridge.showcase.ShowcaseAdapter"
 //! queue_timeout_ms = 5000
+//! env_passthrough = ["HOME", "LANG", "LC_*"]  # unset: the whole host environment
 //! ```
 
 use std::net::SocketAddr;

@@ -226,6 +226,13 @@ pub struct PoolConfig {
     pub python_path: Vec<PathBuf>,
     /// Extra environment for the worker process.
     pub env: BTreeMap<String, String>,
+    /// When set, the only variables of the host's environment a worker
+    /// inherits: exact names, or prefixes ending in `*` (`"LC_*"`). `PATH`
+    /// always passes; what snakepit sets itself (`SNAKEPIT_RUN_ID`,
+    /// `SNAKEPIT_WORKER_ID`, `PYTHONUNBUFFERED`) and `env` above are added
+    /// regardless. Unset (the default), a worker inherits the host's whole
+    /// environment, secrets included; setting it is recommended.
+    pub env_passthrough: Option<Vec<String>>,
     /// `process` or `thread`.
     pub profile: Profile,
     /// Threads per worker in the thread profile.
@@ -291,6 +298,7 @@ impl Default for PoolConfig {
             python: None,
             python_path: Vec::new(),
             env: BTreeMap::new(),
+            env_passthrough: None,
             profile: Profile::Process,
             threads_per_worker: 8,
             thread_safety_check: false,
@@ -317,6 +325,17 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
+    /// Lets workers inherit only these variables of the host's environment
+    /// (see [`env_passthrough`](Self::env_passthrough)).
+    pub fn with_env_passthrough<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.env_passthrough = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// A pool with defaults and this name.
     pub fn named(name: impl Into<String>) -> Self {
         Self {
@@ -360,6 +379,14 @@ impl PoolConfig {
             return bad(
                 "worker_ttl_ms, max_requests and max_memory_mb must be at least 1 when set",
             );
+        }
+        if let Some(entry) = self.env_passthrough.iter().flatten().find(|p| {
+            let name = p.strip_suffix('*').unwrap_or(p);
+            name.is_empty() || name.contains(['*', '=', '\0'])
+        }) {
+            return bad(&format!(
+                "env_passthrough entry {entry:?} must be a variable name, optionally ending in `*`"
+            ));
         }
         if self.ffi.max_refs == 0 || self.ffi.ref_ttl_ms == Some(0) {
             return bad("ffi.max_refs and ffi.ref_ttl_ms must be at least 1 when set");

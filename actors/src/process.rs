@@ -36,7 +36,21 @@ pub(crate) struct SpawnSpec {
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(String, String)>,
+    /// When set, the host's environment is not inherited but for the
+    /// variables these patterns name (exact, or a prefix ending in `*`) and
+    /// `PATH`; `env` is set either way.
+    pub env_passthrough: Option<Vec<String>>,
     pub worker_id: String,
+}
+
+/// Whether the host variable `name` passes into a worker under `patterns`
+/// (`PATH` always does).
+pub(crate) fn passes_through(name: &str, patterns: &[String]) -> bool {
+    name == "PATH"
+        || patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == p,
+        })
 }
 
 /// A running worker process and the host's end of its connection.
@@ -77,6 +91,13 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     let parent_pid = std::process::id();
 
     let mut cmd = Command::new(&spec.program);
+    if let Some(patterns) = &spec.env_passthrough {
+        cmd.env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| {
+                name.to_str()
+                    .is_some_and(|name| passes_through(name, patterns))
+            }));
+    }
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env("PYTHONUNBUFFERED", "1")

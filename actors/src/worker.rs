@@ -383,6 +383,7 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         program: cfg.python.clone().unwrap_or_else(|| args.python.clone()),
         args: argv,
         env,
+        env_passthrough: cfg.env_passthrough.clone(),
         worker_id: args.id.clone(),
     }
 }
