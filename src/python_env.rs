@@ -6,6 +6,12 @@
 //! binary, and writes a stamp. Later runs find the stamp and start at once; a
 //! binary with a different bridge or different pins reinstalls what changed.
 //! Concurrent bootstraps (parallel tests, two hosts) serialise on a file lock.
+//!
+//! Whoever can write to the venv, or to the directory holding it (its lock and
+//! the bridge sources it installs from), runs code in every worker: both must
+//! be owned by this process's uid and closed to group and others, or the start
+//! is refused with [`Error::UntrustedPath`]. The holding directory is created
+//! 0755 when missing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -164,6 +170,11 @@ fn stamps(with_test_deps: bool) -> (String, String) {
 /// Makes sure the venv exists and holds this binary's bridge; returns it.
 pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
     let venv = absolute(&config.venv)?;
+    let parent = venv.parent().unwrap_or(Path::new("/"));
+    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o755)?;
+    if venv.exists() {
+        snakepit_actors::reaper::check_trusted_dir(&venv)?;
+    }
     let python = venv.join("bin").join("python");
     let (bridge_stamp, deps_stamp) = stamps(config.with_test_deps);
     let bridge_file = venv.join(".snakepit-bridge-stamp");
@@ -182,8 +193,6 @@ pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
         });
     }
 
-    let parent = venv.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| io_err("create", parent, e))?;
     let lock_path = parent.join(".venv.lock");
     let lock = File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
     lock.lock().map_err(|e| io_err("lock", &lock_path, e))?;
@@ -209,6 +218,7 @@ pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
                 .arg(&venv),
             "create the venv",
         )?;
+        snakepit_actors::reaper::check_trusted_dir(&venv)?;
     }
     let work = parent.join("bridge-src");
     let _ = std::fs::remove_dir_all(&work);
@@ -297,4 +307,41 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Environment(format!("could not {what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    // A venv, or the directory holding it, that others may write is refused
+    // before anything in it is run or installed.
+    #[test]
+    fn venv_open_to_others_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let venv = dir.path().join("venv");
+        std::fs::create_dir(&venv).expect("mkdir");
+        std::fs::set_permissions(&venv, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let config = PythonEnvConfig {
+            base_python: PathBuf::from("/nonexistent/python3"),
+            venv: venv.clone(),
+            with_test_deps: false,
+        };
+        let err = ensure(&config).expect_err("an open venv");
+        assert!(
+            matches!(&err, Error::UntrustedPath(u) if u.path == venv),
+            "{err:?}"
+        );
+
+        std::fs::set_permissions(&venv, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let err = ensure(&config).expect_err("an open parent");
+        assert!(
+            matches!(&err, Error::UntrustedPath(u) if u.path == dir.path()),
+            "{err:?}"
+        );
+        assert!(!dir.path().join(".venv.lock").exists(), "wrote into it");
+    }
 }

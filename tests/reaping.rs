@@ -244,3 +244,34 @@ async fn next_start_reaps_children_in_another_session_of_a_killed_host() {
     sp.shutdown().await;
     let _ = std::fs::remove_dir_all(&home);
 }
+
+// A registry directory others may write is refused at start, with a typed
+// error, before any worker runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_refuses_a_registry_dir_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = std::env::temp_dir().join(format!("snakepit-open-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let started = Snakepit::builder()
+        .run_registry(&dir)
+        .pool(common::showcase("refused", 1))
+        .start()
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match started {
+        Err(snakepit::Error::UntrustedPath(untrusted)) => {
+            assert_eq!(untrusted.path, dir);
+            assert_eq!(
+                untrusted.reason,
+                snakepit_actors::Untrusted::Writable { mode: 0o777 }
+            );
+        }
+        Err(other) => panic!("expected UntrustedPath, got {other:?}"),
+        Ok(sp) => {
+            sp.shutdown().await;
+            panic!("a runtime started with a registry directory open to others");
+        }
+    }
+}
