@@ -204,7 +204,7 @@ async fn next_start_reaps_children_in_another_session_of_a_killed_host() {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .find(|&pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.starts_with(b"sleep\0600"))
+                    .is_ok_and(|c| c == b"sleep\x00600\x00")
                     && read_env(pid, "SNAKEPIT_HOME").as_deref() == home.to_str()
             });
         if let Some(pid) = found {
