@@ -34,12 +34,13 @@ __all__ = [
 MAX_DEPTH = 100
 """Deepest container nesting decoded."""
 
-WIRE_DEPTH = 97
+WIRE_DEPTH: int = pb.LIMIT_VALUE_WIRE_DEPTH
 """Protobuf message levels an encoded Value may nest (guards against cyclic containers).
 
 Decoders refuse a message nested more than 100 levels below the frame (upb in
 Python, prost on the host), and the deepest Value field sits at the fourth
-level (``Frame.execute.kwargs[k]``, ``Frame.chunk.metadata[k]``), leaving 97.
+level (``Frame.execute.kwargs[k]``, ``Frame.chunk.metadata[k]``), leaving 97
+(``LIMIT_VALUE_WIRE_DEPTH`` in snakepit.proto, the number the host reads too).
 A list, tuple or set costs two levels (``ValueList`` and the item's
 ``Value``), a map three (``ValueMap``, ``MapEntry``, ``Value``): so lists nest
 at most 48 deep and maps 32. The ``depth`` the encoders pass along counts

@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import __version__, _ffi, telemetry
-from ._codec import EncodingError, _dec, decode_values, encode_into
+from ._codec import LIST_COST, MAP_COST, WIRE_DEPTH, EncodingError, _dec, decode_values, encode_into
 from ._context import current_request, set_telemetry_sink
 from ._host_calls import HostWaiter, WatchTable, error_from_pb
 from ._ml_errors import classify
@@ -811,6 +811,59 @@ def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
     return item, False, None
 
 
+# Frame kinds, by field number, read from a frame protobuf refused.
+_FRAME_KINDS: dict[int, str] = {f.number: f.name for f in pb.Frame.DESCRIPTOR.oneofs_by_name["kind"].fields}
+# Kinds of frames from the host that get an answer of their own (Execute has
+# its own error; Cancel, Credit, Shutdown and the rest do not).
+_ANSWERED_KINDS = frozenset({"ping", "release_session", "release_ref"})
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while shift < 70:
+        b = data[pos]  # IndexError past the end: a truncated frame
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result & 0xFFFF_FFFF_FFFF_FFFF, pos
+        shift += 7
+    raise ValueError("varint longer than 10 bytes")
+
+
+def _peek_frame(body: bytes) -> tuple[int, str | None]:
+    """(id, kind) of a Frame, read from its top-level fields alone: nested
+    messages are skipped by their length, never decoded, so a frame protobuf
+    refuses still tells which exchange it belongs to. What cannot be read is
+    0 and None."""
+    fid = 0
+    kind: str | None = None
+    pos = 0
+    n = len(body)
+    try:
+        while pos < n:
+            key, pos = _read_varint(body, pos)
+            field, wire_type = key >> 3, key & 7
+            if wire_type == 0:
+                value, pos = _read_varint(body, pos)
+                if field == 1:
+                    fid = value
+            elif wire_type == 2:
+                size, pos = _read_varint(body, pos)
+                # The last kind wins, as when protobuf decodes a oneof.
+                kind = _FRAME_KINDS.get(field, kind)
+                pos += size
+            elif wire_type == 1:
+                pos += 8
+            elif wire_type == 5:
+                pos += 4
+            else:
+                break
+    except (IndexError, ValueError):
+        pass
+    return fid, kind
+
+
 # ------------------------------------------------------------------ worker
 
 
@@ -1191,18 +1244,23 @@ class _Worker:
             end = pos + 4 + n
             if end > n_buf:
                 break
-            try:
-                frame = from_string(bytes(buf[pos + 4 : end]))
-            except Exception as e:  # upb raises DecodeError; anything else is as fatal
-                _die(EXIT_PROTOCOL, f"snakepit worker: protocol error: undecodable frame of {n} bytes: {e}\n")
+            body = bytes(buf[pos + 4 : end])
             pos = end
             frames += 1
+            try:
+                frame = from_string(body)
+            except Exception as e:  # upb's DecodeError: too deep, bad UTF-8, malformed
+                self._on_undecodable(body, e)
+                continue
             kind = frame.WhichOneof("kind")
             h = handlers.get(kind)  # type: ignore[arg-type]
-            if h is not None:
-                h(frame)
-            else:
-                self._on_unexpected(frame, kind)
+            try:
+                if h is not None:
+                    h(frame)
+                else:
+                    self._on_unexpected(frame, kind)
+            except Exception as e:  # one odd frame is that frame's problem, never the worker's
+                sys.stderr.write(f"snakepit worker: handling a {kind} frame (id {frame.id}) failed:\n{_format_tb(e)}")
         if pos:
             del buf[:pos]
         self.last_batch = frames
@@ -1382,6 +1440,55 @@ class _Worker:
 
     def _on_variable_update(self, frame: pb.Frame) -> None:
         self.watches.deliver(frame.variable_update)
+
+    def _on_undecodable(self, body: bytes, e: Exception) -> None:
+        """A frame whose length was fine but whose body protobuf refused (a
+        value nested deeper than LIMIT_VALUE_WIRE_DEPTH, a str that is not
+        UTF-8, garbage): its id and kind are read from the top-level fields
+        alone, and only the exchange it belongs to fails."""
+        fid, kind = _peek_frame(body)
+        if kind == "execute":
+            if fid in self.registry:
+                self.send(self.error_bytes(fid, pb.ERROR_KIND_PROTOCOL, f"request id {fid} is already in flight"))
+                return
+            self.send(
+                self.error_bytes(
+                    fid,
+                    pb.ERROR_KIND_BAD_ARGUMENTS,
+                    f"the request could not be decoded ({e}): its arguments nest deeper than a frame may "
+                    f"carry (lists at most {WIRE_DEPTH // LIST_COST} deep, maps {WIRE_DEPTH // MAP_COST}: "
+                    f"LIMIT_VALUE_WIRE_DEPTH = {WIRE_DEPTH} protobuf levels) or are malformed",
+                    details={
+                        "limit": str(WIRE_DEPTH),
+                        "max_list_depth": str(WIRE_DEPTH // LIST_COST),
+                        "max_map_depth": str(WIRE_DEPTH // MAP_COST),
+                        "size": str(len(body)),
+                    },
+                )
+            )
+            return
+        if kind in _ANSWERED_KINDS:
+            self.send(self.error_bytes(fid, pb.ERROR_KIND_PROTOCOL, f"undecodable {kind} frame: {e}"))
+            return
+        if kind == "cancel":
+            # The reason is lost; the cancellation is not.
+            self._on_cancel(pb.Frame(id=fid, cancel=pb.Cancel()))
+            return
+        if kind == "host_call_result":
+            with self.host_lock:
+                w = self.host_calls.pop(fid, None)
+                if w is not None:
+                    w.failure = HostToolError(
+                        f"the host's answer to the call of {w.tool!r} could not be decoded: {e}",
+                        kind="protocol",
+                        tool=w.tool,
+                    )
+                    w.outcome = pb.HostCallResult()
+                    w.event.set()
+                    return
+        sys.stderr.write(
+            f"snakepit worker: skipping an undecodable {kind or 'unknown'} frame (id {fid}, {len(body)} bytes): {e}\n"
+        )
 
     def _on_unexpected(self, frame: pb.Frame, kind: str | None) -> None:
         if kind is None:

@@ -202,6 +202,17 @@ class ConcurrentClient:
             assert self.client.execute(tool, *args, **kwargs) == fid
         return fut
 
+    def submit_raw(self, build: Callable[[int], bytes]) -> Future[pb.Frame]:
+        """Send the bytes `build(id)` makes for a new request id (a frame
+        protobuf would refuse to build); the future gets its final reply."""
+        fut: Future[pb.Frame] = Future()
+        with self.send_lock:
+            fid = self.client.new_id()
+            with self.cond:
+                self.waiters[fid] = fut
+            self.client.send_raw(build(fid))
+        return fut
+
     def call(self, tool: str, *args: Any, timeout: float = 5.0, **kwargs: Any) -> Any:
         """Call a tool from any thread and return its decoded result."""
         f = self.submit(tool, *args, **kwargs).result(timeout)

@@ -1,0 +1,142 @@
+"""One bad request never ends the worker: frames protobuf refuses, values that
+are not UTF-8, exceptions that are not ``Exception``s, refused host calls.
+
+Every test drives a real worker over a socketpair, and every one ends by
+showing the same process still serving.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snakepit_bridge._codec import decode, encode
+from snakepit_bridge._proto import snakepit_pb2 as pb
+from wire_client import ConcurrentClient, WorkerClient
+
+ADAPTER = "hostile_adapter.HostileAdapter"
+PROFILES = [
+    pytest.param([], id="process"),
+    pytest.param(["--profile", "thread", "--threads", "4"], id="thread"),
+]
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def nested_list(depth: int) -> bytes:
+    """The serialized Value of `depth` lists, one inside the other, around an
+    int, written by hand: protobuf builds no message deeper than it decodes."""
+    v = b"\x18\x02"  # Value{int: 1}
+    for _ in range(depth):
+        v = _field(8, _field(1, v))  # Value{list: ValueList{items: [v]}}
+    return v
+
+
+def nested_map(depth: int) -> bytes:
+    v = b"\x18\x02"
+    for _ in range(depth):
+        entry = _field(1, b"\x32\x01k") + _field(2, v)  # MapEntry{key: "k", value: v}
+        v = _field(12, _field(1, entry))  # Value{map: ValueMap{entries: [entry]}}
+    return v
+
+
+def raw_execute_bytes(fid: int, tool: str, value: bytes) -> bytes:
+    """A length-prefixed Execute frame calling `tool` with kwarg v=`value`."""
+    entry = _field(1, b"value") + _field(2, value)  # KwargsEntry
+    ex = _field(1, tool.encode()) + _field(4, entry)
+    body = b"\x08" + _varint(fid) + _field(10, ex)  # Frame{id, execute}
+    return struct.pack(">I", len(body)) + body
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def alive(c: WorkerClient, pid: int) -> None:
+    """The same worker process still answers a Ping and a normal call."""
+    assert c.proc.poll() is None, f"worker exited with {c.proc.returncode}: {c.stderr_text()}"
+    assert c.hello is not None and c.hello.hello.pid == pid
+    c.send(pb.Frame(id=999_999, ping=pb.Ping()))
+    assert c.reply(999_999).WhichOneof("kind") == "pong"
+    assert c.call("echo", value=[1, "two"]) == [1, "two"]
+
+
+# ------------------------------------------------ 1. undecodable frames
+
+
+def test_too_deep_argument_fails_only_its_request(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    pid = c.proc.pid
+    # 48 lists is the deepest a frame carries; 50 is refused by protobuf on
+    # the worker's side (the host refuses to send it, but a worker must not
+    # depend on that).
+    c.send_raw(raw_execute_bytes(40, "echo", nested_list(48)))
+    assert c.reply(40).WhichOneof("kind") == "result"
+    for fid, value in ((41, nested_list(50)), (42, nested_map(40)), (43, nested_list(200))):
+        c.send_raw(raw_execute_bytes(fid, "echo", value))
+        e = c.reply(fid).error
+        assert e.kind == pb.ERROR_KIND_BAD_ARGUMENTS, e
+        assert "lists at most 48 deep, maps 32" in e.message and "LIMIT_VALUE_WIRE_DEPTH" in e.message
+        assert e.details["limit"] == str(pb.LIMIT_VALUE_WIRE_DEPTH) == "97"
+    alive(c, pid)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_too_deep_argument_leaves_concurrent_calls_alone(spawn, profile: list[str]) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    cc = ConcurrentClient(c)
+    try:
+        slow = cc.submit("sleep", ms=300)
+        bad = cc.submit_raw(lambda fid: raw_execute_bytes(fid, "echo", nested_list(50)))
+        assert bad.result(5).error.kind == pb.ERROR_KIND_BAD_ARGUMENTS
+        assert decode(slow.result(5).result.value) == 300
+        assert cc.call("echo", value="after") == "after"
+    finally:
+        cc.close()
+    assert c.proc.poll() is None and c.hello is not None and c.hello.hello.pid == pid
+
+
+def test_other_undecodable_frames_are_answered_or_skipped(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    pid = c.proc.pid
+    bad_utf8 = b"\xff\xfe"
+    # A Ping is answered, so its undecodable form gets a PROTOCOL error.
+    ping = b"\x08\x07" + b"\x7a\x02" + b"\x08\x01"  # id 7, ping{sent 1}: valid
+    c.send_raw(struct.pack(">I", len(ping)) + ping)
+    assert c.reply(7).WhichOneof("kind") == "pong"
+    rs = b"\x0a" + _varint(len(bad_utf8)) + bad_utf8  # ReleaseSession{session_id: not UTF-8}
+    body = b"\x08\x08" + b"\x6a" + _varint(len(rs)) + rs
+    c.send_raw(struct.pack(">I", len(body)) + body)
+    e = c.reply(8).error
+    assert e.kind == pb.ERROR_KIND_PROTOCOL and "release_session" in e.message
+    # A Credit is not answered: skipped, with a line on stderr.
+    cr = b"\x08" + b"\xff" * 11  # a varint longer than protobuf allows
+    body = b"\x08\x09" + b"\x62" + _varint(len(cr)) + cr
+    c.send_raw(struct.pack(">I", len(body)) + body)
+    # Garbage that is no frame at all.
+    for junk in (b"\xff\xff\xff", b"\x0a\x05ab", b"\x08"):
+        c.send_raw(struct.pack(">I", len(junk)) + junk)
+    alive(c, pid)
+
+
+def test_an_over_long_length_prefix_still_ends_the_worker(spawn) -> None:
+    # The one thing a worker cannot survive: it can no longer find where the
+    # next frame starts.
+    c: WorkerClient = spawn(ADAPTER, extra_args=["--max-frame-bytes", "4096"])
+    c.send_raw(struct.pack(">I", 5000) + b"x" * 16)
+    assert c.wait_exit() == 2
+    assert "exceeds max_frame_bytes" in c.stderr_text()
