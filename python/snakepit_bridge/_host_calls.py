@@ -193,7 +193,7 @@ class WatchTable:
                     if loop is None:
                         loop = asyncio.new_event_loop()
                     loop.run_until_complete(r)  # type: ignore[arg-type]
-            except Exception:
+            except BaseException:  # SystemExit and the like too: the dispatcher serves on
                 sys.stderr.write(
                     f"snakepit worker: callback of variable watch {w.id} ({u.name!r}) raised:\n{traceback.format_exc()}"
                 )

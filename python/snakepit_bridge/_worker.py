@@ -56,6 +56,7 @@ import math
 import os
 import platform
 import re
+import signal
 import socket
 import struct
 import sys
@@ -1385,7 +1386,7 @@ class _Worker:
                     loop.run_until_complete(r)  # type: ignore[arg-type]
                 finally:
                     loop.close()
-        except Exception as e:
+        except BaseException as e:  # SystemExit and the like from the hook too: the worker serves on
             sys.stderr.write(f"snakepit worker: {name} hook raised:\n{_format_tb(e)}")
             return self.exception_bytes(fid, e)
         finally:
@@ -1825,6 +1826,8 @@ class _Worker:
         t0 = time.perf_counter()
         try:
             reply = self._run(st, plan, loop)
+        except BaseException as e:
+            reply = self._escaped(st, e)
         finally:
             ex.current = None
             with self.work_lock:
@@ -1835,6 +1838,17 @@ class _Worker:
             pending.append(reply)
         if len(pending) >= _MAX_BATCH:
             self._flush(pending)
+
+    def _escaped(self, st: _Request, e: BaseException) -> bytes | None:
+        """The reply of a request whose run raised past every handler of its
+        own: it fails, and the thread lives on to serve the next."""
+        sys.stderr.write(f"snakepit worker: request {st.id} ({st.execute.tool!r}) failed in the worker:\n{_format_tb(e)}")
+        if not self._claim(st):
+            return None
+        try:
+            return self.failure_bytes(st.id, e)
+        except Exception:
+            return self.error_bytes(st.id, pb.ERROR_KIND_PYTHON_EXCEPTION, f"{type(e).__name__} in the worker")
 
     def _free_slot(self, st: _Request) -> None:
         """Gives back what the finished request `st` held (under `work_lock`):
@@ -1863,6 +1877,8 @@ class _Worker:
         released `rlock` for it while it ran. `ex.current` is set already."""
         try:
             reply = self._run(st, plan, loop)
+        except BaseException as e:
+            reply = self._escaped(st, e)
         finally:
             ex.current = None
             with self.work_lock:
@@ -1985,6 +2001,11 @@ class _Worker:
             if not self._claim(st):
                 return None
             return self.exception_bytes(fid, e)
+        except Exception as e:  # a value the codec could not make sense of (a decoder's own error)
+            current_request.reset(scope_token)
+            if not self._claim(st):
+                return None
+            return self.error_bytes(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
 
         if plan.plain:
             func = plan.func
@@ -1999,7 +2020,7 @@ class _Worker:
             if ex.args:
                 raise _BadArguments(f"{ex.tool}() takes keyword arguments only", "")
             kwargs = {k: _dec(v, 0) for k, v in ex.kwargs.items()}
-        except (_BadArguments, EncodingError, RefNotFoundError, SessionMismatchError) as e:
+        except Exception as e:  # bad arguments, or values the codec could not make sense of
             current_request.reset(scope_token)
             if not self._claim(st):
                 return None
@@ -2049,7 +2070,7 @@ class _Worker:
                     reply = self.result_bytes(fid, outcome, graceful=True)
         except (_Cancelled, asyncio.CancelledError) as e:
             error = e
-        except Exception as e:
+        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
             error = e
         finally:
             current_request.reset(scope_token)
@@ -2118,7 +2139,7 @@ class _Worker:
                 outcome, streamed_seq = self._run_checked(checker, st, call, inst if shared is None else shared, loop)
         except (_Cancelled, asyncio.CancelledError) as e:
             error = e
-        except Exception as e:
+        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
             error = e
         finally:
             if inst is not None and self.cleanup is not None:
@@ -2126,7 +2147,7 @@ class _Worker:
                     r = inst.cleanup()
                     if inspect.isawaitable(r):
                         self._run_coro(st, r, loop)
-                except Exception as e:
+                except BaseException as e:
                     if error is None:
                         error = e
                     else:
@@ -2274,6 +2295,10 @@ def _die(code: int, message: str) -> NoReturn:
     os._exit(code)
 
 
+def _on_sigint(signum: int, frame: Any) -> None:
+    _die(EXIT_OK, "")
+
+
 def _load_adapter(path: str) -> type:
     module_name, sep, class_name = path.rpartition(".")
     if not sep or not module_name or not class_name:
@@ -2404,6 +2429,9 @@ def run(config: WorkerConfig) -> NoReturn:
             with_traceback=False,
         )
     sys.setswitchinterval(0.0005)
+    # A real SIGINT ends the worker, as it did when its KeyboardInterrupt
+    # reached the top; a KeyboardInterrupt a tool raises is that request's error.
+    signal.signal(signal.SIGINT, _on_sigint)
     worker = _Worker(config, sock, cls, plans)
     try:
         worker.start_adapter()

@@ -140,3 +140,82 @@ def test_an_over_long_length_prefix_still_ends_the_worker(spawn) -> None:
     c.send_raw(struct.pack(">I", 5000) + b"x" * 16)
     assert c.wait_exit() == 2
     assert "exceeds max_frame_bytes" in c.stderr_text()
+
+
+# ------------------------------------------------ 3. BaseException from tools
+
+BASE_EXCEPTIONS = ["SystemExit", "KeyboardInterrupt", "GeneratorExit"]
+
+
+def python_error(f: pb.Frame, python_type: str) -> pb.Error:
+    assert f.WhichOneof("kind") == "error", f"expected an error, got {f}"
+    e = f.error
+    assert e.kind == pb.ERROR_KIND_PYTHON_EXCEPTION, e
+    assert e.python_type == python_type, e
+    assert python_type in e.traceback, e
+    return e
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS)
+def test_base_exceptions_from_tools_fail_only_their_request(spawn, profile: list[str], kind: str) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    cc = ConcurrentClient(c)
+    try:
+        slow = cc.submit("sleep", ms=400)
+        for tool in ("raise_base", "async_raise_base"):
+            # Twice each: the first run is on an executor, later ones may run
+            # inline on the thread that reads the socket.
+            for _ in range(2):
+                python_error(cc.submit(tool, kind=kind).result(5), kind)
+        assert decode(slow.result(5).result.value) == 400
+        # A long call after all of it is not taken for a dead thread's.
+        assert cc.call("sleep", ms=600, timeout=5) == 600
+    finally:
+        cc.close()
+    # A stream: its first item arrives, then the error ends it.
+    for _ in range(2):
+        fid = c.execute("stream_raise_base", kind=kind, stream=True, window=8)
+        first = c.reply(fid)
+        assert first.WhichOneof("kind") == "chunk" and decode(first.chunk.value) == 1
+        python_error(c.reply(fid), kind)
+    alive(c, pid)
+
+
+def test_system_exit_message_and_argparse(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    pid = c.proc.pid
+    e = python_error(c.call_frame("raise_base", kind="SystemExit"), "SystemExit")
+    assert e.message == "3"
+    e = python_error(c.call_frame("raise_base", kind="KeyboardInterrupt"), "KeyboardInterrupt")
+    assert e.message == "interrupted by the tool"
+    e = python_error(c.call_frame("argparse_exit"), "SystemExit")
+    assert e.message == "2"
+    alive(c, pid)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_system_exit_through_the_ffi(spawn, profile: list[str]) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    for _ in range(3):  # later runs inline
+        e = python_error(c.call_frame("snakepit.ffi.call", "sys", "exit", 3), "SystemExit")
+        assert e.message == "3"
+    e = python_error(c.call_frame("snakepit.ffi.call", "builtins", "exit", "bye"), "SystemExit")
+    assert e.message == "bye"
+    assert c.call("snakepit.ffi.call", "math", "sqrt", 16) == 4.0
+    alive(c, pid)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS)
+def test_base_exceptions_from_session_release_hooks(spawn, profile: list[str], kind: str) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    c.send(pb.Frame(id=500, release_session=pb.ReleaseSession(session_id=f"raise:{kind}")))
+    python_error(c.reply(500), kind)
+    c.send(pb.Frame(id=501, release_session=pb.ReleaseSession(session_id="plain")))
+    assert c.reply(501).WhichOneof("kind") == "result"
+    assert c.call("released") == [f"raise:{kind}", "plain"]
+    alive(c, pid)
