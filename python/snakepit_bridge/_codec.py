@@ -29,6 +29,7 @@ __all__ = [
     "decode_values",
     "encode",
     "encode_into",
+    "safe_text",
 ]
 
 MAX_DEPTH = 100
@@ -120,7 +121,32 @@ def _enc_float(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> N
 
 
 def _enc_str(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
-    out.str = obj
+    try:
+        out.str = obj
+    except UnicodeEncodeError as e:
+        raise surrogate_error(obj, e) from None
+
+
+def surrogate_error(text: str, e: UnicodeEncodeError) -> EncodingError:
+    """The EncodingError of a str value that is not valid UTF-8 (a lone
+    surrogate, as ``os.listdir`` gives for a file name that is not UTF-8)."""
+    bad = text[e.start : e.start + 1]
+    return EncodingError(
+        f"str with a lone surrogate ({bad!r} at index {e.start}) is not valid UTF-8 and cannot cross; "
+        "return bytes instead (os.fsencode(name) for a file name)",
+        python_type="str",
+    )
+
+
+def safe_text(text: str) -> str:
+    """``text`` as diagnostic text can cross: a lone surrogate (not valid
+    UTF-8) becomes its backslash escape, so an error message, a traceback or a
+    telemetry name always reaches the host."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _enc_bytes(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:

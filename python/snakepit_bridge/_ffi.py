@@ -449,7 +449,7 @@ def _type_name(t: type) -> str:
     if name is None:
         mod = getattr(t, "__module__", "")
         qual = getattr(t, "__qualname__", t.__name__)
-        name = qual if mod in ("builtins", "", None) else f"{mod}.{qual}"
+        name = _codec.safe_text(qual if mod in ("builtins", "", None) else f"{mod}.{qual}")
         _type_names[t] = name
     return name
 

@@ -70,7 +70,17 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import __version__, _ffi, telemetry
-from ._codec import LIST_COST, MAP_COST, WIRE_DEPTH, EncodingError, _dec, decode_values, encode_into
+from ._codec import (
+    LIST_COST,
+    MAP_COST,
+    WIRE_DEPTH,
+    EncodingError,
+    _dec,
+    decode_values,
+    encode_into,
+    safe_text,
+    surrogate_error,
+)
 from ._context import current_request, set_telemetry_sink
 from ._host_calls import HostWaiter, WatchTable, error_from_pb
 from ._ml_errors import classify
@@ -785,6 +795,14 @@ def _clip(text: str, limit: int = _MAX_ERROR_TEXT) -> str:
 _INTERNAL_FILES = frozenset({__file__, _ffi.__file__})
 
 
+def _exc_text(e: BaseException) -> str:
+    """str(e), or a stand-in when the exception's __str__ itself fails."""
+    try:
+        return str(e)
+    except Exception:
+        return f"<{type(e).__name__} whose str() failed>"
+
+
 def _format_tb(e: BaseException) -> str:
     """The traceback of `e` from the first frame of the tool's own code (or,
     when it failed in the worker's or the FFI's code itself, from the last)."""
@@ -1078,13 +1096,15 @@ class _Worker:
         parameter: str = "",
         details: dict[str, str] | None = None,
     ) -> bytes:
+        # Diagnostic text always reaches the caller: a lone surrogate (a file
+        # name that is not UTF-8 in a message) becomes its backslash escape.
         err = pb.Error(
             kind=kind,
-            python_type=python_type,
-            message=_clip(message),
-            traceback=_clip(tb),
-            parameter=parameter,
-            details=details,
+            python_type=safe_text(python_type),
+            message=_clip(safe_text(message)),
+            traceback=_clip(safe_text(tb)),
+            parameter=safe_text(parameter),
+            details={safe_text(k): safe_text(v) for k, v in details.items()} if details else None,
         )
         return self.frame_bytes(pb.Frame(id=fid, error=err))
 
@@ -1096,15 +1116,18 @@ class _Worker:
         typed = _ffi.wire_error(e)
         if typed is not None:
             kind, details = typed
-            return self.error_bytes(fid, kind, str(e), python_type=t.__name__, details=details)
-        details = {"module": t.__module__}
-        ml = classify(e)
+            return self.error_bytes(fid, kind, _exc_text(e), python_type=t.__name__, details=details)
+        details = {"module": str(t.__module__)}
+        try:
+            ml = classify(e)
+        except Exception:  # the classifier must never cost the caller its error
+            ml = None
         if ml:
             details.update(ml)
         return self.error_bytes(
             fid,
             pb.ERROR_KIND_PYTHON_EXCEPTION,
-            str(e),
+            _exc_text(e),
             python_type=t.__name__,
             tb=_format_tb(e),
             details=details,
@@ -1188,7 +1211,15 @@ class _Worker:
                 encode_into(data, c.value, root=f"chunk[{seq}]")
         if metadata:
             for k, mv in metadata.items():
-                encode_into(mv, c.metadata[str(k)], root=f"chunk[{seq}].metadata[{k!r}]")
+                key = str(k)
+                try:
+                    slot = c.metadata[key]
+                except UnicodeEncodeError as e:
+                    err = surrogate_error(key, e)
+                    err.path = f"chunk[{seq}].metadata<key {key!r}>"
+                    err.reason = f"{err.reason} at {err.path}"
+                    raise err from None
+                encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
         cb = c.SerializeToString()
         body = b"\x08" + _varint(fid) + b'"' + _varint(len(cb)) + cb
         if len(body) > self.max:
@@ -1565,8 +1596,13 @@ class _Worker:
         timeout_ms = max(1, math.ceil(timeout * 1000.0))
         frame = pb.Frame()
         hc = frame.host_call
-        hc.session_id = session_id
-        hc.tool = tool
+        try:
+            hc.session_id = session_id
+            hc.tool = tool
+        except UnicodeEncodeError as e:
+            raise EncodingError(
+                f"host tool name or session id is not valid UTF-8: {safe_text(tool)!r}", python_type="str"
+            ) from None
         hc.timeout_ms = timeout_ms
         if st is not None:
             hc.parent_request_id = st.id
@@ -1576,7 +1612,14 @@ class _Worker:
             else:
                 encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
         for k, v in kwargs.items():
-            encode_into(v, hc.kwargs[k], root=f"{tool}() {k}")
+            try:
+                slot = hc.kwargs[k]
+            except UnicodeEncodeError as e:
+                err = surrogate_error(k, e)
+                err.path = f"{tool}() <keyword {k!r}>"
+                err.reason = f"{err.reason} at {err.path}"
+                raise err from None
+            encode_into(v, slot, root=f"{tool}() {k}")
         with self.host_lock:
             self.host_seq += 1
             hid = self.host_seq

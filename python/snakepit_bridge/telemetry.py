@@ -46,7 +46,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from ._codec import EncodingError, encode_into
+from ._codec import EncodingError, encode_into, safe_text
 from ._context import current_request, telemetry_sink
 from ._proto import snakepit_pb2 as pb
 
@@ -99,15 +99,21 @@ def _send(name: str, measurements: dict[str, float], metadata: Mapping[str, Any]
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("telemetry %s %s %s (not in a worker: dropped)", name, measurements, dict(metadata or {}))
         return
-    ev = pb.TelemetryEvent(name=name, measurements=measurements, duration_nanos=duration_ns)
+    # Names and keys are diagnostic text: a lone surrogate becomes its
+    # backslash escape rather than costing the event (or the tool) anything.
+    ev = pb.TelemetryEvent(
+        name=safe_text(name),
+        measurements={safe_text(k): v for k, v in measurements.items()},
+        duration_nanos=duration_ns,
+    )
     if metadata:
         for k, v in metadata.items():
-            key = str(k)
+            key = safe_text(str(k))
             try:
                 encode_into(v, ev.metadata[key], root=f"telemetry metadata[{key!r}]")
             except EncodingError:
                 ev.metadata[key].Clear()
-                ev.metadata[key].str = str(v)
+                ev.metadata[key].str = safe_text(str(v))
     if scope is not None:
         md = scope.metadata
         for key in _TRACE_KEYS:

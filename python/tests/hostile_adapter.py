@@ -102,7 +102,8 @@ class HostileAdapter(ThreadSafeAdapter):
 
     @tool
     def not_utf8_exception_type(self) -> None:
-        raise type("Bad" + NOT_UTF8, (Exception,), {})("oops")
+        # A module name from a file name that is not UTF-8.
+        raise type("Bad", (Exception,), {"__module__": "mod_" + NOT_UTF8})("oops")
 
     @tool(supports_streaming=True)
     def not_utf8_stream(self) -> Iterator[str]:

@@ -219,3 +219,98 @@ def test_base_exceptions_from_session_release_hooks(spawn, profile: list[str], k
     assert c.reply(501).WhichOneof("kind") == "result"
     assert c.call("released") == [f"raise:{kind}", "plain"]
     alive(c, pid)
+
+
+# ------------------------------------------------ 2. str that is not UTF-8
+
+NOT_UTF8 = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+
+
+def encoding_error(f: pb.Frame) -> pb.Error:
+    assert f.WhichOneof("kind") == "error", f"expected an error, got {f}"
+    e = f.error
+    assert e.kind == pb.ERROR_KIND_ENCODING, e
+    assert "lone surrogate" in e.message and "os.fsencode" in e.message, e
+    return e
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_results_with_lone_surrogates_are_encoding_errors(spawn, profile: list[str], tmp_path: Path) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    for _ in range(2):  # the second run may be inline on the reading thread
+        e = encoding_error(c.call_frame("not_utf8_result"))
+        assert e.details["path"] == "result[2]"
+        assert encoding_error(c.call_frame("not_utf8_scalar")).details["path"] == "result"
+        assert "<key '" in encoding_error(c.call_frame("not_utf8_key")).details["path"]
+    # What os.listdir gives for a file name that is not UTF-8.
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text("x")
+    (tmp_path / "plain.txt").write_text("x")
+    e = encoding_error(c.call_frame("listdir", path=str(tmp_path)))
+    assert e.details["path"] == "result[0]"
+    # The FFI's graceful encoding makes refs of objects, not of such strings.
+    for _ in range(2):
+        e = encoding_error(c.call_frame("snakepit.ffi.call", "os", "fsdecode", b"caf\xe9"))
+        assert e.details["path"] == "result"
+    alive(c, pid)
+
+
+def test_streams_with_lone_surrogates_end_in_encoding_errors(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    pid = c.proc.pid
+    fid = c.execute("not_utf8_stream", stream=True, window=8)
+    first = c.reply(fid)
+    assert first.WhichOneof("kind") == "chunk" and decode(first.chunk.value) == "first"
+    assert encoding_error(c.reply(fid)).details["path"] == "chunk[1]"
+    fid = c.execute("not_utf8_chunk_metadata", stream=True, window=8)
+    assert "metadata" in encoding_error(c.reply(fid)).details["path"]
+    # Not streamed: the items are one list.
+    assert encoding_error(c.call_frame("not_utf8_stream")).details["path"] == "result[1]"
+    alive(c, pid)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_exception_text_with_lone_surrogates_reaches_the_caller(spawn, profile: list[str]) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    for _ in range(2):
+        e = c.call_frame("not_utf8_error").error
+        assert e.kind == pb.ERROR_KIND_PYTHON_EXCEPTION and e.python_type == "ValueError"
+        assert e.message == "cannot open caf\\udce9.txt"
+        assert "caf\\udce9.txt" in e.traceback
+        e = c.call_frame("not_utf8_exception_type").error
+        assert e.kind == pb.ERROR_KIND_PYTHON_EXCEPTION and e.python_type == "Bad"
+        assert e.message == "oops" and e.details["module"] == "mod_caf\\udce9.txt"
+    alive(c, pid)
+
+
+def test_telemetry_with_lone_surrogates_is_sent_escaped(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    pid = c.proc.pid
+    fid = c.execute("not_utf8_telemetry")
+    events: list[pb.TelemetryEvent] = []
+    while True:
+        f = c.reply(fid)
+        if f.WhichOneof("kind") != "telemetry":
+            break
+        events.append(f.telemetry)
+    assert f.WhichOneof("kind") == "result" and decode(f.result.value) == "sent"
+    event, span = events
+    assert event.name == "event caf\\udce9.txt"
+    assert dict(event.measurements) == {"m caf\\udce9.txt": 1.0}
+    assert decode(event.metadata["k caf\\udce9.txt"]) == "v caf\\udce9.txt"
+    assert decode(event.metadata["n"]) == 1
+    assert span.name == "span caf\\udce9.txt"
+    assert decode(span.metadata["path"]) == "caf\\udce9.txt"
+    alive(c, pid)
+
+
+def test_host_call_arguments_with_lone_surrogates_are_encoding_errors(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    pid = c.proc.pid
+    # No HostCall frame goes out: the request fails before.
+    e = encoding_error(c.call_frame("not_utf8_host_arg"))
+    assert e.details["path"] == "greet() args[0]"
+    e = encoding_error(c.call_frame("not_utf8_host_kwarg"))
+    assert "keyword" in e.details["path"]
+    alive(c, pid)
