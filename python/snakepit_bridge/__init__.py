@@ -11,7 +11,7 @@ from . import telemetry
 from ._stream_chunk import StreamChunk
 from .base_adapter import BaseAdapter, tool
 from .base_adapter_threaded import ThreadSafeAdapter, is_thread_safe, thread_safe_method
-from .errors import HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
+from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 from .session_context import SessionContext
 from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue, ThreadSafetyWarning
 
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaseAdapter",
+    "HostCallRejected",
     "HostCallTimeout",
     "HostToolError",
     "HostToolNotFound",

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._codec import decode
 from ._proto import snakepit_pb2 as pb
-from .errors import HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
+from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 
 __all__: list[str] = []
 
@@ -33,6 +33,7 @@ _ERROR_CLASSES: dict[int, type[HostToolError]] = {
     pb.ERROR_KIND_NOT_FOUND: HostToolNotFound,
     pb.ERROR_KIND_CONSTRAINT: VariableConstraintError,
     pb.ERROR_KIND_TIMEOUT: HostCallTimeout,
+    pb.ERROR_KIND_BUSY: HostCallRejected,
 }
 
 

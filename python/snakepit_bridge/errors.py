@@ -6,9 +6,13 @@ catch them with the built-in exception they resemble as well.
 
 ``kind`` is the host's error kind in lower case (``"host_tool"``,
 ``"not_found"``, ``"unknown_tool"``, ``"bad_arguments"``, ``"constraint"``,
-``"timeout"``, ...) or one of the worker's own: ``"unavailable"`` (no host
+``"timeout"``, ``"busy"``, ...) or one of the worker's own: ``"unavailable"`` (no host
 connection, e.g. a context built by hand in a unit test) and
 ``"payload_too_large"`` (the call would exceed the frame limit).
+
+:class:`HostCallRejected` (kind ``"busy"``) means the host refused to start
+the call because too many host calls of this worker were already running; the
+call had no effect, so it may be tried again later.
 
 The universal FFI (``snakepit.ffi.*``, see ``docs/ffi-protocol.md``) adds the
 exceptions of object refs (:class:`RefNotFoundError`,
@@ -22,6 +26,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "HelperNotFoundError",
+    "HostCallRejected",
     "HostCallTimeout",
     "HostError",
     "HostToolError",
@@ -80,6 +85,12 @@ class VariableConstraintError(HostToolError, ValueError):
 
 class HostCallTimeout(HostToolError, TimeoutError):
     """The host did not answer in time, by the worker's clock or by the host's own (kind ``timeout``)."""
+
+
+class HostCallRejected(HostToolError):
+    """The host refused the call without running it (kind ``busy``): too many
+    host calls of this worker were running already. Nothing happened; the
+    caller may wait and call again, or do without."""
 
 
 class RefNotFoundError(LookupError):

@@ -155,7 +155,9 @@ class SessionContext:
         :class:`~snakepit_bridge.errors.HostCallTimeout` is raised. Failures
         reported by the host raise a
         :class:`~snakepit_bridge.errors.HostToolError` or one of its
-        subclasses. (A host tool parameter named ``timeout`` cannot be passed
+        subclasses; a call the host refused because too many of this
+        worker's host calls were running raises
+        :class:`~snakepit_bridge.errors.HostCallRejected`. (A host tool parameter named ``timeout`` cannot be passed
         this way, as the keyword is this call's own.)
         """
         return self._link(name).host_call(self._request, self.session_id, name, args, kwargs, timeout=timeout)

@@ -320,6 +320,7 @@ def test_quick_tool_on_the_reading_thread_hands_the_socket_over(spawn) -> None:
         (pb.ERROR_KIND_NOT_FOUND, "HostToolNotFound", "not_found", False, False),
         (pb.ERROR_KIND_CONSTRAINT, "VariableConstraintError", "constraint", True, False),
         (pb.ERROR_KIND_TIMEOUT, "HostCallTimeout", "timeout", False, True),
+        (pb.ERROR_KIND_BUSY, "HostCallRejected", "busy", False, False),
         (pb.ERROR_KIND_HOST_TOOL, "HostToolError", "host_tool", False, False),
         (pb.ERROR_KIND_BAD_ARGUMENTS, "HostToolError", "bad_arguments", False, False),
     ],

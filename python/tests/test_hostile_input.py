@@ -314,3 +314,39 @@ def test_host_call_arguments_with_lone_surrogates_are_encoding_errors(spawn) -> 
     e = encoding_error(c.call_frame("not_utf8_host_kwarg"))
     assert "keyword" in e.details["path"]
     alive(c, pid)
+
+
+# ------------------------------------------------ 4. host calls refused
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_busy_host_call_raises_host_call_rejected(spawn, profile: list[str]) -> None:
+    c: WorkerClient = spawn(ADAPTER, extra_args=profile)
+    pid = c.proc.pid
+    fid = c.execute("call_host_or_busy", name="greet")
+    call = c.recv()
+    assert call.WhichOneof("kind") == "host_call" and call.host_call.tool == "greet"
+    refusal = pb.Error(kind=pb.ERROR_KIND_BUSY, message="too many host calls of this worker are running")
+    c.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(error=refusal)))
+    # The tool catches it and returns normally.
+    assert decode(c.reply(fid).result.value) == {
+        "rejected": "HostCallRejected",
+        "kind": "busy",
+        "message": "too many host calls of this worker are running",
+        "host_tool_error": True,
+    }
+    # The next call is answered.
+    fid = c.execute("call_host_or_busy", name="greet")
+    call = c.recv()
+    c.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(value=encode("hi"))))
+    assert decode(c.reply(fid).result.value) == {"value": "hi"}
+    alive(c, pid)
+
+
+def test_host_call_rejected_is_exported() -> None:
+    import snakepit_bridge
+    from snakepit_bridge import errors
+
+    assert snakepit_bridge.HostCallRejected is errors.HostCallRejected
+    assert "HostCallRejected" in snakepit_bridge.__all__ and "HostCallRejected" in errors.__all__
+    assert issubclass(errors.HostCallRejected, errors.HostToolError)
