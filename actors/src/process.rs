@@ -3,8 +3,9 @@
 //! Each worker runs in its own process group, with a parent-death signal, and
 //! gets one end of a Unix socketpair as fd 3: nothing is bound on the
 //! filesystem, and no other process can connect. Its stdout and stderr are
-//! forwarded to `tracing`; the last lines of stderr are kept so that a worker
-//! that dies at start-up can say why.
+//! forwarded to `tracing` line by line, whatever their bytes (decoded
+//! lossily, a line cut at 64 KiB); the last lines of stderr are kept so that
+//! a worker that dies can say why.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -13,7 +14,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
@@ -158,6 +159,10 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     })
 }
 
+/// The longest line of worker output kept; the rest of a longer line is
+/// counted and dropped, so output without newlines cannot grow the host.
+pub(crate) const MAX_OUTPUT_LINE: usize = 64 * 1024;
+
 fn forward_lines(
     pipe: impl AsyncRead + Unpin + Send + 'static,
     worker: String,
@@ -165,14 +170,86 @@ fn forward_lines(
     tail: Option<StderrTail>,
 ) {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(pipe).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target: "snakepit::python", worker = %worker, stream, "{line}");
-            if let Some(tail) = &tail {
-                tail.push(line);
-            }
+        let mut lines = LineSplitter::default();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut pipe = pipe;
+        loop {
+            // Reads until EOF whatever the bytes are: a pipe the host stops
+            // reading would make the worker's next print fail.
+            let n = match pipe.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            lines.feed(&chunk[..n], |line, truncated| {
+                emit_line(&worker, stream, tail.as_ref(), line, truncated)
+            });
         }
+        lines.finish(|line, truncated| emit_line(&worker, stream, tail.as_ref(), line, truncated));
     });
+}
+
+fn emit_line(worker: &str, stream: &str, tail: Option<&StderrTail>, line: String, truncated: u64) {
+    if truncated > 0 {
+        tracing::warn!(target: "snakepit::python", worker = %worker, stream, truncated_bytes = truncated, "{line}");
+    } else {
+        tracing::info!(target: "snakepit::python", worker = %worker, stream, "{line}");
+    }
+    if let Some(tail) = tail {
+        tail.push(line);
+    }
+}
+
+/// Splits a byte stream into lines of at most [`MAX_OUTPUT_LINE`] bytes,
+/// decoded lossily (an undecodable byte becomes U+FFFD). A longer line is
+/// cut: its first `MAX_OUTPUT_LINE` bytes are kept, the rest only counted
+/// until the next newline.
+#[derive(Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+    /// Bytes of the current line dropped past the limit.
+    truncated: u64,
+}
+
+impl LineSplitter {
+    /// Feeds `bytes`, calling `emit(line, truncated_bytes)` per complete line.
+    fn feed(&mut self, mut bytes: &[u8], mut emit: impl FnMut(String, u64)) {
+        while !bytes.is_empty() {
+            let (part, rest, ended) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            let room = MAX_OUTPUT_LINE - self.line.len();
+            let keep = part.len().min(room);
+            self.line.extend_from_slice(&part[..keep]);
+            self.truncated += (part.len() - keep) as u64;
+            if ended {
+                self.emit(&mut emit);
+            }
+            bytes = rest;
+        }
+    }
+
+    /// Emits what is left after EOF.
+    fn finish(&mut self, mut emit: impl FnMut(String, u64)) {
+        if !self.line.is_empty() || self.truncated > 0 {
+            self.emit(&mut emit);
+        }
+    }
+
+    fn emit(&mut self, emit: &mut impl FnMut(String, u64)) {
+        let mut line = &self.line[..];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        let text = String::from_utf8_lossy(line).into_owned();
+        emit(text, std::mem::take(&mut self.truncated));
+        self.line.clear();
+        if self.line.capacity() > 4 * 1024 {
+            self.line.shrink_to(4 * 1024);
+        }
+    }
 }
 
 /// Sends `signal` to the whole process group led by `pgid`, so children the
@@ -241,4 +318,42 @@ pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut s = LineSplitter::default();
+        for c in chunks {
+            s.feed(c, |l, t| out.push((l, t)));
+        }
+        s.finish(|l, t| out.push((l, t)));
+        out
+    }
+
+    #[test]
+    fn undecodable_bytes_become_replacement_characters_and_reading_goes_on() {
+        let lines = split(&[b"\xff\xfe\n", b"after\r\n", b"tail"]);
+        assert_eq!(
+            lines,
+            vec![
+                ("\u{fffd}\u{fffd}".to_string(), 0),
+                ("after".to_string(), 0),
+                ("tail".to_string(), 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_the_rest_counted() {
+        let big = vec![b'x'; MAX_OUTPUT_LINE + 1000];
+        let lines = split(&[&big[..10], &big[10..], b"yy\nnext\n"]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].0.len(), MAX_OUTPUT_LINE);
+        assert_eq!(lines[0].1, 1002);
+        assert_eq!(lines[1], ("next".to_string(), 0));
+    }
 }
