@@ -260,6 +260,9 @@ pub struct PoolConfig {
     pub pipeline_depth: u32,
     /// Chunks a stream may run ahead of its consumer.
     pub stream_window: u32,
+    /// Host calls of one worker that may run at once; more are refused at
+    /// once with kind `busy` (Python: `HostCallRejected`), and nothing runs.
+    pub max_host_calls: u32,
     /// While requests are outstanding (host) or just answered (worker), poll
     /// the connection this long before sleeping. Waking a sleeping thread
     /// costs tens of microseconds on many machines — more than a whole call —
@@ -311,6 +314,7 @@ impl Default for PoolConfig {
             max_frame_bytes: snakepit_proto::framing::DEFAULT_MAX_FRAME_BYTES,
             pipeline_depth: 2,
             stream_window: 256,
+            max_host_calls: 64,
             busy_poll_us: 100,
             restart: RestartPolicy::default(),
             affinity: Affinity::Hint,
@@ -364,6 +368,9 @@ impl PoolConfig {
         }
         if self.stream_window == 0 {
             return bad("stream_window must be at least 1");
+        }
+        if self.max_host_calls == 0 {
+            return bad("max_host_calls must be at least 1");
         }
         let hb = &self.heartbeat;
         if hb.enabled && (hb.interval_ms == 0 || hb.timeout_ms == 0 || hb.max_missed == 0) {

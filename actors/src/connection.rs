@@ -7,8 +7,17 @@
 //! and tells the pool the request is done so it can hand out the next one.
 //! Connection-level frames (`Hello`, a start-up failure) and the end of the
 //! stream go to the worker actor that owns the connection.
+//!
+//! The worker is not trusted: it may complete only requests of this
+//! connection (the table keeps the ids of requests whose caller gave up until
+//! their answer comes), say `Hello` once, and send only worker frames;
+//! anything else closes the connection as a protocol violation. At most
+//! `max_host_calls` of its host calls run at once (more are refused with
+//! kind `BUSY`), and their answers wait in a bounded queue: while it is
+//! full, the reader stops reading the worker, so a worker that floods the
+//! host and never reads cannot grow the host's memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +29,7 @@ use snakepit_proto::v1::{self, Frame, frame::Kind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::Error;
 use crate::pool::{PoolMessage, WorkerKey};
@@ -90,10 +99,35 @@ pub(crate) struct Pending {
     pub done_first: bool,
 }
 
+/// Answers to host calls that may wait for the writer; past this the reader
+/// stops reading the worker until the writer catches up.
+const REPLY_QUEUE: usize = 256;
+
 #[derive(Default)]
 struct Table {
     closed: bool,
     pending: HashMap<u64, Pending>,
+    /// Requests of this connection whose caller gave up (`forget`) and whose
+    /// final frame has not come yet: their answer is still theirs to give.
+    forgotten: HashSet<u64>,
+}
+
+/// Whose request a final frame answers.
+enum Owner {
+    /// A caller waits for it.
+    Waiting(Pending),
+    /// The caller gave up; only the pool still counts it.
+    Forgotten,
+}
+
+impl Table {
+    /// Takes request `id` out of the table if this connection owns it.
+    fn take(&mut self, id: u64) -> Option<Owner> {
+        match self.pending.remove(&id) {
+            Some(p) => Some(Owner::Waiting(p)),
+            None => self.forgotten.remove(&id).then_some(Owner::Forgotten),
+        }
+    }
 }
 
 /// Handle to a live connection; cheap to clone.
@@ -130,20 +164,26 @@ impl Connection {
         stream: UnixStream,
         max_frame_bytes: usize,
         busy_poll: Duration,
+        max_host_calls: usize,
         listeners: Listeners,
     ) -> Self {
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
+        let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
         let table = Arc::new(Mutex::new(Table::default()));
-        tokio::spawn(write_loop(write, rx, max_frame_bytes));
-        tokio::spawn(read_loop(
-            read,
-            max_frame_bytes,
-            busy_poll,
-            table.clone(),
+        tokio::spawn(write_loop(write, rx, replies_rx, max_frame_bytes));
+        let reader = Reader {
+            table: table.clone(),
             listeners,
-            tx.clone(),
-        ));
+            host_calls: HostCalls {
+                running: Arc::new(Semaphore::new(max_host_calls)),
+                limit: max_host_calls,
+                replies: replies_tx,
+                frames: tx.clone(),
+            },
+            hello_seen: false,
+        };
+        tokio::spawn(read_loop(read, max_frame_bytes, busy_poll, reader));
         Self { frames: tx, table }
     }
 
@@ -164,19 +204,21 @@ impl Connection {
         let _ = self.frames.send(frame);
     }
 
-    /// Drops the waiting caller of `id` (it gave up); a late answer is ignored.
+    /// Drops the waiting caller of `id` (it gave up); a late answer is
+    /// still this connection's (the pool is told it is done), and goes
+    /// nowhere else.
     pub fn forget(&self, id: u64) -> Option<Pending> {
-        self.table
-            .lock()
-            .expect("pending table lock")
-            .pending
-            .remove(&id)
+        let mut table = self.table.lock().expect("pending table lock");
+        let pending = table.pending.remove(&id)?;
+        table.forgotten.insert(id);
+        Some(pending)
     }
 
     /// Closes the table and returns every request still waiting.
     pub fn close(&self) -> Vec<(u64, Pending)> {
         let mut table = self.table.lock().expect("pending table lock");
         table.closed = true;
+        table.forgotten.clear();
         table.pending.drain().collect()
     }
 }
@@ -184,16 +226,28 @@ impl Connection {
 async fn write_loop(
     mut write: OwnedWriteHalf,
     mut frames: mpsc::UnboundedReceiver<Frame>,
+    mut replies: mpsc::Receiver<Frame>,
     max_frame_bytes: usize,
 ) {
     const BATCH_BYTES: usize = 256 * 1024;
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    while let Some(frame) = frames.recv().await {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = frames.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            Some(frame) = replies.recv() => frame,
+        };
         encode_or_log(&frame, &mut buf, max_frame_bytes);
         while buf.len() < BATCH_BYTES {
             match frames.try_recv() {
                 Ok(frame) => encode_or_log(&frame, &mut buf, max_frame_bytes),
-                Err(_) => break,
+                Err(_) => match replies.try_recv() {
+                    Ok(frame) => encode_or_log(&frame, &mut buf, max_frame_bytes),
+                    Err(_) => break,
+                },
             }
         }
         if let Err(err) = write.write_all(&buf).await {
@@ -215,23 +269,44 @@ fn encode_or_log(frame: &Frame, buf: &mut BytesMut, limit: usize) {
     }
 }
 
+/// Where a worker's host calls go, and how many may run.
+struct HostCalls {
+    running: Arc<Semaphore>,
+    limit: usize,
+    /// Their answers, bounded (see [`REPLY_QUEUE`]).
+    replies: mpsc::Sender<Frame>,
+    /// The connection's own queue, for what the host pushes later (watches).
+    frames: mpsc::UnboundedSender<Frame>,
+}
+
+/// What the reader task keeps.
+struct Reader {
+    table: Arc<Mutex<Table>>,
+    listeners: Listeners,
+    host_calls: HostCalls,
+    hello_seen: bool,
+}
+
 async fn read_loop(
     mut read: OwnedReadHalf,
     max_frame_bytes: usize,
     busy_poll: Duration,
-    table: Arc<Mutex<Table>>,
-    listeners: Listeners,
-    frames: mpsc::UnboundedSender<Frame>,
+    mut reader: Reader,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let table = reader.table.clone();
     let closed = loop {
         match framing::decode(&mut buf, max_frame_bytes) {
-            Ok(Some(frame)) => {
-                if let Err(reason) = dispatch(frame, &table, &listeners, &frames) {
-                    break Closed::Protocol(reason);
+            Ok(Some(frame)) => match dispatch(frame, &mut reader) {
+                Ok(None) => continue,
+                // Waits while the answers queue is full: the worker is
+                // not read meanwhile.
+                Ok(Some(reply)) => {
+                    let _ = reader.host_calls.replies.send(reply).await;
+                    continue;
                 }
-                continue;
-            }
+                Err(reason) => break Closed::Protocol(reason),
+            },
             Ok(None) => {}
             Err(err @ (FrameError::TooLarge { .. } | FrameError::Malformed { .. })) => {
                 break Closed::Protocol(err.to_string());
@@ -267,7 +342,8 @@ async fn read_loop(
             Err(err) => break Closed::Io(err.to_string()),
         }
     };
-    let _ = listeners
+    let _ = reader
+        .listeners
         .worker
         .cast(WorkerMessage::ConnectionClosed(closed));
 }
@@ -292,21 +368,23 @@ async fn poll_briefly(
     }
 }
 
-/// Routes one frame from the worker. An `Err` is a protocol violation.
-fn dispatch(
-    frame: Frame,
-    table: &Mutex<Table>,
-    l: &Listeners,
-    frames: &mpsc::UnboundedSender<Frame>,
-) -> Result<(), String> {
+/// Routes one frame from the worker. `Ok(Some(frame))` is an answer to queue
+/// (waiting for room); an `Err` is a protocol violation.
+fn dispatch(frame: Frame, r: &mut Reader) -> Result<Option<Frame>, String> {
     let id = frame.id;
     let Some(kind) = frame.kind else {
         return Err(format!("frame {id} has no content"));
     };
+    let table = &*r.table;
+    let l = &r.listeners;
     match kind {
         Kind::Result(result) => {
+            let entry = owned(table, id, "a result")?;
             let value = result.value.map(Value::from).unwrap_or(Value::Null);
-            let entry = take(table, id);
+            let entry = match entry {
+                Some(Owner::Waiting(p)) => Some(p),
+                _ => None,
+            };
             let done_first = entry.as_ref().is_none_or(|p| p.done_first);
             if done_first {
                 done(l, id);
@@ -321,12 +399,15 @@ fn dispatch(
             }
         }
         Kind::Error(err) if id == 0 => {
+            if r.hello_seen {
+                return Err("an error for request 0 after Hello".into());
+            }
             let _ = l.worker.cast(WorkerMessage::StartupFailed(err));
         }
         Kind::Error(err) => {
-            let entry = take(table, id);
+            let entry = owned(table, id, "an error")?;
             done(l, id);
-            if let Some(p) = entry {
+            if let Some(Owner::Waiting(p)) = entry {
                 p.sink.fail(Error::from_wire(err, &l.pool_name, &p.tool));
             }
         }
@@ -341,39 +422,60 @@ fn dispatch(
                     .map(|(k, v)| (k, Value::from(v)))
                     .collect(),
             });
-            let entry = if last { take(table, id) } else { None };
-            if last {
+            let mut t = table.lock().expect("pending table lock");
+            let t = &mut *t;
+            if let Some(p) = t.pending.get_mut(&id) {
+                if matches!(p.sink, Sink::Unary(_)) {
+                    return Err(format!("a chunk for request {id}, which is not a stream"));
+                }
+                if !last {
+                    if let (Sink::Stream(tx), Some(item)) = (&p.sink, item) {
+                        p.delivered = true;
+                        let _ = tx.send(Ok(item));
+                    }
+                    return Ok(None);
+                }
+                let p = t.pending.remove(&id).expect("just seen");
                 done(l, id);
-            }
-            let send = |sink: &Sink, item: Chunk| match sink {
-                Sink::Stream(tx) => {
+                if let (Sink::Stream(tx), Some(item)) = (&p.sink, item) {
                     let _ = tx.send(Ok(item));
                 }
-                // A unary caller never asks for chunks; nothing to deliver to.
-                Sink::Unary(_) => {}
-            };
-            match (entry, item) {
-                (Some(p), Some(item)) => send(&p.sink, item),
-                (Some(_), None) => {}
-                (None, Some(item)) => {
-                    let mut table = table.lock().expect("pending table lock");
-                    if let Some(p) = table.pending.get_mut(&id) {
-                        p.delivered = true;
-                        send(&p.sink, item);
-                    }
-                }
-                (None, None) => {}
+            } else if t.closed || (!last && t.forgotten.contains(&id)) {
+                // Nothing waits for it.
+            } else if last && t.forgotten.remove(&id) {
+                done(l, id);
+            } else {
+                return Err(not_ours("a chunk", id));
             }
         }
         Kind::Hello(hello) => {
+            if std::mem::replace(&mut r.hello_seen, true) {
+                return Err("a second Hello".into());
+            }
             let _ = l.worker.cast(WorkerMessage::Hello(hello));
         }
         Kind::Pong(_) => {
             let _ = l.worker.cast(WorkerMessage::Pong(id));
         }
         Kind::HostCall(call) => {
-            l.bridge
-                .handle(frames.clone(), l.pool_name.clone(), id, call);
+            let calls = &r.host_calls;
+            match calls.running.clone().try_acquire_owned() {
+                Ok(permit) => l.bridge.handle(
+                    calls.frames.clone(),
+                    calls.replies.clone(),
+                    permit,
+                    l.pool_name.clone(),
+                    id,
+                    call,
+                ),
+                Err(_) => {
+                    return Ok(Some(crate::host_bridge::busy_reply(
+                        id,
+                        &call.tool,
+                        calls.limit,
+                    )));
+                }
+            }
         }
         Kind::Telemetry(event) => {
             crate::telemetry::PythonEvent {
@@ -404,15 +506,23 @@ fn dispatch(
             return Err(format!("worker sent a host-only frame (id {id})"));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
-fn take(table: &Mutex<Table>, id: u64) -> Option<Pending> {
-    table
-        .lock()
-        .expect("pending table lock")
-        .pending
-        .remove(&id)
+/// Takes request `id`, answered by a final frame (`what`), out of the table:
+/// `Ok(None)` once the table is closed (the worker is gone; nothing waits),
+/// an `Err` when this connection does not own `id`.
+fn owned(table: &Mutex<Table>, id: u64, what: &str) -> Result<Option<Owner>, String> {
+    let mut t = table.lock().expect("pending table lock");
+    match t.take(id) {
+        Some(owner) => Ok(Some(owner)),
+        None if t.closed => Ok(None),
+        None => Err(not_ours(what, id)),
+    }
+}
+
+fn not_ours(what: &str, id: u64) -> String {
+    format!("{what} for request {id}, which is not running on this worker")
 }
 
 fn done(l: &Listeners, id: u64) {

@@ -4,7 +4,8 @@
 //! A host call names either one of the host's own tools (`snakepit.*`: the
 //! session's variables, the list of host tools) or a host tool registered by
 //! the embedding service (`crate::host_tools`). Every call runs in its own
-//! task, bounded by its timeout, so the connection's reader never waits; a
+//! task, bounded by its timeout, so the connection's reader never waits (the
+//! connection bounds how many run at once: `max_host_calls`); a
 //! host tool may call back into Python through its [`HostCallContext`], and
 //! that call goes to the same worker, which runs it while the Python caller
 //! waits (see `Call::parent`). A panicking host tool becomes a Python
@@ -17,7 +18,7 @@ use std::time::Duration;
 use ractor::ActorRef;
 use snakepit_proto::Value;
 use snakepit_proto::v1::{self, Frame, frame::Kind};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::config::SessionsConfig;
 use crate::error::Error;
@@ -93,10 +94,15 @@ impl HostBridge {
         ))
     }
 
-    /// Answers host call `id` from a worker of `pool`, in a task of its own.
+    /// Answers host call `id` from a worker of `pool`, in a task of its own
+    /// that holds `permit` (one of the worker's `max_host_calls`) until its
+    /// answer is queued in `replies`. `frames` is the connection's own queue,
+    /// for what a call leaves behind (a watch's updates).
     pub fn handle(
         self: &Arc<Self>,
         frames: mpsc::UnboundedSender<Frame>,
+        replies: mpsc::Sender<Frame>,
+        permit: OwnedSemaphorePermit,
         pool: Arc<str>,
         id: u64,
         call: v1::HostCall,
@@ -110,7 +116,8 @@ impl HostBridge {
                 kind: Some(Kind::HostCallResult(host_call_result(&tool, result))),
             };
             // A worker that is gone no longer waits.
-            let _ = frames.send(frame);
+            let _ = replies.send(frame).await;
+            drop(permit);
         });
     }
 
@@ -313,6 +320,27 @@ impl HostBridge {
                 .collect(),
             }),
         }
+    }
+}
+
+/// The answer to host call `id` (of `tool`) refused because `limit` host
+/// calls of the worker already run: kind `BUSY`, nothing ran.
+pub(crate) fn busy_reply(id: u64, tool: &str, limit: usize) -> Frame {
+    let error = v1::Error {
+        kind: v1::ErrorKind::Busy as i32,
+        python_type: "HostCallRejected".into(),
+        message: format!(
+            "Host call to `{tool}` refused: {limit} host calls of this worker are already \
+             running (max_host_calls); nothing ran, retrying later may work."
+        ),
+        details: [("tool".to_string(), tool.to_string())].into(),
+        ..Default::default()
+    };
+    Frame {
+        id,
+        kind: Some(Kind::HostCallResult(v1::HostCallResult {
+            outcome: Some(v1::host_call_result::Outcome::Error(error)),
+        })),
     }
 }
 

@@ -1008,8 +1008,15 @@ fn workers_up(state: &PoolState) -> usize {
 }
 
 async fn on_done(myself: &ActorRef<PoolMessage>, state: &mut PoolState, key: WorkerKey, id: u64) {
+    // Only the worker a request was routed to may end it.
+    let routed_there = match state.assigned.get(&id) {
+        Some(k) if *k != key => return,
+        Some(_) => true,
+        None => false,
+    };
     state.children.remove(&id);
-    if state.assigned.remove(&id).is_some()
+    if routed_there
+        && state.assigned.remove(&id).is_some()
         && let Some(member) = state
             .slots
             .get_mut(key.slot)

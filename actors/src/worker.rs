@@ -130,6 +130,7 @@ impl Actor for Worker {
             spawned.stream,
             cfg.max_frame_bytes,
             Duration::from_micros(cfg.busy_poll_us as u64),
+            cfg.max_host_calls as usize,
             Listeners {
                 bridge: args.bridge.clone(),
                 worker: myself.clone(),

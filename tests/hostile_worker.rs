@@ -1,0 +1,431 @@
+//! A worker that attacks the host (`tests/fixtures/hostile.py`): forged
+//! frames on its connection, undecodable and endless output, floods of host
+//! calls. The host never panics or hangs: every call ends within its timeout
+//! with its own answer or a typed error, the host's memory stays bounded, and
+//! a worker caught lying is replaced while the pool goes on serving.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fixture_pool, poll_status, start};
+use snakepit::{Call, Error, HostArgs, HostCallContext, HostTool, PoolConfig, Value};
+
+/// The tests run one at a time: those that measure the host's resident
+/// memory would otherwise count each other's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn hostile(name: &str, size: usize) -> PoolConfig {
+    let mut cfg = fixture_pool(name, "hostile.HostileAdapter", size);
+    cfg.restart.max_restarts = 100;
+    // A request goes only to a worker with a free slot, so a test knows
+    // which worker runs what.
+    cfg.pipeline_depth = 0;
+    cfg
+}
+
+/// Resident memory of this process (the host) in bytes.
+fn host_rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no memory-safety preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Runs `call` bounded by its own timeout plus slack: a hang fails the test.
+async fn run(pool: &snakepit::PoolHandle, call: Call) -> Result<Value, Error> {
+    let call = call.timeout(Duration::from_secs(5));
+    tokio::time::timeout(Duration::from_secs(8), pool.execute(call))
+        .await
+        .expect("the call ends within its timeout")
+}
+
+async fn pids(pool: &snakepit::PoolHandle) -> Vec<u32> {
+    let st = pool.status().await.unwrap();
+    st.workers.iter().filter_map(|w| w.pid).collect()
+}
+
+/// Waits until every worker is up and idle, then checks each one serves.
+async fn serves_again(pool: &snakepit::PoolHandle, size: usize) {
+    let until = Instant::now() + Duration::from_secs(8);
+    loop {
+        let st = pool.status().await.unwrap();
+        if st.workers_up == size && st.in_flight == 0 && st.workers.iter().all(|w| w.in_flight == 0)
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "pool never recovered: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = (0..size).map(|_| {
+        run(
+            pool,
+            Call::new("hold").kwarg("path", "/dev/null").kwarg("ms", 50),
+        )
+    });
+    for r in futures::future::join_all(calls).await {
+        r.expect("every worker serves");
+    }
+}
+
+fn violation(r: &Result<Value, Error>) -> bool {
+    matches!(r, Err(Error::WorkerCrashed { detail: Some(d), .. }) if d.contains("protocol violation"))
+}
+
+/// Runs `call` on a one-worker pool; it must fail as a protocol violation,
+/// and the worker must be replaced.
+async fn expect_violation(pool: &snakepit::PoolHandle, what: &str, call: Call) {
+    let before = pids(pool).await;
+    let r = run(pool, call).await;
+    assert!(
+        violation(&r),
+        "{what}: expected a protocol violation, got {r:?}"
+    );
+    serves_again(pool, 1).await;
+    let after = pids(pool).await;
+    assert_ne!(before, after, "{what}: the worker was not replaced");
+}
+
+// Undecodable bytes on stdout and stderr: later prints still work, and the
+// stderr tail still holds later lines (a crash report names the last one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_output_does_not_stop_printing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("utf8", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    assert_eq!(
+        run(&pool, Call::new("write_undecodable")).await.unwrap(),
+        Value::Int(1)
+    );
+    for i in 0..3 {
+        // Gives the host every chance to have read the bad bytes first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = run(&pool, Call::new("say").kwarg("text", format!("after {i}"))).await;
+        assert_eq!(r.unwrap(), Value::Int(1), "print after undecodable output");
+    }
+    match run(
+        &pool,
+        Call::new("die_saying").kwarg("text", "last words \u{e9}"),
+    )
+    .await
+    {
+        Err(Error::WorkerCrashed {
+            detail: Some(d), ..
+        }) => {
+            assert!(d.contains("last words \u{e9}"), "detail: {d}")
+        }
+        other => panic!("expected WorkerCrashed naming the last stderr line, got {other:?}"),
+    }
+    serves_again(&pool, 1).await;
+    s.sp.shutdown().await;
+}
+
+// 64 MiB written to stderr without a newline: the host keeps 64 KiB of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_line_does_not_grow_the_host() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("endless", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    run(&pool, Call::new("ok")).await.unwrap();
+    let before = host_rss();
+    let r = pool
+        .execute(
+            Call::new("endless_line")
+                .kwarg("mb", 64)
+                .timeout(Duration::from_secs(20)),
+        )
+        .await;
+    assert_eq!(r.unwrap(), Value::Int(64));
+    let grown = host_rss().saturating_sub(before);
+    assert!(grown < 16 << 20, "the host grew by {} MiB", grown >> 20);
+    // The worker goes on, and so does its output.
+    assert_eq!(
+        run(&pool, Call::new("say").kwarg("text", "next"))
+            .await
+            .unwrap(),
+        Value::Int(1)
+    );
+    match run(
+        &pool,
+        Call::new("die_saying").kwarg("text", "after the long line"),
+    )
+    .await
+    {
+        Err(Error::WorkerCrashed {
+            detail: Some(d), ..
+        }) => {
+            assert!(d.contains("after the long line"), "detail: {d}")
+        }
+        other => panic!("expected WorkerCrashed naming the last stderr line, got {other:?}"),
+    }
+    s.sp.shutdown().await;
+}
+
+// A worker that answers (Result, Error, final Chunk) for a request running on
+// another worker is replaced; the other request completes normally and the
+// pool's accounting ends at zero in flight everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cannot_complete_another_workers_request() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("cross", 2)).await;
+    let pool = s.sp.default_pool().clone();
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["result", "error", "final_chunk"] {
+        let path = dir.path().join(kind);
+        let path_str = path.to_str().unwrap().to_string();
+        let p = pool.clone();
+        let held = path_str.clone();
+        let victim = tokio::spawn(async move {
+            run(&p, Call::new("hold").kwarg("path", held).kwarg("ms", 1000)).await
+        });
+        let until = Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            assert!(Instant::now() < until, "the held call never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let victim_id: i64 = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        // The only free worker is the other one.
+        let r = run(
+            &pool,
+            Call::new("forge")
+                .kwarg("kind", kind)
+                .kwarg("path", path_str),
+        )
+        .await;
+        assert!(violation(&r), "{kind}: the forger was not stopped: {r:?}");
+        let answer = victim.await.unwrap();
+        assert_eq!(
+            answer.unwrap(),
+            Value::Int(victim_id),
+            "{kind}: the victim's own answer"
+        );
+        serves_again(&pool, 2).await;
+    }
+    // The last answers may reach their callers just before the pool hears
+    // of them; then nothing may stay counted in flight.
+    poll_status(&pool, |st| {
+        st.workers_up == 2 && st.in_flight == 0 && st.workers.iter().all(|w| w.in_flight == 0)
+    })
+    .await;
+    s.sp.shutdown().await;
+}
+
+// Frames with ids the worker never owned, a second Hello, a chunk for a
+// unary call, a frame with no content: each is a protocol violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_ids_and_frames_replace_the_worker() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("forged", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    let forged = [
+        ("result", 0u64),
+        ("result", 0x5eed_5eed_5eed),
+        ("error", 0),
+        ("error", 987_654_321),
+        ("final_chunk", 42),
+        ("chunk", 43),
+        ("hello", 0),
+        ("empty", 7),
+    ];
+    for (kind, id) in forged {
+        let call = Call::new("forge")
+            .kwarg("kind", kind)
+            .kwarg("id", id as i64);
+        expect_violation(&pool, &format!("{kind} for id {id}"), call).await;
+    }
+    expect_violation(
+        &pool,
+        "chunk for a unary call",
+        Call::new("forge_own").kwarg("kind", "chunk"),
+    )
+    .await;
+    // A second answer to its own request: the first is the caller's answer,
+    // the second a violation.
+    let before = pids(&pool).await;
+    let r = run(&pool, Call::new("forge_own").kwarg("kind", "result")).await;
+    assert_eq!(r.unwrap(), Value::Int(7));
+    let until = Instant::now() + Duration::from_secs(5);
+    while pids(&pool).await == before {
+        assert!(
+            Instant::now() < until,
+            "a worker that answered twice was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    serves_again(&pool, 1).await;
+    s.sp.shutdown().await;
+}
+
+// Frames only the host may send, from the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_only_frames_replace_the_worker() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("hostonly", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    for kind in [
+        "execute",
+        "ping",
+        "cancel",
+        "shutdown",
+        "host_call_result",
+        "release_session",
+    ] {
+        let call = Call::new("forge").kwarg("kind", kind).kwarg("id", 5);
+        expect_violation(&pool, kind, call).await;
+    }
+    s.sp.shutdown().await;
+}
+
+// A length prefix of 4 GiB, undecodable bytes, a body cut off by EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_framing_replaces_the_worker() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("framing", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    let huge = Value::Bytes(vec![0xff, 0xff, 0xff, 0xff].into());
+    expect_violation(&pool, "4 GiB prefix", Call::new("raw").kwarg("data", huge)).await;
+    let garbage = Value::Bytes(vec![0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff].into());
+    expect_violation(
+        &pool,
+        "garbage body",
+        Call::new("raw").kwarg("data", garbage),
+    )
+    .await;
+    // A body cut off: the worker exits mid-frame.
+    let cut = Value::Bytes(vec![0, 0, 0, 100, 0x08, 0x01].into());
+    let r = run(
+        &pool,
+        Call::new("raw")
+            .kwarg("data", cut)
+            .kwarg("exit_after", true),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(Error::WorkerCrashed { .. })),
+        "cut body: {r:?}"
+    );
+    serves_again(&pool, 1).await;
+    s.sp.shutdown().await;
+}
+
+// ~200 random frames and byte strings in all, then the worker exits: every
+// call ends with its own answer or a typed error, and the pool recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_frames_never_hang_or_crash_the_host() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("random", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    let before = host_rss();
+    for seed in 0..4i64 {
+        let call = Call::new("random_frames")
+            .kwarg("seed", seed)
+            .kwarg("count", 50);
+        let r = pool.execute(call.timeout(Duration::from_secs(2)));
+        match tokio::time::timeout(Duration::from_secs(5), r).await {
+            Err(_) => panic!("seed {seed}: the call hung"),
+            Ok(Ok(_) | Err(Error::WorkerCrashed { .. } | Error::Timeout { .. })) => {}
+            Ok(Err(e)) => panic!("seed {seed}: unexpected error {e:?}"),
+        }
+        // Whatever the host made of the bytes, a worker that sent them goes.
+        let pid = pids(&pool).await;
+        for p in pid {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+        serves_again(&pool, 1).await;
+    }
+    let grown = host_rss().saturating_sub(before);
+    assert!(grown < 64 << 20, "the host grew by {} MiB", grown >> 20);
+    s.sp.shutdown().await;
+}
+
+// 200k HostCall frames written at once, never reading the answers: the host
+// answers at most max_host_calls at a time, refuses the rest, and stops
+// reading while its replies wait; its memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_call_flood_keeps_host_memory_bounded() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("flood", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    run(&pool, Call::new("ok")).await.unwrap();
+    let before = host_rss();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(host_rss(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let call = Call::new("flood_host_calls")
+        .kwarg("count", 200_000)
+        .timeout(Duration::from_secs(20));
+    let r = tokio::time::timeout(Duration::from_secs(25), pool.execute(call))
+        .await
+        .expect("the flood call ends");
+    assert!(
+        matches!(
+            r,
+            Ok(_) | Err(Error::WorkerCrashed { .. } | Error::Timeout { .. })
+        ),
+        "{r:?}"
+    );
+    serves_again(&pool, 1).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.await.unwrap();
+    let grown = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(before);
+    eprintln!("host grew by {} KiB during the flood", grown >> 10);
+    assert!(grown < 64 << 20, "the host grew by {} MiB", grown >> 20);
+    s.sp.shutdown().await;
+}
+
+// With max_host_calls = 2, five concurrent host calls to a slow host tool:
+// two run, three are refused at once with kind `busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_calls_past_the_bound_are_refused_busy() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cfg = hostile("busy", 1);
+    cfg.max_host_calls = 2;
+    let s = start(cfg).await;
+    s.sp.register_host_tool(HostTool::new(
+        "slow",
+        |_ctx: HostCallContext, _args: HostArgs| async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok(Value::Int(1))
+        },
+    ))
+    .unwrap();
+    let pool = s.sp.default_pool().clone();
+    let r = run(
+        &pool,
+        Call::new("concurrent_host_calls")
+            .kwarg("name", "slow")
+            .kwarg("count", 5),
+    )
+    .await
+    .unwrap();
+    let Value::List(kinds) = r else {
+        panic!("{r:?}")
+    };
+    let count = |k: &str| kinds.iter().filter(|v| **v == Value::Str(k.into())).count();
+    assert_eq!((count("ok"), count("busy")), (2, 3), "{kinds:?}");
+    // The bound is on calls running at once: later ones run again.
+    let r = run(
+        &pool,
+        Call::new("concurrent_host_calls")
+            .kwarg("name", "slow")
+            .kwarg("count", 2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r,
+        Value::List(vec![Value::Str("ok".into()), Value::Str("ok".into())])
+    );
+    s.sp.shutdown().await;
+}
