@@ -57,10 +57,15 @@ async fn serves_again(pool: &snakepit::PoolHandle, size: usize) {
         assert!(Instant::now() < until, "pool never recovered: {st:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let calls = (0..size).map(|_| {
+    // Calls held at once, so each lands on a worker of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let calls = (0..size).map(|i| {
+        let path = dir.path().join(format!("serves-{i}"));
         run(
             pool,
-            Call::new("hold").kwarg("path", "/dev/null").kwarg("ms", 50),
+            Call::new("hold")
+                .kwarg("path", path.to_str().unwrap())
+                .kwarg("ms", 50),
         )
     });
     for r in futures::future::join_all(calls).await {
@@ -427,5 +432,53 @@ async fn host_calls_past_the_bound_are_refused_busy() {
         r,
         Value::List(vec![Value::Str("ok".into()), Value::Str("ok".into())])
     );
+    s.sp.shutdown().await;
+}
+
+// A host tool's answer Python could not read (nested past the wire's limit,
+// or over max_frame_bytes) is refused on the host as an error the calling
+// tool sees at once, not a frame that would leave it waiting out its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_tool_answers_python_cannot_read_are_typed_errors() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cfg = hostile("unreadable", 1);
+    cfg.max_frame_bytes = 1 << 20;
+    let s = start(cfg).await;
+    s.sp.register_host_tool(HostTool::new(
+        "deep",
+        |_ctx: HostCallContext, _args: HostArgs| async move {
+            let mut v = Value::Int(1);
+            for _ in 0..50 {
+                v = Value::List(vec![v]);
+            }
+            Ok(v)
+        },
+    ))
+    .unwrap();
+    s.sp.register_host_tool(HostTool::new(
+        "huge",
+        |_ctx: HostCallContext, _args: HostArgs| async move { Ok(Value::bytes(vec![0u8; 2 << 20])) },
+    ))
+    .unwrap();
+    let pool = s.sp.default_pool().clone();
+    let before = pids(&pool).await;
+    for (tool, kind) in [("deep", "encoding"), ("huge", "payload_too_large")] {
+        let started = Instant::now();
+        let r = run(
+            &pool,
+            Call::new("concurrent_host_calls")
+                .kwarg("name", tool)
+                .kwarg("count", 1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r, Value::List(vec![Value::Str(kind.into())]), "{tool}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{tool}: the caller waited {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(pids(&pool).await, before, "the worker served on");
     s.sp.shutdown().await;
 }

@@ -262,10 +262,24 @@ async fn write_loop(
 }
 
 fn encode_or_log(frame: &Frame, buf: &mut BytesMut, limit: usize) {
-    // Requests are size-checked before they are queued, so this only fires
-    // for a bug; the request then times out instead of corrupting the stream.
-    if let Err(err) = framing::encode(frame, buf, limit) {
-        tracing::error!(id = frame.id, error = %err, "Dropped a frame that could not be encoded.");
+    match framing::encode(frame, buf, limit) {
+        Ok(()) => {}
+        // A host tool's answer is not checked before it is queued: too large
+        // to send, it becomes an error its Python caller sees at once.
+        Err(FrameError::TooLarge { size, limit })
+            if matches!(frame.kind, Some(Kind::HostCallResult(_))) =>
+        {
+            let refused = host_call_too_large_frame(frame.id, size, limit);
+            if let Err(err) = framing::encode(&refused, buf, limit) {
+                tracing::error!(id = frame.id, error = %err, "Dropped a host call's answer that could not be encoded.");
+            }
+        }
+        // Requests are size-checked before they are queued, so this only
+        // fires for a bug; the request then times out instead of corrupting
+        // the stream.
+        Err(err) => {
+            tracing::error!(id = frame.id, error = %err, "Dropped a frame that could not be encoded.");
+        }
     }
 }
 
@@ -549,6 +563,28 @@ pub(crate) fn cancel_frame(id: u64, reason: &str) -> Frame {
         id,
         Kind::Cancel(v1::Cancel {
             reason: reason.to_string(),
+        }),
+    )
+}
+
+/// The answer to host call `id` whose result was `size` bytes, over `limit`.
+pub(crate) fn host_call_too_large_frame(id: u64, size: usize, limit: usize) -> Frame {
+    let error = v1::Error {
+        kind: v1::ErrorKind::PayloadTooLarge as i32,
+        python_type: "HostToolError".into(),
+        message: format!(
+            "the host tool's result of {size} bytes exceeds the frame limit of {limit} bytes"
+        ),
+        details: [("size", size), ("limit", limit)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    frame(
+        id,
+        Kind::HostCallResult(v1::HostCallResult {
+            outcome: Some(v1::host_call_result::Outcome::Error(error)),
         }),
     )
 }

@@ -329,6 +329,19 @@ impl HostToolError {
 pub fn host_call_result(tool: &str, result: Result<Value, HostToolError>) -> v1::HostCallResult {
     use v1::host_call_result::Outcome;
     let outcome = match result {
+        // Python could not decode it: say so instead of sending it.
+        Ok(value) if !value.fits_wire_depth() => Outcome::Error(v1::Error {
+            kind: v1::ErrorKind::Encoding as i32,
+            python_type: "HostToolError".into(),
+            message: format!(
+                "host tool `{tool}` returned a value nested {} protobuf levels deep; the wire \
+                 carries at most {} (LIMIT_VALUE_WIRE_DEPTH)",
+                value.wire_depth(),
+                snakepit_proto::VALUE_WIRE_DEPTH
+            ),
+            details: HashMap::from([("tool".to_string(), tool.to_string())]),
+            ..Default::default()
+        }),
         Ok(value) => Outcome::Value(value.into()),
         Err(err) => Outcome::Error(err.to_wire(tool)),
     };
