@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fixture_pool, poll_status, start};
-use snakepit::{Call, Error, HostArgs, HostCallContext, HostTool, PoolConfig, Value};
+use snakepit::{Call, Error, Event, HostArgs, HostCallContext, HostTool, PoolConfig, Value};
 
 /// The tests run one at a time: those that measure the host's resident
 /// memory would otherwise count each other's.
@@ -129,7 +129,7 @@ async fn undecodable_output_does_not_stop_printing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_line_does_not_grow_the_host() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let s = start(hostile("endless", 1)).await;
+    let mut s = start(hostile("endless", 1)).await;
     let pool = s.sp.default_pool().clone();
     run(&pool, Call::new("ok")).await.unwrap();
     let before = host_rss();
@@ -150,6 +150,19 @@ async fn an_endless_line_does_not_grow_the_host() {
             .unwrap(),
         Value::Int(1)
     );
+    // What was cut is counted once the line ends, as an event (and in the
+    // metrics).
+    let Event::WorkerOutputTruncated(cut) =
+        common::wait_event(&mut s.events, Duration::from_secs(5), |e| {
+            matches!(e, Event::WorkerOutputTruncated(_))
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    // The cut line is the 64 MiB and the "next" that ended it.
+    assert_eq!(cut.stream, "stderr");
+    assert_eq!(cut.bytes, (64 << 20) + 4 - (64 << 10));
     match run(
         &pool,
         Call::new("die_saying").kwarg("text", "after the long line"),
@@ -396,7 +409,7 @@ async fn host_calls_past_the_bound_are_refused_busy() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cfg = hostile("busy", 1);
     cfg.max_host_calls = 2;
-    let s = start(cfg).await;
+    let mut s = start(cfg).await;
     s.sp.register_host_tool(HostTool::new(
         "slow",
         |_ctx: HostCallContext, _args: HostArgs| async move {
@@ -419,6 +432,13 @@ async fn host_calls_past_the_bound_are_refused_busy() {
     };
     let count = |k: &str| kinds.iter().filter(|v| **v == Value::Str(k.into())).count();
     assert_eq!((count("ok"), count("busy")), (2, 3), "{kinds:?}");
+    let mut rejected = 0;
+    while let Ok(e) = s.events.try_recv() {
+        rejected += usize::from(
+            matches!(e, Event::HostCallRejected(ref r) if r.tool == "slow" && r.limit == 2),
+        );
+    }
+    assert_eq!(rejected, 3, "each refusal is an event");
     // The bound is on calls running at once: later ones run again.
     let r = run(
         &pool,

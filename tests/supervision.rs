@@ -198,6 +198,18 @@ async fn a_request_that_kills_its_worker_is_not_retried_onto_another() {
         }
         other => panic!("expected WorkerCrashed, got {other:?}"),
     }
+    let Event::RequestRetryWithheld(withheld) =
+        wait_event(&mut s.events, Duration::from_secs(5), |e| {
+            matches!(e, Event::RequestRetryWithheld(_))
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (withheld.tool.as_str(), withheld.status),
+        ("exit_now", ExitStatus::Code(3))
+    );
     // Exactly one worker ended: the other was never handed the request.
     let exited = |e: &Event| matches!(e, Event::WorkerExited(_));
     wait_event(&mut s.events, Duration::from_secs(5), exited).await;

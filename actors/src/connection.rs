@@ -483,6 +483,13 @@ fn dispatch(frame: Frame, r: &mut Reader) -> Result<Option<Frame>, String> {
                     call,
                 ),
                 Err(_) => {
+                    crate::telemetry::HostCallRejected {
+                        pool: l.pool_name.to_string(),
+                        worker: l.worker_id.to_string(),
+                        tool: call.tool.clone(),
+                        limit: calls.limit,
+                    }
+                    .emit(&l.telemetry);
                     return Ok(Some(crate::host_bridge::busy_reply(
                         id,
                         &call.tool,

@@ -694,7 +694,14 @@ fn place_pinned(state: &PoolState, request: &Request, pin: &RefPin, depth: u32) 
             pin.worker
         ));
     };
-    if member.closed || matches!(member.state, MemberState::Draining(_)) {
+    // Its connection closed: it died, and the pool has not heard yet.
+    if member.closed {
+        return gone(format!(
+            "worker {} that held it is gone (its connection closed), and its objects with it",
+            pin.worker
+        ));
+    }
+    if matches!(member.state, MemberState::Draining(_)) {
         return gone(format!(
             "worker {} that holds it is shutting down, and its objects with it",
             pin.worker

@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
+use crate::telemetry::{Telemetry, WorkerOutputTruncated};
+
 /// The fd number the worker finds its connection on.
 pub(crate) const WORKER_FD: i32 = 3;
 
@@ -42,6 +44,7 @@ pub(crate) struct SpawnSpec {
     /// `PATH`; `env` is set either way.
     pub env_passthrough: Option<Vec<String>>,
     pub worker_id: String,
+    pub pool: String,
 }
 
 /// Whether the host variable `name` passes into a worker under `patterns`
@@ -86,7 +89,7 @@ impl StderrTail {
     }
 }
 
-pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
+pub(crate) fn spawn(spec: &SpawnSpec, telemetry: &Telemetry) -> io::Result<Spawned> {
     let (host, child_end) = std::os::unix::net::UnixStream::pair()?;
     let child_fd = child_end.as_raw_fd();
     let parent_pid = std::process::id();
@@ -139,13 +142,12 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
 
     let stderr_tail = StderrTail::default();
     if let Some(out) = child.stdout.take() {
-        forward_lines(out, spec.worker_id.clone(), "stdout", None);
+        forward_lines(out, Source::of(spec, "stdout", telemetry), None);
     }
     if let Some(err) = child.stderr.take() {
         forward_lines(
             err,
-            spec.worker_id.clone(),
-            "stderr",
+            Source::of(spec, "stderr", telemetry),
             Some(stderr_tail.clone()),
         );
     }
@@ -163,10 +165,28 @@ pub(crate) fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
 /// counted and dropped, so output without newlines cannot grow the host.
 pub(crate) const MAX_OUTPUT_LINE: usize = 64 * 1024;
 
-fn forward_lines(
-    pipe: impl AsyncRead + Unpin + Send + 'static,
+/// Whose output a forwarder reads, and where it reports cut lines.
+struct Source {
+    pool: String,
     worker: String,
     stream: &'static str,
+    telemetry: Telemetry,
+}
+
+impl Source {
+    fn of(spec: &SpawnSpec, stream: &'static str, telemetry: &Telemetry) -> Self {
+        Self {
+            pool: spec.pool.clone(),
+            worker: spec.worker_id.clone(),
+            stream,
+            telemetry: telemetry.clone(),
+        }
+    }
+}
+
+fn forward_lines(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    source: Source,
     tail: Option<StderrTail>,
 ) {
     tokio::spawn(async move {
@@ -183,18 +203,23 @@ fn forward_lines(
                 Err(_) => break,
             };
             lines.feed(&chunk[..n], |line, truncated| {
-                emit_line(&worker, stream, tail.as_ref(), line, truncated)
+                emit_line(&source, tail.as_ref(), line, truncated)
             });
         }
-        lines.finish(|line, truncated| emit_line(&worker, stream, tail.as_ref(), line, truncated));
+        lines.finish(|line, truncated| emit_line(&source, tail.as_ref(), line, truncated));
     });
 }
 
-fn emit_line(worker: &str, stream: &str, tail: Option<&StderrTail>, line: String, truncated: u64) {
+fn emit_line(source: &Source, tail: Option<&StderrTail>, line: String, truncated: u64) {
+    tracing::info!(target: "snakepit::python", worker = %source.worker, stream = source.stream, "{line}");
     if truncated > 0 {
-        tracing::warn!(target: "snakepit::python", worker = %worker, stream, truncated_bytes = truncated, "{line}");
-    } else {
-        tracing::info!(target: "snakepit::python", worker = %worker, stream, "{line}");
+        WorkerOutputTruncated {
+            pool: source.pool.clone(),
+            worker: source.worker.clone(),
+            stream: source.stream,
+            bytes: truncated,
+        }
+        .emit(&source.telemetry);
     }
     if let Some(tail) = tail {
         tail.push(line);

@@ -61,6 +61,16 @@ pub mod metric {
     pub const PYTHON_SPAN_DURATION: &str = "snakepit_python_span_duration_seconds";
     /// Requests cancelled by their caller, by pool and reason.
     pub const REQUEST_CANCELLATIONS_TOTAL: &str = "snakepit_request_cancellations_total";
+    /// Counter: idempotent requests not run again because their worker ended
+    /// itself while running them (likely poison), by pool.
+    pub const REQUEST_RETRIES_WITHHELD_TOTAL: &str = "snakepit_request_retries_withheld_total";
+    /// Counter: host calls refused because a worker had `max_host_calls`
+    /// running, by pool.
+    pub const HOST_CALLS_REJECTED_TOTAL: &str = "snakepit_host_calls_rejected_total";
+    /// Counter: bytes of worker output past the line cap, dropped, by pool
+    /// and stream.
+    pub const WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL: &str =
+        "snakepit_worker_output_truncated_bytes_total";
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).

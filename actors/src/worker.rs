@@ -36,7 +36,8 @@ use crate::pool::{PoolMessage, Request, WorkerGone, WorkerKey, WorkerLink};
 use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail, WORKER_ID_ENV};
 use crate::reaper;
 use crate::telemetry::{
-    ExitCause, HeartbeatMissed, KillReason, RecycleReason, Telemetry, WorkerKilled, WorkerSpawned,
+    ExitCause, HeartbeatMissed, KillReason, RecycleReason, RequestRetryWithheld, Telemetry,
+    WorkerKilled, WorkerSpawned,
 };
 
 /// Extra time after a grace period before the group gets SIGKILL.
@@ -117,7 +118,7 @@ impl Actor for Worker {
     ) -> Result<WorkerState, ActorProcessingErr> {
         let cfg = &args.config;
         let spec = spawn_spec(&args);
-        let spawned = process::spawn(&spec).map_err(|err| {
+        let spawned = process::spawn(&spec, &args.telemetry).map_err(|err| {
             format!(
                 "could not run {} for pool `{}`: {err}",
                 spec.program.display(),
@@ -386,6 +387,7 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         env,
         env_passthrough: cfg.env_passthrough.clone(),
         worker_id: args.id.clone(),
+        pool: cfg.name.clone(),
     }
 }
 
@@ -544,6 +546,15 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
             }
             other => {
                 let withheld = other.is_some() && !p.delivered && cause != ExitCause::Shutdown;
+                if withheld {
+                    RequestRetryWithheld {
+                        pool: state.pool_name.to_string(),
+                        tool: p.tool.to_string(),
+                        worker: state.id.clone(),
+                        status,
+                    }
+                    .emit(&state.telemetry);
+                }
                 failed_requests += 1;
                 p.sink.fail(if cause == ExitCause::Shutdown {
                     Error::ShuttingDown

@@ -151,6 +151,7 @@ def test_faults_fixture_tools(spawn: Callable[..., WorkerClient]) -> None:
         "wait_for_cancel",
         "async_wait_for_cancel",
         "sleep",
+        "exit_now",
         "echo",
     }
     assert c.call("pid") == c.proc.pid == c.hello.hello.pid

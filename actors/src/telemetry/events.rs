@@ -48,6 +48,13 @@ pub enum Event {
     RequestRetried(RequestRetried),
     /// A caller gave up on a request.
     RequestCancelled(RequestCancelled),
+    /// An idempotent request was not retried: its worker ended itself while
+    /// running it.
+    RequestRetryWithheld(RequestRetryWithheld),
+    /// A host call was refused: the worker had `max_host_calls` running.
+    HostCallRejected(HostCallRejected),
+    /// A worker's output line was cut at the line cap.
+    WorkerOutputTruncated(WorkerOutputTruncated),
     /// A session ended.
     SessionReleased(SessionReleased),
     /// Releasing a session left state behind on a worker.
@@ -78,6 +85,9 @@ impl Event {
             Event::OrphansReaped(_) => "snakepit.runtime.orphans.reaped",
             Event::RequestRetried(_) => "snakepit.request.call.retried",
             Event::RequestCancelled(_) => "snakepit.request.call.cancelled",
+            Event::RequestRetryWithheld(_) => "snakepit.request.retry.withheld",
+            Event::HostCallRejected(_) => "snakepit.host.call.rejected",
+            Event::WorkerOutputTruncated(_) => "snakepit.worker.output.truncated",
             Event::SessionReleased(_) => "snakepit.session.lifecycle.released",
             Event::SessionCleanupError(_) => "snakepit.session.cleanup.error",
             Event::PythonEvent(_) => "snakepit.python.event",
@@ -561,6 +571,77 @@ impl RequestRetried {
             "Retrying an idempotent request on another worker.");
         counter!(metric::REQUEST_RETRIES_TOTAL, "pool" => self.pool.clone()).increment(1);
         t.publish(|| Event::RequestRetried(self));
+    }
+}
+
+/// An idempotent request was not run again elsewhere: its worker ended
+/// itself, faulted, hung or broke the protocol while running it, so the
+/// request is the likely cause (a query of death).
+#[derive(Debug, Clone)]
+pub struct RequestRetryWithheld {
+    /// Pool.
+    pub pool: String,
+    /// Tool.
+    pub tool: String,
+    /// The worker that ended under it.
+    pub worker: String,
+    /// How that worker ended.
+    pub status: ExitStatus,
+}
+
+impl RequestRetryWithheld {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        warn!(pool = %self.pool, tool = %self.tool, worker = %self.worker, status = %self.status,
+            "Not retrying an idempotent request: its worker ended itself while running it.");
+        counter!(metric::REQUEST_RETRIES_WITHHELD_TOTAL, "pool" => self.pool.clone()).increment(1);
+        t.publish(|| Event::RequestRetryWithheld(self));
+    }
+}
+
+/// A worker's host call was refused at once: `max_host_calls` of its calls
+/// were running.
+#[derive(Debug, Clone)]
+pub struct HostCallRejected {
+    /// Pool of the calling worker.
+    pub pool: String,
+    /// The calling worker.
+    pub worker: String,
+    /// The host tool asked for.
+    pub tool: String,
+    /// The bound that was reached.
+    pub limit: usize,
+}
+
+impl HostCallRejected {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        debug!(pool = %self.pool, worker = %self.worker, tool = %self.tool, limit = self.limit,
+            "Refused a host call: the worker has max_host_calls running.");
+        counter!(metric::HOST_CALLS_REJECTED_TOTAL, "pool" => self.pool.clone()).increment(1);
+        t.publish(|| Event::HostCallRejected(self));
+    }
+}
+
+/// A line a worker wrote to stdout or stderr was longer than the line cap;
+/// its first part was forwarded and the rest dropped.
+#[derive(Debug, Clone)]
+pub struct WorkerOutputTruncated {
+    /// Pool.
+    pub pool: String,
+    /// Worker.
+    pub worker: String,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// Bytes dropped.
+    pub bytes: u64,
+}
+
+impl WorkerOutputTruncated {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        warn!(pool = %self.pool, worker = %self.worker, stream = self.stream, truncated_bytes = self.bytes,
+            "Cut a worker's output line at the line cap.");
+        counter!(metric::WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL, "pool" => self.pool.clone(), "stream" => self.stream)
+            .increment(self.bytes);
+        t.publish(|| Event::WorkerOutputTruncated(self));
     }
 }
 
