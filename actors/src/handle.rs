@@ -465,20 +465,21 @@ impl PoolHandle {
 /// could only fail there (and, before workers answered undecodable frames
 /// per request, it took the worker down with it).
 fn check_nesting(call: &Call) -> Result<(), Error> {
-    let positional = call
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (format!("args[{i}]"), v));
-    let named = call.kwargs.iter().map(|(k, v)| (k.clone(), v));
-    for (parameter, value) in positional.chain(named) {
+    let too_deep = |parameter: String, depth: u32| Error::BadArguments {
+        tool: call.tool.clone(),
+        message: nesting_message(&parameter, depth),
+        parameter: Some(parameter),
+    };
+    for (i, value) in call.args.iter().enumerate() {
         let depth = value.wire_depth();
         if depth > snakepit_proto::VALUE_WIRE_DEPTH {
-            return Err(Error::BadArguments {
-                tool: call.tool.clone(),
-                message: nesting_message(&parameter, depth),
-                parameter: Some(parameter),
-            });
+            return Err(too_deep(format!("args[{i}]"), depth));
+        }
+    }
+    for (name, value) in &call.kwargs {
+        let depth = value.wire_depth();
+        if depth > snakepit_proto::VALUE_WIRE_DEPTH {
+            return Err(too_deep(name.clone(), depth));
         }
     }
     Ok(())

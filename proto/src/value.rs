@@ -195,6 +195,9 @@ impl Value {
     /// [`crate::VALUE_WIRE_DEPTH`]; past it the peer's decoder could not read
     /// the frame. Walks without recursion, so any depth is safe to measure.
     pub fn wire_depth(&self) -> u32 {
+        if !self.is_container() {
+            return 0;
+        }
         let mut deepest = 0;
         let mut stack: Vec<(&Value, u32)> = vec![(self, 0)];
         while let Some((value, depth)) = stack.pop() {
@@ -216,6 +219,13 @@ impl Value {
             }
         }
         deepest
+    }
+
+    fn is_container(&self) -> bool {
+        matches!(
+            self,
+            Value::List(_) | Value::Tuple(_) | Value::Set(_) | Value::FrozenSet(_) | Value::Map(_)
+        )
     }
 
     /// Whether this value nests no deeper than the wire carries
