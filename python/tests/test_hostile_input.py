@@ -17,7 +17,7 @@ import pytest
 
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
-from wire_client import ConcurrentClient, WorkerClient
+from wire_client import ConcurrentClient, WorkerClient, field, varint
 
 ADAPTER = "hostile_adapter.HostileAdapter"
 PROFILES = [
@@ -26,43 +26,29 @@ PROFILES = [
 ]
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def nested_list(depth: int) -> bytes:
     """The serialized Value of `depth` lists, one inside the other, around an
     int, written by hand: protobuf builds no message deeper than it decodes."""
     v = b"\x18\x02"  # Value{int: 1}
     for _ in range(depth):
-        v = _field(8, _field(1, v))  # Value{list: ValueList{items: [v]}}
+        v = field(8, field(1, v))  # Value{list: ValueList{items: [v]}}
     return v
 
 
 def nested_map(depth: int) -> bytes:
     v = b"\x18\x02"
     for _ in range(depth):
-        entry = _field(1, b"\x32\x01k") + _field(2, v)  # MapEntry{key: "k", value: v}
-        v = _field(12, _field(1, entry))  # Value{map: ValueMap{entries: [entry]}}
+        entry = field(1, b"\x32\x01k") + field(2, v)  # MapEntry{key: "k", value: v}
+        v = field(12, field(1, entry))  # Value{map: ValueMap{entries: [entry]}}
     return v
 
 
 def raw_execute_bytes(fid: int, tool: str, value: bytes) -> bytes:
     """A length-prefixed Execute frame calling `tool` with kwarg v=`value`."""
-    entry = _field(1, b"value") + _field(2, value)  # KwargsEntry
-    ex = _field(1, tool.encode()) + _field(4, entry)
-    body = b"\x08" + _varint(fid) + _field(10, ex)  # Frame{id, execute}
+    entry = field(1, b"value") + field(2, value)  # KwargsEntry
+    ex = field(1, tool.encode()) + field(4, entry)
+    body = b"\x08" + varint(fid) + field(10, ex)  # Frame{id, execute}
     return struct.pack(">I", len(body)) + body
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def alive(c: WorkerClient, pid: int) -> None:
@@ -118,14 +104,14 @@ def test_other_undecodable_frames_are_answered_or_skipped(spawn) -> None:
     ping = b"\x08\x07" + b"\x7a\x02" + b"\x08\x01"  # id 7, ping{sent 1}: valid
     c.send_raw(struct.pack(">I", len(ping)) + ping)
     assert c.reply(7).WhichOneof("kind") == "pong"
-    rs = b"\x0a" + _varint(len(bad_utf8)) + bad_utf8  # ReleaseSession{session_id: not UTF-8}
-    body = b"\x08\x08" + b"\x6a" + _varint(len(rs)) + rs
+    rs = b"\x0a" + varint(len(bad_utf8)) + bad_utf8  # ReleaseSession{session_id: not UTF-8}
+    body = b"\x08\x08" + b"\x6a" + varint(len(rs)) + rs
     c.send_raw(struct.pack(">I", len(body)) + body)
     e = c.reply(8).error
     assert e.kind == pb.ERROR_KIND_PROTOCOL and "release_session" in e.message
     # A Credit is not answered: skipped, with a line on stderr.
     cr = b"\x08" + b"\xff" * 11  # a varint longer than protobuf allows
-    body = b"\x08\x09" + b"\x62" + _varint(len(cr)) + cr
+    body = b"\x08\x09" + b"\x62" + varint(len(cr)) + cr
     c.send_raw(struct.pack(">I", len(body)) + body)
     # Garbage that is no frame at all.
     for junk in (b"\xff\xff\xff", b"\x0a\x05ab", b"\x08"):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from snakepit_bridge._codec import encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
-from wire_client import WorkerClient, start_worker
+from wire_client import WorkerClient, field, start_worker, varint
 
 # Ids of the Pings the test sends, out of the range the random frames use.
 _PING_BASE = 1 << 60
@@ -67,19 +67,6 @@ def _is_shutdown(body: bytes) -> bool:
         return False
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 _HOST_KINDS = [
     f.name
     for f in pb.Frame.DESCRIPTOR.oneofs_by_name["kind"].fields
@@ -105,12 +92,12 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
     if what == "garbage_value":
         # An Execute of a real tool whose argument Value is random bytes.
         value = draw(st.binary(max_size=128))
-        ex = _field(1, b"echo") + _field(3, value)
-        return b"\x08" + _varint(fid) + _field(10, ex)
+        ex = field(1, b"echo") + field(3, value)
+        return b"\x08" + varint(fid) + field(10, ex)
     kind = draw(st.sampled_from(_HOST_KINDS))
     number = pb.Frame.DESCRIPTOR.fields_by_name[kind].number
     payload = draw(st.binary(max_size=64)) if what == "kind_garbage" else b""
-    return b"\x08" + _varint(fid) + _field(number, payload)
+    return b"\x08" + varint(fid) + field(number, payload)
 
 
 @FUZZ

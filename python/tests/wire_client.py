@@ -26,6 +26,21 @@ PYTHON_DIR = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
 
 
+def varint(n: int) -> bytes:
+    """A protobuf varint, for frames built by hand (ones protobuf would refuse)."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, built by hand."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
 class WorkerClient:
     def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self.proc = proc
