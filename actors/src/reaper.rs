@@ -71,8 +71,8 @@ const MAX_ENTRY_BYTES: u64 = 4096;
 const MAX_RUN_ID_LEN: usize = 200;
 /// Environment variable naming snakepit's state directory.
 const HOME_ENV: &str = "SNAKEPIT_HOME";
-/// The version of [`EntryRecord`] this build writes and acts on. An entry of
-/// any other version is left alone.
+/// The version of [`EntryRecord`](record::EntryRecord) this build writes
+/// and acts on. An entry of any other version is left alone.
 pub(crate) const RECORD_VERSION: u32 = 1;
 /// Mode of a registry directory the registry creates.
 const REGISTRY_DIR_MODE: u32 = 0o700;
