@@ -1,0 +1,180 @@
+//! The report as the table `snakepit chaos` prints without `--json`.
+
+use super::report::Report;
+
+pub(super) fn print_table(r: &Report) {
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let met = |ok: bool| if ok { "met" } else { "NOT met" };
+    let c = &r.config;
+    let p = &c.restart_policy;
+    println!(
+        "\nchaos: {} {} workers, {} s, SIGKILL every {} ms, {} callers, call timeout {} ms, seed {}",
+        c.workers,
+        c.profile,
+        c.duration_s,
+        c.kill_interval_ms,
+        c.concurrency,
+        c.call_timeout_ms,
+        c.seed
+    );
+    println!(
+        "restart policy ({}): max {} restarts in {} ms, backoff {}..{} ms",
+        c.max_restarts_from,
+        p.max_restarts,
+        p.restart_window_ms,
+        p.backoff_initial_ms,
+        p.backoff_max_ms
+    );
+    if r.interrupted {
+        println!("(interrupted before the end of the run)");
+    }
+
+    let q = &r.requests;
+    println!("\nrequests");
+    println!("  {:<26} {:>10}", "sent", q.sent);
+    println!("  {:<26} {:>10}", "ok", q.ok);
+    println!("  {:<26} {:>10}", "wrong", q.wrong);
+    for (label, n) in &q.errors {
+        println!("  {:<26} {:>10}", format!("error: {label}"), n);
+    }
+    println!("  {:<26} {:>10}", "lost", q.lost);
+    println!("  {:<26} {:>10}", "hung", q.hung);
+    println!(
+        "  {:<26} {:>10}",
+        "idempotent sent / ok",
+        format!("{} / {}", q.idempotent.sent, q.idempotent.ok)
+    );
+    for (label, n) in &q.idempotent.errors {
+        println!("  {:<26} {:>10}", format!("idempotent: {label}"), n);
+    }
+    println!(
+        "  {:<26} {:>10}",
+        "latency p50 / p99 / max",
+        format!(
+            "{} / {} / {} ms",
+            opt(q.latency_ms.median),
+            opt(q.latency_ms.p99),
+            opt(q.latency_ms.max)
+        )
+    );
+    println!(
+        "  {:<10} {:>8} {:>8} {:>6} {:>7} {:>5} {:>5}",
+        "by kind", "sent", "ok", "wrong", "errors", "lost", "hung"
+    );
+    for (kind, k) in &q.by_kind {
+        println!(
+            "  {:<10} {:>8} {:>8} {:>6} {:>7} {:>5} {:>5}",
+            kind, k.sent, k.ok, k.wrong, k.errors, k.lost, k.hung
+        );
+    }
+    for (label, message) in &q.error_examples {
+        println!("  e.g. {label}: {message}");
+    }
+    for why in &q.wrong_examples {
+        println!("  wrong: {why}");
+    }
+
+    let k = &r.kills;
+    println!("\nkills");
+    println!("  {:<26} {:>10}", "SIGKILLs sent", k.count);
+    if k.skipped_no_ready_worker > 0 || k.failed > 0 {
+        println!(
+            "  {:<26} {:>10}",
+            "skipped (none ready) / failed",
+            format!("{} / {}", k.skipped_no_ready_worker, k.failed)
+        );
+    }
+    println!(
+        "  {:<26} {:>10}",
+        "noticed / recovered",
+        format!("{} / {}", k.noticed, k.recovered)
+    );
+    println!(
+        "  {:<26} {:>10}",
+        "kill -> exit seen",
+        format!(
+            "median {} / worst {} ms",
+            opt(k.noticed_ms.median),
+            opt(k.noticed_ms.max)
+        )
+    );
+    println!(
+        "  {:<26} {:>10}",
+        "kill -> full strength",
+        format!(
+            "median {} / worst {} ms",
+            opt(k.recovery_ms.median),
+            opt(k.recovery_ms.max)
+        )
+    );
+    println!("  {:<26} {:>10}", "restarts", r.restarts);
+    println!("  {:<26} {:>10}", "unexplained exits", r.unexplained_exits);
+    if let Some(s) = &r.sigstop {
+        println!(
+            "  {:<26} {:>10}",
+            format!("SIGSTOP pid {} at {:.1} s", s.pid, s.after_s),
+            match (s.detected_after_ms, s.exited_after_ms) {
+                (Some(ms), _) => format!(
+                    "detected after {ms:.1} ms ({})",
+                    s.exit_cause.unwrap_or("?")
+                ),
+                (None, Some(ms)) => format!("not detected; ended at shutdown after {ms:.1} ms"),
+                (None, None) => "never detected".to_string(),
+            }
+        );
+    }
+
+    let cs = &r.cold_start_ms;
+    println!("\ncold start (spawn -> Hello)");
+    for (name, s) in [("boot", &cs.boot), ("during chaos", &cs.during_chaos)] {
+        println!(
+            "  {:<26} {:>10}",
+            name,
+            format!(
+                "n={} min {} / median {} / max {} ms",
+                s.count,
+                opt(s.min),
+                opt(s.median),
+                opt(s.max)
+            )
+        );
+    }
+
+    println!("\nevents");
+    for (name, n) in &r.events {
+        println!("  {name:<40} {n:>8}");
+    }
+    if r.telemetry_lagged > 0 {
+        println!(
+            "  {:<40} {:>8}",
+            "(missed: watcher lagged)", r.telemetry_lagged
+        );
+    }
+
+    println!("\nshutdown");
+    println!(
+        "  {:<26} {:>10}",
+        "full strength before",
+        if r.settled { "yes" } else { "no" }
+    );
+    println!(
+        "  {:<26} {:>10}",
+        "took",
+        format!("{:.1} ms", r.shutdown_ms)
+    );
+    println!(
+        "  {:<26} {:>10}",
+        "python processes left", r.python_processes_left
+    );
+
+    let g = &r.goals;
+    println!(
+        "\ngoals: lost == 0: {}; hung == 0: {}; wrong == 0: {}; worst recovery <= 1.5 s: {}; \
+         processes left == 0: {}",
+        met(g.lost_zero),
+        met(g.hung_zero),
+        met(g.wrong_zero),
+        met(g.worst_recovery_le_1500ms),
+        met(g.processes_left_zero)
+    );
+}
