@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{Affinity, PoolConfig};
 use crate::connection::{Chunk, Sink};
 use crate::error::Error;
-use crate::pool::{PoolMessage, PoolStatus, RefPin, Request, RequestBox, ToolIndex};
+use crate::pool::{PoolMessage, PoolStatus, RefId, RefPin, Request, RequestBox, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
@@ -509,7 +509,7 @@ fn pin_for_refs(call: &Call) -> Result<Option<Box<RefPin>>, Error> {
                 call_session: call_session.to_string(),
             });
         }
-        let Some((worker, _)) = id.rsplit_once('/') else {
+        let Ok(RefId { worker, .. }) = id.parse() else {
             return Err(Error::RefNotFound {
                 ref_id: id.to_string(),
                 session: session.to_string(),
@@ -519,7 +519,7 @@ fn pin_for_refs(call: &Call) -> Result<Option<Box<RefPin>>, Error> {
         match &pin {
             None => {
                 pin = Some(Box::new(RefPin {
-                    worker: worker.to_string(),
+                    worker,
                     ref_id: id.to_string(),
                     session: session.to_string(),
                 }));

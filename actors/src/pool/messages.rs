@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ractor::RpcReplyPort;
 use snakepit_proto::v1;
 
+use super::WorkerId;
 use crate::config::Affinity;
 use crate::connection::{Connection, Sink};
 use crate::error::{Error, ExitStatus};
@@ -66,8 +67,8 @@ pub(crate) struct Request {
 /// The worker a call must run on because it carries a ref that worker holds.
 #[derive(Debug, Clone)]
 pub(crate) struct RefPin {
-    /// Worker id, as in the ref id (`{worker}/{n}`).
-    pub worker: String,
+    /// The worker, as named in the ref id (`{worker}/{n}`).
+    pub worker: WorkerId,
     /// One ref it carries (for errors).
     pub ref_id: String,
     /// That ref's session.

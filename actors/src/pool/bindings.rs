@@ -1,0 +1,173 @@
+//! Which worker each session lives on, and what a session leaves on workers
+//! when it is released: the pool actor binds a session when it dispatches
+//! one of its calls, routing (`routing.rs`) reads the binding, and
+//! `ReleaseSession` / `ReleaseRef` (from [`PoolHandle`](crate::PoolHandle))
+//! tell the workers that hold its state to drop it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use snakepit_proto::Value;
+use snakepit_proto::v1::frame::Kind;
+
+use super::slots::RefId;
+use super::{PoolState, ReleaseSent, SessionRelease, WorkerKey, WorkerLink};
+use crate::connection::{self, Pending};
+use crate::error::Error;
+
+/// Where a session's calls go.
+pub(crate) struct Binding {
+    pub key: WorkerKey,
+    /// The worker's id, for errors once it is gone.
+    pub worker: String,
+    /// Workers the session ran on before `hint` moved it: they may hold some
+    /// of its state too, and are told at its release.
+    pub earlier: Vec<(WorkerKey, String)>,
+}
+
+/// Session → its binding.
+#[derive(Default)]
+pub(crate) struct Bindings(HashMap<Arc<str>, Binding>);
+
+impl Bindings {
+    pub fn get(&self, session: &str) -> Option<&Binding> {
+        self.0.get(session)
+    }
+
+    pub fn remove(&mut self, session: &str) -> Option<Binding> {
+        self.0.remove(session)
+    }
+
+    /// The session now lives on `key` (named `worker`); for `hint`, this
+    /// moves it, and the worker it left is remembered for its release.
+    pub fn bind(&mut self, session: Arc<str>, key: WorkerKey, worker: &str) {
+        match self.0.get_mut(&session) {
+            Some(b) if b.key != key => {
+                let old = (b.key, std::mem::replace(&mut b.worker, worker.to_string()));
+                b.earlier.retain(|(k, _)| *k != key);
+                if !b.earlier.iter().any(|(k, _)| *k == old.0) {
+                    b.earlier.push(old);
+                }
+                b.key = key;
+            }
+            Some(_) => {}
+            None => {
+                self.0.insert(
+                    session,
+                    Binding {
+                        key,
+                        worker: worker.to_string(),
+                        earlier: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Tells the worker holding `ref_id` to drop it; `None` when that worker is
+/// gone (the ref went with it).
+pub(super) fn release_ref(
+    state: &mut PoolState,
+    session: &str,
+    ref_id: &str,
+) -> Option<tokio::sync::oneshot::Receiver<Result<Value, Error>>> {
+    let parsed: RefId = ref_id.parse().ok()?;
+    let link = super::view(state)
+        .member_by_id(&parsed.worker)
+        .filter(|m| !m.closed)
+        .and_then(|m| m.link().cloned())?;
+    let kind = Kind::ReleaseRef(snakepit_proto::v1::ReleaseRef {
+        session_id: session.to_string(),
+        ref_id: ref_id.to_string(),
+    });
+    send_release(&link, "<release ref>", kind).map(|(_, rx)| rx)
+}
+
+/// Forgets `session` and asks every worker that ran it to drop its state.
+pub(super) fn release_session(state: &mut PoolState, session: &str) -> SessionRelease {
+    let mut release = SessionRelease::default();
+    let Some(binding) = state.bindings.remove(session) else {
+        return release;
+    };
+    let holders = std::iter::once((binding.key, binding.worker)).chain(binding.earlier);
+    for (key, worker) in holders {
+        let link = state.slots[key.slot]
+            .member(key.generation)
+            .filter(|m| !m.closed)
+            .and_then(|m| m.link().cloned());
+        let Some(link) = link else {
+            release.gone.push(worker);
+            continue;
+        };
+        let kind = Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
+            session_id: session.to_string(),
+        });
+        let Some((id, rx)) = send_release(&link, "<release session>", kind) else {
+            release.gone.push(worker);
+            continue;
+        };
+        release.sent.push(ReleaseSent {
+            worker,
+            id,
+            answer: rx,
+        });
+    }
+    release
+}
+
+/// Sends a release frame (`kind`) to a worker as an exchange of its own;
+/// its id and the answer to come, or `None` when the connection is closed.
+fn send_release(
+    link: &WorkerLink,
+    what: &str,
+    kind: Kind,
+) -> Option<(u64, tokio::sync::oneshot::Receiver<Result<Value, Error>>)> {
+    let id = crate::handle::next_request_id();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pending = Pending {
+        tool: Arc::from(what),
+        sink: connection::Sink::Unary(tx),
+        retry: None,
+        delivered: false,
+        done_first: true,
+    };
+    link.conn.register(id, pending).ok()?;
+    link.conn.send(connection::frame(id, kind));
+    Some((id, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(slot: usize, generation: u64) -> WorkerKey {
+        WorkerKey { slot, generation }
+    }
+
+    #[test]
+    fn a_session_binds_where_it_first_runs() {
+        let mut bindings = Bindings::default();
+        bindings.bind(Arc::from("s"), key(1, 1), "p-1.1");
+        let b = bindings.get("s").expect("bound");
+        assert_eq!((b.key, b.worker.as_str()), (key(1, 1), "p-1.1"));
+        assert!(b.earlier.is_empty());
+        bindings.bind(Arc::from("s"), key(1, 1), "p-1.1");
+        assert!(bindings.get("s").unwrap().earlier.is_empty());
+    }
+
+    #[test]
+    fn a_moved_session_remembers_each_earlier_worker_once() {
+        let mut bindings = Bindings::default();
+        let s: Arc<str> = Arc::from("s");
+        bindings.bind(s.clone(), key(0, 1), "p-0.1");
+        bindings.bind(s.clone(), key(1, 1), "p-1.1");
+        bindings.bind(s.clone(), key(0, 1), "p-0.1");
+        bindings.bind(s.clone(), key(1, 1), "p-1.1");
+        let b = bindings.get("s").unwrap();
+        assert_eq!((b.key, b.worker.as_str()), (key(1, 1), "p-1.1"));
+        assert_eq!(b.earlier, vec![(key(0, 1), "p-0.1".to_string())]);
+        assert!(bindings.remove("s").is_some());
+        assert!(bindings.get("s").is_none());
+    }
+}
