@@ -15,6 +15,7 @@ use ractor::ActorRef;
 use snakepit_proto::{Value, v1};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ask::{Unanswered, ask};
 use crate::config::{Affinity, PoolConfig};
 use crate::connection::{Chunk, Sink};
 use crate::error::Error;
@@ -190,22 +191,21 @@ impl PoolHandle {
     /// `timeout`. `Ok` also when no worker of this pool ran the session.
     pub async fn release_session(&self, session: &str, timeout: Duration) -> Result<(), String> {
         let session = session.to_string();
-        let asked = self
-            .actor
-            .call(
-                |reply| PoolMessage::ReleaseSession { session, reply },
-                Some(timeout),
-            )
-            .await;
+        let asked = ask(
+            &self.actor,
+            |reply| PoolMessage::ReleaseSession { session, reply },
+            Some(timeout),
+        )
+        .await;
         let release = match asked {
-            Ok(ractor::rpc::CallResult::Success(release)) => release,
-            Ok(ractor::rpc::CallResult::Timeout) => {
+            Ok(release) => release,
+            Err(Unanswered::TimedOut(_)) => {
                 return Err(format!(
                     "pool `{}` did not answer within {timeout:?}",
                     self.name()
                 ));
             }
-            _ => return Err(format!("pool `{}` is shut down", self.name())),
+            Err(Unanswered::Gone) => return Err(format!("pool `{}` is shut down", self.name())),
         };
         let mut problems: Vec<String> = release
             .gone
@@ -323,27 +323,26 @@ impl PoolHandle {
         timeout: Duration,
     ) -> Result<(), Error> {
         let (session, ref_id) = (session.to_string(), ref_id.to_string());
-        let asked = self
-            .actor
-            .call(
-                |reply| PoolMessage::ReleaseRef {
-                    session,
-                    ref_id,
-                    reply,
-                },
-                Some(timeout),
-            )
-            .await;
+        let asked = ask(
+            &self.actor,
+            |reply| PoolMessage::ReleaseRef {
+                session,
+                ref_id,
+                reply,
+            },
+            Some(timeout),
+        )
+        .await;
         let answer = match asked {
-            Ok(ractor::rpc::CallResult::Success(Some(answer))) => answer,
-            Ok(ractor::rpc::CallResult::Success(None)) => return Ok(()),
-            Ok(ractor::rpc::CallResult::Timeout) => {
+            Ok(Some(answer)) => answer,
+            Ok(None) => return Ok(()),
+            Err(Unanswered::TimedOut(_)) => {
                 return Err(Error::Timeout {
                     tool: "<release ref>".into(),
                     after: timeout,
                 });
             }
-            _ => return Err(Error::ShuttingDown),
+            Err(Unanswered::Gone) => return Err(Error::ShuttingDown),
         };
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result.map(|_| ()),
@@ -358,18 +357,12 @@ impl PoolHandle {
 
     /// Waits until every worker has started (or one failed to).
     pub async fn wait_ready(&self) -> Result<(), Error> {
-        match self.actor.call(PoolMessage::WaitReady, None).await {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            _ => Err(Error::ShuttingDown),
-        }
+        ask(&self.actor, PoolMessage::WaitReady, None).await?
     }
 
     /// A snapshot of the pool's workers, queue and tools.
     pub async fn status(&self) -> Result<PoolStatus, Error> {
-        match self.actor.call(PoolMessage::Status, None).await {
-            Ok(ractor::rpc::CallResult::Success(status)) => Ok(status),
-            _ => Err(Error::ShuttingDown),
-        }
+        Ok(ask(&self.actor, PoolMessage::Status, None).await?)
     }
 
     fn submit(

@@ -25,6 +25,7 @@
 //! synchronous, cheap call, so events keep the order in which things happened.
 #![warn(missing_docs)]
 
+mod ask;
 pub mod config;
 mod connection;
 pub mod error;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::ask::ask;
 use crate::config::{PoolConfig, SessionsConfig};
 use crate::error::Error;
 use crate::handle::PoolHandle;
@@ -137,7 +138,11 @@ impl Actor for Runtime {
                 // and each pool answers only once its processes are reaped.
                 tokio::spawn(async move {
                     let waits = pools.iter().map(|pool| {
-                        pool.call(|reply| PoolMessage::Shutdown { deadline, reply }, None)
+                        ask(
+                            pool,
+                            |reply| PoolMessage::Shutdown { deadline, reply },
+                            None,
+                        )
                     });
                     futures::future::join_all(waits).await;
                     let _ = reply.send(());
@@ -202,10 +207,7 @@ impl RuntimeHandle {
         )
         .await
         .map_err(|e| Error::Config(format!("could not start the runtime: {e}")))?;
-        let started = match root.call(RuntimeMessage::Pools, None).await {
-            Ok(ractor::rpc::CallResult::Success(pools)) => pools,
-            _ => return Err(Error::ShuttingDown),
-        };
+        let started = ask(&root, RuntimeMessage::Pools, None).await?;
         let pools = started
             .into_iter()
             .map(|pool| (pool.name().to_string(), pool))
@@ -253,13 +255,13 @@ impl RuntimeHandle {
 
     async fn open_session(&self, id: Option<String>, auto: bool) -> Result<Session, Error> {
         let sessions = self.bridge_sessions()?;
-        let opened = sessions
-            .call(|reply| SessionsMessage::Open { id, auto, reply }, None)
-            .await;
-        let (id, owner) = match opened {
-            Ok(ractor::rpc::CallResult::Success(result)) => result?,
-            _ => return Err(Error::ShuttingDown),
-        };
+        let opened = ask(
+            &sessions,
+            |reply| SessionsMessage::Open { id, auto, reply },
+            None,
+        )
+        .await?;
+        let (id, owner) = opened?;
         let default_pool = self
             .pools
             .get("default")
@@ -278,14 +280,7 @@ impl RuntimeHandle {
 
     /// How many sessions are live.
     pub async fn session_count(&self) -> Result<usize, Error> {
-        match self
-            .bridge_sessions()?
-            .call(SessionsMessage::Count, None)
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(n)) => Ok(n),
-            _ => Err(Error::ShuttingDown),
-        }
+        Ok(ask(&self.bridge_sessions()?, SessionsMessage::Count, None).await?)
     }
 
     fn bridge_sessions(&self) -> Result<ActorRef<SessionsMessage>, Error> {
@@ -313,10 +308,12 @@ impl RuntimeHandle {
     /// run's id (SIGTERM, up to a second, SIGKILL), and returns once all are
     /// reaped.
     pub async fn shutdown(&self, grace: Duration) {
-        let _ = self
-            .root
-            .call(|reply| RuntimeMessage::Shutdown { grace, reply }, None)
-            .await;
+        let _ = ask(
+            &self.root,
+            |reply| RuntimeMessage::Shutdown { grace, reply },
+            None,
+        )
+        .await;
         let run_id = self.run_id.clone();
         let swept =
             tokio::task::spawn_blocking(move || end_processes(&run_id, None, LEFTOVER_TERM_GRACE))

@@ -505,10 +505,9 @@ impl Session {
         &self,
         msg: impl FnOnce(RpcReplyPort<T>) -> OwnerMessage,
     ) -> Result<T, Error> {
-        match self.inner.owner.call(msg, None).await {
-            Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
-            _ => Err(Error::SessionNotFound(self.inner.id.clone())),
-        }
+        crate::ask::ask(&self.inner.owner, msg, None)
+            .await
+            .map_err(|_| Error::SessionNotFound(self.inner.id.clone()))
     }
 }
 
