@@ -4,7 +4,7 @@
 //! Runtime (root)                   runtime.rs
 //! ├── Reaper      at start: ends leftovers of dead runs; records this run   reaper.rs
 //! ├── Telemetry   typed events → tracing + metrics + subscribers   telemetry.rs
-//! └── Pool × n    queue, routing, restarts, degradation, recycling pool.rs, pool/restarts.rs
+//! └── Pool × n    queue, routing, restarts, degradation, recycling pool.rs, pool/{routing,lifecycle,..}.rs
 //!     └── Worker × size (+ a successor while one is recycled)
 //!                 one Python process + its connection, heartbeats  worker.rs, worker/liveness.rs
 //!                 ├── reader task: frames → callers, Done → pool   connection.rs

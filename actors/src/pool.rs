@@ -50,7 +50,6 @@ use restarts::Restarts;
 use routing::{Place, View};
 pub(crate) use slots::{RefId, WorkerId};
 use slots::{Role, Slot};
-
 use snakepit_proto::v1::frame::Kind;
 
 use crate::config::PoolConfig;
