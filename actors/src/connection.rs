@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ractor::ActorRef;
-use snakepit_proto::Value;
 use snakepit_proto::framing::{self, FrameError};
 use snakepit_proto::v1::{self, Frame, frame::Kind};
+use snakepit_proto::{Value, frames};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -550,30 +550,6 @@ fn done(l: &Listeners, id: u64) {
     let _ = l.pool.cast(PoolMessage::Done { key: l.key, id });
 }
 
-/// Builds the `Frame` for a host-to-worker message.
-pub(crate) fn frame(id: u64, kind: Kind) -> Frame {
-    Frame {
-        id,
-        kind: Some(kind),
-    }
-}
-
-pub(crate) fn ping_frame(seq: u64) -> Frame {
-    let sent_unix_nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    frame(seq, Kind::Ping(v1::Ping { sent_unix_nanos }))
-}
-
-pub(crate) fn cancel_frame(id: u64, reason: &str) -> Frame {
-    frame(
-        id,
-        Kind::Cancel(v1::Cancel {
-            reason: reason.to_string(),
-        }),
-    )
-}
-
 /// The answer to host call `id` whose result was `size` bytes, over `limit`.
 pub(crate) fn host_call_too_large_frame(id: u64, size: usize, limit: usize) -> Frame {
     let error = v1::Error {
@@ -588,10 +564,5 @@ pub(crate) fn host_call_too_large_frame(id: u64, size: usize, limit: usize) -> F
             .collect(),
         ..Default::default()
     };
-    frame(
-        id,
-        Kind::HostCallResult(v1::HostCallResult {
-            outcome: Some(v1::host_call_result::Outcome::Error(error)),
-        }),
-    )
+    frames::host_call_error(id, error)
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use snakepit_proto::Value;
-use snakepit_proto::v1::{self, Frame, frame::Kind};
+use snakepit_proto::frames;
+use snakepit_proto::v1::{self, Frame};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::config::SessionsConfig;
@@ -111,10 +112,7 @@ impl HostBridge {
         tokio::spawn(async move {
             let tool = call.tool.clone();
             let result = bridge.run(&pool, &frames, call).await;
-            let frame = Frame {
-                id,
-                kind: Some(Kind::HostCallResult(host_call_result(&tool, result))),
-            };
+            let frame = frames::host_call_result(id, host_call_result(&tool, result));
             // A worker that is gone no longer waits.
             let _ = replies.send(frame).await;
             drop(permit);
@@ -336,12 +334,7 @@ pub(crate) fn busy_reply(id: u64, tool: &str, limit: usize) -> Frame {
         details: [("tool".to_string(), tool.to_string())].into(),
         ..Default::default()
     };
-    Frame {
-        id,
-        kind: Some(Kind::HostCallResult(v1::HostCallResult {
-            outcome: Some(v1::host_call_result::Outcome::Error(error)),
-        })),
-    }
+    frames::host_call_error(id, error)
 }
 
 async fn ask<T: Send + 'static>(

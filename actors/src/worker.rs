@@ -20,17 +20,17 @@ mod messages;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use messages::WorkerMessage;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use snakepit_proto::v1::{self, frame::Kind};
+use snakepit_proto::{frames, v1};
 
 use liveness::{Beat, Heartbeat};
 use rand::Rng;
 
 use crate::config::PoolConfig;
-use crate::connection::{self, Closed, Connection, Listeners};
+use crate::connection::{Closed, Connection, Listeners};
 use crate::error::{Error, ExitStatus, python_exception};
 use crate::pool::{PoolMessage, Request, WorkerGone, WorkerKey, WorkerLink};
 use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail, WORKER_ID_ENV};
@@ -294,12 +294,7 @@ impl Actor for Worker {
                 }
                 state.phase = Phase::Stopping;
                 state.cause.get_or_insert(cause);
-                state.conn.send(connection::frame(
-                    0,
-                    Kind::Shutdown(v1::Shutdown {
-                        grace_ms: grace.as_millis() as u32,
-                    }),
-                ));
+                state.conn.send(frames::shutdown(grace));
                 myself.send_after(grace + KILL_SLACK, || WorkerMessage::KillDeadline);
             }
             WorkerMessage::Exited(status) => {
@@ -439,7 +434,7 @@ fn tick(state: &mut WorkerState) -> bool {
         }
         match beat {
             Beat::Waiting => {}
-            Beat::Ping(seq) => state.conn.send(connection::ping_frame(seq)),
+            Beat::Ping(seq) => state.conn.send(frames::ping(seq, SystemTime::now())),
             Beat::Missed { missed, ping } => {
                 if missed == 1 {
                     // Send it no new work until it answers again.
@@ -448,7 +443,7 @@ fn tick(state: &mut WorkerState) -> bool {
                         suspect: true,
                     });
                 }
-                state.conn.send(connection::ping_frame(ping));
+                state.conn.send(frames::ping(ping, SystemTime::now()));
             }
             Beat::Dead { missed } => {
                 state.cause = Some(ExitCause::Unresponsive);

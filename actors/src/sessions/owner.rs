@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use snakepit_proto::v1::{self, frame::Kind};
-use snakepit_proto::{Value, v1::Frame};
+use snakepit_proto::v1::{self, Frame};
+use snakepit_proto::{Value, frames};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -71,20 +71,17 @@ impl Watch {
         match &self.sink {
             WatchSink::Rust(tx) => tx.send(update.clone()).is_ok(),
             WatchSink::Python { frames } => {
-                let frame = Frame {
-                    id: 0,
-                    kind: Some(Kind::VariableUpdate(v1::VariableUpdate {
-                        session_id: session.to_string(),
-                        watch_id: self.id.clone(),
-                        variable_id: update.variable_id.clone(),
-                        name: update.name.clone(),
-                        old_value: Some(update.old_value.clone().into()),
-                        new_value: Some(update.new_value.clone().into()),
-                        version: update.version,
-                        source: update.source.as_str().to_string(),
-                        metadata: update.metadata.iter().cloned().collect(),
-                    })),
-                };
+                let frame = frames::variable_update(v1::VariableUpdate {
+                    session_id: session.to_string(),
+                    watch_id: self.id.clone(),
+                    variable_id: update.variable_id.clone(),
+                    name: update.name.clone(),
+                    old_value: Some(update.old_value.clone().into()),
+                    new_value: Some(update.new_value.clone().into()),
+                    version: update.version,
+                    source: update.source.as_str().to_string(),
+                    metadata: update.metadata.iter().cloned().collect(),
+                });
                 frames.send(frame).is_ok()
             }
         }
