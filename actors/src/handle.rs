@@ -5,7 +5,6 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,17 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ask::{Unanswered, ask};
 use crate::config::{Affinity, PoolConfig};
-use crate::connection::{Chunk, Sink};
 use crate::error::Error;
 use crate::pool::{PoolMessage, PoolStatus, RefId, RefPin, Request, RequestBox, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
+use crate::wire::{Chunk, Sink};
 
-static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh id for a host-to-worker exchange (requests, session releases).
-pub(crate) fn next_request_id() -> u64 {
-    NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
-}
+pub(crate) use crate::wire::next_request_id;
 
 /// Room in a frame for everything but the arguments.
 const FRAME_OVERHEAD: usize = 64;

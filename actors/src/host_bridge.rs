@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use snakepit_proto::Value;
-use snakepit_proto::frames;
 use snakepit_proto::v1::{self, Frame};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
 use crate::config::SessionsConfig;
 use crate::error::Error;
@@ -27,6 +26,7 @@ use crate::handle::{Call, ExecStream, PoolHandle};
 use crate::host_tools::{HostArgs, HostToolError, HostToolRegistry, host_call_result};
 use crate::sessions::{OwnerMessage, Session, SessionsMessage, WatchSink};
 use crate::variables::{Constraints, UpdateSource, VariableError, parse_var_type};
+use crate::wire::{HostCallReply, HostCalls};
 
 /// What the runtime's host calls share: the host tools, the sessions, the pools.
 pub(crate) struct HostBridge {
@@ -95,27 +95,22 @@ impl HostBridge {
         ))
     }
 
-    /// Answers host call `id` from a worker of `pool`, in a task of its own
-    /// that holds `permit` (one of the worker's `max_host_calls`) until its
-    /// answer is queued in `replies`. `frames` is the connection's own queue,
-    /// for what a call leaves behind (a watch's updates).
-    pub fn handle(
+    /// Answers a host call from a worker of `pool`, in a task of its own;
+    /// `reply` holds one of the worker's `max_host_calls` until the answer
+    /// is queued. `frames` is the connection's own queue, for what a call
+    /// leaves behind (a watch's updates).
+    fn handle(
         self: &Arc<Self>,
         frames: mpsc::UnboundedSender<Frame>,
-        replies: mpsc::Sender<Frame>,
-        permit: OwnedSemaphorePermit,
+        reply: HostCallReply,
         pool: Arc<str>,
-        id: u64,
         call: v1::HostCall,
     ) {
         let bridge = self.clone();
         tokio::spawn(async move {
             let tool = call.tool.clone();
             let result = bridge.run(&pool, &frames, call).await;
-            let frame = frames::host_call_result(id, host_call_result(&tool, result));
-            // A worker that is gone no longer waits.
-            let _ = replies.send(frame).await;
-            drop(permit);
+            reply.send(host_call_result(&tool, result)).await;
         });
     }
 
@@ -321,22 +316,6 @@ impl HostBridge {
     }
 }
 
-/// The answer to host call `id` (of `tool`) refused because `limit` host
-/// calls of the worker already run: kind `BUSY`, nothing ran.
-pub(crate) fn busy_reply(id: u64, tool: &str, limit: usize) -> Frame {
-    let error = v1::Error {
-        kind: v1::ErrorKind::Busy as i32,
-        python_type: "HostCallRejected".into(),
-        message: format!(
-            "Host call to `{tool}` refused: {limit} host calls of this worker are already \
-             running (max_host_calls); nothing ran, retrying later may work."
-        ),
-        details: [("tool".to_string(), tool.to_string())].into(),
-        ..Default::default()
-    };
-    frames::host_call_error(id, error)
-}
-
 async fn ask<T: Send + 'static>(
     owner: &ActorRef<OwnerMessage>,
     session: &str,
@@ -367,6 +346,21 @@ fn string_map(value: Option<&Value>) -> Vec<(String, String)> {
 
 fn variable_error(err: VariableError) -> HostToolError {
     HostToolError::Variable(err)
+}
+
+/// The host runs the host calls of every worker.
+pub(crate) struct BridgeCalls(pub Arc<HostBridge>);
+
+impl HostCalls for BridgeCalls {
+    fn start(
+        &self,
+        pool: &Arc<str>,
+        call: v1::HostCall,
+        reply: HostCallReply,
+        push: mpsc::UnboundedSender<Frame>,
+    ) {
+        self.0.handle(push, reply, pool.clone(), call);
+    }
 }
 
 /// What a host tool gets besides its arguments: the calling session and a

@@ -7,8 +7,8 @@
 //! └── Pool × n    queue, routing, restarts, degradation, recycling pool.rs, pool/{routing,lifecycle,..}.rs
 //!     └── Worker × size (+ a successor while one is recycled)
 //!                 one Python process + its connection, heartbeats  worker.rs, worker/liveness.rs
-//!                 ├── reader task: frames → callers, Done → pool   connection.rs
-//!                 ├── writer task: batched frames → socket         connection.rs
+//!                 ├── reader task: frames → callers, Done → pool   wire/connection.rs
+//!                 ├── writer task: batched frames → socket         wire/connection.rs
 //!                 └── wait task: process exit → worker             worker.rs
 //! ```
 //!
@@ -27,7 +27,6 @@
 
 mod ask;
 pub mod config;
-mod connection;
 pub mod error;
 pub mod ffi;
 mod handle;
@@ -40,12 +39,12 @@ mod runtime;
 mod sessions;
 pub mod telemetry;
 pub mod variables;
+mod wire;
 mod worker;
 
 pub use config::{
     Affinity, HeartbeatConfig, PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER, SessionsConfig,
 };
-pub use connection::Chunk;
 pub use error::{Error, ExitStatus, PythonException};
 pub use ffi::{Ffi, FfiTarget, IntoArgs, IntoKwargs, PyStream, StreamRef};
 pub use handle::{Call, ExecStream, PoolHandle};
@@ -61,3 +60,4 @@ pub use runtime::{RuntimeConfig, RuntimeHandle};
 pub use sessions::{Session, SessionInfo, VariableWatch};
 pub use telemetry::{Event, Telemetry};
 pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};
+pub use wire::Chunk;

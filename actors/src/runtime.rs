@@ -100,7 +100,7 @@ impl Actor for Runtime {
             let pool = Arc::new(pool);
             let tools = ToolIndex::default();
             let pool_args = PoolArgs {
-                bridge: args.bridge.clone(),
+                host_calls: Arc::new(crate::host_bridge::BridgeCalls(args.bridge.clone())),
                 tools: tools.clone(),
                 config: pool.clone(),
                 python: args.config.python.clone(),

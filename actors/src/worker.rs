@@ -30,15 +30,15 @@ use liveness::{Beat, Heartbeat};
 use rand::Rng;
 
 use crate::config::PoolConfig;
-use crate::connection::{Closed, Connection, Listeners};
 use crate::error::{Error, ExitStatus, python_exception};
-use crate::pool::{PoolMessage, Request, WorkerGone, WorkerKey, WorkerLink};
+use crate::pool::{PoolMessage, Request, Retry, WorkerGone, WorkerKey, WorkerLink};
 use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail, WORKER_ID_ENV};
 use crate::reaper;
 use crate::telemetry::{
     ExitCause, HeartbeatMissed, KillReason, RecycleReason, RequestRetryWithheld, Telemetry,
     WorkerKilled, WorkerSpawned,
 };
+use crate::wire::{self, Closed, Connection, ConnectionEvents, Listeners};
 
 /// Extra time after a grace period before the group gets SIGKILL.
 const KILL_SLACK: Duration = Duration::from_millis(500);
@@ -53,9 +53,39 @@ const GROUP_TERM_GRACE: Duration = Duration::from_secs(1);
 /// The worker actor (read-only configuration lives in its arguments).
 pub struct Worker;
 
+/// Where a worker's connection reports: connection events to the worker
+/// actor, a request done to its pool.
+struct Events {
+    worker: ActorRef<WorkerMessage>,
+    pool: ActorRef<PoolMessage>,
+    key: WorkerKey,
+}
+
+impl ConnectionEvents for Events {
+    fn done(&self, id: u64) {
+        let _ = self.pool.cast(PoolMessage::Done { key: self.key, id });
+    }
+
+    fn hello(&self, hello: v1::Hello) {
+        let _ = self.worker.cast(WorkerMessage::Hello(hello));
+    }
+
+    fn startup_failed(&self, error: v1::Error) {
+        let _ = self.worker.cast(WorkerMessage::StartupFailed(error));
+    }
+
+    fn pong(&self, seq: u64) {
+        let _ = self.worker.cast(WorkerMessage::Pong(seq));
+    }
+
+    fn closed(&self, why: Closed) {
+        let _ = self.worker.cast(WorkerMessage::ConnectionClosed(why));
+    }
+}
+
 /// What a worker is started with.
 pub struct WorkerArgs {
-    pub(crate) bridge: Arc<crate::host_bridge::HostBridge>,
+    pub(crate) host_calls: Arc<dyn wire::HostCalls>,
     pub(crate) key: WorkerKey,
     pub(crate) id: String,
     pub(crate) config: Arc<PoolConfig>,
@@ -86,7 +116,7 @@ pub struct WorkerState {
     pool_name: Arc<str>,
     pool: ActorRef<PoolMessage>,
     pid: u32,
-    conn: Connection,
+    conn: Connection<Retry>,
     stderr: StderrTail,
     spawned_at: Instant,
     phase: Phase,
@@ -127,16 +157,22 @@ impl Actor for Worker {
         })?;
         let pid = spawned.pid;
         let pool_name: Arc<str> = Arc::from(cfg.name.as_str());
+        let (read, write) = spawned.stream.into_split();
         let conn = Connection::start(
-            spawned.stream,
-            cfg.max_frame_bytes,
-            Duration::from_micros(cfg.busy_poll_us as u64),
-            cfg.max_host_calls as usize,
+            read,
+            write,
+            wire::Limits {
+                max_frame_bytes: cfg.max_frame_bytes,
+                busy_poll: Duration::from_micros(cfg.busy_poll_us as u64),
+                max_host_calls: cfg.max_host_calls as usize,
+            },
             Listeners {
-                bridge: args.bridge.clone(),
-                worker: myself.clone(),
-                pool: args.pool.clone(),
-                key: args.key,
+                events: Events {
+                    worker: myself.clone(),
+                    pool: args.pool.clone(),
+                    key: args.key,
+                },
+                host_calls: args.host_calls.clone(),
                 pool_name: pool_name.clone(),
                 worker_id: Arc::from(args.id.as_str()),
                 telemetry: args.telemetry.clone(),

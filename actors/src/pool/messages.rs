@@ -9,9 +9,9 @@ use snakepit_proto::v1;
 
 use super::WorkerId;
 use crate::config::Affinity;
-use crate::connection::{Connection, Sink};
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{ExitCause, RecycleReason};
+use crate::wire::{Connection, Sink};
 
 /// Identifies one incarnation of a worker slot: the slot index, and which
 /// restart of it. Messages about an older incarnation are ignored.
@@ -24,7 +24,7 @@ pub struct WorkerKey {
 /// A ready worker, as the pool routes to it.
 #[derive(Clone)]
 pub struct WorkerLink {
-    pub(crate) conn: Connection,
+    pub(crate) conn: Connection<Retry>,
     pub(crate) capacity: u32,
     pub(crate) startup: Duration,
     pub(crate) hello: Arc<v1::Hello>,
@@ -257,3 +257,12 @@ pub enum PoolMessage {
 
 /// A boxed request, so that the message enum stays small.
 pub struct RequestBox(pub(crate) Box<Request>);
+
+/// What it takes to send a request again: what an idempotent request's
+/// first attempt leaves with its connection (which carries it unread).
+pub(crate) struct Retry {
+    pub execute: v1::Execute,
+    pub session: Option<Arc<str>>,
+    pub affinity: Affinity,
+    pub parent: Option<u64>,
+}

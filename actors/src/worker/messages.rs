@@ -4,9 +4,9 @@
 use ractor::RpcReplyPort;
 use snakepit_proto::v1;
 
-use crate::connection::Closed;
 use crate::error::ExitStatus;
 use crate::telemetry::{ExitCause, KillReason};
+use crate::wire::Closed;
 
 /// What a worker actor is told.
 pub enum WorkerMessage {

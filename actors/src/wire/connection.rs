@@ -1,12 +1,14 @@
-//! One worker connection: a writer task and a reader task around a Unix
-//! stream, and the table of requests waiting for an answer.
+//! One worker connection: a writer task and a reader task around any byte
+//! stream (a Unix socketpair today; any `AsyncRead`/`AsyncWrite` pair, such
+//! as a relayed gRPC stream, carries the same frames).
 //!
-//! The pool registers a request here and queues its frame; the writer task
+//! The owner registers a request here and queues its frame; the writer task
 //! batches whatever frames are queued into one write. The reader task decodes
 //! frames, completes the waiting caller directly (no actor hop on the hot path)
-//! and tells the pool the request is done so it can hand out the next one.
-//! Connection-level frames (`Hello`, a start-up failure) and the end of the
-//! stream go to the worker actor that owns the connection.
+//! and reports the request done through [`ConnectionEvents::done`] so the pool
+//! can hand out the next one. Connection-level frames (`Hello`, `Pong`, a
+//! start-up failure) and the end of the stream go to the same
+//! [`ConnectionEvents`]; host calls go to the [`HostCalls`] it was given.
 //!
 //! The worker is not trusted: it may complete only requests of this
 //! connection (the table keeps the ids of requests whose caller gave up until
@@ -17,124 +19,114 @@
 //! full, the reader stops reading the worker, so a worker that floods the
 //! host and never reads cannot grow the host's memory.
 
-use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ractor::ActorRef;
 use snakepit_proto::framing::{self, FrameError};
 use snakepit_proto::v1::{self, Frame, frame::Kind};
 use snakepit_proto::{Value, frames};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::Error;
-use crate::pool::{PoolMessage, WorkerKey};
-use crate::worker::WorkerMessage;
+use super::pending::{Chunk, Owner, Pending, Sink, Table};
+use crate::error::Error;
+use crate::telemetry::{HostCallRejected, PythonEvent, Telemetry};
 
-/// One item of a streamed result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Chunk {
-    /// Position in the stream, from 0.
-    pub seq: u64,
-    /// The item.
-    pub value: Value,
-    /// Metadata the tool attached (`StreamChunk.metadata`).
-    pub metadata: Vec<(String, Value)>,
+/// What a connection tells the actors that own it. Called from the reader
+/// task: each must return at once (send a message, never wait).
+pub(crate) trait ConnectionEvents: Send + Sync + 'static {
+    /// Request `id` of this connection got its final frame: the worker is
+    /// free of it (whether or not a caller still waited).
+    fn done(&self, id: u64);
+    /// The worker's first frame.
+    fn hello(&self, hello: v1::Hello);
+    /// The worker could not load its adapter (an `Error` for request 0).
+    fn startup_failed(&self, error: v1::Error);
+    /// The worker answered heartbeat `seq`.
+    fn pong(&self, seq: u64);
+    /// The connection ended; every frame before it was handed over.
+    fn closed(&self, why: Closed);
 }
 
-/// Where the answer to a request goes.
-pub(crate) enum Sink {
-    Unary(oneshot::Sender<Result<Value, Error>>),
-    Stream(mpsc::UnboundedSender<Result<Chunk, Error>>),
+/// Where a connection's host calls go (the host, which the wire does not
+/// know). Called from the reader task: it must return at once and run the
+/// call elsewhere, answering through `reply`.
+pub(crate) trait HostCalls: Send + Sync + 'static {
+    /// Starts `call` from a worker of pool `pool`. `push` is the
+    /// connection's own queue, for frames the call leaves behind (a watch's
+    /// updates).
+    fn start(
+        &self,
+        pool: &Arc<str>,
+        call: v1::HostCall,
+        reply: HostCallReply,
+        push: mpsc::UnboundedSender<Frame>,
+    );
 }
 
-impl Sink {
-    /// Whether the caller has gone away.
-    pub fn is_closed(&self) -> bool {
-        match self {
-            Sink::Unary(tx) => tx.is_closed(),
-            Sink::Stream(tx) => tx.is_closed(),
-        }
+/// The way back for one host call: its answer goes to the connection's
+/// bounded reply queue, and one of the worker's `max_host_calls` permits is
+/// held until it is queued.
+pub(crate) struct HostCallReply {
+    id: u64,
+    permit: OwnedSemaphorePermit,
+    replies: mpsc::Sender<Frame>,
+}
+
+impl HostCallReply {
+    /// Queues the answer (waiting for room); a worker that is gone no longer
+    /// waits for it.
+    pub async fn send(self, result: v1::HostCallResult) {
+        let _ = self
+            .replies
+            .send(frames::host_call_result(self.id, result))
+            .await;
+        drop(self.permit);
     }
-
-    /// Completes the request with an error.
-    pub fn fail(self, err: Error) {
-        match self {
-            Sink::Unary(tx) => {
-                let _ = tx.send(Err(err));
-            }
-            Sink::Stream(tx) => {
-                let _ = tx.send(Err(err));
-            }
-        }
-    }
 }
 
-/// What it takes to send a request again.
-pub(crate) struct Retry {
-    pub execute: v1::Execute,
-    pub session: Option<Arc<str>>,
-    pub affinity: crate::config::Affinity,
-    pub parent: Option<u64>,
+/// A connection's bounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Largest frame read or written.
+    pub max_frame_bytes: usize,
+    /// How long the reader polls without sleeping while a lone unary
+    /// request waits (zero: never).
+    pub busy_poll: Duration,
+    /// Host calls of this worker that may run at once.
+    pub max_host_calls: usize,
 }
 
-/// A request waiting for its answer.
-pub(crate) struct Pending {
-    pub tool: Arc<str>,
-    pub sink: Sink,
-    /// For an idempotent call's first attempt: the request, to run again
-    /// elsewhere if this worker dies.
-    pub retry: Option<Box<Retry>>,
-    /// A stream chunk reached the caller (a stream that has started is never
-    /// retried: the caller would see items twice).
-    pub delivered: bool,
-    /// Tell the pool it is done before telling the caller: for session
-    /// calls, so that the caller's next call finds the worker free again
-    /// (affinity would otherwise see it busy and move the session). Other
-    /// calls wake their caller first, which is a little faster.
-    pub done_first: bool,
+/// Who the reader reports to, and the names it reports under.
+pub(crate) struct Listeners<E> {
+    pub events: E,
+    pub host_calls: Arc<dyn HostCalls>,
+    pub pool_name: Arc<str>,
+    pub worker_id: Arc<str>,
+    pub telemetry: Telemetry,
 }
 
 /// Answers to host calls that may wait for the writer; past this the reader
 /// stops reading the worker until the writer catches up.
 const REPLY_QUEUE: usize = 256;
 
-#[derive(Default)]
-struct Table {
-    closed: bool,
-    pending: HashMap<u64, Pending>,
-    /// Requests of this connection whose caller gave up (`forget`) and whose
-    /// final frame has not come yet: their answer is still theirs to give.
-    forgotten: HashSet<u64>,
+/// Handle to a live connection; cheap to clone. `P` is what a request's
+/// owner keeps with it to send it again.
+pub(crate) struct Connection<P> {
+    frames: mpsc::UnboundedSender<Frame>,
+    table: Arc<Mutex<Table<P>>>,
 }
 
-/// Whose request a final frame answers.
-enum Owner {
-    /// A caller waits for it.
-    Waiting(Pending),
-    /// The caller gave up; only the pool still counts it.
-    Forgotten,
-}
-
-impl Table {
-    /// Takes request `id` out of the table if this connection owns it.
-    fn take(&mut self, id: u64) -> Option<Owner> {
-        match self.pending.remove(&id) {
-            Some(p) => Some(Owner::Waiting(p)),
-            None => self.forgotten.remove(&id).then_some(Owner::Forgotten),
+impl<P> Clone for Connection<P> {
+    fn clone(&self) -> Self {
+        Self {
+            frames: self.frames.clone(),
+            table: self.table.clone(),
         }
     }
-}
-
-/// Handle to a live connection; cheap to clone.
-#[derive(Clone)]
-pub(crate) struct Connection {
-    frames: mpsc::UnboundedSender<Frame>,
-    table: Arc<Mutex<Table>>,
 }
 
 /// Why the connection ended.
@@ -148,48 +140,42 @@ pub(crate) enum Closed {
     Protocol(String),
 }
 
-/// Who the reader reports to.
-pub(crate) struct Listeners {
-    pub bridge: Arc<crate::host_bridge::HostBridge>,
-    pub worker: ActorRef<WorkerMessage>,
-    pub pool: ActorRef<PoolMessage>,
-    pub key: WorkerKey,
-    pub pool_name: Arc<str>,
-    pub worker_id: Arc<str>,
-    pub telemetry: crate::telemetry::Telemetry,
-}
-
-impl Connection {
-    pub fn start(
-        stream: UnixStream,
-        max_frame_bytes: usize,
-        busy_poll: Duration,
-        max_host_calls: usize,
-        listeners: Listeners,
-    ) -> Self {
-        let (read, write) = stream.into_split();
+impl<P: Send + 'static> Connection<P> {
+    /// Starts the reader task on `read` and the writer task on `write`,
+    /// reporting to `listeners`.
+    pub fn start<R, W, E>(read: R, write: W, limits: Limits, listeners: Listeners<E>) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+        E: ConnectionEvents,
+    {
         let (tx, rx) = mpsc::unbounded_channel();
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
         let table = Arc::new(Mutex::new(Table::default()));
-        tokio::spawn(write_loop(write, rx, replies_rx, max_frame_bytes));
+        tokio::spawn(write_loop(write, rx, replies_rx, limits.max_frame_bytes));
         let reader = Reader {
             table: table.clone(),
             listeners,
-            host_calls: HostCalls {
-                running: Arc::new(Semaphore::new(max_host_calls)),
-                limit: max_host_calls,
+            host_calls: HostCallBound {
+                running: Arc::new(Semaphore::new(limits.max_host_calls)),
+                limit: limits.max_host_calls,
                 replies: replies_tx,
                 frames: tx.clone(),
             },
             hello_seen: false,
         };
-        tokio::spawn(read_loop(read, max_frame_bytes, busy_poll, reader));
+        tokio::spawn(read_loop(
+            read,
+            limits.max_frame_bytes,
+            limits.busy_poll,
+            reader,
+        ));
         Self { frames: tx, table }
     }
 
     /// Records `pending` under `id`. Fails (handing it back) once the
     /// connection is closed, so nothing can be registered after the drain.
-    pub fn register(&self, id: u64, pending: Pending) -> Result<(), Pending> {
+    pub fn register(&self, id: u64, pending: Pending<P>) -> Result<(), Pending<P>> {
         let mut table = self.table.lock().expect("pending table lock");
         if table.closed {
             return Err(pending);
@@ -207,7 +193,7 @@ impl Connection {
     /// Drops the waiting caller of `id` (it gave up); a late answer is
     /// still this connection's (the pool is told it is done), and goes
     /// nowhere else.
-    pub fn forget(&self, id: u64) -> Option<Pending> {
+    pub fn forget(&self, id: u64) -> Option<Pending<P>> {
         let mut table = self.table.lock().expect("pending table lock");
         let pending = table.pending.remove(&id)?;
         table.forgotten.insert(id);
@@ -215,7 +201,7 @@ impl Connection {
     }
 
     /// Closes the table and returns every request still waiting.
-    pub fn close(&self) -> Vec<(u64, Pending)> {
+    pub fn close(&self) -> Vec<(u64, Pending<P>)> {
         let mut table = self.table.lock().expect("pending table lock");
         table.closed = true;
         table.forgotten.clear();
@@ -223,8 +209,8 @@ impl Connection {
     }
 }
 
-async fn write_loop(
-    mut write: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut frames: mpsc::UnboundedReceiver<Frame>,
     mut replies: mpsc::Receiver<Frame>,
     max_frame_bytes: usize,
@@ -283,8 +269,8 @@ fn encode_or_log(frame: &Frame, buf: &mut BytesMut, limit: usize) {
     }
 }
 
-/// Where a worker's host calls go, and how many may run.
-struct HostCalls {
+/// How many of a worker's host calls may run, and where their answers go.
+struct HostCallBound {
     running: Arc<Semaphore>,
     limit: usize,
     /// Their answers, bounded (see [`REPLY_QUEUE`]).
@@ -294,18 +280,18 @@ struct HostCalls {
 }
 
 /// What the reader task keeps.
-struct Reader {
-    table: Arc<Mutex<Table>>,
-    listeners: Listeners,
-    host_calls: HostCalls,
+struct Reader<P, E> {
+    table: Arc<Mutex<Table<P>>>,
+    listeners: Listeners<E>,
+    host_calls: HostCallBound,
     hello_seen: bool,
 }
 
-async fn read_loop(
-    mut read: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin, P, E: ConnectionEvents>(
+    mut read: R,
     max_frame_bytes: usize,
     busy_poll: Duration,
-    mut reader: Reader,
+    mut reader: Reader<P, E>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let table = reader.table.clone();
@@ -333,16 +319,13 @@ async fn read_loop(
         // sleeping thread's wake-up would dominate the call. With several in
         // flight, answers arrive in batches anyway, and a stream's chunks keep
         // coming: the CPU is better left to Python.
-        let awaiting = !busy_poll.is_zero() && {
-            let table = table.lock().expect("pending table lock");
-            table.pending.len() == 1
-                && table
-                    .pending
-                    .values()
-                    .all(|p| matches!(p.sink, Sink::Unary(_)))
-        };
+        let awaiting = !busy_poll.is_zero()
+            && table
+                .lock()
+                .expect("pending table lock")
+                .awaits_lone_unary();
         let polled = if awaiting {
-            poll_briefly(&read, &mut buf, busy_poll).await
+            poll_briefly(&mut read, &mut buf, busy_poll).await
         } else {
             None
         };
@@ -356,24 +339,20 @@ async fn read_loop(
             Err(err) => break Closed::Io(err.to_string()),
         }
     };
-    let _ = reader
-        .listeners
-        .worker
-        .cast(WorkerMessage::ConnectionClosed(closed));
+    reader.listeners.events.closed(closed);
 }
 
 /// Polls the socket without sleeping for up to `budget` while answers are
 /// due, yielding to other tasks between tries. `None`: nothing came, sleep.
-async fn poll_briefly(
-    read: &OwnedReadHalf,
+async fn poll_briefly<R: AsyncRead + Unpin>(
+    read: &mut R,
     buf: &mut BytesMut,
     budget: Duration,
 ) -> Option<std::io::Result<usize>> {
     let until = Instant::now() + budget;
     loop {
-        match read.try_read_buf(buf) {
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            other => return Some(other),
+        if let Some(read) = try_read(read, buf).await {
+            return Some(read);
         }
         if Instant::now() >= until {
             return None;
@@ -382,9 +361,28 @@ async fn poll_briefly(
     }
 }
 
+/// One read that does not wait: what is there now, or `None` (`WouldBlock`).
+/// A read that returns `Pending` read nothing (`read_buf` is cancel safe).
+async fn try_read<R: AsyncRead + Unpin>(
+    read: &mut R,
+    buf: &mut BytesMut,
+) -> Option<std::io::Result<usize>> {
+    std::future::poll_fn(|cx| {
+        let attempt = std::pin::pin!(read.read_buf(buf));
+        match attempt.poll(cx) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => Poll::Ready(None),
+        }
+    })
+    .await
+}
+
 /// Routes one frame from the worker. `Ok(Some(frame))` is an answer to queue
 /// (waiting for room); an `Err` is a protocol violation.
-fn dispatch(frame: Frame, r: &mut Reader) -> Result<Option<Frame>, String> {
+fn dispatch<P, E: ConnectionEvents>(
+    frame: Frame,
+    r: &mut Reader<P, E>,
+) -> Result<Option<Frame>, String> {
     let id = frame.id;
     let Some(kind) = frame.kind else {
         return Err(format!("frame {id} has no content"));
@@ -416,7 +414,7 @@ fn dispatch(frame: Frame, r: &mut Reader) -> Result<Option<Frame>, String> {
             if r.hello_seen {
                 return Err("an error for request 0 after Hello".into());
             }
-            let _ = l.worker.cast(WorkerMessage::StartupFailed(err));
+            l.events.startup_failed(err);
         }
         Kind::Error(err) => {
             let entry = owned(table, id, "an error")?;
@@ -466,40 +464,37 @@ fn dispatch(frame: Frame, r: &mut Reader) -> Result<Option<Frame>, String> {
             if std::mem::replace(&mut r.hello_seen, true) {
                 return Err("a second Hello".into());
             }
-            let _ = l.worker.cast(WorkerMessage::Hello(hello));
+            l.events.hello(hello);
         }
         Kind::Pong(_) => {
-            let _ = l.worker.cast(WorkerMessage::Pong(id));
+            l.events.pong(id);
         }
         Kind::HostCall(call) => {
             let calls = &r.host_calls;
             match calls.running.clone().try_acquire_owned() {
-                Ok(permit) => l.bridge.handle(
-                    calls.frames.clone(),
-                    calls.replies.clone(),
-                    permit,
-                    l.pool_name.clone(),
-                    id,
-                    call,
-                ),
+                Ok(permit) => {
+                    let reply = HostCallReply {
+                        id,
+                        permit,
+                        replies: calls.replies.clone(),
+                    };
+                    let push = calls.frames.clone();
+                    l.host_calls.start(&l.pool_name, call, reply, push);
+                }
                 Err(_) => {
-                    crate::telemetry::HostCallRejected {
+                    HostCallRejected {
                         pool: l.pool_name.to_string(),
                         worker: l.worker_id.to_string(),
                         tool: call.tool.clone(),
                         limit: calls.limit,
                     }
                     .emit(&l.telemetry);
-                    return Ok(Some(crate::host_bridge::busy_reply(
-                        id,
-                        &call.tool,
-                        calls.limit,
-                    )));
+                    return Ok(Some(busy_reply(id, &call.tool, calls.limit)));
                 }
             }
         }
         Kind::Telemetry(event) => {
-            crate::telemetry::PythonEvent {
+            PythonEvent {
                 pool: l.pool_name.to_string(),
                 worker: l.worker_id.to_string(),
                 request_id: id,
@@ -533,7 +528,7 @@ fn dispatch(frame: Frame, r: &mut Reader) -> Result<Option<Frame>, String> {
 /// Takes request `id`, answered by a final frame (`what`), out of the table:
 /// `Ok(None)` once the table is closed (the worker is gone; nothing waits),
 /// an `Err` when this connection does not own `id`.
-fn owned(table: &Mutex<Table>, id: u64, what: &str) -> Result<Option<Owner>, String> {
+fn owned<P>(table: &Mutex<Table<P>>, id: u64, what: &str) -> Result<Option<Owner<P>>, String> {
     let mut t = table.lock().expect("pending table lock");
     match t.take(id) {
         Some(owner) => Ok(Some(owner)),
@@ -546,12 +541,12 @@ fn not_ours(what: &str, id: u64) -> String {
     format!("{what} for request {id}, which is not running on this worker")
 }
 
-fn done(l: &Listeners, id: u64) {
-    let _ = l.pool.cast(PoolMessage::Done { key: l.key, id });
+fn done<E: ConnectionEvents>(l: &Listeners<E>, id: u64) {
+    l.events.done(id);
 }
 
 /// The answer to host call `id` whose result was `size` bytes, over `limit`.
-pub(crate) fn host_call_too_large_frame(id: u64, size: usize, limit: usize) -> Frame {
+fn host_call_too_large_frame(id: u64, size: usize, limit: usize) -> Frame {
     let error = v1::Error {
         kind: v1::ErrorKind::PayloadTooLarge as i32,
         python_type: "HostToolError".into(),
@@ -562,6 +557,22 @@ pub(crate) fn host_call_too_large_frame(id: u64, size: usize, limit: usize) -> F
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..Default::default()
+    };
+    frames::host_call_error(id, error)
+}
+
+/// The answer to host call `id` (of `tool`) refused because `limit` host
+/// calls of the worker already run: kind `BUSY`, nothing ran.
+fn busy_reply(id: u64, tool: &str, limit: usize) -> Frame {
+    let error = v1::Error {
+        kind: v1::ErrorKind::Busy as i32,
+        python_type: "HostCallRejected".into(),
+        message: format!(
+            "Host call to `{tool}` refused: {limit} host calls of this worker are already \
+             running (max_host_calls); nothing ran, retrying later may work."
+        ),
+        details: [("tool".to_string(), tool.to_string())].into(),
         ..Default::default()
     };
     frames::host_call_error(id, error)
