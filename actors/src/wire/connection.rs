@@ -577,3 +577,6 @@ fn busy_reply(id: u64, tool: &str, limit: usize) -> Frame {
     };
     frames::host_call_error(id, error)
 }
+
+#[cfg(test)]
+mod tests;
