@@ -24,7 +24,7 @@ use snakepit_proto::{CallbackRef, ObjectRef, StreamRefValue, Value};
 
 use crate::error::Error;
 use crate::handle::{Call, ExecStream, PoolHandle};
-use crate::host_bridge::{HostBridge, HostCallContext};
+use crate::host::{Host, HostCallContext};
 use crate::host_tools::{HostTool, HostToolError};
 use crate::sessions::Session;
 
@@ -57,9 +57,6 @@ pub mod ops {
     /// `obj.__exit__(...)`.
     pub const EXIT: &str = "snakepit.ffi.exit";
 }
-
-/// Prefix of the host calls Python makes to run a callback.
-pub(crate) const CALLBACK_PREFIX: &str = "snakepit.callback.";
 
 /// Items a [`PyStream`] over a stream ref fetches per round trip.
 const NEXT_BATCH: u32 = 128;
@@ -269,7 +266,7 @@ impl FfiTarget {
         }
     }
 
-    fn bridge(&self) -> Result<Arc<HostBridge>, Error> {
+    fn bridge(&self) -> Result<Arc<Host>, Error> {
         self.session_handle()
             .map(|s| s.bridge())
             .ok_or_else(|| Error::SessionNotFound(String::new()))
@@ -638,7 +635,8 @@ impl Ffi for Session {
 
 impl Ffi for HostCallContext {
     fn ffi_target(&self) -> impl Future<Output = Result<FfiTarget, Error>> + Send {
-        std::future::ready(Ok(self.ffi_target_now()))
+        // Where FFI calls made through this context go: the caller's worker.
+        std::future::ready(Ok(FfiTarget::nested(self.clone())))
     }
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::Stream;
-pub(crate) use owner::{OwnerMessage, ReleaseSource, SessionOwner, WatchSink};
+pub(crate) use owner::{OwnerMessage, ReleaseSource, SessionHost, SessionOwner, WatchSink};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use snakepit_proto::Value;
 use tokio::sync::mpsc;
@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use crate::config::SessionsConfig;
 use crate::error::Error;
 use crate::handle::{Call, ExecStream, PoolHandle};
-use crate::host_bridge::{HostBridge, HostCallContext};
+use crate::host::{Host, HostCallContext};
 use crate::host_tools::HostTool;
 use crate::telemetry::Telemetry;
 use crate::variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};
@@ -47,13 +47,13 @@ pub(crate) struct Sessions;
 pub(crate) struct SessionsArgs {
     pub config: SessionsConfig,
     pub telemetry: Telemetry,
-    pub bridge: Arc<HostBridge>,
+    pub bridge: Arc<Host>,
 }
 
 pub(crate) struct SessionsState {
     config: SessionsConfig,
     telemetry: Telemetry,
-    bridge: Arc<HostBridge>,
+    bridge: Arc<Host>,
     by_id: HashMap<String, ActorRef<OwnerMessage>>,
     ids: HashMap<ActorId, String>,
     next: u64,
@@ -214,7 +214,7 @@ struct Inner {
     owner: ActorRef<OwnerMessage>,
     pools: Arc<BTreeMap<String, PoolHandle>>,
     default_pool: String,
-    bridge: Arc<HostBridge>,
+    bridge: Arc<Host>,
     release_on_drop: bool,
 }
 
@@ -262,7 +262,7 @@ impl Session {
         owner: ActorRef<OwnerMessage>,
         pools: Arc<BTreeMap<String, PoolHandle>>,
         default_pool: String,
-        bridge: Arc<HostBridge>,
+        bridge: Arc<Host>,
         release_on_drop: bool,
     ) -> Self {
         Self {
@@ -299,7 +299,7 @@ impl Session {
     }
 
     /// The host bridge (host tools, callbacks) the session belongs to.
-    pub(crate) fn bridge(&self) -> Arc<HostBridge> {
+    pub(crate) fn bridge(&self) -> Arc<Host> {
         self.inner.bridge.clone()
     }
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::SessionInfo;
 use crate::config::SessionsConfig;
 use crate::error::Error;
-use crate::host_bridge::HostBridge;
+use crate::handle::PoolHandle;
 use crate::telemetry::{SessionCleanupError, SessionReleased, Telemetry};
 use crate::variables::{
     Constraints, UpdateSource, VarType, Variable, VariableError, VariableStore, VariableUpdate,
@@ -90,13 +90,22 @@ impl Watch {
 
 pub(crate) struct SessionOwner;
 
+/// What an owner asks of the host (which holds the host tools and the
+/// late-bound pools) when its session ends.
+pub(crate) trait SessionHost: Send + Sync + 'static {
+    /// Drops the host tools and callbacks registered for `session`.
+    fn drop_session(&self, session: &str);
+    /// The pool named `name`, to release the session on.
+    fn pool(&self, name: &str) -> Option<PoolHandle>;
+}
+
 pub(crate) struct OwnerArgs {
     pub registry: ActorRef<super::SessionsMessage>,
     pub id: String,
     pub auto: bool,
     pub config: SessionsConfig,
     pub telemetry: Telemetry,
-    pub bridge: Arc<HostBridge>,
+    pub bridge: Arc<dyn SessionHost>,
 }
 
 pub(crate) struct OwnerState {
@@ -105,7 +114,7 @@ pub(crate) struct OwnerState {
     auto: bool,
     config: SessionsConfig,
     telemetry: Telemetry,
-    bridge: Arc<HostBridge>,
+    bridge: Arc<dyn SessionHost>,
     created: SystemTime,
     last_used: Instant,
     last_used_wall: SystemTime,
@@ -405,8 +414,7 @@ fn add_watch(
 /// the cleanup timeout; the outcome comes back as `Released`.
 fn start_release(myself: &ActorRef<OwnerMessage>, state: &mut OwnerState, source: ReleaseSource) {
     state.watches.clear();
-    state.bridge.registry.drop_session(&state.id);
-    state.bridge.callbacks.drop_session(&state.id);
+    state.bridge.drop_session(&state.id);
     let pools: Vec<_> = state
         .pools
         .iter()

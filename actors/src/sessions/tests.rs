@@ -10,20 +10,20 @@ use ractor::{Actor, ActorRef};
 
 use super::*;
 use crate::config::SessionsConfig;
-use crate::host_bridge::HostBridge;
+use crate::host::Host;
 use crate::telemetry::{Event, Telemetry};
 
 async fn registry(
     ttl_ms: u64,
     max_sessions: usize,
-) -> (ActorRef<SessionsMessage>, Arc<HostBridge>, Telemetry) {
+) -> (ActorRef<SessionsMessage>, Arc<Host>, Telemetry) {
     let config = SessionsConfig {
         ttl_ms,
         max_sessions,
         ..SessionsConfig::default()
     };
     let telemetry = Telemetry::new();
-    let bridge = Arc::new(HostBridge::new(config.clone()));
+    let bridge = Arc::new(Host::new(config.clone()));
     let (actor, _) = Actor::spawn(
         None,
         Sessions,
@@ -42,7 +42,7 @@ async fn registry(
 
 async fn open(
     sessions: &ActorRef<SessionsMessage>,
-    bridge: &Arc<HostBridge>,
+    bridge: &Arc<Host>,
     id: Option<&str>,
     auto: bool,
 ) -> Result<Session, Error> {
