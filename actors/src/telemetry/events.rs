@@ -6,7 +6,7 @@ use metrics::{counter, gauge, histogram};
 use tracing::{debug, info, warn};
 
 use super::{Telemetry, metric};
-use crate::error::ExitStatus;
+use crate::process::ExitStatus;
 
 /// Any event, as subscribers receive it.
 #[derive(Debug, Clone)]
