@@ -95,13 +95,14 @@ impl Host {
     async fn owner(&self, session: &str) -> Option<ActorRef<OwnerMessage>> {
         let sessions = self.sessions.get()?;
         let id = session.to_string();
-        match sessions
-            .call(|reply| SessionsMessage::Lookup { id, reply }, None)
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(owner)) => owner,
-            _ => None,
-        }
+        crate::ask::ask(
+            sessions,
+            |reply| SessionsMessage::Lookup { id, reply },
+            None,
+        )
+        .await
+        .ok()
+        .flatten()
     }
 
     /// A handle on the live session `id` that does not end it when dropped.

@@ -4,6 +4,7 @@
 //! Runtime (root)                   runtime.rs
 //! ├── Reaper      at start: ends leftovers of dead runs; records this run   reaper.rs
 //! ├── Telemetry   typed events → tracing + metrics + subscribers   telemetry.rs
+//! ├── Host        host tools, callbacks, variables: each call a task  host.rs, host/
 //! └── Pool × n    queue, routing, restarts, degradation, recycling pool.rs, pool/{routing,lifecycle,..}.rs
 //!     └── Worker × size (+ a successor while one is recycled)
 //!                 one Python process + its connection, heartbeats  worker.rs, worker/liveness.rs
@@ -30,8 +31,7 @@ pub mod config;
 pub mod error;
 pub mod ffi;
 mod handle;
-mod host_bridge;
-pub mod host_tools;
+mod host;
 mod pool;
 mod process;
 pub mod reaper;
@@ -48,8 +48,9 @@ pub use config::{
 pub use error::{Error, ExitStatus, PythonException};
 pub use ffi::{Ffi, FfiTarget, IntoArgs, IntoKwargs, PyStream, StreamRef};
 pub use handle::{Call, ExecStream, PoolHandle};
-pub use host_bridge::HostCallContext;
-pub use host_tools::{HostArgs, HostTool, HostToolError};
+pub use host::HostCallContext;
+pub use host::tools as host_tools;
+pub use host::tools::{HostArgs, HostTool, HostToolError};
 pub use pool::{PoolStatus, WorkerStatus};
 pub use process::{RUN_ID_ENV, WORKER_ID_ENV};
 pub use reaper::{

@@ -42,22 +42,22 @@ pub use messages::{
     PoolMessage, PoolStatus, ReleaseSent, RequestBox, SessionRelease, WorkerGone, WorkerKey,
     WorkerLink, WorkerStatus,
 };
-pub(crate) use messages::{RefPin, Request};
+pub(crate) use messages::{RefPin, Request, Retry};
 use metrics::Gauge;
 use queue::RequestQueue;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use restarts::Restarts;
 use routing::{Place, View};
-pub(crate) use slots::{RefId, WorkerId};
+pub(crate) use slots::RefId;
 use slots::{Role, Slot};
-use snakepit_proto::v1::frame::Kind;
+use snakepit_proto::frames;
 
 use crate::config::PoolConfig;
-use crate::connection::{self, Pending};
 use crate::error::Error;
 use crate::telemetry::{
     QueueSaturated, QueueTimedOut, RequestCancelled, RequestStarted, Telemetry, metric,
 };
+use crate::wire::{self, Pending};
 /// The pool actor.
 pub struct Pool;
 
@@ -89,7 +89,7 @@ impl ToolIndex {
 
 /// What a pool is started with.
 pub struct PoolArgs {
-    pub(crate) bridge: Arc<crate::host_bridge::HostBridge>,
+    pub(crate) host_calls: Arc<dyn wire::HostCalls>,
     pub(crate) tools: ToolIndex,
     pub(crate) config: Arc<PoolConfig>,
     pub(crate) python: PathBuf,
@@ -99,7 +99,7 @@ pub struct PoolArgs {
 
 /// The pool's state, built in `pre_start`.
 pub struct PoolState {
-    bridge: Arc<crate::host_bridge::HostBridge>,
+    host_calls: Arc<dyn wire::HostCalls>,
     tools: ToolIndex,
     config: Arc<PoolConfig>,
     python: PathBuf,
@@ -146,7 +146,7 @@ impl Actor for Pool {
             queue_depth: metrics::gauge!(metric::QUEUE_DEPTH, "pool" => name.clone()),
             restarts: Restarts::new(args.config.restart.clone()),
             tools: args.tools,
-            bridge: args.bridge,
+            host_calls: args.host_calls,
             config: args.config,
             python: args.python,
             run_id: args.run_id,
@@ -196,10 +196,7 @@ impl Actor for Pool {
             PoolMessage::Cancel { id } => cancel(state, id),
             PoolMessage::Credit { id, chunks } => {
                 if let Some(link) = link_of(state, id) {
-                    link.conn.send(connection::frame(
-                        id,
-                        Kind::Credit(snakepit_proto::v1::Credit { chunks }),
-                    ));
+                    link.conn.send(frames::credit(id, chunks));
                 }
             }
             PoolMessage::WorkerReady { key, link } => {
@@ -405,7 +402,7 @@ fn dispatch(
         tool,
         sink,
         retry: retry.then(|| {
-            Box::new(connection::Retry {
+            Box::new(Retry {
                 execute: execute.clone(),
                 session: session.clone(),
                 affinity,
@@ -417,7 +414,7 @@ fn dispatch(
     };
     match conn.register(id, pending) {
         Ok(()) => {
-            conn.send(connection::frame(id, Kind::Execute(execute)));
+            conn.send(frames::execute(id, execute));
             member.in_flight += 1;
             let worker = member.id.clone();
             state.assigned.insert(id, key);
@@ -524,8 +521,7 @@ fn cancel_one(state: &mut PoolState, id: u64) {
     if let Some(link) = link_of(state, id) {
         // Keep the worker counted busy until it answers: it still is.
         if let Some(pending) = link.conn.forget(id) {
-            link.conn
-                .send(connection::cancel_frame(id, "caller gave up"));
+            link.conn.send(frames::cancel(id, "caller gave up"));
             RequestCancelled {
                 pool: state.config.name.clone(),
                 tool: pending.tool.to_string(),

@@ -36,7 +36,6 @@
 //! `/proc` and sends the signals.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 mod procfs;
 mod record;
@@ -47,37 +46,14 @@ mod trust;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+use record::RECORD_VERSION;
 pub use registry::{ReapedRun, RegistryError, RunEntry, RunRegistry, SweepReport};
 pub use sweep::{end_processes, processes_with_run_id};
 pub use trust::{Untrusted, UntrustedPath, check_trusted_dir, ensure_trusted_dir};
 
-/// Extension of a registry entry file.
-const ENTRY_EXT: &str = "run";
-/// Extension of a registry entry being written.
-const TEMP_EXT: &str = "tmp";
-/// Age after which an unparseable entry, or a temp file left by a host that
-/// died mid-write, is deleted.
-const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
-/// How long a sweep waits for the processes it killed to go.
-const REAP_WAIT: Duration = Duration::from_secs(2);
-/// How often it looks while waiting.
-const REAP_POLL: Duration = Duration::from_millis(10);
-/// How many times a sweep rescans for processes forked while it was
-/// signalling.
-const REAP_ROUNDS: usize = 4;
-/// Entry files are well under a hundred bytes; anything bigger is not ours.
-const MAX_ENTRY_BYTES: u64 = 4096;
-/// Longest run id the registry accepts.
-const MAX_RUN_ID_LEN: usize = 200;
 /// Environment variable naming snakepit's state directory.
 const HOME_ENV: &str = "SNAKEPIT_HOME";
-/// The version of [`EntryRecord`](record::EntryRecord) this build writes
-/// and acts on. An entry of any other version is left alone.
-pub(crate) const RECORD_VERSION: u32 = 1;
-/// Mode of a registry directory the registry creates.
-const REGISTRY_DIR_MODE: u32 = 0o700;
-/// Mode of an entry file.
-const ENTRY_FILE_MODE: u32 = 0o600;
 
 /// The default registry directory: `$SNAKEPIT_HOME/run`, or `.snakepit/run`
 /// (relative to the working directory) when `SNAKEPIT_HOME` is unset.

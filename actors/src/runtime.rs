@@ -20,7 +20,7 @@ use crate::ask::ask;
 use crate::config::{PoolConfig, SessionsConfig};
 use crate::error::Error;
 use crate::handle::PoolHandle;
-use crate::host_bridge::{HostBridge, HostCallContext};
+use crate::host::{Host, HostCallContext};
 use crate::host_tools::HostTool;
 use crate::pool::{Pool, PoolArgs, PoolMessage, ToolIndex};
 use crate::reaper::{RegistryError, RunEntry, RunRegistry, default_registry_dir, end_processes};
@@ -73,7 +73,7 @@ pub struct RuntimeState {
 pub struct RuntimeArgs {
     config: RuntimeConfig,
     telemetry: Telemetry,
-    bridge: Arc<HostBridge>,
+    bridge: Arc<Host>,
 }
 
 impl Actor for Runtime {
@@ -100,7 +100,7 @@ impl Actor for Runtime {
             let pool = Arc::new(pool);
             let tools = ToolIndex::default();
             let pool_args = PoolArgs {
-                host_calls: Arc::new(crate::host_bridge::BridgeCalls(args.bridge.clone())),
+                host_calls: args.bridge.calls(),
                 tools: tools.clone(),
                 config: pool.clone(),
                 python: args.config.python.clone(),
@@ -175,7 +175,7 @@ pub struct RuntimeHandle {
     run_id: String,
     /// This run's registry entry; removed once shutdown is over.
     entry: Arc<Mutex<Option<RunEntry>>>,
-    bridge: Arc<HostBridge>,
+    bridge: Arc<Host>,
 }
 
 impl RuntimeHandle {
@@ -195,7 +195,7 @@ impl RuntimeHandle {
         }
         let run_id = config.run_id.clone();
         let entry = reap_and_register(&config, &telemetry).await?;
-        let bridge = Arc::new(HostBridge::new(config.sessions.clone()));
+        let bridge = Arc::new(Host::new(config.sessions.clone()));
         let (root, _) = Actor::spawn(
             None,
             Runtime,
@@ -314,6 +314,8 @@ impl RuntimeHandle {
             None,
         )
         .await;
+        // The workers are gone: nothing waits for their host calls.
+        self.bridge.shutdown();
         let run_id = self.run_id.clone();
         let swept =
             tokio::task::spawn_blocking(move || end_processes(&run_id, None, LEFTOVER_TERM_GRACE))

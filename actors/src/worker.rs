@@ -15,7 +15,7 @@
 //! (children that left the group with `setsid`), and stops.
 
 mod liveness;
-mod messages;
+pub(crate) mod messages;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

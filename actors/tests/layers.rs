@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "leaf",
         &[
             "wire",
+            "ask",
             "process",
             "reaper",
             "config",
@@ -115,6 +116,21 @@ fn code(text: &str) -> String {
             _ => out.push(c),
         }
     }
+    out
+}
+
+/// `code` without the paths of `pub(in path)`: they say who may see an
+/// item, and import nothing.
+fn without_visibility_paths(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("pub(in ") {
+        out.push_str(&rest[..at]);
+        out.push_str("pub(");
+        rest = &rest[at + "pub(in ".len()..];
+        rest = &rest[rest.find(')').unwrap_or(rest.len())..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -235,7 +251,7 @@ impl Crate {
 
     /// The files `module`'s code imports from.
     fn imports(&self, module: &Module, text: &str) -> BTreeSet<Module> {
-        let code = code(text);
+        let code = without_visibility_paths(&code(text));
         let mut out = BTreeSet::new();
         for path in paths_after(&code, "crate") {
             out.extend(self.resolve(&path));

@@ -171,13 +171,9 @@ async fn ask<T: Send + 'static>(
     op: &Op<'_>,
     msg: impl FnOnce(ractor::RpcReplyPort<T>) -> OwnerMessage,
 ) -> Result<T, HostToolError> {
-    match op.owner.call(msg, Some(op.timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
-        _ => Err(HostToolError::failed(format!(
-            "session `{}` is gone",
-            op.session
-        ))),
-    }
+    crate::ask::ask(&op.owner, msg, Some(op.timeout))
+        .await
+        .map_err(|_| HostToolError::failed(format!("session `{}` is gone", op.session)))
 }
 
 fn string_map(value: Option<&Value>) -> Vec<(String, String)> {

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use snakepit_proto::Value;
-use snakepit_proto::v1::frame::Kind;
+use snakepit_proto::frames;
 
 use super::slots::RefId;
 use super::{PoolState, ReleaseSent, SessionRelease, WorkerKey, WorkerLink};
-use crate::connection::{self, Pending};
 use crate::error::Error;
+use crate::wire::{self, Pending};
 
 /// Where a session's calls go.
 pub(crate) struct Binding {
@@ -77,11 +77,10 @@ pub(super) fn release_ref(
         .member_by_id(&parsed.worker)
         .filter(|m| !m.closed)
         .and_then(|m| m.link().cloned())?;
-    let kind = Kind::ReleaseRef(snakepit_proto::v1::ReleaseRef {
-        session_id: session.to_string(),
-        ref_id: ref_id.to_string(),
-    });
-    send_release(&link, "<release ref>", kind).map(|(_, rx)| rx)
+    send_release(&link, "<release ref>", |id| {
+        frames::release_ref(id, session, ref_id)
+    })
+    .map(|(_, rx)| rx)
 }
 
 /// Forgets `session` and asks every worker that ran it to drop its state.
@@ -100,10 +99,8 @@ pub(super) fn release_session(state: &mut PoolState, session: &str) -> SessionRe
             release.gone.push(worker);
             continue;
         };
-        let kind = Kind::ReleaseSession(snakepit_proto::v1::ReleaseSession {
-            session_id: session.to_string(),
-        });
-        let Some((id, rx)) = send_release(&link, "<release session>", kind) else {
+        let frame = |id| frames::release_session(id, session);
+        let Some((id, rx)) = send_release(&link, "<release session>", frame) else {
             release.gone.push(worker);
             continue;
         };
@@ -116,24 +113,25 @@ pub(super) fn release_session(state: &mut PoolState, session: &str) -> SessionRe
     release
 }
 
-/// Sends a release frame (`kind`) to a worker as an exchange of its own;
-/// its id and the answer to come, or `None` when the connection is closed.
+/// Sends a release frame (`frame` of the exchange's id) to a worker as an
+/// exchange of its own; its id and the answer to come, or `None` when the
+/// connection is closed.
 fn send_release(
     link: &WorkerLink,
     what: &str,
-    kind: Kind,
+    frame: impl FnOnce(u64) -> snakepit_proto::v1::Frame,
 ) -> Option<(u64, tokio::sync::oneshot::Receiver<Result<Value, Error>>)> {
-    let id = crate::handle::next_request_id();
+    let id = wire::next_request_id();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let pending = Pending {
         tool: Arc::from(what),
-        sink: connection::Sink::Unary(tx),
+        sink: wire::Sink::Unary(tx),
         retry: None,
         delivered: false,
         done_first: true,
     };
     link.conn.register(id, pending).ok()?;
-    link.conn.send(connection::frame(id, kind));
+    link.conn.send(frame(id));
     Some((id, rx))
 }
 

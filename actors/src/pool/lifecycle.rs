@@ -44,7 +44,7 @@ pub(super) async fn start_member(
     }
     .to_string();
     let args = WorkerArgs {
-        bridge: state.bridge.clone(),
+        host_calls: state.host_calls.clone(),
         key,
         id: id.clone(),
         config: state.config.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ractor::RpcReplyPort;
 use snakepit_proto::v1;
 
-use super::WorkerId;
+use super::slots::WorkerId;
 use crate::config::Affinity;
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{ExitCause, RecycleReason};

@@ -19,11 +19,11 @@ use std::collections::HashMap;
 use ractor::ActorRef;
 
 use super::bindings::Bindings;
+use super::messages::{RefPin, Request, WorkerKey, WorkerLink};
 use super::slots::{Capacity, Member, Slot, WorkerId};
-use super::{RefPin, Request, WorkerKey, WorkerLink};
 use crate::config::Affinity;
 use crate::error::Error;
-use crate::worker::WorkerMessage;
+use crate::worker::messages::WorkerMessage;
 
 #[cfg(test)]
 mod tests;

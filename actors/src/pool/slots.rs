@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use ractor::ActorRef;
 
-use super::{WorkerKey, WorkerLink};
+use super::messages::{WorkerKey, WorkerLink};
 use crate::telemetry::RecycleReason;
-use crate::worker::WorkerMessage;
+use crate::worker::messages::WorkerMessage;
 
 /// A worker's id, `{pool}-{slot}.{generation}`: its environment's
 /// `SNAKEPIT_WORKER_ID`, the name in telemetry and errors, the prefix of the

@@ -4,7 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::registry::RegistryError;
-use super::{MAX_ENTRY_BYTES, MAX_RUN_ID_LEN, RECORD_VERSION};
+
+/// Entry files are well under a hundred bytes; anything bigger is not ours.
+pub(super) const MAX_ENTRY_BYTES: u64 = 4096;
+/// Longest run id the registry accepts.
+pub(super) const MAX_RUN_ID_LEN: usize = 200;
+/// The version of [`EntryRecord`](record::EntryRecord) this build writes
+/// and acts on. An entry of any other version is left alone.
+pub(crate) const RECORD_VERSION: u32 = 1;
 
 /// The contents of an entry file: a bincode record (standard configuration)
 /// whose first field is its version.

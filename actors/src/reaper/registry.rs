@@ -7,18 +7,27 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::procfs::{self, Identity};
 use super::record::{Decoded, EntryRecord, validate_run_id};
+use super::record::{MAX_ENTRY_BYTES, MAX_RUN_ID_LEN, RECORD_VERSION};
 use super::sweep::{HostState, host_state, reap_run};
 use super::trust::{
     Untrusted, UntrustedPath, check_owner_and_mode, check_trusted_dir, ensure_trusted_dir,
 };
-use super::{
-    ENTRY_EXT, ENTRY_FILE_MODE, MAX_ENTRY_BYTES, MAX_RUN_ID_LEN, RECORD_VERSION, REGISTRY_DIR_MODE,
-    STALE_AFTER, TEMP_EXT,
-};
+
+/// Extension of a registry entry file.
+const ENTRY_EXT: &str = "run";
+/// Extension of a registry entry being written.
+const TEMP_EXT: &str = "tmp";
+/// Age after which an unparseable entry, or a temp file left by a host that
+/// died mid-write, is deleted.
+const STALE_AFTER: Duration = Duration::from_secs(60 * 60);
+/// Mode of a registry directory the registry creates.
+const REGISTRY_DIR_MODE: u32 = 0o700;
+/// Mode of an entry file.
+const ENTRY_FILE_MODE: u32 = 0o600;
 
 /// What can go wrong with the registry.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,15 @@ use std::time::{Duration, Instant};
 
 use super::procfs::{self, Identity, ProcId, Signalled, is_no_such_process};
 use super::record::EntryRecord;
-use super::{REAP_POLL, REAP_ROUNDS, REAP_WAIT};
 use crate::process::{RUN_ID_ENV, WORKER_ID_ENV};
+
+/// How long a sweep waits for the processes it killed to go.
+pub(super) const REAP_WAIT: Duration = Duration::from_secs(2);
+/// How often it looks while waiting.
+const REAP_POLL: Duration = Duration::from_millis(10);
+/// How many times a sweep rescans for processes forked while it was
+/// signalling.
+const REAP_ROUNDS: usize = 4;
 
 /// Every live (non-zombie) process owned by our uid, other than the current
 /// one, whose environment carries exactly `SNAKEPIT_RUN_ID=<run_id>`, sorted
