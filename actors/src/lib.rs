@@ -1,17 +1,44 @@
 //! `snakepit-actors`: the supervision tree, and everything that owns a process.
 //!
 //! ```text
-//! Runtime (root)                   runtime.rs
-//! ├── Reaper      at start: ends leftovers of dead runs; records this run   reaper.rs
-//! ├── Telemetry   typed events → tracing + metrics + subscribers   telemetry.rs
-//! ├── Host        host tools, callbacks, variables: each call a task  host.rs, host/
-//! └── Pool × n    queue, routing, restarts, degradation, recycling pool.rs, pool/{routing,lifecycle,..}.rs
+//! Runtime (root)                                                   runtime.rs
+//! ├── Reaper      at start: ends leftovers of dead runs; records this run; at
+//! │               a worker's end and at shutdown, ends what left its group  reaper.rs, reaper/
+//! ├── Telemetry   typed events → tracing + metrics + subscribers     telemetry.rs
+//! ├── Sessions    registry actor                                     sessions.rs
+//! │   └── SessionOwner × live sessions: variables, TTL, release     sessions/owner.rs
+//! ├── Host        host tools, callbacks, variables ops               host.rs, host/
+//! │   └── host call × running: a task in the host's JoinSet,
+//! │                at most max_host_calls per worker                 host/calls.rs
+//! └── Pool × n    the actor: queue, dispatch, Done, status           pool.rs
+//!     │           placement (pure functions)                         pool/routing.rs
+//!     │           slots, members, WorkerId, RefId                    pool/slots.rs
+//!     │           session bindings, releases                         pool/bindings.rs
+//!     │           start, restart, recycle, degrade, shut down        pool/lifecycle.rs, pool/restarts.rs
 //!     └── Worker × size (+ a successor while one is recycled)
-//!                 one Python process + its connection, heartbeats  worker.rs, worker/liveness.rs
-//!                 ├── reader task: frames → callers, Done → pool   wire/connection.rs
-//!                 ├── writer task: batched frames → socket         wire/connection.rs
-//!                 └── wait task: process exit → worker             worker.rs
+//!                 one Python process, heartbeats, its end            worker.rs, worker/liveness.rs
+//!                 ├── reader task: frames → callers, events → worker wire/connection.rs
+//!                 ├── writer task: batched frames → socket           wire/connection.rs
+//!                 ├── output tasks: stdout/stderr → tracing          process.rs
+//!                 └── wait task: process exit → worker               worker.rs
 //! ```
+//!
+//! Three layers; a file imports only from its own layer or below
+//! (`tests/layers.rs` fails otherwise, and on any import cycle through more
+//! than three files):
+//!
+//! - **leaf**: `wire/` (a connection over any byte stream, the pending table;
+//!   frames are built by `snakepit_proto::frames`), `process`, `reaper`,
+//!   `config`, `error`, `telemetry`, `variables`, `host::tools` (the host tool
+//!   registry), `ask` (one way to wait for an actor's reply).
+//! - **supervision**: `worker/`, `pool/`.
+//! - **API**: `handle` (the caller's side of a pool), `sessions/`, `host/`,
+//!   `ffi`, `runtime`.
+//!
+//! The transport knows nothing of who owns it: a worker hands its connection
+//! a `wire::ConnectionEvents` (Done, Hello, Pong, the end) and the pool's
+//! `wire::HostCalls` (the host, behind a trait object); an idempotent
+//! request's retry data is the pool's, carried unread.
 //!
 //! The Reaper is a step of the runtime's start rather than an actor: it has
 //! nothing to do once the sweep is over, and running it before the first pool
