@@ -218,9 +218,9 @@ def _enc_map(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> Non
         for key, value in obj.items():
             entry = add()
             in_key = True
-            _enc_value(key, entry.key, depth, hook)
+            enc_value(key, entry.key, depth, hook)
             in_key = False
-            _enc_value(value, entry.value, depth, hook)
+            enc_value(value, entry.value, depth, hook)
     except EncodingError as e:
         e._parts.append(f"<key {key!r}>" if in_key else f"[{key!r}]")
         raise
@@ -270,7 +270,7 @@ def _enc_ndarray(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
 
 
 def _enc_numpy_scalar(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
-    _enc_value(obj.item(), out, depth, hook)
+    enc_value(obj.item(), out, depth, hook)
 
 
 _ENCODERS: dict[type, Callable[[Any, pb.Value, int, OnUnserializable], None]] = {
@@ -335,7 +335,7 @@ def _enc_slow(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> No
     f(obj, out, depth, hook)
 
 
-def _enc_value(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
+def enc_value(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
     f = _ENCODERS.get(type(obj))
     if f is None:
         _enc_slow(obj, out, depth, hook)
@@ -405,28 +405,28 @@ def _hashable(obj: Any) -> Any:
 
 
 def _dec_list(v: pb.Value, depth: int) -> Any:
-    return [_dec(x, depth) for x in v.list.items]
+    return [dec(x, depth) for x in v.list.items]
 
 
 def _dec_tuple(v: pb.Value, depth: int) -> Any:
-    return tuple([_dec(x, depth) for x in v.tuple.items])
+    return tuple([dec(x, depth) for x in v.tuple.items])
 
 
 def _dec_set(v: pb.Value, depth: int) -> Any:
-    return {_hashable(_dec(x, depth)) for x in v.set.items}
+    return {_hashable(dec(x, depth)) for x in v.set.items}
 
 
 def _dec_frozenset(v: pb.Value, depth: int) -> Any:
-    return frozenset(_hashable(_dec(x, depth)) for x in v.frozenset.items)
+    return frozenset(_hashable(dec(x, depth)) for x in v.frozenset.items)
 
 
 def _dec_map(v: pb.Value, depth: int) -> Any:
     out: dict[Any, Any] = {}
     for e in v.map.entries:
-        k = _dec(e.key, depth)
+        k = dec(e.key, depth)
         if type(k) is not str:
             k = _hashable(k)
-        out[k] = _dec(e.value, depth)
+        out[k] = dec(e.value, depth)
     return out
 
 
@@ -522,7 +522,7 @@ def set_decoder(kind: str, decoder: Callable[[pb.Value, int], Any]) -> None:
     _DECODERS[kind] = decoder
 
 
-def _dec(v: pb.Value, depth: int) -> Any:
+def dec(v: pb.Value, depth: int) -> Any:
     kind = v.WhichOneof("kind")
     if kind in _CONTAINERS:
         if depth >= MAX_DEPTH:
@@ -533,19 +533,19 @@ def _dec(v: pb.Value, depth: int) -> Any:
 
 def decode(value: pb.Value) -> Any:
     """Return the Python object for a wire Value."""
-    return _dec(value, 0)
+    return dec(value, 0)
 
 
 def decode_values(values: Iterable[pb.Value]) -> list[Any]:
     """Decode a sequence of Values (positional arguments) into a list.
 
     Strings and ints, the common arguments, are read inline: each call of
-    ``_dec`` costs about as much as reading the value itself."""
+    ``dec`` costs about as much as reading the value itself."""
     return [
-        v.str if (k := v.WhichOneof("kind")) == "str" else v.int if k == "int" else _dec(v, 0) for v in values
+        v.str if (k := v.WhichOneof("kind")) == "str" else v.int if k == "int" else dec(v, 0) for v in values
     ]
 
 
 def decode_into_kwargs(kwargs: Mapping[str, pb.Value]) -> dict[str, Any]:
     """Decode a ``map<string, Value>`` into a plain dict."""
-    return {k: _dec(v, 0) for k, v in kwargs.items()}
+    return {k: dec(v, 0) for k, v in kwargs.items()}

@@ -524,7 +524,7 @@ def _encode_careful(obj: Any, out: pb.Value, depth: int, path: set[int]) -> None
     (`depth` counts protobuf levels, see _codec.WIRE_DEPTH), becomes a ref."""
     kind = _container_kind(obj)
     if kind is None:
-        _codec._enc_value(obj, out, depth, _ref_hook)
+        _codec.enc_value(obj, out, depth, _ref_hook)
         return
     oid = id(obj)
     cost = MAP_COST if kind == "map" else LIST_COST

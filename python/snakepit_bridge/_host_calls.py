@@ -1,9 +1,13 @@
-"""The worker's side of calls from Python to the host: the waiter of one open
-call, the mapping of the host's errors to exceptions, and the table of
-variable watches with the thread that runs their callbacks.
+"""The worker's side of calls from Python to the host: the client that makes
+them (``HostCalls``), the waiter of one open call, the mapping of the host's
+errors to exceptions, and the table of variable watches with the thread that
+runs their callbacks.
 
-The worker (``_worker.py``) owns the socket and the capacity slots; this module
-holds what does not touch either.
+Tools reach ``HostCalls`` through their ``SessionContext`` and the FFI's
+callbacks (both see it as a ``host_call``/``watch``/``unwatch`` link); the
+reader (``_worker.py``) hands it the host's answers. The worker owns the
+socket and the capacity slots: it gives the client a function to send
+frames and the two that give a waiting request's slot back and take it again.
 """
 
 from __future__ import annotations
@@ -11,18 +15,32 @@ from __future__ import annotations
 import asyncio
 import collections
 import inspect
+import math
 import queue
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._codec import decode
+from . import _frames
+from ._codec import dec, decode
 from ._proto import snakepit_pb2 as pb
+from ._request import Cancelled, Request
 from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 
 __all__: list[str] = []
+
+# How long a host call waits when the request has no deadline.
+_DEFAULT_HOST_CALL_TIMEOUT = 30.0
+# A host call that inherits its request's deadline waits this much longer: the
+# host, whose clock started first, is the one to end the request (Timeout to
+# its caller, Cancel to us); ours is the backstop for a host that went quiet.
+_HOST_DEADLINE_GRACE = 0.25
+# Ids of host calls given up (timed out, cancelled) remembered so that their
+# late answers are dropped quietly.
+_ABANDONED_HOST_CALLS = 1024
 
 # Updates for a watch id not known yet are kept (while a watch call is in
 # flight) up to this many, in case the host sent them before its answer.
@@ -198,3 +216,229 @@ class WatchTable:
                 sys.stderr.write(
                     f"snakepit worker: callback of variable watch {w.id} ({u.name!r}) raised:\n{traceback.format_exc()}"
                 )
+
+
+class HostCalls:
+    """Calls from the worker's Python code to host tools, and their answers.
+
+    A calling thread sends a HostCall frame and waits for the HostCallResult
+    the reading thread hands to ``on_result``. Open calls are kept by id (the
+    worker's own id space) with the ids given up on, all under ``lock``.
+    While it waits, a running request gives its capacity slot back
+    (`wait_begin`, `wait_end`), since the host tool may call tools of this
+    worker in turn.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[bytes], None],
+        limit: int,
+        wait_begin: Callable[[Request], None],
+        wait_end: Callable[[Request], None],
+    ) -> None:
+        self.send = send
+        self.limit = limit
+        self.wait_begin = wait_begin
+        self.wait_end = wait_end
+        self.lock = threading.Lock()
+        self.calls: dict[int, HostWaiter] = {}
+        self.seq = 0
+        self.abandoned: collections.deque[int] = collections.deque(maxlen=_ABANDONED_HOST_CALLS)
+        self.watches = WatchTable()
+
+    def host_call(
+        self,
+        request: Any,
+        session_id: str,
+        tool: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        timeout: float | None,
+        on_value: Callable[[pb.Value], None] | None = None,
+        graceful: bool = False,
+    ) -> Any:
+        """Calls host tool `tool` for `request` (the caller's Request, or None)
+        and waits for the answer; returns its value or raises what it says.
+
+        While it waits, a running request gives its slot back (`wait_begin`).
+        `on_value`, if given, runs on the reading thread with the answer's value
+        before the caller wakes (used to register a watch before its first update
+        can arrive). Raises Cancelled when the request is cancelled meanwhile,
+        HostCallTimeout after `timeout` seconds (default: what is left of the
+        request's deadline, else _DEFAULT_HOST_CALL_TIMEOUT). `graceful`: the
+        arguments are encoded as FFI results are (a host callback's are)."""
+        st: Request | None = request if isinstance(request, Request) and request.slot is not None else None
+        if st is not None and st.cancelled:
+            raise Cancelled
+        if timeout is None:
+            if st is not None and st.deadline:
+                left = st.deadline - time.monotonic()
+                if left <= 0:
+                    raise HostCallTimeout(
+                        f"not calling host tool {tool!r}: the request's deadline has passed",
+                        kind="timeout",
+                        tool=tool,
+                    )
+                timeout = left + _HOST_DEADLINE_GRACE
+            else:
+                timeout = _DEFAULT_HOST_CALL_TIMEOUT
+        elif not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout_ms = max(1, math.ceil(timeout * 1000.0))
+        lock = self.lock
+        with lock:
+            self.seq += 1
+            hid = self.seq
+        data = _frames.host_call(
+            hid,
+            session_id,
+            tool,
+            args,
+            kwargs,
+            timeout_ms=timeout_ms,
+            parent_request_id=st.id if st is not None else 0,
+            graceful=graceful,
+        )
+        size = len(data) - 4
+        if size > self.limit:
+            raise HostToolError(
+                f"call of host tool {tool!r} is {size} bytes, more than max_frame_bytes ({self.limit})",
+                kind="payload_too_large",
+                details={"size": str(size), "limit": str(self.limit)},
+                tool=tool,
+            )
+        w = HostWaiter(hid, st, tool, on_value)
+        with lock:
+            self.calls[hid] = w
+        if st is not None:
+            self.wait_begin(st)
+        try:
+            self.send(data)
+            end = time.monotonic() + timeout
+            event = w.event
+            while True:
+                if st is not None and st.cancelled:
+                    raise Cancelled
+                if w.outcome is not None:
+                    break
+                left = end - time.monotonic()
+                if left <= 0:
+                    with lock:
+                        gone = self.calls.pop(hid, None) is not None
+                        if gone:
+                            self.abandoned.append(hid)
+                    if gone:
+                        raise HostCallTimeout(
+                            f"host tool {tool!r} did not answer within {timeout_ms} ms",
+                            kind="timeout",
+                            details={"timeout_ms": str(timeout_ms)},
+                            tool=tool,
+                        )
+                    # The answer came just now: `outcome` is set.
+                    continue
+                event.wait(left)
+        finally:
+            if w.outcome is None:
+                with lock:
+                    if self.calls.pop(hid, None) is not None:
+                        self.abandoned.append(hid)
+            if st is not None:
+                self.wait_end(st)
+        if w.failure is not None:
+            raise w.failure
+        res = w.outcome
+        assert res is not None
+        which = res.WhichOneof("outcome")
+        if which == "value":
+            return dec(res.value, 0)
+        if which == "error":
+            raise error_from_pb(res.error, tool)
+        return None
+
+    def watch(
+        self,
+        request: Any,
+        session_id: str,
+        identifiers: list[str],
+        include_initial: bool,
+        callback: Callable[[Any, Any, dict[str, str]], Any],
+        *,
+        timeout: float | None,
+    ) -> str:
+        """Asks the host to watch variables of the session and registers
+        `callback` for the watch id it answers; returns that id."""
+        watches = self.watches
+
+        def register(value: pb.Value) -> None:
+            watch_id = dec(value, 0)
+            if not isinstance(watch_id, str) or not watch_id:
+                raise HostToolError(
+                    f"snakepit.variables.watch answered {watch_id!r}, not a watch id",
+                    kind="protocol",
+                    tool="snakepit.variables.watch",
+                )
+            watches.add(watch_id, session_id, callback)
+
+        watches.begin()
+        try:
+            return self.host_call(
+                request,
+                session_id,
+                "snakepit.variables.watch",
+                (),
+                {"identifiers": list(identifiers), "include_initial": bool(include_initial)},
+                timeout=timeout,
+                on_value=register,
+            )
+        finally:
+            watches.end()
+
+    def unwatch(self, request: Any, session_id: str, watch_id: str, *, timeout: float | None) -> None:
+        """Forgets a watch here (no callback of it runs afterwards) and at the host."""
+        self.watches.remove(watch_id)
+        self.host_call(request, session_id, "snakepit.variables.unwatch", (), {"watch_id": watch_id}, timeout=timeout)
+
+    # ----------------------------------------------------- from the reader
+
+    def on_result(self, frame: pb.Frame) -> None:
+        """The host answered host call `frame.id`: wakes its caller."""
+        fid = frame.id
+        with self.lock:
+            w = self.calls.pop(fid, None)
+            if w is not None:
+                res = frame.host_call_result
+                if w.on_value is not None and res.WhichOneof("outcome") == "value":
+                    try:
+                        w.on_value(res.value)
+                    except Exception as e:
+                        w.failure = e
+                w.outcome = res
+                w.event.set()
+                return
+            abandoned = fid in self.abandoned
+        if not abandoned:
+            sys.stderr.write(f"snakepit worker: ignoring HostCallResult for id {fid}: no open host call has that id\n")
+
+    def on_undecodable_result(self, fid: int, e: Exception) -> bool:
+        """The host's answer to call `fid` could not be decoded: its caller
+        gets a protocol error. Returns whether such a call was open."""
+        with self.lock:
+            w = self.calls.pop(fid, None)
+            if w is None:
+                return False
+            w.failure = HostToolError(
+                f"the host's answer to the call of {w.tool!r} could not be decoded: {e}",
+                kind="protocol",
+                tool=w.tool,
+            )
+            w.outcome = pb.HostCallResult()
+            w.event.set()
+            return True
+
+    def wake(self, st: Request) -> None:
+        """Wakes the threads of cancelled request `st` that wait on the host."""
+        with self.lock:
+            for w in self.calls.values():
+                if w.request is st:
+                    w.event.set()

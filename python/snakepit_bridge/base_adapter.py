@@ -102,11 +102,11 @@ def tool(
     return decorate
 
 
-# Where an instance keeps its own session context (see _RequestScopedContext).
-_OWN_CONTEXT = "_snakepit_session_context"
+# Where an instance keeps its own session context (see RequestScopedContext).
+OWN_CONTEXT = "_snakepit_session_context"
 
 
-class _RequestScopedContext:
+class RequestScopedContext:
     """The ``session_context`` attribute of adapters.
 
     An instance serving one request at a time keeps its context like any
@@ -123,14 +123,14 @@ class _RequestScopedContext:
         scope = current_request.get()
         if scope is not None and scope.shared is instance:
             return scope.context
-        return instance.__dict__.get(_OWN_CONTEXT)
+        return instance.__dict__.get(OWN_CONTEXT)
 
     def __set__(self, instance: Any, value: Any) -> None:
         scope = current_request.get()
         if scope is not None and scope.shared is instance:
             scope.context = value
         else:
-            instance.__dict__[_OWN_CONTEXT] = value
+            instance.__dict__[OWN_CONTEXT] = value
 
     def __delete__(self, instance: Any) -> None:
         self.__set__(instance, None)
@@ -151,7 +151,7 @@ class BaseAdapter:
     #: Whether one instance may serve several requests at once (required by the thread profile).
     __thread_safe__: ClassVar[bool] = False
 
-    session_context: SessionContext | None = _RequestScopedContext()  # type: ignore[assignment]
+    session_context: SessionContext | None = RequestScopedContext()  # type: ignore[assignment]
 
     def __init__(self) -> None:
         # session_context reads None until a context is set: nothing to do here.

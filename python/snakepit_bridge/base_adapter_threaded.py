@@ -166,7 +166,7 @@ class ThreadSafeAdapter(BaseAdapter):
         _state_of(self)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if _checking._registry:
+        if _checking.live_checkers:
             for checker in _checking.active_checkers():
                 checker.note_assignment(self, name)
         super().__setattr__(name, value)
@@ -248,7 +248,7 @@ class ThreadSafeAdapter(BaseAdapter):
 
 def _begin(adapter: Any, method: str) -> tuple[_AdapterState | None, tuple[Any, ...], float]:
     st = _state_of(adapter) if isinstance(adapter, ThreadSafeAdapter) else None
-    checkers = _checking.active_checkers() if _checking._registry else ()
+    checkers = _checking.active_checkers() if _checking.live_checkers else ()
     entered = 0
     try:
         for checker in checkers:

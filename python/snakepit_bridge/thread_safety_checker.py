@@ -153,33 +153,33 @@ class ThreadSafetyIssue:
 
 # Enabled checkers, as weak references, replaced (never mutated) under the
 # lock so that readers on any thread can iterate the tuple they got.
-_registry: tuple[weakref.ref[ThreadSafetyChecker], ...] = ()
+live_checkers: tuple[weakref.ref[ThreadSafetyChecker], ...] = ()
 _registry_lock = threading.Lock()
 
 
 def _register(checker: ThreadSafetyChecker) -> None:
-    global _registry
+    global live_checkers
     with _registry_lock:
-        live = tuple(r for r in _registry if r() is not None and r() is not checker)
-        _registry = (*live, weakref.ref(checker))
+        live = tuple(r for r in live_checkers if r() is not None and r() is not checker)
+        live_checkers = (*live, weakref.ref(checker))
 
 
 def _unregister(checker: ThreadSafetyChecker) -> None:
-    global _registry
+    global live_checkers
     with _registry_lock:
-        _registry = tuple(r for r in _registry if r() is not None and r() is not checker)
+        live_checkers = tuple(r for r in live_checkers if r() is not None and r() is not checker)
 
 
 def active_checkers() -> tuple[ThreadSafetyChecker, ...]:
     """The enabled checkers of this process (empty, and cheap, when there are none)."""
-    global _registry
-    refs = _registry
+    global live_checkers
+    refs = live_checkers
     if not refs:
         return ()
     found = tuple(c for r in refs if (c := r()) is not None)
     if len(found) != len(refs):
         with _registry_lock:
-            _registry = tuple(r for r in _registry if r() is not None)
+            live_checkers = tuple(r for r in live_checkers if r() is not None)
     return found
 
 

@@ -161,7 +161,8 @@ class HostCallAdapter(BaseAdapter):
     def maybe_host(self, call: bool) -> dict[str, Any]:
         """Quick unless `call`; reports whether it ran on the thread reading the socket."""
         ctx = self.session_context
-        worker = ctx._host
+        # The context's host link gives slots back to the worker that runs it.
+        worker = ctx._host.wait_begin.__self__
         ie = worker.inline_ex
         inline = ie is not None and ie.current is ctx._request
         result = ctx.call_host_tool("ping_host") if call else None

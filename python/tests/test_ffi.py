@@ -878,19 +878,18 @@ def test_nesting_is_limited_to_what_a_frame_can_carry() -> None:
 
 def test_hand_written_frames_match_protobuf() -> None:
     """Results and chunks of scalars are serialized by hand on the hot path."""
-    from snakepit_bridge import _worker
+    from snakepit_bridge import _frames, _wire
 
-    w = _worker._Worker.__new__(_worker._Worker)
-    w.max = 1 << 20
+    limit = 1 << 20
     values = [0, 1, -1, 63, 64, -65, 2**31, -(2**63), 2**63 - 1, 1.5, -0.0, math.inf]
     values += ["", "ü€😀", "x" * 300, True, False]
     for v in values:
-        assert _worker._scalar_value_bytes(v) == encode(v).SerializeToString(), v
-    assert _worker._scalar_value_bytes(2**63) is None and _worker._scalar_value_bytes("\ud800") is None
+        assert _wire.scalar_value_bytes(v) == encode(v).SerializeToString(), v
+    assert _wire.scalar_value_bytes(2**63) is None and _wire.scalar_value_bytes("\ud800") is None
     for fid in (1, 300, 70_000):
         for v in values:
-            assert w.result_bytes(fid, v)[4:] == pb.Frame(id=fid, result=pb.Result(value=encode(v))).SerializeToString()
+            assert _frames.result(fid, v, limit)[4:] == pb.Frame(id=fid, result=pb.Result(value=encode(v))).SerializeToString()
             for seq in (0, 5, 20_000):
                 for final in (False, True):
                     want = pb.Frame(id=fid, chunk=pb.Chunk(seq=seq, value=encode(v), is_final=final))
-                    assert w.chunk_bytes(fid, seq, v, True, final, None)[4:] == want.SerializeToString()
+                    assert _frames.chunk(fid, seq, v, True, final, None, limit)[4:] == want.SerializeToString()

@@ -1,0 +1,123 @@
+"""The worker's options: ``WorkerConfig`` and the command line that fills it.
+
+Read once at start-up by ``_worker.run``; ``python -m snakepit_bridge.worker
+--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "THREAD_SAFETY_WARNING_EVENT", "WorkerConfig", "parse_args"]
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Name of the telemetry events carrying thread-safety checker warnings.
+THREAD_SAFETY_WARNING_EVENT = "snakepit.thread_safety.warning"
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    adapter: str
+    fd: int = 3
+    profile: str = "process"
+    threads: int = 8
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    python_path: tuple[str, ...] = ()
+    worker_id: str = ""
+    pool: str = ""
+    busy_poll_us: int = 0
+    thread_safety_check: bool = False
+    # The universal FFI: whether its tools are served, the refs each session
+    # may hold, how long an unused ref lives (0: until released), helpers.
+    ffi: bool = True
+    max_refs: int = 10_000
+    ref_ttl_ms: int = 0
+    helper_dirs: tuple[str, ...] = ()
+    helper_allow: tuple[str, ...] = ()
+
+    @property
+    def capacity(self) -> int:
+        return 1 if self.profile == "process" else self.threads
+
+
+def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
+    p = argparse.ArgumentParser(
+        prog="python -m snakepit_bridge.worker",
+        description="Serve a snakepit adapter over an inherited Unix stream socket.",
+    )
+    p.add_argument("--adapter", required=True, help="adapter class as module.Class")
+    p.add_argument("--fd", type=int, default=3, help="inherited connected socket (default 3)")
+    p.add_argument("--profile", choices=("process", "thread"), default="process")
+    p.add_argument("--threads", type=int, default=8, help="executor threads (thread profile only)")
+    p.add_argument("--max-frame-bytes", type=int, default=DEFAULT_MAX_FRAME_BYTES)
+    p.add_argument("--python-path", action="append", default=[], metavar="DIR", help="prepended to sys.path")
+    p.add_argument("--worker-id", default="")
+    p.add_argument("--pool", default="")
+    p.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=0,
+        help="when idle, poll the socket this long before sleeping (cuts wake-up latency)",
+    )
+    p.add_argument(
+        "--thread-safety-check",
+        action="store_true",
+        help="check every tool call with a ThreadSafetyChecker; its warnings are sent as "
+        f"{THREAD_SAFETY_WARNING_EVENT} telemetry events",
+    )
+    p.add_argument(
+        "--max-refs",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="FFI: refs one session may hold; one more evicts the least recently used (default 10000)",
+    )
+    p.add_argument(
+        "--ref-ttl-ms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="FFI: drop a ref unused this long (default 0: never)",
+    )
+    p.add_argument(
+        "--helper-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="FFI: directory of helper files (file.py with functions; repeatable, first match wins)",
+    )
+    p.add_argument(
+        "--helper-allow",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="FFI: fnmatch pattern over file.function a helper must match (repeatable; none: all allowed)",
+    )
+    p.add_argument("--no-ffi", action="store_true", help="do not serve the snakepit.ffi.* tools")
+    ns = p.parse_args(argv)
+    if ns.threads < 1:
+        p.error("--threads must be at least 1")
+    if ns.max_frame_bytes < 1024:
+        p.error("--max-frame-bytes must be at least 1024")
+    if ns.max_refs < 1:
+        p.error("--max-refs must be at least 1")
+    if ns.ref_ttl_ms < 0:
+        p.error("--ref-ttl-ms must not be negative")
+    return WorkerConfig(
+        adapter=ns.adapter,
+        fd=ns.fd,
+        profile=ns.profile,
+        threads=ns.threads,
+        max_frame_bytes=ns.max_frame_bytes,
+        python_path=tuple(ns.python_path),
+        worker_id=ns.worker_id,
+        pool=ns.pool,
+        busy_poll_us=max(0, ns.busy_poll_us),
+        thread_safety_check=ns.thread_safety_check,
+        ffi=not ns.no_ffi,
+        max_refs=ns.max_refs,
+        ref_ttl_ms=ns.ref_ttl_ms,
+        helper_dirs=tuple(ns.helper_dir),
+        helper_allow=tuple(ns.helper_allow),
+    )

@@ -1,0 +1,88 @@
+"""How a failure in the worker reaches the caller: the Error frame of an exception.
+
+An exception crossing to the host keeps its type name, message and
+traceback (from the first frame of the tool's own code); the FFI's typed
+errors and recognised ML failures add their kind and details. Used by the
+runner (``_runner.py``) and the reader (``_worker.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import traceback
+
+from . import _ffi
+from ._codec import EncodingError
+from ._frames import TooLarge, error
+from ._ml_errors import classify
+from ._proto import snakepit_pb2 as pb
+from ._request import Cancelled
+
+__all__: list[str] = []
+
+_DIR = os.path.dirname(__file__)
+# The worker's own files (the code that runs a tool): their frames leading a
+# tool's traceback are left out.
+_INTERNAL_FILES = frozenset(
+    {os.path.join(_DIR, name) for name in ("_worker.py", "_runner.py", "_binding.py", "_host_calls.py")}
+    | {_ffi.__file__}
+)
+
+
+def exc_text(e: BaseException) -> str:
+    """str(e), or a stand-in when the exception's __str__ itself fails."""
+    try:
+        return str(e)
+    except Exception:
+        return f"<{type(e).__name__} whose str() failed>"
+
+
+def format_tb(e: BaseException) -> str:
+    """The traceback of `e` from the first frame of the tool's own code (or,
+    when it failed in the worker's or the FFI's code itself, from the last)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in _INTERNAL_FILES:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(e), e, tb))
+
+
+def exception_frame(fid: int, e: BaseException) -> bytes:
+    """The Error frame for exception `e`: PYTHON_EXCEPTION, with the fields
+    of a recognised ML failure in `details`; the FFI's typed errors (refs,
+    helpers) get their own kind and details."""
+    t = type(e)
+    typed = _ffi.wire_error(e)
+    if typed is not None:
+        kind, details = typed
+        return error(fid, kind, exc_text(e), python_type=t.__name__, details=details)
+    details = {"module": str(t.__module__)}
+    try:
+        ml = classify(e)
+    except Exception:  # the classifier must never cost the caller its error
+        ml = None
+    if ml:
+        details.update(ml)
+    return error(
+        fid,
+        pb.ERROR_KIND_PYTHON_EXCEPTION,
+        exc_text(e),
+        python_type=t.__name__,
+        tb=format_tb(e),
+        details=details,
+    )
+
+
+def failure_frame(fid: int, e: BaseException) -> bytes:
+    """The Error frame for a request that ended in `e`."""
+    if isinstance(e, (Cancelled, asyncio.CancelledError)):
+        return error(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
+    if isinstance(e, _ffi.FfiArgumentError):
+        return error(fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None)
+    if isinstance(e, TooLarge):
+        return error(
+            fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}
+        )
+    if isinstance(e, EncodingError):
+        return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
+    return exception_frame(fid, e)

@@ -1,0 +1,316 @@
+"""One constructor per frame kind: every frame of the worker protocol is built here.
+
+The Python mirror of ``snakepit_proto::frames`` on the host. Frames the worker
+sends (``hello``, ``result``, ``chunk``, ``error``, ``host_call``, ``pong``,
+``telemetry``) come out as the bytes that go on the socket, length prefix
+included; results and chunks of scalars are written by hand (see
+``_wire.py``), the hot path's replies. Frames the host sends (``execute``,
+``cancel``, ``credit``, ``ping``, ``release_session``, ``release_ref``,
+``shutdown``, ``host_call_result``, ``variable_update``) come out as
+``pb.Frame`` messages: the worker only reads them, the tests' wire client
+writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from . import _ffi
+from ._codec import EncodingError, encode_into, safe_text, surrogate_error
+from ._proto import snakepit_pb2 as pb
+from ._wire import NULL_VALUE_BYTES, pack_len, scalar_value_bytes, varint
+
+__all__: list[str] = []
+
+#: Error messages and tracebacks longer than this are cut.
+MAX_ERROR_TEXT = 32 * 1024
+
+
+class TooLarge(Exception):
+    """A frame would exceed max_frame_bytes (a chunk: the stream's error)."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+def clip(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """`text`, cut to `limit` characters with a note of how many more there were."""
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
+def encode(frame: pb.Frame) -> bytes:
+    """A frame message as the bytes that go on the socket."""
+    body = frame.SerializeToString()
+    return pack_len(len(body)) + body
+
+
+# ------------------------------------------------------------ worker -> host
+
+
+def hello(
+    *,
+    protocol_version: int,
+    pid: int,
+    python_version: str,
+    python_implementation: str,
+    gil_enabled: bool,
+    profile: str,
+    capacity: int,
+    adapter: str,
+    bridge_version: str,
+    max_frame_bytes: int,
+    tools: Iterable[pb.ToolSpec],
+) -> bytes:
+    """The Hello (id 0) a worker sends once, when it is ready to serve."""
+    h = pb.Hello(
+        protocol_version=protocol_version,
+        pid=pid,
+        python_version=python_version,
+        python_implementation=python_implementation,
+        gil_enabled=gil_enabled,
+        profile=profile,
+        capacity=capacity,
+        adapter=adapter,
+        bridge_version=bridge_version,
+        max_frame_bytes=max_frame_bytes,
+    )
+    h.tools.extend(tools)
+    return encode(pb.Frame(id=0, hello=h))
+
+
+def error(
+    fid: int,
+    kind: int,
+    message: str,
+    *,
+    python_type: str = "",
+    tb: str = "",
+    parameter: str = "",
+    details: Mapping[str, str] | None = None,
+) -> bytes:
+    """The Error frame answering exchange `fid`. Diagnostic text always
+    reaches the caller: a lone surrogate (a file name that is not UTF-8 in a
+    message) becomes its backslash escape; long text is cut (``clip``)."""
+    err = pb.Error(
+        kind=kind,
+        python_type=safe_text(python_type),
+        message=clip(safe_text(message)),
+        traceback=clip(safe_text(tb)),
+        parameter=safe_text(parameter),
+        details={safe_text(k): safe_text(v) for k, v in details.items()} if details else None,
+    )
+    return encode(pb.Frame(id=fid, error=err))
+
+
+def _sized(fid: int, body: bytes, limit: int) -> bytes:
+    if len(body) > limit:
+        return error(
+            fid,
+            pb.ERROR_KIND_PAYLOAD_TOO_LARGE,
+            f"reply of {len(body)} bytes exceeds max_frame_bytes ({limit})",
+            details={"size": str(len(body)), "limit": str(limit)},
+        )
+    return pack_len(len(body)) + body
+
+
+def result(fid: int, value: Any, limit: int, graceful: bool = False) -> bytes:
+    """The Result frame for `value`, or the Error frame saying why it cannot
+    be sent (ENCODING, or PAYLOAD_TOO_LARGE past `limit` bytes). `graceful`:
+    objects without a wire form become refs, as FFI results do."""
+    if value is None:
+        vb = NULL_VALUE_BYTES
+    elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
+        v = pb.Value()
+        try:
+            if graceful:
+                _ffi.encode_graceful(value, v, "result")
+            else:
+                encode_into(value, v, root="result")
+        except EncodingError as e:
+            return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
+        vb = v.SerializeToString()
+    r = b"\x0a" + varint(len(vb)) + vb
+    body = b"\x08" + varint(fid) + b"\x1a" + varint(len(r)) + r
+    return _sized(fid, body, limit)
+
+
+def chunk(
+    fid: int,
+    seq: int,
+    data: Any,
+    has_value: bool,
+    is_final: bool,
+    metadata: Any,
+    limit: int,
+    graceful: bool = False,
+) -> bytes:
+    """The Chunk frame `seq` of stream `fid` (`has_value`: `data` is its item).
+    Raises EncodingError, or TooLarge past `limit` bytes."""
+    if has_value and not metadata and (vb := scalar_value_bytes(data)) is not None:
+        # Chunk fields by hand, in field order: seq 1 (absent when 0), value 2, is_final 3.
+        cb = b"\x12" + varint(len(vb)) + vb
+        if seq:
+            cb = b"\x08" + varint(seq) + cb
+        if is_final:
+            cb += b"\x18\x01"
+        body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
+        if len(body) > limit:
+            raise TooLarge(
+                f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({limit})", size=len(body), limit=limit
+            )
+        return pack_len(len(body)) + body
+    c = pb.Chunk(seq=seq, is_final=is_final)
+    if has_value:
+        if graceful:
+            _ffi.encode_graceful(data, c.value, "chunk")
+        else:
+            encode_into(data, c.value, root=f"chunk[{seq}]")
+    if metadata:
+        for k, mv in metadata.items():
+            key = str(k)
+            try:
+                slot = c.metadata[key]
+            except UnicodeEncodeError as e:
+                err = surrogate_error(key, e)
+                err.path = f"chunk[{seq}].metadata<key {key!r}>"
+                err.reason = f"{err.reason} at {err.path}"
+                raise err from None
+            encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
+    cb = c.SerializeToString()
+    body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
+    if len(body) > limit:
+        raise TooLarge(f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({limit})", size=len(body), limit=limit)
+    return pack_len(len(body)) + body
+
+
+def host_call(
+    fid: int,
+    session_id: str,
+    tool: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    timeout_ms: int,
+    parent_request_id: int = 0,
+    graceful: bool = False,
+) -> bytes:
+    """The HostCall frame `fid` calling host tool `tool` (for request
+    `parent_request_id`, 0 for none). Raises EncodingError naming the argument
+    that has no wire form (`graceful`: such objects become refs, as in a host
+    callback's arguments)."""
+    frame = pb.Frame()
+    hc = frame.host_call
+    try:
+        hc.session_id = session_id
+        hc.tool = tool
+    except UnicodeEncodeError:
+        raise EncodingError(
+            f"host tool name or session id is not valid UTF-8: {safe_text(tool)!r}", python_type="str"
+        ) from None
+    hc.timeout_ms = timeout_ms
+    if parent_request_id:
+        hc.parent_request_id = parent_request_id
+    for i, a in enumerate(args):
+        if graceful:
+            _ffi.encode_graceful(a, hc.args.add(), f"{tool}() args[{i}]")
+        else:
+            encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
+    for k, v in kwargs.items():
+        try:
+            slot = hc.kwargs[k]
+        except UnicodeEncodeError as e:
+            err = surrogate_error(k, e)
+            err.path = f"{tool}() <keyword {k!r}>"
+            err.reason = f"{err.reason} at {err.path}"
+            raise err from None
+        encode_into(v, slot, root=f"{tool}() {k}")
+    frame.id = fid
+    return encode(frame)
+
+
+def pong(fid: int, sent_unix_nanos: int, in_flight: int) -> bytes:
+    """The Pong answering Ping `fid`."""
+    return encode(pb.Frame(id=fid, pong=pb.Pong(sent_unix_nanos=sent_unix_nanos, in_flight=in_flight)))
+
+
+def telemetry(fid: int, event: pb.TelemetryEvent) -> bytes:
+    """A TelemetryEvent frame (`fid`: the request it belongs to, 0 for none)."""
+    return encode(pb.Frame(id=fid, telemetry=event))
+
+
+# ------------------------------------------------------------ host -> worker
+
+
+def execute(
+    fid: int,
+    tool: str,
+    *,
+    args: Iterable[pb.Value] = (),
+    kwargs: Mapping[str, pb.Value] | None = None,
+    session_id: str = "",
+    stream: bool = False,
+    stream_window: int = 0,
+    metadata: Mapping[str, str] | None = None,
+    timeout_ms: int = 0,
+) -> pb.Frame:
+    """An Execute: run `tool` with encoded `args` and `kwargs`."""
+    ex = pb.Execute(
+        tool=tool,
+        session_id=session_id,
+        args=args,
+        stream=stream,
+        stream_window=stream_window,
+        metadata=metadata or {},
+        timeout_ms=timeout_ms,
+    )
+    for k, v in (kwargs or {}).items():
+        ex.kwargs[k].CopyFrom(v)
+    return pb.Frame(id=fid, execute=ex)
+
+
+def cancel(fid: int, reason: str = "") -> pb.Frame:
+    """A Cancel of request `fid`."""
+    return pb.Frame(id=fid, cancel=pb.Cancel(reason=reason))
+
+
+def credit(fid: int, chunks: int) -> pb.Frame:
+    """A Credit of `chunks` more chunks for stream `fid`."""
+    return pb.Frame(id=fid, credit=pb.Credit(chunks=chunks))
+
+
+def ping(fid: int, sent_unix_nanos: int = 0) -> pb.Frame:
+    """A Ping; the worker answers it with a Pong of the same id."""
+    return pb.Frame(id=fid, ping=pb.Ping(sent_unix_nanos=sent_unix_nanos))
+
+
+def release_session(fid: int, session_id: str) -> pb.Frame:
+    """A ReleaseSession: the session's refs and watches go."""
+    return pb.Frame(id=fid, release_session=pb.ReleaseSession(session_id=session_id))
+
+
+def release_ref(fid: int, session_id: str, ref_id: str) -> pb.Frame:
+    """A ReleaseRef of one ref of a session."""
+    return pb.Frame(id=fid, release_ref=pb.ReleaseRef(session_id=session_id, ref_id=ref_id))
+
+
+def shutdown(fid: int = 0, grace_ms: int = 0) -> pb.Frame:
+    """A Shutdown: finish what runs within `grace_ms`, then exit."""
+    return pb.Frame(id=fid, shutdown=pb.Shutdown(grace_ms=grace_ms))
+
+
+def host_call_result(fid: int, *, value: pb.Value | None = None, error: pb.Error | None = None) -> pb.Frame:
+    """The host's answer to HostCall `fid`: its value, or its error (neither: no outcome)."""
+    res = pb.HostCallResult()
+    if error is not None:
+        res.error.CopyFrom(error)
+    elif value is not None:
+        res.value.CopyFrom(value)
+    return pb.Frame(id=fid, host_call_result=res)
+
+
+def variable_update(fid: int, update: pb.VariableUpdate) -> pb.Frame:
+    """A VariableUpdate for a watch (`fid` is 0: updates answer no exchange)."""
+    return pb.Frame(id=fid, variable_update=update)

@@ -1,0 +1,582 @@
+"""Runs one request: the adapter instance's lifecycle, the tool, its stream.
+
+The ``Runner`` holds what running a tool needs about the adapter class (its
+hooks, whether one instance is shared, the thread-safety checker) and turns a
+``Request`` and its plan into the one final reply frame: instance,
+``initialize()``, the bound call, ``cleanup()``; generators become streamed
+chunks under the caller's credit; FFI operations run with no instance; release
+hooks run off the reading thread. The executor threads of the worker
+(``_worker.py``) call ``run``; whoever claims the request from the shared
+registry sends its final frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from . import _ffi, telemetry
+from ._binding import NO_KWARGS, BadArguments, FfiPlan, Plan, ToolPlan, class_name
+from ._codec import EncodingError, dec, decode_values
+from ._config import THREAD_SAFETY_WARNING_EVENT
+from ._context import current_request
+from ._failures import exception_frame, failure_frame, format_tb
+from ._frames import TooLarge
+from ._frames import chunk as chunk_frame
+from ._frames import error as error_frame
+from ._frames import result as result_frame
+from ._proto import snakepit_pb2 as pb
+from ._request import Cancelled, HookScope, Request
+from ._stream_chunk import StreamChunk
+from .base_adapter import OWN_CONTEXT, BaseAdapter, RequestScopedContext
+from .errors import RefNotFoundError, SessionMismatchError
+from .session_context import SessionContext
+from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyIssue
+
+__all__: list[str] = []
+
+# How long the worker waits for the shared instance's cleanup() when it exits.
+_CLEANUP_SECONDS = 5.0
+EXIT_OK = 0
+
+
+class _StreamEnd:
+    """Marks the end of a generator in the stream loop."""
+
+
+_END = _StreamEnd()
+
+
+def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
+    """(data, is_final, metadata) of one yielded item."""
+    if type(item) is StreamChunk:
+        return item.data, item.is_final, item.metadata
+    if type(item) is dict and "data" in item and "is_final" in item:
+        keys = item.keys()
+        if len(keys) == 2 or (len(keys) == 3 and "metadata" in item):
+            return item["data"], bool(item["is_final"]), item.get("metadata")
+    return item, False, None
+
+
+def _run_awaitable(r: Any) -> None:
+    """Runs a coroutine outside any request, on a loop of its own."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(r)
+    finally:
+        loop.close()
+
+
+class Runner:
+    """Runs requests of one adapter class; shared by every executor thread."""
+
+    def __init__(
+        self,
+        *,
+        cls: type,
+        plans: dict[str, Plan],
+        registry: dict[int, Request],
+        limit: int,
+        sock: socket.socket,
+        wlock: threading.Lock,
+        send: Callable[[bytes], None],
+        finish: Callable[[int, str], NoReturn],
+        ffi: _ffi.FfiRuntime,
+        host: Any,
+        profile: str,
+        thread_safety_check: bool,
+    ) -> None:
+        self.cls = cls
+        self.plans = plans
+        # Every in-flight request until its final reply is claimed (shared with the reader).
+        self.registry = registry
+        self.limit = limit
+        # Streams send their chunks themselves, under the worker's write lock.
+        self.sock = sock
+        self.wlock = wlock
+        self.send = send
+        self.finish = finish
+        self.ffi = ffi
+        # The link to the host given to every SessionContext (``_host_calls.HostCalls``).
+        self.host = host
+        self.profile = profile
+        self.has_set_ctx = callable(getattr(cls, "set_session_context", None))
+        self.initialize = getattr(cls, "initialize", None) if callable(getattr(cls, "initialize", None)) else None
+        self.cleanup = getattr(cls, "cleanup", None) if callable(getattr(cls, "cleanup", None)) else None
+        et = getattr(cls, "execute_tool", None)
+        self.dynamic = callable(et) and et is not BaseAdapter.execute_tool
+        # The instance serving every request (thread profile), made by
+        # start_adapter(); None for an instance per request.
+        self.shared: Any = None
+        # Whether `session_context` of the class is request-scoped (BaseAdapter's),
+        # and whether, set_session_context being BaseAdapter's too, a new
+        # instance's context may be stored directly (what that method does,
+        # minus two Python calls on the hot path).
+        self.scoped_ctx = isinstance(inspect.getattr_static(cls, "session_context", None), RequestScopedContext)
+        self.ctx_direct = self.scoped_ctx and getattr(cls, "set_session_context", None) is BaseAdapter.set_session_context
+        self.checker: ThreadSafetyChecker | None = None
+        if thread_safety_check:
+            self.checker = ThreadSafetyChecker(
+                enabled=True, strict_mode=False, on_warning=self._on_safety_warning, issue_python_warnings=False
+            )
+
+    # ------------------------------------------------------------- start/exit
+
+    def start_adapter(self) -> None:
+        """Creates and initializes the shared instance (thread profile), before the Hello."""
+        if self.profile == "thread":
+            inst = self.cls()
+            self.shared = inst
+            if self.initialize is not None:
+                r = inst.initialize()
+                if inspect.isawaitable(r):
+                    _run_awaitable(r)
+        if self.checker is not None:
+            self.checker.check_library_safety(adapter=self.shared)
+
+    def cleanup_shared(self) -> None:
+        """Runs the shared instance's cleanup(), waiting at most _CLEANUP_SECONDS."""
+        inst = self.shared
+        if inst is None or self.cleanup is None:
+            return
+        done = threading.Event()
+
+        def clean() -> None:
+            try:
+                r = inst.cleanup()
+                if inspect.isawaitable(r):
+                    _run_awaitable(r)
+            except Exception as e:
+                sys.stderr.write(f"snakepit worker: cleanup() raised:\n{format_tb(e)}")
+            finally:
+                done.set()
+
+        threading.Thread(target=clean, name="snakepit-cleanup", daemon=True).start()
+        if not done.wait(_CLEANUP_SECONDS):
+            sys.stderr.write(f"snakepit worker: cleanup() did not return within {_CLEANUP_SECONDS} s\n")
+
+    def _on_safety_warning(self, issue: ThreadSafetyIssue) -> None:
+        metadata: dict[str, Any] = {
+            "adapter": issue.adapter or class_name(self.cls),
+            "method": issue.method,
+            "message": issue.message,
+            "kind": issue.kind,
+        }
+        if issue.attribute:
+            metadata["attribute"] = issue.attribute
+        if issue.library:
+            metadata["library"] = issue.library
+        telemetry.emit(THREAD_SAFETY_WARNING_EVENT, {"threads": issue.threads}, metadata)
+
+    # ------------------------------------------------------------------ hooks
+
+    def call_hook(self, fid: int, name: str, session_id: str, *args: Any) -> bytes:
+        """Runs adapter hook `name` if the adapter has one; returns the reply
+        to exchange `fid`: a null Result, or the Error the hook raised.
+
+        A static or class method is called as it is; a plain method on a new
+        instance whose session context has the session id (and no host), or
+        on the shared instance in the thread profile."""
+        raw = inspect.getattr_static(self.cls, name, None)
+        if raw is None:
+            return result_frame(fid, None, self.limit)
+        token = None
+        try:
+            if inspect.isfunction(raw):
+                ctx = SessionContext(session_id)
+                shared = self.shared
+                if shared is not None:
+                    # The shared instance holds the state the hook releases.
+                    inst = shared
+                    token = current_request.set(HookScope(shared, ctx))
+                    if self.has_set_ctx:
+                        inst.set_session_context(ctx)
+                else:
+                    inst = self.cls()
+                    if self.has_set_ctx:
+                        inst.set_session_context(ctx)
+                    else:
+                        inst.session_context = ctx
+                hook = getattr(inst, name)
+            else:
+                hook = getattr(self.cls, name)
+            r = hook(session_id, *args)
+            if inspect.isawaitable(r):
+                _run_awaitable(r)
+        except BaseException as e:  # SystemExit and the like from the hook too: the worker serves on
+            sys.stderr.write(f"snakepit worker: {name} hook raised:\n{format_tb(e)}")
+            return exception_frame(fid, e)
+        finally:
+            if token is not None:
+                current_request.reset(token)
+        return result_frame(fid, None, self.limit)
+
+    def release_hook(self, fid: int, name: str, *args: Any) -> None:
+        """Runs an adapter's release hook on a thread of its own, so that a
+        slow hook never holds up the socket (Ping, Cancel, new work); the
+        reply goes out when the hook returns. Releases are rare; a thread each
+        costs less than the machinery to share one."""
+        if getattr(self.cls, name, None) is None:
+            self.send(self.call_hook(fid, name, *args))
+            return
+
+        def run() -> None:
+            self.send(self.call_hook(fid, name, *args))
+
+        threading.Thread(target=run, name=f"snakepit-{name}", daemon=True).start()
+
+    # -------------------------------------------------------------- requests
+
+    def claim(self, st: Request) -> bool:
+        """Takes `st` from the registry: True for the one caller that may send its final frame."""
+        return self.registry.pop(st.id, None) is not None
+
+    def _run_coro(self, st: Request, coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        task = loop.create_task(coro)
+        st.loop = loop
+        st.task = task
+        if st.cancelled:
+            task.cancel()
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            st.task = None
+
+    def escaped(self, st: Request, e: BaseException) -> bytes | None:
+        """The reply of a request whose run raised past every handler of its
+        own: it fails, and the thread lives on to serve the next."""
+        sys.stderr.write(f"snakepit worker: request {st.id} ({st.execute.tool!r}) failed in the worker:\n{format_tb(e)}")
+        if not self.claim(st):
+            return None
+        try:
+            return failure_frame(st.id, e)
+        except Exception:
+            return error_frame(st.id, pb.ERROR_KIND_PYTHON_EXCEPTION, f"{type(e).__name__} in the worker")
+
+    def run(self, st: Request, plan: Plan | None, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        """Run one request; return its final reply frame, or None if someone else answered."""
+        if st.cancelled:
+            return None
+        fid = st.id
+        ex = st.execute
+        if plan is None:
+            if self.dynamic and not ex.tool.startswith(_ffi.FFI_PREFIX):
+                return self._run_dynamic(st, loop)
+            if not self.claim(st):
+                return None
+            available = ", ".join(sorted(n for n, p in self.plans.items() if type(p) is ToolPlan)) or "none"
+            return error_frame(
+                fid,
+                pb.ERROR_KIND_UNKNOWN_TOOL,
+                f"unknown tool {ex.tool!r}; available tools: {available}",
+                details={"tool": ex.tool, "available": available},
+            )
+        # The request is current from here on: refs in its arguments belong
+        # to its session. _lifecycle (or _run_ffi) resets it.
+        scope_token = current_request.set(st)
+        if type(plan) is FfiPlan:
+            return self._run_ffi(st, plan, loop, scope_token)
+        try:
+            args, kwargs = plan.bind(ex)
+        except BadArguments as e:
+            current_request.reset(scope_token)
+            if not self.claim(st):
+                return None
+            return error_frame(
+                fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None
+            )
+        except EncodingError as e:
+            current_request.reset(scope_token)
+            if not self.claim(st):
+                return None
+            return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
+        except (RefNotFoundError, SessionMismatchError) as e:
+            current_request.reset(scope_token)
+            if not self.claim(st):
+                return None
+            return exception_frame(fid, e)
+        except Exception as e:  # a value the codec could not make sense of (a decoder's own error)
+            current_request.reset(scope_token)
+            if not self.claim(st):
+                return None
+            return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
+
+        if plan.plain:
+            func = plan.func
+            return self._lifecycle(st, loop, lambda inst: func(inst, *args, **kwargs), scope_token)
+        attr = plan.attr
+        return self._lifecycle(st, loop, lambda inst: getattr(inst, attr)(*args, **kwargs), scope_token)
+
+    def _run_dynamic(self, st: Request, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        ex = st.execute
+        scope_token = current_request.set(st)
+        try:
+            if ex.args:
+                raise BadArguments(f"{ex.tool}() takes keyword arguments only", "")
+            kwargs = {k: dec(v, 0) for k, v in ex.kwargs.items()}
+        except Exception as e:  # bad arguments, or values the codec could not make sense of
+            current_request.reset(scope_token)
+            if not self.claim(st):
+                return None
+            if isinstance(e, (RefNotFoundError, SessionMismatchError)):
+                return exception_frame(st.id, e)
+            kind = pb.ERROR_KIND_BAD_ARGUMENTS if isinstance(e, BadArguments) else pb.ERROR_KIND_ENCODING
+            return error_frame(st.id, kind, str(e))
+        name = ex.tool
+        return self._lifecycle(
+            st, loop, lambda inst: inst.execute_tool(name, kwargs, inst.session_context), scope_token
+        )
+
+    def _run_ffi(
+        self, st: Request, plan: FfiPlan, loop: asyncio.AbstractEventLoop, scope_token: Any
+    ) -> bytes | None:
+        """Runs an FFI operation (no adapter instance): decodes the arguments
+        (refs resolved in the request's session), calls it, and encodes the
+        outcome gracefully, all with the request current; then resets
+        `scope_token`. `snakepit.ffi.stream` streams the items of what the
+        call returned (or answers them as one list without Execute.stream)."""
+        fid = st.id
+        ex = st.execute
+        reply: bytes | None = None
+        error: BaseException | None = None
+        streamed_seq = -1
+        try:
+            args = decode_values(ex.args)
+            if ex.kwargs:
+                if not plan.kwargs_ok:
+                    raise _ffi.FfiArgumentError(f"{plan.name} takes no keyword arguments")
+                kwargs = {k: dec(v, 0) for k, v in ex.kwargs.items()}
+            else:
+                kwargs = NO_KWARGS
+            outcome = plan.func(self.ffi, args, kwargs)
+            if type(outcome) is types.CoroutineType:
+                outcome = self._run_coro(st, outcome, loop)
+            if plan.streams:
+                gen = _ffi.as_generator(outcome)
+                if ex.stream:
+                    streamed_seq = self._stream(st, gen, loop, raw=True)
+                else:
+                    outcome = self._collect(st, gen, loop, raw=True)
+            if streamed_seq < 0 and not st.cancelled:
+                if ex.stream:
+                    reply = chunk_frame(fid, 0, outcome, True, True, None, self.limit, graceful=True)
+                else:
+                    reply = result_frame(fid, outcome, self.limit, graceful=True)
+        except (Cancelled, asyncio.CancelledError) as e:
+            error = e
+        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
+            error = e
+        finally:
+            current_request.reset(scope_token)
+        if st.cancelled:
+            return None
+        if error is None and streamed_seq >= 0:
+            # Closing chunk: no item, needs no credit.
+            with self.wlock:
+                if not self.claim(st):
+                    return None
+            return chunk_frame(fid, streamed_seq, None, False, True, None, self.limit)
+        if not self.claim(st):
+            return None
+        if error is None:
+            return reply
+        return failure_frame(fid, error)
+
+    def _lifecycle(
+        self, st: Request, loop: asyncio.AbstractEventLoop, call: Callable[[Any], Any], scope_token: Any
+    ) -> bytes | None:
+        """Runs a tool: instance, initialize(), the call, cleanup(); then
+        resets `scope_token` (the request was made current by the caller)."""
+        fid = st.id
+        ex = st.execute
+        inst: Any = None
+        outcome: Any = None
+        error: BaseException | None = None
+        streamed_seq = -1  # >= 0 once a stream ran to its end: the next seq
+        shared = self.shared
+        try:
+            if shared is None:
+                inst = self.cls()
+                ctx = SessionContext(ex.session_id, ex.metadata, _request=st, _host=self.host)
+                if self.ctx_direct:
+                    inst.__dict__[OWN_CONTEXT] = ctx
+                elif self.has_set_ctx:
+                    inst.set_session_context(ctx)
+                else:
+                    inst.session_context = ctx
+                if self.initialize is not None:
+                    r = inst.initialize()
+                    if inspect.isawaitable(r):
+                        self._run_coro(st, r, loop)
+            else:
+                # One instance for all requests: its session_context is this
+                # request's while the request runs (see RequestScopedContext).
+                ctx = SessionContext(ex.session_id, ex.metadata, _request=st, _host=self.host)
+                st.shared = shared
+                st.context = ctx
+                if self.has_set_ctx and not self.ctx_direct:
+                    shared.set_session_context(ctx)
+                elif not self.scoped_ctx:
+                    shared.session_context = ctx
+            checker = self.checker
+            if checker is None:
+                outcome = call(inst if shared is None else shared)
+                if inspect.iscoroutine(outcome):
+                    outcome = self._run_coro(st, outcome, loop)
+                if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
+                    if ex.stream:
+                        streamed_seq = self._stream(st, outcome, loop)
+                        outcome = None
+                    else:
+                        outcome = self._collect(st, outcome, loop)
+            else:
+                outcome, streamed_seq = self._run_checked(checker, st, call, inst if shared is None else shared, loop)
+        except (Cancelled, asyncio.CancelledError) as e:
+            error = e
+        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
+            error = e
+        finally:
+            if inst is not None and self.cleanup is not None:
+                try:
+                    r = inst.cleanup()
+                    if inspect.isawaitable(r):
+                        self._run_coro(st, r, loop)
+                except BaseException as e:
+                    if error is None:
+                        error = e
+                    else:
+                        sys.stderr.write(f"snakepit worker: cleanup() raised after an error:\n{format_tb(e)}")
+            current_request.reset(scope_token)
+        if st.cancelled:
+            return None
+        if error is not None:
+            if not self.claim(st):
+                return None
+            return failure_frame(fid, error)
+        if streamed_seq >= 0:
+            # Closing chunk: no item, needs no credit.
+            with self.wlock:
+                if not self.claim(st):
+                    return None
+            return chunk_frame(fid, streamed_seq, None, False, True, None, self.limit)
+        if not self.claim(st):
+            return None
+        if ex.stream:
+            try:
+                return chunk_frame(fid, 0, outcome, True, True, None, self.limit)
+            except EncodingError as e:
+                return error_frame(
+                    fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path}
+                )
+            except TooLarge as e:
+                return error_frame(
+                    fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}
+                )
+        return result_frame(fid, outcome, self.limit)
+
+    def _run_checked(
+        self,
+        checker: ThreadSafetyChecker,
+        st: Request,
+        call: Callable[[Any], Any],
+        inst: Any,
+        loop: asyncio.AbstractEventLoop,
+    ) -> tuple[Any, int]:
+        """Runs the tool as _lifecycle does, tracked by the thread-safety
+        checker; returns (outcome, streamed_seq)."""
+        ex = st.execute
+        streamed_seq = -1
+        with checker.track_execution(ex.tool, adapter=inst):
+            outcome = call(inst)
+            if inspect.iscoroutine(outcome):
+                outcome = self._run_coro(st, outcome, loop)
+            if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
+                if ex.stream:
+                    streamed_seq = self._stream(st, outcome, loop)
+                    outcome = None
+                else:
+                    outcome = self._collect(st, outcome, loop)
+        checker.check_library_safety(adapter=inst)
+        return outcome, streamed_seq
+
+    def _next_item(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop) -> Any:
+        if isinstance(gen, types.GeneratorType):
+            return next(gen, _END)
+        try:
+            return self._run_coro(st, gen.__anext__(), loop)
+        except StopAsyncIteration:
+            return _END
+
+    def _close(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop) -> None:
+        if isinstance(gen, types.GeneratorType):
+            gen.close()
+        else:
+            loop.run_until_complete(gen.aclose())
+
+    def _collect(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop, raw: bool = False) -> list[Any]:
+        """The generator's items as a list (`raw`: the items themselves, no
+        StreamChunk or envelope dicts understood)."""
+        items: list[Any] = []
+        try:
+            while not st.cancelled:
+                item = self._next_item(st, gen, loop)
+                if item is _END:
+                    return items
+                if raw:
+                    items.append(item)
+                    continue
+                data, final, _ = _unwrap_item(item)
+                items.append(data)
+                if final:
+                    return items
+            raise Cancelled
+        finally:
+            self._close(st, gen, loop)
+
+    def _stream(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop, raw: bool = False) -> int:
+        """Send the generator's items as chunks; return the seq of the closing chunk, or -1 if none is needed.
+
+        `raw` (FFI streams): each item is the data as it is (no StreamChunk or
+        envelope dicts understood), encoded gracefully."""
+        cond = st.cond
+        assert cond is not None
+        fid = st.id
+        seq = 0
+        try:
+            while True:
+                item = self._next_item(st, gen, loop)
+                if item is _END:
+                    return seq
+                if raw:
+                    data, final, meta = item, False, None
+                else:
+                    data, final, meta = _unwrap_item(item)
+                with cond:
+                    while st.credits <= 0 and not st.cancelled:
+                        cond.wait()
+                    if st.cancelled:
+                        raise Cancelled
+                    st.credits -= 1
+                frame = chunk_frame(fid, seq, data, True, final, meta, self.limit, raw)
+                try:
+                    with self.wlock:
+                        if st.cancelled:
+                            raise Cancelled
+                        if final and self.registry.pop(fid, None) is None:
+                            raise Cancelled
+                        self.sock.sendall(frame)
+                except OSError:
+                    self.finish(EXIT_OK, "")
+                seq += 1
+                if final:
+                    st.cancelled = True  # already answered: nothing more may be sent
+                    return -1
+        finally:
+            self._close(st, gen, loop)
+
