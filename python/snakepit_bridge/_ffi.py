@@ -1,7 +1,7 @@
 """The universal FFI: the worker's built-in ``snakepit.ffi.*`` tools.
 
 Wire contract: ``docs/ffi-protocol.md``. The worker (``_worker.py``) runs the
-operations as plans of their own (``_worker._FfiPlan``): it decodes the
+operations as plans of their own (``_binding.FfiPlan``): it decodes the
 arguments, calls the operation from :data:`OPS`, and encodes the result with
 :func:`encode_graceful`, all while ``_context.current_request`` is the request,
 whose session the refs made and used belong to. This module holds what does
@@ -31,7 +31,7 @@ import threading
 import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from . import _codec
 from ._codec import LIST_COST, MAP_COST, WIRE_DEPTH, NestingError, encode_into
@@ -51,6 +51,7 @@ __all__ = [
     "CallbackProxy",
     "FfiArgumentError",
     "FfiRuntime",
+    "HostLink",
     "RefStore",
     "as_generator",
     "encode_graceful",
@@ -299,9 +300,27 @@ def _report_dropped(dropped: list[_Entry], session: str, live: int) -> None:
 # ------------------------------------------------------------ the runtime
 
 
+class HostLink(Protocol):
+    """What the FFI needs of the worker: a call to a host tool on behalf of
+    the running request (a host callback's), answered or raised as the host
+    says (``_host_calls.HostCalls`` is the worker's)."""
+
+    def host_call(
+        self,
+        request: Any,
+        session_id: str,
+        tool: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        *,
+        timeout: float | None,
+        graceful: bool = False,
+    ) -> Any: ...
+
+
 class FfiRuntime:
     """What the FFI of one worker holds: the ref store, the resolved targets,
-    the helpers, and the worker itself (for the host calls of callbacks)."""
+    the helpers, and the worker's link to the host (for the host calls of callbacks)."""
 
     def __init__(
         self,
@@ -311,13 +330,13 @@ class FfiRuntime:
         ref_ttl_ms: int = 0,
         helper_dirs: Sequence[str] = (),
         helper_allow: Sequence[str] = (),
-        host: Any = None,
+        host: HostLink | None = None,
     ) -> None:
         self.store = RefStore(worker_id, max_refs, ref_ttl_ms / 1000.0)
         # module name -> {dotted attribute name -> what it resolved to}.
         self._resolved: dict[str, dict[str, Any]] = {}
         self.helpers = _Helpers(helper_dirs, helper_allow)
-        # The worker: host_call(request, session_id, tool, args, kwargs, *, timeout, graceful).
+        # The worker's way to the host, for the host calls of callbacks.
         self.host = host
 
     def resolve(self, module: Any, name: Any) -> Any:

@@ -1,6 +1,6 @@
 """``python -m snakepit_bridge.worker --adapter module.Class [--fd 3] ...``
 
-See :func:`snakepit_bridge._worker.parse_args` for the options.
+See :func:`snakepit_bridge._config.parse_args` for the options.
 """
 
 from ._worker import WorkerConfig, main, parse_args, run

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 
@@ -52,8 +53,7 @@ class WorkerClient:
     # -------------------------------------------------------------- raw I/O
 
     def send(self, frame: pb.Frame) -> None:
-        body = frame.SerializeToString()
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
+        self.sock.sendall(_frames.encode(frame))
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -105,20 +105,21 @@ class WorkerClient:
         **kwargs: Any,
     ) -> int:
         fid = self.new_id()
-        ex = pb.Execute(
-            tool=tool,
-            session_id=session_id,
-            args=[encode(a) for a in args],
-            stream=stream,
-            stream_window=window,
-            metadata=metadata or {},
-            timeout_ms=timeout_ms,
+        encoded = {k: encode(v) for k, v in kwargs.items()}
+        encoded.update(raw_kwargs or {})
+        self.send(
+            _frames.execute(
+                fid,
+                tool,
+                args=[encode(a) for a in args],
+                kwargs=encoded,
+                session_id=session_id,
+                stream=stream,
+                stream_window=window,
+                metadata=metadata,
+                timeout_ms=timeout_ms,
+            )
         )
-        for k, v in kwargs.items():
-            ex.kwargs[k].CopyFrom(encode(v))
-        for k, v in (raw_kwargs or {}).items():
-            ex.kwargs[k].CopyFrom(v)
-        self.send(pb.Frame(id=fid, execute=ex))
         return fid
 
     def reply(self, fid: int, timeout: float = 5.0) -> pb.Frame:
@@ -136,10 +137,10 @@ class WorkerClient:
         return decode(f.result.value)
 
     def cancel(self, fid: int, reason: str = "") -> None:
-        self.send(pb.Frame(id=fid, cancel=pb.Cancel(reason=reason)))
+        self.send(_frames.cancel(fid, reason))
 
     def credit(self, fid: int, chunks: int) -> None:
-        self.send(pb.Frame(id=fid, credit=pb.Credit(chunks=chunks)))
+        self.send(_frames.credit(fid, chunks))
 
     # ------------------------------------------------------------- process
 
