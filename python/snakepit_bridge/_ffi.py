@@ -466,11 +466,31 @@ _type_names: dict[type, str] = {}
 def _type_name(t: type) -> str:
     name = _type_names.get(t)
     if name is None:
-        mod = getattr(t, "__module__", "")
+        mod = _public_module(t)
         qual = getattr(t, "__qualname__", t.__name__)
         name = _codec.safe_text(qual if mod in ("builtins", "", None) else f"{mod}.{qual}")
         _type_names[t] = name
     return name
+
+
+def _public_module(t: type) -> str:
+    """The module a user names `t` by: its own, or the nearest enclosing
+    package that exposes it under the same name when its own is private
+    (``pathlib.PosixPath``, defined in ``pathlib._local`` since Python 3.13,
+    is ``pathlib.PosixPath`` on every version)."""
+    mod = getattr(t, "__module__", "") or ""
+    parts = mod.split(".")
+    if not any(p.startswith("_") for p in parts[1:]):
+        return mod
+    qual = getattr(t, "__qualname__", "")
+    for n in range(1, len(parts)):
+        candidate = ".".join(parts[:n])
+        if any(p.startswith("_") for p in parts[1:n]):
+            break
+        module = sys.modules.get(candidate)
+        if module is not None and "." not in qual and getattr(module, qual, None) is t:
+            return candidate
+    return mod
 
 
 _stream_types: dict[type, bool] = {}
