@@ -502,3 +502,67 @@ async fn host_tool_answers_python_cannot_read_are_typed_errors() {
     assert_eq!(pids(&pool).await, before, "the worker served on");
     s.sp.shutdown().await;
 }
+
+// Host calls are tasks the host owns: a host tool still running when the
+// runtime shuts down is ended with it (its future dropped), not left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_host_calls_still_running() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("abandoned", 1)).await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+    let dropped_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(dropped_tx)));
+    /// Tells `dropped` when the host tool's future goes away.
+    struct OnDrop(std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let started = std::sync::Arc::new(started_tx);
+    s.sp.register_host_tool(HostTool::new(
+        "forever",
+        move |_ctx: HostCallContext, _args: HostArgs| {
+            let guard = OnDrop(dropped_tx.clone());
+            let started = started.clone();
+            async move {
+                let _guard = guard;
+                if let Some(tx) = started.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                Ok(Value::Null)
+            }
+        },
+    ))
+    .unwrap();
+    let pool = s.sp.default_pool().clone();
+    let call = tokio::spawn(async move {
+        pool.execute(
+            Call::new("concurrent_host_calls")
+                .kwarg("name", "forever")
+                .kwarg("count", 1),
+        )
+        .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), started_rx)
+        .await
+        .expect("the host tool started")
+        .unwrap();
+    let begun = Instant::now();
+    s.sp.shutdown_with_grace(Duration::from_millis(200)).await;
+    assert!(
+        begun.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?}",
+        begun.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), dropped_rx)
+        .await
+        .expect("the host call was ended with the runtime")
+        .unwrap();
+    let answer = call.await.unwrap();
+    assert!(answer.is_err(), "the caller was told: {answer:?}");
+}
