@@ -386,6 +386,7 @@ fn dispatch(
         .expect("placed on a connected member")
         .conn
         .clone();
+    let again = request.retry.then(|| Box::new(Retry::of(&request)));
     let Request {
         id,
         tool,
@@ -401,14 +402,7 @@ fn dispatch(
     let pending = Pending {
         tool,
         sink,
-        retry: retry.then(|| {
-            Box::new(Retry {
-                execute: execute.clone(),
-                session: session.clone(),
-                affinity,
-                parent,
-            })
-        }),
+        retry: again,
         delivered: false,
         done_first: session.is_some(),
     };

@@ -31,7 +31,7 @@ use rand::Rng;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, ExitStatus, python_exception};
-use crate::pool::{PoolMessage, Request, Retry, WorkerGone, WorkerKey, WorkerLink};
+use crate::pool::{PoolMessage, Retry, WorkerGone, WorkerKey, WorkerLink};
 use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail, WORKER_ID_ENV};
 use crate::reaper;
 use crate::telemetry::{
@@ -560,20 +560,7 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
     for (id, p) in state.conn.close() {
         match p.retry {
             Some(again) if !p.delivered && retry_allowed => {
-                let again = *again;
-                retry.push(Request {
-                    id,
-                    tool: p.tool,
-                    execute: again.execute,
-                    sink: p.sink,
-                    enqueued: std::time::Instant::now(),
-                    retry: false,
-                    session: again.session,
-                    affinity: again.affinity,
-                    parent: again.parent,
-                    // A pinned call is never retried elsewhere (see submit).
-                    pin: None,
-                });
+                retry.push(again.into_request(id, p.tool, p.sink));
             }
             other => {
                 let withheld = other.is_some() && !p.delivered && cause != ExitCause::Shutdown;

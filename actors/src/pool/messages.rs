@@ -259,10 +259,43 @@ pub enum PoolMessage {
 pub struct RequestBox(pub(crate) Box<Request>);
 
 /// What it takes to send a request again: what an idempotent request's
-/// first attempt leaves with its connection (which carries it unread).
+/// first attempt leaves with its connection (which carries it unread). A
+/// [`Request`] becomes one in [`Retry::of`] and is made again from it in
+/// [`Retry::into_request`], so the two shapes of a request convert in one
+/// place.
 pub(crate) struct Retry {
     pub execute: v1::Execute,
     pub session: Option<Arc<str>>,
     pub affinity: Affinity,
     pub parent: Option<u64>,
+}
+
+impl Retry {
+    /// What `request` needs kept to run again elsewhere.
+    pub fn of(request: &Request) -> Self {
+        Self {
+            execute: request.execute.clone(),
+            session: request.session.clone(),
+            affinity: request.affinity,
+            parent: request.parent,
+        }
+    }
+
+    /// The request `id` again, to run on another worker: its second and
+    /// last attempt, answered through `sink`.
+    pub fn into_request(self, id: u64, tool: Arc<str>, sink: Sink) -> Request {
+        Request {
+            id,
+            tool,
+            execute: self.execute,
+            sink,
+            enqueued: Instant::now(),
+            retry: false,
+            session: self.session,
+            affinity: self.affinity,
+            parent: self.parent,
+            // A call carrying a ref is never retried (see `submit`).
+            pin: None,
+        }
+    }
 }
