@@ -99,7 +99,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn answers_timeouts_and_gone_actors_are_told_apart() {
         let (actor, handle) = Actor::spawn(None, Echo, ()).await.expect("spawned");
         let answer = ask(&actor, |r| EchoMessage::Add(Some(1), r), None).await;

@@ -21,7 +21,7 @@ use crate::pool::{PoolMessage, PoolStatus, RefId, RefPin, Request, RequestBox, T
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
 use crate::wire::{Chunk, Sink};
 
-pub(crate) use crate::wire::next_request_id;
+use crate::wire::next_request_id;
 
 /// Room in a frame for everything but the arguments.
 const FRAME_OVERHEAD: usize = 64;
@@ -452,35 +452,22 @@ impl PoolHandle {
 /// could only fail there (and, before workers answered undecodable frames
 /// per request, it took the worker down with it).
 fn check_nesting(call: &Call) -> Result<(), Error> {
-    let too_deep = |parameter: String, depth: u32| Error::BadArguments {
+    let too_deep = |parameter: String, err: snakepit_proto::TooDeep| Error::BadArguments {
         tool: call.tool.clone(),
-        message: nesting_message(&parameter, depth),
+        message: format!("{parameter} is {err}"),
         parameter: Some(parameter),
     };
     for (i, value) in call.args.iter().enumerate() {
-        let depth = value.wire_depth();
-        if depth > snakepit_proto::VALUE_WIRE_DEPTH {
-            return Err(too_deep(format!("args[{i}]"), depth));
+        if let Some(err) = value.wire_depth_error() {
+            return Err(too_deep(format!("args[{i}]"), err));
         }
     }
     for (name, value) in &call.kwargs {
-        let depth = value.wire_depth();
-        if depth > snakepit_proto::VALUE_WIRE_DEPTH {
-            return Err(too_deep(name.clone(), depth));
+        if let Some(err) = value.wire_depth_error() {
+            return Err(too_deep(name.clone(), err));
         }
     }
     Ok(())
-}
-
-/// Names the nesting limit for an argument `depth` wire levels deep.
-pub(crate) fn nesting_message(what: &str, depth: u32) -> String {
-    format!(
-        "{what} is nested {depth} protobuf levels deep; the wire carries at most {} \
-         (LIMIT_VALUE_WIRE_DEPTH: lists, tuples and sets nest at most {} deep, maps {})",
-        snakepit_proto::VALUE_WIRE_DEPTH,
-        snakepit_proto::VALUE_WIRE_DEPTH / 2,
-        snakepit_proto::VALUE_WIRE_DEPTH / 3,
-    )
 }
 
 /// The worker a call must run on: the one holding the refs it carries. All

@@ -49,6 +49,7 @@ mod tests;
 #[cfg(test)]
 use record::RECORD_VERSION;
 pub use registry::{ReapedRun, RegistryError, RunEntry, RunRegistry, SweepReport};
+pub(crate) use sweep::end_strays;
 pub use sweep::{end_processes, processes_with_run_id};
 pub use trust::{Untrusted, UntrustedPath, check_trusted_dir, ensure_trusted_dir};
 

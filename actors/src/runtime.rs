@@ -23,7 +23,7 @@ use crate::handle::PoolHandle;
 use crate::host::{Host, HostCallContext};
 use crate::host_tools::HostTool;
 use crate::pool::{Pool, PoolArgs, PoolMessage, ToolIndex};
-use crate::reaper::{RegistryError, RunEntry, RunRegistry, default_registry_dir, end_processes};
+use crate::reaper::{RegistryError, RunEntry, RunRegistry, default_registry_dir, end_strays};
 use crate::sessions::{Session, Sessions, SessionsArgs, SessionsMessage};
 use crate::telemetry::{OrphansReaped, Telemetry};
 
@@ -316,15 +316,13 @@ impl RuntimeHandle {
         .await;
         // The workers are gone: nothing waits for their host calls.
         self.bridge.shutdown();
-        let run_id = self.run_id.clone();
-        let swept =
-            tokio::task::spawn_blocking(move || end_processes(&run_id, None, LEFTOVER_TERM_GRACE))
-                .await;
-        if let Ok(pids) = swept
-            && !pids.is_empty()
-        {
-            tracing::info!(run_id = %self.run_id, ?pids, "Ended processes of this run that outlived their workers.");
-        }
+        end_strays(
+            self.run_id.clone(),
+            None,
+            LEFTOVER_TERM_GRACE,
+            &self.telemetry,
+        )
+        .await;
         let entry = self.entry.lock().expect("registry entry lock").take();
         if let Some(entry) = entry
             && let Err(err) = entry.release()

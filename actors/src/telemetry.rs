@@ -67,6 +67,9 @@ pub mod metric {
     /// Counter: host calls refused because a worker had `max_host_calls`
     /// running, by pool.
     pub const HOST_CALLS_REJECTED_TOTAL: &str = "snakepit_host_calls_rejected_total";
+    /// Counter: processes of this run that left their worker's process
+    /// group and were ended when it exited or at shutdown.
+    pub const STRAY_PROCESSES_ENDED_TOTAL: &str = "snakepit_stray_processes_ended_total";
     /// Counter: bytes of worker output past the line cap, dropped, by pool
     /// and stream.
     pub const WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL: &str =

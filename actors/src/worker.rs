@@ -553,10 +553,6 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
     let mut retry = Vec::new();
     let mut failed_requests = 0;
     let retry_allowed = retry_allowed(cause, status);
-    let poisoned_detail = Some(match &detail {
-        Some(d) => format!("{d}; {POISON_NOTE}"),
-        None => POISON_NOTE.to_string(),
-    });
     for (id, p) in state.conn.close() {
         match p.retry {
             Some(again) if !p.delivered && retry_allowed => {
@@ -582,7 +578,10 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
                         worker: state.id.clone(),
                         status,
                         detail: if withheld {
-                            poisoned_detail.clone()
+                            Some(detail.as_deref().map_or_else(
+                                || POISON_NOTE.to_string(),
+                                |d| format!("{d}; {POISON_NOTE}"),
+                            ))
                         } else {
                             detail.clone()
                         },
@@ -637,7 +636,7 @@ const POISON_NOTE: &str =
 /// broke the protocol, or hung while running them was most likely ended by
 /// one of them: run again, such a request would take the next worker down
 /// too, and the one after, until the pool is empty.
-pub(crate) fn retry_allowed(cause: ExitCause, status: ExitStatus) -> bool {
+fn retry_allowed(cause: ExitCause, status: ExitStatus) -> bool {
     match cause {
         ExitCause::Recycled => true,
         ExitCause::Crashed => matches!(
@@ -666,19 +665,11 @@ fn settle(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {
     let pgid = state.pid;
     let run_id = state.run_id.clone();
     let worker_id = state.id.clone();
+    let telemetry = state.telemetry.clone();
     let me = myself.clone();
     tokio::spawn(async move {
         process::end_group(pgid, GROUP_TERM_GRACE).await;
-        let ended = tokio::task::spawn_blocking(move || {
-            let pids = reaper::end_processes(&run_id, Some(&worker_id), GROUP_TERM_GRACE);
-            (worker_id, pids)
-        })
-        .await;
-        if let Ok((worker, pids)) = ended
-            && !pids.is_empty()
-        {
-            tracing::info!(%worker, ?pids, "Ended processes that left the worker's process group.");
-        }
+        reaper::end_strays(run_id, Some(worker_id), GROUP_TERM_GRACE, &telemetry).await;
         let _ = me.cast(WorkerMessage::GroupEnded);
     });
 }

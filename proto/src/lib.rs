@@ -25,7 +25,8 @@ pub mod framing;
 mod value;
 
 pub use value::{
-    CallbackRef, ConversionError, NdArray, ObjectRef, StreamRefValue, Temporal, TemporalKind, Value,
+    CallbackRef, ConversionError, NdArray, ObjectRef, StreamRefValue, Temporal, TemporalKind,
+    TooDeep, Value,
 };
 
 /// Generated protocol messages (package `snakepit.v1`).

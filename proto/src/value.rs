@@ -153,6 +153,27 @@ impl ConversionError {
     }
 }
 
+/// A value nested deeper than the wire carries ([`Value::wire_depth_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep {
+    /// Its [`Value::wire_depth`].
+    pub depth: u32,
+}
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = crate::VALUE_WIRE_DEPTH;
+        write!(
+            f,
+            "nested {} protobuf levels deep; the wire carries at most {limit} \
+             (LIMIT_VALUE_WIRE_DEPTH: lists, tuples and sets nest at most {} deep, maps {})",
+            self.depth,
+            limit / LIST_LEVELS,
+            limit / MAP_LEVELS,
+        )
+    }
+}
+
 /// Wire levels a list, tuple or set adds ([`Value::wire_depth`]).
 const LIST_LEVELS: u32 = 2;
 /// Wire levels a map adds ([`Value::wire_depth`]).
@@ -197,23 +218,36 @@ impl Value {
         if !self.is_container() {
             return 0;
         }
+        // Only containers are pushed: a leaf adds nothing, so a flat list of
+        // a million floats costs one pass and no allocation per item.
+        fn visit<'a>(
+            children: impl Iterator<Item = &'a Value>,
+            depth: u32,
+            deepest: &mut u32,
+            stack: &mut Vec<(&'a Value, u32)>,
+        ) {
+            let mut children = children.peekable();
+            if children.peek().is_some() {
+                *deepest = (*deepest).max(depth);
+            }
+            stack.extend(children.filter(|c| c.is_container()).map(|c| (c, depth)));
+        }
         let mut deepest = 0;
         let mut stack: Vec<(&Value, u32)> = vec![(self, 0)];
         while let Some((value, depth)) = stack.pop() {
-            deepest = deepest.max(depth);
             match value {
                 Value::List(items)
                 | Value::Tuple(items)
                 | Value::Set(items)
                 | Value::FrozenSet(items) => {
-                    stack.extend(items.iter().map(|item| (item, depth + LIST_LEVELS)));
+                    visit(items.iter(), depth + LIST_LEVELS, &mut deepest, &mut stack)
                 }
-                Value::Map(entries) => {
-                    for (k, v) in entries {
-                        stack.push((k, depth + MAP_LEVELS));
-                        stack.push((v, depth + MAP_LEVELS));
-                    }
-                }
+                Value::Map(entries) => visit(
+                    entries.iter().flat_map(|(k, v)| [k, v]),
+                    depth + MAP_LEVELS,
+                    &mut deepest,
+                    &mut stack,
+                ),
                 _ => {}
             }
         }
@@ -230,7 +264,14 @@ impl Value {
     /// Whether this value nests no deeper than the wire carries
     /// ([`crate::VALUE_WIRE_DEPTH`]); see [`Value::wire_depth`].
     pub fn fits_wire_depth(&self) -> bool {
-        self.wire_depth() <= crate::VALUE_WIRE_DEPTH
+        self.wire_depth_error().is_none()
+    }
+
+    /// Why this value cannot be sent, when it nests deeper than the wire
+    /// carries; its `Display` names the limit.
+    pub fn wire_depth_error(&self) -> Option<TooDeep> {
+        let depth = self.wire_depth();
+        (depth > crate::VALUE_WIRE_DEPTH).then_some(TooDeep { depth })
     }
 
     /// `bytes` from anything byte-like.

@@ -7,6 +7,7 @@
 use bytes::{BufMut, BytesMut};
 use num_bigint::BigInt;
 use proptest::prelude::*;
+use snakepit_proto::frames;
 use snakepit_proto::framing::{self, FrameError};
 use snakepit_proto::v1::{self, Frame, frame::Kind};
 use snakepit_proto::{VALUE_WIRE_DEPTH, Value};
@@ -44,15 +45,15 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 fn execute_frame(id: u64, v: Value) -> Frame {
-    Frame {
+    frames::execute(
         id,
-        kind: Some(Kind::Execute(v1::Execute {
+        v1::Execute {
             tool: "t".into(),
             args: vec![v.clone().into()],
             kwargs: [("k".to_string(), v.into())].into_iter().collect(),
             ..Default::default()
-        })),
-    }
+        },
+    )
 }
 
 /// Decodes every frame in `bytes`, stopping at the first error, as a reader does.

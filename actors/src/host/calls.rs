@@ -19,7 +19,7 @@ use snakepit_proto::v1::{self, Frame};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::tools::{HostArgs, HostToolError, host_call_result};
+use super::tools::{HostArgs, HostToolError, host_call_result, panic_message};
 use super::{CALLBACK_PREFIX, Host, HostCallContext};
 use crate::wire::{HostCallReply, HostCalls};
 
@@ -42,7 +42,7 @@ impl HostCalls for Calls {
             let result = run.await.unwrap_or_else(|panic| {
                 Err(HostToolError::failed(format!(
                     "the host panicked while answering `{tool}`: {}",
-                    panic_message(&*panic)
+                    panic_message(panic)
                 )))
             });
             reply.send(host_call_result(&tool, result)).await;
@@ -126,12 +126,4 @@ async fn run(
     host.registry
         .invoke(session, &call.tool, ctx, args, true, timeout)
         .await
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic")
 }

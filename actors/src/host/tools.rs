@@ -330,19 +330,16 @@ pub fn host_call_result(tool: &str, result: Result<Value, HostToolError>) -> v1:
     use v1::host_call_result::Outcome;
     let outcome = match result {
         // Python could not decode it: say so instead of sending it.
-        Ok(value) if !value.fits_wire_depth() => Outcome::Error(v1::Error {
-            kind: v1::ErrorKind::Encoding as i32,
-            python_type: "HostToolError".into(),
-            message: format!(
-                "host tool `{tool}` returned a value nested {} protobuf levels deep; the wire \
-                 carries at most {} (LIMIT_VALUE_WIRE_DEPTH)",
-                value.wire_depth(),
-                snakepit_proto::VALUE_WIRE_DEPTH
-            ),
-            details: HashMap::from([("tool".to_string(), tool.to_string())]),
-            ..Default::default()
-        }),
-        Ok(value) => Outcome::Value(value.into()),
+        Ok(value) => match value.wire_depth_error() {
+            Some(err) => Outcome::Error(v1::Error {
+                kind: v1::ErrorKind::Encoding as i32,
+                python_type: "HostToolError".into(),
+                message: format!("host tool `{tool}` returned a value {err}"),
+                details: HashMap::from([("tool".to_string(), tool.to_string())]),
+                ..Default::default()
+            }),
+            None => Outcome::Value(value.into()),
+        },
         Err(err) => Outcome::Error(err.to_wire(tool)),
     };
     v1::HostCallResult {
@@ -777,7 +774,7 @@ fn insert_new<C>(tools: &mut Tools<C>, tool: HostTool<C>) -> Result<(), HostTool
 
 /// The text of a panic payload, which is a `&str` or a `String` for the
 /// usual `panic!` forms.
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(s) => *s,
         Err(payload) => match payload.downcast::<&'static str>() {

@@ -56,11 +56,11 @@ pub(super) async fn run(name: &str, op: Op<'_>, args: HostArgs) -> Result<Value,
 
 async fn register(op: Op<'_>, args: HostArgs) -> Result<Value, HostToolError> {
     let name = text(&args, "name")?;
-    let var_type = parse_var_type(&text(&args, "type")?).map_err(variable_error)?;
+    let var_type = parse_var_type(&text(&args, "type")?)?;
     let initial = args.get("initial_value").cloned().unwrap_or(Value::Null);
     let constraints = match args.get("constraints") {
         None | Some(Value::Null) => Constraints::default(),
-        Some(v) => Constraints::from_value(&name, v).map_err(variable_error)?,
+        Some(v) => Constraints::from_value(&name, v)?,
     };
     let description = match args.get("description") {
         Some(Value::Str(s)) => s.clone(),
@@ -143,7 +143,7 @@ async fn watch(op: Op<'_>, args: HostArgs) -> Result<Value, HostToolError> {
         reply,
     })
     .await?;
-    id.map(Value::Str).map_err(variable_error)
+    Ok(Value::Str(id?))
 }
 
 async fn unwatch(op: Op<'_>, args: HostArgs) -> Result<Value, HostToolError> {
@@ -164,7 +164,7 @@ fn text(args: &HostArgs, name: &str) -> Result<String, HostToolError> {
 }
 
 fn variable(r: Result<Variable, VariableError>) -> Result<Value, HostToolError> {
-    r.map(|v| v.to_value()).map_err(variable_error)
+    r.map(|v| v.to_value()).map_err(HostToolError::from)
 }
 
 async fn ask<T: Send + 'static>(
@@ -188,8 +188,4 @@ fn string_map(value: Option<&Value>) -> Vec<(String, String)> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-pub(super) fn variable_error(err: VariableError) -> HostToolError {
-    HostToolError::Variable(err)
 }

@@ -68,7 +68,7 @@ impl Bindings {
 /// Tells the worker holding `ref_id` to drop it; `None` when that worker is
 /// gone (the ref went with it).
 pub(super) fn release_ref(
-    state: &mut PoolState,
+    state: &PoolState,
     session: &str,
     ref_id: &str,
 ) -> Option<tokio::sync::oneshot::Receiver<Result<Value, Error>>> {
@@ -76,8 +76,8 @@ pub(super) fn release_ref(
     let link = super::view(state)
         .member_by_id(&parsed.worker)
         .filter(|m| !m.closed)
-        .and_then(|m| m.link().cloned())?;
-    send_release(&link, "<release ref>", |id| {
+        .and_then(|m| m.link())?;
+    send_release(link, "<release ref>", |id| {
         frames::release_ref(id, session, ref_id)
     })
     .map(|(_, rx)| rx)
@@ -94,13 +94,13 @@ pub(super) fn release_session(state: &mut PoolState, session: &str) -> SessionRe
         let link = state.slots[key.slot]
             .member(key.generation)
             .filter(|m| !m.closed)
-            .and_then(|m| m.link().cloned());
+            .and_then(|m| m.link());
         let Some(link) = link else {
             release.gone.push(worker);
             continue;
         };
         let frame = |id| frames::release_session(id, session);
-        let Some((id, rx)) = send_release(&link, "<release session>", frame) else {
+        let Some((id, rx)) = send_release(link, "<release session>", frame) else {
             release.gone.push(worker);
             continue;
         };

@@ -327,7 +327,7 @@ pub(super) fn on_start_failed(state: &mut PoolState, err: &Error) {
 }
 
 /// An idempotent request whose worker died runs again, ahead of the queue.
-pub(super) fn requeue(state: &mut PoolState, mut request: Box<Request>, failed_worker: &str) {
+pub(super) fn requeue(state: &mut PoolState, request: Box<Request>, failed_worker: &str) {
     if request.sink.is_closed() {
         return;
     }
@@ -341,8 +341,7 @@ pub(super) fn requeue(state: &mut PoolState, mut request: Box<Request>, failed_w
         failed_worker: failed_worker.to_string(),
     }
     .emit(&state.telemetry);
-    request.retry = false;
-    request.enqueued = Instant::now();
+    // `Retry::into_request` made it its last attempt, enqueued now.
     state.queue.push_front(request);
 }
 
@@ -443,14 +442,12 @@ pub(super) fn on_actor_failed(
     actor: ActorId,
     err: &ActorProcessingErr,
 ) {
-    let found = state.slots.iter().enumerate().find_map(|(slot, s)| {
-        s.members()
-            .find(|m| m.actor.get_id() == actor)
-            .map(|m| WorkerKey {
-                slot,
-                generation: m.key.generation,
-            })
-    });
+    let found = state
+        .slots
+        .iter()
+        .flat_map(|s| s.members())
+        .find(|m| m.actor.get_id() == actor)
+        .map(|m| m.key);
     if let Some(key) = found {
         tracing::error!(pool = %state.config.name, error = %err, "Worker actor failed.");
         let gone = WorkerGone {

@@ -111,15 +111,13 @@ impl<L: Capacity, A> View<'_, L, A> {
             }
             return any();
         };
-        let capacity = member.link().map_or(1, |l| l.capacity());
-        let free = member.in_flight < capacity && !member.suspect;
+        // Free: room without pipelining (it is ready and not closed).
+        let free = member.has_room(0);
         match request.affinity {
             Affinity::Hint if free => Place::Worker(member.key),
             Affinity::Hint => any(),
-            Affinity::StrictQueue => match member.routable_limit(self.depth) {
-                Some(limit) if member.in_flight < limit => Place::Worker(member.key),
-                _ => Place::Wait,
-            },
+            Affinity::StrictQueue if member.has_room(self.depth) => Place::Worker(member.key),
+            Affinity::StrictQueue => Place::Wait,
             Affinity::StrictFailFast if free => Place::Worker(member.key),
             Affinity::StrictFailFast => Place::Fail(Error::WorkerBusy {
                 pool: self.pool.to_string(),
@@ -163,9 +161,10 @@ impl<L: Capacity, A> View<'_, L, A> {
         {
             return Place::Worker(member.key);
         }
-        match member.routable_limit(self.depth) {
-            Some(limit) if member.in_flight < limit => Place::Worker(member.key),
-            _ => Place::Wait,
+        if member.has_room(self.depth) {
+            Place::Worker(member.key)
+        } else {
+            Place::Wait
         }
     }
 
@@ -178,8 +177,7 @@ impl<L: Capacity, A> View<'_, L, A> {
         let mut best: Option<(usize, u32)> = None;
         for (slot, s) in self.slots.iter().enumerate() {
             if let Some(m) = &s.current
-                && let Some(limit) = m.routable_limit(self.depth)
-                && m.in_flight < limit
+                && m.has_room(self.depth)
                 && best.is_none_or(|(_, load)| m.in_flight < load)
             {
                 best = Some((slot, m.in_flight));

@@ -160,15 +160,11 @@ impl<L, A> Member<L, A> {
 }
 
 impl<L: Capacity, A> Member<L, A> {
-    /// How many requests it may hold now that it takes new ones: its capacity
-    /// plus `pipeline_depth`; `None` when it takes none.
-    pub fn routable_limit(&self, pipeline_depth: u32) -> Option<u32> {
-        match &self.state {
-            MemberState::Ready(link) if !self.closed && !self.suspect => {
-                Some(link.capacity() + pipeline_depth)
-            }
-            _ => None,
-        }
+    /// Whether it takes one more request now: ready, neither closed nor
+    /// suspect, and holding fewer than its capacity plus `pipeline_depth`.
+    pub fn has_room(&self, pipeline_depth: u32) -> bool {
+        matches!(&self.state, MemberState::Ready(link)
+            if !self.closed && !self.suspect && self.in_flight < link.capacity() + pipeline_depth)
     }
 }
 

@@ -72,9 +72,17 @@ impl RunRegistry {
     }
 
     /// Creates the directory (mode 0700) if needed, and checks that it is
-    /// ours and closed to group and others.
+    /// ours and closed to group and others. A directory that cannot be
+    /// created or read is an `Io` error (the runtime starts without a
+    /// registry); only one someone else could write is `Untrusted`.
     pub fn prepare(&self) -> Result<(), RegistryError> {
-        Ok(ensure_trusted_dir(&self.dir, REGISTRY_DIR_MODE)?)
+        ensure_trusted_dir(&self.dir, REGISTRY_DIR_MODE).map_err(|err| match err.reason {
+            Untrusted::Inaccessible(why) => RegistryError::Io {
+                path: err.path,
+                source: io::Error::other(why),
+            },
+            _ => RegistryError::Untrusted(err),
+        })
     }
 
     /// Records this host run as `<dir>/<run_id>.run`, preparing the directory

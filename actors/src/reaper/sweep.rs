@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::procfs::{self, Identity, ProcId, Signalled, is_no_such_process};
 use super::record::EntryRecord;
 use crate::process::{RUN_ID_ENV, WORKER_ID_ENV};
+use crate::telemetry::{StrayProcessesEnded, Telemetry};
 
 /// How long a sweep waits for the processes it killed to go.
 pub(super) const REAP_WAIT: Duration = Duration::from_secs(2);
@@ -32,6 +33,31 @@ pub fn processes_with_run_id(run_id: &str) -> Vec<u32> {
         .collect()
 }
 
+/// [`end_processes`] off the async runtime, reporting what it ended as a
+/// [`StrayProcessesEnded`] event: how a worker's exit (`worker_id` set) and
+/// a runtime's shutdown (`None`) end what left their process groups.
+pub(crate) async fn end_strays(
+    run_id: String,
+    worker_id: Option<String>,
+    grace: Duration,
+    telemetry: &Telemetry,
+) {
+    let (run_id, worker, pids) = tokio::task::spawn_blocking(move || {
+        let pids = end_processes(&run_id, worker_id.as_deref(), grace);
+        (run_id, worker_id, pids)
+    })
+    .await
+    .unwrap_or_default();
+    if !pids.is_empty() {
+        StrayProcessesEnded {
+            run_id,
+            worker,
+            pids,
+        }
+        .emit(telemetry);
+    }
+}
+
 /// Ends every process owned by our uid (the current one aside) that carries
 /// `SNAKEPIT_RUN_ID=<run_id>` and, when given, `SNAKEPIT_WORKER_ID=<worker_id>`:
 /// SIGTERM (to the process group too when it leads one of its own), up to
@@ -50,6 +76,11 @@ pub fn end_processes(run_id: &str, worker_id: Option<&str>, grace: Duration) -> 
         markers.push(marker(WORKER_ID_ENV, worker_id));
     }
     let termed = signal_marked(&markers, libc::SIGTERM, Instant::now() + grace);
+    // A marked process only comes from a marked parent: when the first pass
+    // found none, there is nothing for a second read of /proc to find.
+    if termed.signalled.is_empty() && termed.refused.is_empty() {
+        return Vec::new();
+    }
     let killed = signal_marked(&markers, libc::SIGKILL, Instant::now() + REAP_WAIT);
     let mut pids: Vec<u32> = termed
         .signalled

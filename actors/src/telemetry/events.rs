@@ -55,6 +55,8 @@ pub enum Event {
     HostCallRejected(HostCallRejected),
     /// A worker's output line was cut at the line cap.
     WorkerOutputTruncated(WorkerOutputTruncated),
+    /// Processes that left a worker's process group were ended.
+    StrayProcessesEnded(StrayProcessesEnded),
     /// A session ended.
     SessionReleased(SessionReleased),
     /// Releasing a session left state behind on a worker.
@@ -88,6 +90,7 @@ impl Event {
             Event::RequestRetryWithheld(_) => "snakepit.request.retry.withheld",
             Event::HostCallRejected(_) => "snakepit.host.call.rejected",
             Event::WorkerOutputTruncated(_) => "snakepit.worker.output.truncated",
+            Event::StrayProcessesEnded(_) => "snakepit.runtime.strays.ended",
             Event::SessionReleased(_) => "snakepit.session.lifecycle.released",
             Event::SessionCleanupError(_) => "snakepit.session.cleanup.error",
             Event::PythonEvent(_) => "snakepit.python.event",
@@ -642,6 +645,28 @@ impl WorkerOutputTruncated {
         counter!(metric::WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL, "pool" => self.pool.clone(), "stream" => self.stream)
             .increment(self.bytes);
         t.publish(|| Event::WorkerOutputTruncated(self));
+    }
+}
+
+/// Processes of this run that had left their worker's process group
+/// (`setsid`, `start_new_session=True`) were ended: those of one worker when
+/// it exited (`worker` set), or of the whole run at shutdown.
+#[derive(Debug, Clone)]
+pub struct StrayProcessesEnded {
+    /// This run.
+    pub run_id: String,
+    /// The worker that had started them, when one exited.
+    pub worker: Option<String>,
+    /// The processes ended.
+    pub pids: Vec<u32>,
+}
+
+impl StrayProcessesEnded {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        info!(run_id = %self.run_id, worker = self.worker.as_deref().unwrap_or("-"), pids = ?self.pids,
+            "Ended processes that had left their worker's process group.");
+        counter!(metric::STRAY_PROCESSES_ENDED_TOTAL).increment(self.pids.len() as u64);
+        t.publish(|| Event::StrayProcessesEnded(self));
     }
 }
 

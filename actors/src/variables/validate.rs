@@ -25,15 +25,8 @@ pub(super) fn validate(
         message,
     };
     // Watchers in Python receive the value: it must be one they can decode.
-    if !value.fits_wire_depth() {
-        return Err(fail(
-            "nesting",
-            format!(
-                "nested {} protobuf levels deep; the wire carries at most {} (LIMIT_VALUE_WIRE_DEPTH)",
-                value.wire_depth(),
-                snakepit_proto::VALUE_WIRE_DEPTH
-            ),
-        ));
+    if let Some(err) = value.wire_depth_error() {
+        return Err(fail("nesting", err.to_string()));
     }
     let wrong_type = |expected: &str, value: &Value| {
         fail(

@@ -294,7 +294,6 @@ async fn read_loop<R: AsyncRead + Unpin, P, E: ConnectionEvents>(
     mut reader: Reader<P, E>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let table = reader.table.clone();
     let closed = loop {
         match framing::decode(&mut buf, max_frame_bytes) {
             Ok(Some(frame)) => match dispatch(frame, &mut reader) {
@@ -320,7 +319,8 @@ async fn read_loop<R: AsyncRead + Unpin, P, E: ConnectionEvents>(
         // flight, answers arrive in batches anyway, and a stream's chunks keep
         // coming: the CPU is better left to Python.
         let awaiting = !busy_poll.is_zero()
-            && table
+            && reader
+                .table
                 .lock()
                 .expect("pending table lock")
                 .awaits_lone_unary();
@@ -399,7 +399,7 @@ fn dispatch<P, E: ConnectionEvents>(
             };
             let done_first = entry.as_ref().is_none_or(|p| p.done_first);
             if done_first {
-                done(l, id);
+                l.events.done(id);
             }
             if let Some(p) = entry
                 && let Sink::Unary(tx) = p.sink
@@ -407,7 +407,7 @@ fn dispatch<P, E: ConnectionEvents>(
                 let _ = tx.send(Ok(value));
             }
             if !done_first {
-                done(l, id);
+                l.events.done(id);
             }
         }
         Kind::Error(err) if id == 0 => {
@@ -418,7 +418,7 @@ fn dispatch<P, E: ConnectionEvents>(
         }
         Kind::Error(err) => {
             let entry = owned(table, id, "an error")?;
-            done(l, id);
+            l.events.done(id);
             if let Some(Owner::Waiting(p)) = entry {
                 p.sink.fail(Error::from_wire(err, &l.pool_name, &p.tool));
             }
@@ -448,14 +448,14 @@ fn dispatch<P, E: ConnectionEvents>(
                     return Ok(None);
                 }
                 let p = t.pending.remove(&id).expect("just seen");
-                done(l, id);
+                l.events.done(id);
                 if let (Sink::Stream(tx), Some(item)) = (&p.sink, item) {
                     let _ = tx.send(Ok(item));
                 }
             } else if t.closed || (!last && t.forgotten.contains(&id)) {
                 // Nothing waits for it.
             } else if last && t.forgotten.remove(&id) {
-                done(l, id);
+                l.events.done(id);
             } else {
                 return Err(not_ours("a chunk", id));
             }
@@ -539,10 +539,6 @@ fn owned<P>(table: &Mutex<Table<P>>, id: u64, what: &str) -> Result<Option<Owner
 
 fn not_ours(what: &str, id: u64) -> String {
     format!("{what} for request {id}, which is not running on this worker")
-}
-
-fn done<E: ConnectionEvents>(l: &Listeners<E>, id: u64) {
-    l.events.done(id);
 }
 
 /// The answer to host call `id` whose result was `size` bytes, over `limit`.

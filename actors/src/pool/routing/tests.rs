@@ -321,7 +321,13 @@ fn a_session_whose_worker_is_gone_moves_under_hint_and_fails_strict() {
         pool.bind("s", 1).load(0, 1);
         setup(&mut pool);
         let expected_anywhere = pool.view().least_loaded().expect("a worker has room");
-        assert_worker(pool.place(session(Affinity::Hint)), expected_anywhere);
+        // The whole key: the slot's current generation, never the gone one
+        // the binding still names (in `replace` and `drain` both share slot 1).
+        let current = pool.slots[expected_anywhere].current.as_ref().unwrap().key;
+        match pool.place(session(Affinity::Hint)) {
+            Place::Worker(k) => assert_eq!(k, current, "placed on the wrong worker"),
+            other => panic!("expected worker {current:?}, got {other:?}"),
+        }
         for affinity in [Affinity::StrictQueue, Affinity::StrictFailFast] {
             match pool.place(session(affinity)) {
                 Place::Fail(Error::SessionWorkerUnavailable {

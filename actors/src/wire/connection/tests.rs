@@ -270,9 +270,14 @@ async fn host_calls_past_the_bound_are_refused_busy() {
         .await;
     assert_eq!(h.recv().await.id, 1);
     h.send(frames::host_call(3, call("again"))).await;
-    while h.calls.held.lock().unwrap().is_empty() {
-        tokio::task::yield_now().await;
-    }
+    let admitted = async {
+        while h.calls.held.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), admitted)
+        .await
+        .expect("the freed permit admits the next call");
 }
 
 #[tokio::test]
