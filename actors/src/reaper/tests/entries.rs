@@ -324,3 +324,16 @@ fn registry_dir_open_to_others_is_refused() {
         assert!(victim.is_running());
     }
 }
+
+// A registry directory that cannot be created (here: under a regular file)
+// is an I/O error, which the runtime logs and starts without, not a
+// directory someone else controls.
+#[test]
+fn registry_dir_that_cannot_be_created_is_an_io_error() {
+    let dir = TempDir::new("no-mkdir");
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"").expect("write");
+    let registry = RunRegistry::new(file.join("run"));
+    let err = registry.prepare().expect_err("prepare");
+    assert!(matches!(err, RegistryError::Io { .. }), "{err:?}");
+}
