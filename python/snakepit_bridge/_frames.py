@@ -105,6 +105,18 @@ def error(
     return encode(pb.Frame(id=fid, error=err))
 
 
+def _slot(mapping: Mapping[str, pb.Value], key: str, path: str) -> pb.Value:
+    """The Value under `key` of a message's map field: an EncodingError at
+    `path` when `key` is a str with a lone surrogate (not valid UTF-8)."""
+    try:
+        return mapping[key]
+    except UnicodeEncodeError as e:
+        err = surrogate_error(key, e)
+        err.path = path
+        err.reason = f"{err.reason} at {path}"
+        raise err from None
+
+
 def _sized(fid: int, body: bytes, limit: int) -> bytes:
     if len(body) > limit:
         return error(
@@ -156,30 +168,19 @@ def chunk(
             cb = b"\x08" + varint(seq) + cb
         if is_final:
             cb += b"\x18\x01"
-        body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
-        if len(body) > limit:
-            raise TooLarge(
-                f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({limit})", size=len(body), limit=limit
-            )
-        return pack_len(len(body)) + body
-    c = pb.Chunk(seq=seq, is_final=is_final)
-    if has_value:
-        if graceful:
-            _ffi.encode_graceful(data, c.value, "chunk")
-        else:
-            encode_into(data, c.value, root=f"chunk[{seq}]")
-    if metadata:
-        for k, mv in metadata.items():
-            key = str(k)
-            try:
-                slot = c.metadata[key]
-            except UnicodeEncodeError as e:
-                err = surrogate_error(key, e)
-                err.path = f"chunk[{seq}].metadata<key {key!r}>"
-                err.reason = f"{err.reason} at {err.path}"
-                raise err from None
-            encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
-    cb = c.SerializeToString()
+    else:
+        c = pb.Chunk(seq=seq, is_final=is_final)
+        if has_value:
+            if graceful:
+                _ffi.encode_graceful(data, c.value, "chunk")
+            else:
+                encode_into(data, c.value, root=f"chunk[{seq}]")
+        if metadata:
+            for k, mv in metadata.items():
+                key = str(k)
+                slot = _slot(c.metadata, key, f"chunk[{seq}].metadata<key {key!r}>")
+                encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
+        cb = c.SerializeToString()
     body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
     if len(body) > limit:
         raise TooLarge(f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({limit})", size=len(body), limit=limit)
@@ -219,14 +220,7 @@ def host_call(
         else:
             encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
     for k, v in kwargs.items():
-        try:
-            slot = hc.kwargs[k]
-        except UnicodeEncodeError as e:
-            err = surrogate_error(k, e)
-            err.path = f"{tool}() <keyword {k!r}>"
-            err.reason = f"{err.reason} at {err.path}"
-            raise err from None
-        encode_into(v, slot, root=f"{tool}() {k}")
+        encode_into(v, _slot(hc.kwargs, k, f"{tool}() <keyword {k!r}>"), root=f"{tool}() {k}")
     frame.id = fid
     return encode(frame)
 

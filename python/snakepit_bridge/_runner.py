@@ -53,6 +53,18 @@ class _StreamEnd:
 _END = _StreamEnd()
 
 
+def _bind_failure_frame(fid: int, e: Exception) -> bytes:
+    """The Error frame of request `fid` whose arguments `plan.bind` refused with `e`."""
+    if isinstance(e, BadArguments):
+        return error_frame(fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None)
+    if isinstance(e, EncodingError):
+        return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
+    if isinstance(e, (RefNotFoundError, SessionMismatchError)):
+        return exception_frame(fid, e)
+    # A value the codec could not make sense of (a decoder's own error).
+    return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
+
+
 def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
     """(data, is_final, metadata) of one yielded item."""
     if type(item) is StreamChunk:
@@ -284,28 +296,11 @@ class Runner:
             return self._run_ffi(st, plan, loop, scope_token)
         try:
             args, kwargs = plan.bind(ex)
-        except BadArguments as e:
+        except Exception as e:
             current_request.reset(scope_token)
             if not self.claim(st):
                 return None
-            return error_frame(
-                fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None
-            )
-        except EncodingError as e:
-            current_request.reset(scope_token)
-            if not self.claim(st):
-                return None
-            return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
-        except (RefNotFoundError, SessionMismatchError) as e:
-            current_request.reset(scope_token)
-            if not self.claim(st):
-                return None
-            return exception_frame(fid, e)
-        except Exception as e:  # a value the codec could not make sense of (a decoder's own error)
-            current_request.reset(scope_token)
-            if not self.claim(st):
-                return None
-            return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
+            return _bind_failure_frame(fid, e)
 
         if plan.plain:
             func = plan.func
@@ -470,14 +465,8 @@ class Runner:
         if ex.stream:
             try:
                 return chunk_frame(fid, 0, outcome, True, True, None, self.limit)
-            except EncodingError as e:
-                return error_frame(
-                    fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path}
-                )
-            except TooLarge as e:
-                return error_frame(
-                    fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}
-                )
+            except (EncodingError, TooLarge) as e:
+                return failure_frame(fid, e)
         return result_frame(fid, outcome, self.limit)
 
     def _run_checked(

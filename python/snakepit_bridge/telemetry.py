@@ -99,13 +99,16 @@ def _send(name: str, measurements: dict[str, float], metadata: Mapping[str, Any]
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("telemetry %s %s %s (not in a worker: dropped)", name, measurements, dict(metadata or {}))
         return
-    # Names and keys are diagnostic text: a lone surrogate becomes its
-    # backslash escape rather than costing the event (or the tool) anything.
-    ev = pb.TelemetryEvent(
-        name=safe_text(name),
-        measurements={safe_text(k): v for k, v in measurements.items()},
-        duration_nanos=duration_ns,
-    )
+    try:
+        ev = pb.TelemetryEvent(name=name, measurements=measurements, duration_nanos=duration_ns)
+    except UnicodeEncodeError:
+        # Names and keys are diagnostic text: a lone surrogate becomes its
+        # backslash escape rather than costing the event (or the tool) anything.
+        ev = pb.TelemetryEvent(
+            name=safe_text(name),
+            measurements={safe_text(k): v for k, v in measurements.items()},
+            duration_nanos=duration_ns,
+        )
     if metadata:
         for k, v in metadata.items():
             key = safe_text(str(k))

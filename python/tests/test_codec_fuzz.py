@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import (
     LIST_COST,
     MAP_COST,
@@ -130,8 +131,7 @@ def test_nesting_past_the_wire_limit_is_a_nesting_error(depth: int, kinds: list[
         return
     wire = encode(value)
     # What encodes fits a frame at the deepest place a Value sits.
-    frame = pb.Frame(id=1, execute=pb.Execute(tool="t"))
-    frame.execute.kwargs["v"].CopyFrom(wire)
+    frame = _frames.execute(1, "t", kwargs={"v": wire})
     back = pb.Frame.FromString(frame.SerializeToString())
     assert same(decode(back.execute.kwargs["v"]), value)
 

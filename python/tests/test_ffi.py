@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._ffi import RefStore
 from snakepit_bridge._ml_errors import classify
@@ -160,7 +161,7 @@ def dropped_events(c: WorkerClient) -> list[dict[str, float]]:
 def release_ref(c: WorkerClient, ref: Ref, session_id: str | None = None) -> None:
     fid = c.new_id()
     sid = ref.session_id if session_id is None else session_id
-    c.send(pb.Frame(id=fid, release_ref=pb.ReleaseRef(session_id=sid, ref_id=ref.id)))
+    c.send(_frames.release_ref(fid, sid, ref.id))
     assert c.reply(fid).WhichOneof("kind") == "result"
 
 
@@ -878,7 +879,7 @@ def test_nesting_is_limited_to_what_a_frame_can_carry() -> None:
 
 def test_hand_written_frames_match_protobuf() -> None:
     """Results and chunks of scalars are serialized by hand on the hot path."""
-    from snakepit_bridge import _frames, _wire
+    from snakepit_bridge import _wire
 
     limit = 1 << 20
     values = [0, 1, -1, 63, 64, -65, 2**31, -(2**63), 2**63 - 1, 1.5, -0.0, math.inf]

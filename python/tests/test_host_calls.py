@@ -17,6 +17,7 @@ import pytest
 
 from snakepit_bridge import HostToolError, SessionContext
 from snakepit_bridge._codec import decode, encode
+from snakepit_bridge import _frames
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import WorkerClient
 
@@ -398,7 +399,7 @@ def test_shutdown_while_waiting_on_the_host(spawn) -> None:
     c: WorkerClient = spawn(ADAPTER)
     fid = c.execute("call_host", name="never")
     next_host_call(c)
-    c.send(pb.Frame(id=0, shutdown=pb.Shutdown(grace_ms=100)))
+    c.send(_frames.shutdown(0, grace_ms=100))
     assert c.reply(fid).error.kind == pb.ERROR_KIND_SHUTTING_DOWN
     assert c.wait_exit() == 0
 
@@ -519,7 +520,7 @@ def _update(
     if old is not None:
         u.old_value.CopyFrom(encode(old))
     u.new_value.CopyFrom(encode(new))
-    return pb.Frame(id=0, variable_update=u)
+    return _frames.variable_update(0, u)
 
 
 def _watch(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import ConcurrentClient, WorkerClient, field, varint
@@ -43,19 +44,18 @@ def nested_map(depth: int) -> bytes:
     return v
 
 
-def raw_execute_bytes(fid: int, tool: str, value: bytes) -> bytes:
-    """A length-prefixed Execute frame calling `tool` with kwarg v=`value`."""
+def raw_execute_body(fid: int, tool: str, value: bytes) -> bytes:
+    """The body of an Execute frame calling `tool` with kwarg v=`value`."""
     entry = field(1, b"value") + field(2, value)  # KwargsEntry
     ex = field(1, tool.encode()) + field(4, entry)
-    body = b"\x08" + varint(fid) + field(10, ex)  # Frame{id, execute}
-    return struct.pack(">I", len(body)) + body
+    return b"\x08" + varint(fid) + field(10, ex)  # Frame{id, execute}
 
 
 def alive(c: WorkerClient, pid: int) -> None:
     """The same worker process still answers a Ping and a normal call."""
     assert c.proc.poll() is None, f"worker exited with {c.proc.returncode}: {c.stderr_text()}"
     assert c.hello is not None and c.hello.hello.pid == pid
-    c.send(pb.Frame(id=999_999, ping=pb.Ping()))
+    c.send(_frames.ping(999_999))
     assert c.reply(999_999).WhichOneof("kind") == "pong"
     assert c.call("echo", value=[1, "two"]) == [1, "two"]
 
@@ -69,10 +69,10 @@ def test_too_deep_argument_fails_only_its_request(spawn) -> None:
     # 48 lists is the deepest a frame carries; 50 is refused by protobuf on
     # the worker's side (the host refuses to send it, but a worker must not
     # depend on that).
-    c.send_raw(raw_execute_bytes(40, "echo", nested_list(48)))
+    c.send_body(raw_execute_body(40, "echo", nested_list(48)))
     assert c.reply(40).WhichOneof("kind") == "result"
     for fid, value in ((41, nested_list(50)), (42, nested_map(40)), (43, nested_list(200))):
-        c.send_raw(raw_execute_bytes(fid, "echo", value))
+        c.send_body(raw_execute_body(fid, "echo", value))
         e = c.reply(fid).error
         assert e.kind == pb.ERROR_KIND_BAD_ARGUMENTS, e
         assert "lists at most 48 deep, maps 32" in e.message and "LIMIT_VALUE_WIRE_DEPTH" in e.message
@@ -87,7 +87,7 @@ def test_too_deep_argument_leaves_concurrent_calls_alone(spawn, profile: list[st
     cc = ConcurrentClient(c)
     try:
         slow = cc.submit("sleep", ms=300)
-        bad = cc.submit_raw(lambda fid: raw_execute_bytes(fid, "echo", nested_list(50)))
+        bad = cc.submit_raw(lambda fid: raw_execute_body(fid, "echo", nested_list(50)))
         assert bad.result(5).error.kind == pb.ERROR_KIND_BAD_ARGUMENTS
         assert decode(slow.result(5).result.value) == 300
         assert cc.call("echo", value="after") == "after"
@@ -101,21 +101,20 @@ def test_other_undecodable_frames_are_answered_or_skipped(spawn) -> None:
     pid = c.proc.pid
     bad_utf8 = b"\xff\xfe"
     # A Ping is answered, so its undecodable form gets a PROTOCOL error.
-    ping = b"\x08\x07" + b"\x7a\x02" + b"\x08\x01"  # id 7, ping{sent 1}: valid
-    c.send_raw(struct.pack(">I", len(ping)) + ping)
+    c.send(_frames.ping(7, sent_unix_nanos=1))  # valid
     assert c.reply(7).WhichOneof("kind") == "pong"
     rs = b"\x0a" + varint(len(bad_utf8)) + bad_utf8  # ReleaseSession{session_id: not UTF-8}
     body = b"\x08\x08" + b"\x6a" + varint(len(rs)) + rs
-    c.send_raw(struct.pack(">I", len(body)) + body)
+    c.send_body(body)
     e = c.reply(8).error
     assert e.kind == pb.ERROR_KIND_PROTOCOL and "release_session" in e.message
     # A Credit is not answered: skipped, with a line on stderr.
     cr = b"\x08" + b"\xff" * 11  # a varint longer than protobuf allows
     body = b"\x08\x09" + b"\x62" + varint(len(cr)) + cr
-    c.send_raw(struct.pack(">I", len(body)) + body)
+    c.send_body(body)
     # Garbage that is no frame at all.
     for junk in (b"\xff\xff\xff", b"\x0a\x05ab", b"\x08"):
-        c.send_raw(struct.pack(">I", len(junk)) + junk)
+        c.send_body(junk)
     alive(c, pid)
 
 
@@ -199,9 +198,9 @@ def test_system_exit_through_the_ffi(spawn, profile: list[str]) -> None:
 def test_base_exceptions_from_session_release_hooks(spawn, profile: list[str], kind: str) -> None:
     c: WorkerClient = spawn(ADAPTER, extra_args=profile)
     pid = c.proc.pid
-    c.send(pb.Frame(id=500, release_session=pb.ReleaseSession(session_id=f"raise:{kind}")))
+    c.send(_frames.release_session(500, f"raise:{kind}"))
     python_error(c.reply(500), kind)
-    c.send(pb.Frame(id=501, release_session=pb.ReleaseSession(session_id="plain")))
+    c.send(_frames.release_session(501, "plain"))
     assert c.reply(501).WhichOneof("kind") == "result"
     assert c.call("released") == [f"raise:{kind}", "plain"]
     alive(c, pid)
@@ -313,7 +312,7 @@ def test_a_busy_host_call_raises_host_call_rejected(spawn, profile: list[str]) -
     call = c.recv()
     assert call.WhichOneof("kind") == "host_call" and call.host_call.tool == "greet"
     refusal = pb.Error(kind=pb.ERROR_KIND_BUSY, message="too many host calls of this worker are running")
-    c.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(error=refusal)))
+    c.send(_frames.host_call_result(call.id, error=refusal))
     # The tool catches it and returns normally.
     assert decode(c.reply(fid).result.value) == {
         "rejected": "HostCallRejected",
@@ -324,7 +323,7 @@ def test_a_busy_host_call_raises_host_call_rejected(spawn, profile: list[str]) -
     # The next call is answered.
     fid = c.execute("call_host_or_busy", name="greet")
     call = c.recv()
-    c.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(value=encode("hi"))))
+    c.send(_frames.host_call_result(call.id, value=encode("hi")))
     assert decode(c.reply(fid).result.value) == {"value": "hi"}
     alive(c, pid)
 

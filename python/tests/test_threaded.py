@@ -27,6 +27,7 @@ from snakepit_bridge import (
     tool,
 )
 from snakepit_bridge._codec import decode
+from snakepit_bridge import _frames
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import PYTHON_DIR, ConcurrentClient, WorkerClient
 
@@ -320,7 +321,7 @@ def test_shared_instance_lifecycle(spawn) -> None:
     assert c.reply(50).result.value.WhichOneof("kind") == "null"
     assert c.call("state")["released"] == ["s1"]
     # cleanup() runs once, at shutdown.
-    c.send(pb.Frame(id=51, shutdown=pb.Shutdown(grace_ms=1000)))
+    c.send(_frames.shutdown(51, grace_ms=1000))
     f = c.recv()
     assert (f.id, f.telemetry.name) == (0, "test.cleanup")
     assert f.telemetry.measurements["requests"] == 4

@@ -8,13 +8,13 @@ One worker serves every example (a few hundred frames), so the run is short.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import WorkerClient, field, start_worker, varint
@@ -45,7 +45,7 @@ def still_serving(c: WorkerClient) -> None:
     """A Ping sent now is answered (whatever else the worker said first)."""
     pid = c.hello.hello.pid if c.hello is not None else 0
     ping_id = next(_pings)
-    c.send(pb.Frame(id=ping_id, ping=pb.Ping()))
+    c.send(_frames.ping(ping_id))
     while True:
         f = c.recv(timeout=5)
         if f.id == ping_id:
@@ -56,7 +56,7 @@ def still_serving(c: WorkerClient) -> None:
 
 def send_body(c: WorkerClient, body: bytes) -> None:
     assume(not _is_shutdown(body))
-    c.send_raw(struct.pack(">I", len(body)) + body)
+    c.send_body(body)
 
 
 def _is_shutdown(body: bytes) -> bool:
@@ -86,8 +86,7 @@ def hostile_bodies(draw: st.DrawFn) -> bytes:
     if what == "garbage":
         return draw(st.binary(max_size=256))
     if what == "truncated":
-        ex = pb.Execute(tool="echo", args=[encode(draw(_plain_values))])
-        body = pb.Frame(id=fid, execute=ex).SerializeToString()
+        body = _frames.execute(fid, "echo", args=[encode(draw(_plain_values))]).SerializeToString()
         return body[: draw(st.integers(min_value=0, max_value=max(0, len(body) - 1)))]
     if what == "garbage_value":
         # An Execute of a real tool whose argument Value is random bytes.

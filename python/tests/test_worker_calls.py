@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import WorkerClient
@@ -191,7 +192,7 @@ def test_release_session_and_ref_answer_null(showcase: WorkerClient) -> None:
     showcase.send(pb.Frame(id=90, release_session=pb.ReleaseSession(session_id="s")))
     f = showcase.reply(90)
     assert f.WhichOneof("kind") == "result" and f.result.value.WhichOneof("kind") == "null"
-    showcase.send(pb.Frame(id=91, release_ref=pb.ReleaseRef(session_id="s", ref_id="r")))
+    showcase.send(_frames.release_ref(91, "s", "r"))
     assert showcase.reply(91).WhichOneof("kind") == "result"
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import start_worker
@@ -81,7 +82,7 @@ def test_shutdown_finishes_running_work_then_exits_0(spawn) -> None:
     c = spawn()
     fid = c.execute("sleep", ms=150)
     time.sleep(0.02)
-    c.send(pb.Frame(id=0, shutdown=pb.Shutdown(grace_ms=2000)))
+    c.send(_frames.shutdown(0, grace_ms=2000))
     late = c.execute("noop")
     f = c.recv()
     assert f.id == late and f.error.kind == pb.ERROR_KIND_SHUTTING_DOWN
@@ -94,7 +95,7 @@ def test_shutdown_grace_expiry(spawn) -> None:
     fid = c.execute("sleep", ms=10_000)
     time.sleep(0.02)
     t0 = time.monotonic()
-    c.send(pb.Frame(id=0, shutdown=pb.Shutdown(grace_ms=100)))
+    c.send(_frames.shutdown(0, grace_ms=100))
     assert c.reply(fid).error.kind == pb.ERROR_KIND_SHUTTING_DOWN
     assert c.wait_exit(timeout=3) == 0
     assert time.monotonic() - t0 < 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -22,19 +21,10 @@ from typing import Any
 from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
+from snakepit_bridge._wire import pack_len, unpack_len, varint  # varint: tests build frames with it
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-def varint(n: int) -> bytes:
-    """A protobuf varint, for frames built by hand (ones protobuf would refuse)."""
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def field(number: int, payload: bytes) -> bytes:
@@ -56,13 +46,18 @@ class WorkerClient:
         self.sock.sendall(_frames.encode(frame))
 
     def send_raw(self, data: bytes) -> None:
+        """Send `data` as it is (length prefix included, or deliberately wrong)."""
         self.sock.sendall(data)
+
+    def send_body(self, body: bytes) -> None:
+        """Send frame body `body` (one protobuf would refuse, say) with its length prefix."""
+        self.sock.sendall(pack_len(len(body)) + body)
 
     def recv(self, timeout: float = 5.0) -> pb.Frame:
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 4:
-                (n,) = struct.unpack_from(">I", self.buf, 0)
+                (n,) = unpack_len(self.buf, 0)
                 if len(self.buf) >= 4 + n:
                     body = bytes(self.buf[4 : 4 + n])
                     del self.buf[: 4 + n]
@@ -219,14 +214,14 @@ class ConcurrentClient:
         return fut
 
     def submit_raw(self, build: Callable[[int], bytes]) -> Future[pb.Frame]:
-        """Send the bytes `build(id)` makes for a new request id (a frame
+        """Send the frame body `build(id)` makes for a new request id (a frame
         protobuf would refuse to build); the future gets its final reply."""
         fut: Future[pb.Frame] = Future()
         with self.send_lock:
             fid = self.client.new_id()
             with self.cond:
                 self.waiters[fid] = fut
-            self.client.send_raw(build(fid))
+            self.client.send_body(build(fid))
         return fut
 
     def call(self, tool: str, *args: Any, timeout: float = 5.0, **kwargs: Any) -> Any:
