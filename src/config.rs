@@ -160,4 +160,20 @@ mod tests {
         let err = Config::parse("[[pools]]\nname = \"x\"\nsize = 0\n").unwrap_err();
         assert!(err.to_string().contains("size must be at least 1"), "{err}");
     }
+
+    #[test]
+    fn env_passthrough_entries_must_be_names_or_prefixes() {
+        for bad in ["", "*", "A*B", "A=B", "**"] {
+            let mut cfg = PoolConfig::named("bad").with_env_passthrough([bad]);
+            cfg.size = 1;
+            let err = cfg.validate().expect_err(bad);
+            assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
+        }
+        let toml = "[[pools]]\nname = \"p\"\nenv_passthrough = [\"HOME\", \"LC_*\"]\n";
+        let config = Config::parse(toml).expect("parses");
+        assert_eq!(
+            config.pools[0].env_passthrough,
+            Some(vec!["HOME".to_string(), "LC_*".to_string()])
+        );
+    }
 }

@@ -3,12 +3,15 @@
 //! 0) or an error on stderr (exit 1); `shell` answers JSON lines, remembers
 //! refs by id, streams, and survives bad lines until EOF.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::rss_bytes;
 use serde_json::{Value as Json, json};
 
 /// Every command of these tests must end within this long.
@@ -499,19 +502,6 @@ fn shell_answers_hostile_requests_with_typed_errors_and_keeps_its_worker() {
 
     assert_eq!(worker_pid(&mut shell), pid, "the worker never changed");
     shell.finish();
-}
-
-/// Resident memory of process `pid`, in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the shell's status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kib * 1024
 }
 
 #[test]

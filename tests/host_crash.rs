@@ -11,35 +11,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{pid_alive, showcase, wait_event};
-use snakepit::{Event, Snakepit, Telemetry};
+use common::{children_of, pid_alive, read_env, showcase, wait_gone, wait_orphans_reaped};
+use snakepit::{Snakepit, Telemetry};
 use snakepit_actors::{RUN_ID_ENV, processes_with_run_id};
-
-fn stat_field(pid: u32, index: usize) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // Fields after the command name start at field 3 (state).
-    rest.split_whitespace().nth(index - 3).map(str::to_string)
-}
-
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| stat_field(pid, 4).is_some_and(|ppid| ppid == parent.to_string()))
-        .filter(|&pid| pid_alive(pid))
-        .collect()
-}
-
-fn run_id_of(pid: u32) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{RUN_ID_ENV}=");
-    environ
-        .split(|b| *b == 0)
-        .filter_map(|e| std::str::from_utf8(e).ok())
-        .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_host_leaves_no_python_behind() {
@@ -80,18 +54,18 @@ async fn sigkilled_host_leaves_no_python_behind() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let run_id = run_id_of(workers[0]).expect("workers carry the run id");
-    assert_eq!(run_id_of(grandchild).as_deref(), Some(run_id.as_str()));
+    let run_id = read_env(workers[0], RUN_ID_ENV).expect("workers carry the run id");
+    assert_eq!(
+        read_env(grandchild, RUN_ID_ENV).as_deref(),
+        Some(run_id.as_str())
+    );
 
     host.kill().unwrap(); // SIGKILL
     host.wait().unwrap();
     let killed = Instant::now();
-    while workers.iter().any(|&w| pid_alive(w)) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(2),
-            "workers {workers:?} outlived their host by 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for &worker in &workers {
+        let left = Duration::from_secs(2).saturating_sub(killed.elapsed());
+        wait_gone(worker, left, "a worker of the killed host").await;
     }
     // The child has no parent-death signal: it is still there, until the next
     // host sweeps the registry.
@@ -108,15 +82,7 @@ async fn sigkilled_host_leaves_no_python_behind() {
         .start()
         .await
         .unwrap();
-    let Event::OrphansReaped(reaped) = wait_event(
-        &mut events,
-        Duration::from_secs(1),
-        |e| matches!(e, Event::OrphansReaped(r) if r.run_id == run_id),
-    )
-    .await
-    else {
-        unreachable!()
-    };
+    let reaped = wait_orphans_reaped(&mut events, &run_id).await;
     assert_eq!(reaped.host_pid, host_pid);
     assert!(
         reaped.pids.contains(&grandchild),

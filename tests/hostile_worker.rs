@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fixture_pool, poll_status, start};
+use common::{fixture_pool, poll_status, poll_status_within, rss_bytes, start};
 use snakepit::{Call, Error, Event, HostArgs, HostCallContext, HostTool, PoolConfig, Value};
 
 /// The tests run one at a time: those that measure the host's resident
@@ -26,10 +26,7 @@ fn hostile(name: &str, size: usize) -> PoolConfig {
 
 /// Resident memory of this process (the host) in bytes.
 fn host_rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no memory-safety preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+    rss_bytes(std::process::id())
 }
 
 /// Runs `call` bounded by its own timeout plus slack: a hang fails the test.
@@ -47,16 +44,10 @@ async fn pids(pool: &snakepit::PoolHandle) -> Vec<u32> {
 
 /// Waits until every worker is up and idle, then checks each one serves.
 async fn serves_again(pool: &snakepit::PoolHandle, size: usize) {
-    let until = Instant::now() + Duration::from_secs(8);
-    loop {
-        let st = pool.status().await.unwrap();
-        if st.workers_up == size && st.in_flight == 0 && st.workers.iter().all(|w| w.in_flight == 0)
-        {
-            break;
-        }
-        assert!(Instant::now() < until, "pool never recovered: {st:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_status_within(pool, Duration::from_secs(8), |st| {
+        st.workers_up == size && st.in_flight == 0 && st.workers.iter().all(|w| w.in_flight == 0)
+    })
+    .await;
     // Calls held at once, so each lands on a worker of its own.
     let dir = tempfile::tempdir().unwrap();
     let calls = (0..size).map(|i| {

@@ -13,7 +13,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture_pool, pid_alive, wait_event};
+use common::{
+    fixture_pool, pid_alive, read_env, stat_field, wait_event, wait_gone, wait_orphans_reaped,
+};
 use snakepit::{Call, Event, PoolConfig, Snakepit, Telemetry};
 use snakepit_actors::{RUN_ID_ENV, WORKER_ID_ENV};
 
@@ -44,33 +46,6 @@ fn env_of(pid: u32, key: &str) -> Option<String> {
     }
 }
 
-fn read_env(pid: u32, key: &str) -> Option<String> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{key}=");
-    environ
-        .split(|b| *b == 0)
-        .filter_map(|e| std::str::from_utf8(e).ok())
-        .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
-}
-
-fn session_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    // Fields after the command name start at field 3; the session is field 6.
-    rest.split_whitespace().nth(3)?.parse().ok()
-}
-
-async fn wait_gone(pid: u32, within: Duration, what: &str) {
-    let until = Instant::now() + within;
-    while pid_alive(pid) {
-        assert!(
-            Instant::now() < until,
-            "{what} (pid {pid}) still alive after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Kills `pid` with SIGKILL when dropped, so a failing test leaves no sleeper.
 struct Cleanup(Vec<u32>);
 
@@ -92,7 +67,12 @@ async fn worker_killed_ends_its_children_in_another_session() {
     let pool = s.sp.default_pool().clone();
     let (child, worker) = spawn_detached(&pool).await;
     let _cleanup = Cleanup(vec![child]);
-    assert_ne!(session_of(child), session_of(worker), "the child left");
+    // The session is field 6 of /proc/<pid>/stat.
+    assert_ne!(
+        stat_field(child, 6),
+        stat_field(worker, 6),
+        "the child left"
+    );
     assert_eq!(env_of(child, RUN_ID_ENV).as_deref(), Some(s.sp.run_id()));
     assert!(env_of(child, WORKER_ID_ENV).is_some());
 
@@ -214,10 +194,14 @@ async fn next_start_reaps_children_in_another_session_of_a_killed_host() {
     };
     let _cleanup = Cleanup(vec![child]);
     let run_id = env_of(child, RUN_ID_ENV).expect("the child carries the run id");
+    // Its parent (field 4 of /proc/<pid>/stat), read while it is still the worker.
+    let worker: u32 = stat_field(child, 4)
+        .and_then(|ppid| ppid.parse().ok())
+        .expect("the child's parent, the worker");
 
     host.kill().unwrap(); // SIGKILL
     host.wait().unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_gone(worker, Duration::from_secs(2), "the killed host's worker").await;
     assert!(pid_alive(child), "expected the child to outlive its host");
 
     let telemetry = Telemetry::new();
@@ -229,15 +213,7 @@ async fn next_start_reaps_children_in_another_session_of_a_killed_host() {
         .start()
         .await
         .unwrap();
-    let Event::OrphansReaped(reaped) = wait_event(
-        &mut events,
-        Duration::from_secs(1),
-        |e| matches!(e, Event::OrphansReaped(r) if r.run_id == run_id),
-    )
-    .await
-    else {
-        unreachable!()
-    };
+    let reaped = wait_orphans_reaped(&mut events, &run_id).await;
     assert_eq!(reaped.host_pid, host_pid);
     assert!(reaped.pids.contains(&child), "reaped: {:?}", reaped.pids);
     assert!(!pid_alive(child));

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fixture_pool, pid_alive, showcase, start, wait_event};
+use common::{fixture_pool, pid_alive, showcase, start, wait_event, wait_gone};
 use snakepit::{Call, Error, Event, ExitStatus, PoolConfig, Value};
 use snakepit_actors::telemetry::{ExitCause, KillReason, RecycleReason};
 
@@ -56,17 +56,6 @@ async fn next_started(
         .and_then(|w| w.pid)
         .expect("the worker that took the request has a pid");
     (started.worker, pid)
-}
-
-async fn wait_gone(pid: u32, within: Duration) {
-    let until = Instant::now() + within;
-    while pid_alive(pid) {
-        assert!(
-            Instant::now() < until,
-            "process {pid} still alive after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // Kill -9 under load: every call is answered, non-idempotent calls on a killed
@@ -282,7 +271,7 @@ async fn sigstopped_worker_is_replaced() {
         .await
         .unwrap();
     assert_ne!(new_pid, pid);
-    wait_gone(pid, Duration::from_secs(2)).await;
+    wait_gone(pid, Duration::from_secs(2), "the stopped worker").await;
     s.sp.shutdown().await;
 }
 
@@ -487,7 +476,7 @@ async fn recycled_by_age_after_draining_its_call() {
     assert_ne!(new, old, "new calls go to the successor");
     assert!(pid_alive(old), "the old worker is still draining");
     assert_eq!(long.await.unwrap().unwrap(), Value::Int(1500));
-    wait_gone(old, Duration::from_secs(3)).await;
+    wait_gone(old, Duration::from_secs(3), "the worker recycled by age").await;
     s.sp.shutdown().await;
 }
 
@@ -540,7 +529,7 @@ async fn recycled_when_resident_memory_grows() {
     }
     assert_eq!(r.pid, old);
     assert_ne!(pid_of(&pool).await, old);
-    wait_gone(old, Duration::from_secs(3)).await;
+    wait_gone(old, Duration::from_secs(3), "the worker recycled by memory").await;
     s.sp.shutdown().await;
 }
 
@@ -557,7 +546,12 @@ async fn grandchildren_end_with_their_worker() {
     let first = spawn().await;
     assert!(pid_alive(first));
     kill(pid_of(&pool).await, libc::SIGKILL);
-    wait_gone(first, Duration::from_secs(3)).await;
+    wait_gone(
+        first,
+        Duration::from_secs(3),
+        "the killed worker's grandchild",
+    )
+    .await;
 
     let second = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

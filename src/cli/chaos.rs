@@ -31,26 +31,11 @@ use load::{Stats, caller};
 use report::{Marks, ReportInput, build_report};
 use table::print_table;
 
-/// An answer later than its deadline by more than this is "hung".
-const HUNG_SLACK: Duration = Duration::from_secs(1);
 /// After the load stops, requests get their call timeout plus this to answer
 /// before they count as lost.
 const LOST_GRACE: Duration = Duration::from_secs(5);
-/// Goal for the worst time from a kill until the pool is at full strength.
-const RECOVERY_GOAL: Duration = Duration::from_millis(1500);
-/// How long to wait, after the kills stop, for the pool to be at full strength
-/// again before shutting down (so that the last kill's recovery is measured).
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Exit code when the run completed but a goal was not met.
 const GOALS_NOT_MET: u8 = 2;
-/// A caller pauses this long after an error before its next request, as a
-/// client backing off would: a pool that refuses everything at once (degraded,
-/// no worker up) is not hammered in a tight loop.
-const ERROR_PAUSE: Duration = Duration::from_millis(10);
-/// Timeline entries kept from telemetry, at most.
-const TIMELINE_MAX: usize = 5000;
-/// Wrong answers described in the report, at most.
-const WRONG_EXAMPLES: usize = 5;
 
 #[derive(Args, Debug)]
 pub struct ChaosArgs {

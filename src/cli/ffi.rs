@@ -699,10 +699,8 @@ fn stdin_lines(max_line_bytes: usize) -> mpsc::Receiver<std::io::Result<Input>> 
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
         loop {
-            let read = match read_line_capped(&mut stdin, max_line_bytes) {
-                Ok(None) => return,
-                Ok(Some(input)) => Ok(input),
-                Err(err) => Err(err),
+            let Some(read) = read_line_capped(&mut stdin, max_line_bytes).transpose() else {
+                return;
             };
             let failed = read.is_err();
             if tx.blocking_send(read).is_err() || failed {

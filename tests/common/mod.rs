@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use snakepit::telemetry::OrphansReaped;
 use snakepit::{Event, PoolConfig, Snakepit, Telemetry};
 use tokio::sync::broadcast;
 
@@ -78,20 +79,34 @@ where
 }
 
 /// Polls `status()` (50 × 20 ms at most) until `pred` holds; panics otherwise.
-pub async fn poll_status<F>(pool: &snakepit::PoolHandle, mut pred: F) -> snakepit::PoolStatus
+pub async fn poll_status<F>(pool: &snakepit::PoolHandle, pred: F) -> snakepit::PoolStatus
 where
     F: FnMut(&snakepit::PoolStatus) -> bool,
 {
+    poll_status_within(pool, Duration::from_secs(1), pred).await
+}
+
+/// Polls `status()` (every 20 ms, `within / 20 ms` times at most) until
+/// `pred` holds; panics otherwise.
+pub async fn poll_status_within<F>(
+    pool: &snakepit::PoolHandle,
+    within: Duration,
+    mut pred: F,
+) -> snakepit::PoolStatus
+where
+    F: FnMut(&snakepit::PoolStatus) -> bool,
+{
+    const EVERY: Duration = Duration::from_millis(20);
     let mut last = None;
-    for _ in 0..50 {
+    for _ in 0..within.as_millis().div_ceil(EVERY.as_millis()).max(1) {
         let st = pool.status().await.expect("status");
         if pred(&st) {
             return st;
         }
         last = Some(st);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(EVERY).await;
     }
-    panic!("pool status never matched; last: {last:?}");
+    panic!("pool status never matched within {within:?}; last: {last:?}");
 }
 
 /// `add(a, b)` on `pool`, as an i64.
@@ -123,4 +138,77 @@ pub fn field<'a>(value: &'a snakepit::Value, key: &str) -> &'a snakepit::Value {
     value
         .get(key)
         .unwrap_or_else(|| panic!("no `{key}` in {value:?}"))
+}
+
+/// Field `index` of `/proc/<pid>/stat`, numbered from 1 as in proc(5); only
+/// fields from 3 (state) on, those after the parenthesised command name.
+pub fn stat_field(pid: u32, index: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace()
+        .nth(index.checked_sub(3)?)
+        .map(str::to_string)
+}
+
+/// The live processes whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 4).is_some_and(|ppid| ppid == parent.to_string()))
+        .filter(|&pid| pid_alive(pid))
+        .collect()
+}
+
+/// `key` in the environment process `pid` started with.
+pub fn read_env(pid: u32, key: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{key}=");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|e| std::str::from_utf8(e).ok())
+        .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Resident memory of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("the process's statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("resident pages in statm");
+    // SAFETY: sysconf has no memory-safety preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Waits until process `pid` (`what`, for the panic) is gone; panics if it
+/// is still alive after `within`.
+pub async fn wait_gone(pid: u32, within: Duration, what: &str) {
+    let until = Instant::now() + within;
+    while pid_alive(pid) {
+        assert!(
+            Instant::now() < until,
+            "{what} (pid {pid}) still alive after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (1 s at most) for the reaper's report on the dead run `run_id`.
+pub async fn wait_orphans_reaped(
+    events: &mut broadcast::Receiver<Event>,
+    run_id: &str,
+) -> OrphansReaped {
+    let Event::OrphansReaped(reaped) = wait_event(
+        events,
+        Duration::from_secs(1),
+        |e| matches!(e, Event::OrphansReaped(r) if r.run_id == run_id),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    reaped
 }

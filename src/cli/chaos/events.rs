@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use snakepit::Event;
 use tokio::sync::{broadcast, oneshot};
 
-use super::TIMELINE_MAX;
+/// Timeline entries kept from telemetry, at most.
+const TIMELINE_MAX: usize = 5000;
 
 /// A worker exit, as the pool reported it.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +76,7 @@ pub(super) fn watch_events(
 }
 
 impl EventLog {
-    pub(super) fn add(&mut self, ev: Event) {
+    fn add(&mut self, ev: Event) {
         let at = Instant::now();
         *self.counts.entry(ev.name()).or_default() += 1;
         if !matches!(ev, Event::RequestStarted(_) | Event::RequestStopped(_))

@@ -10,7 +10,9 @@ use snakepit::PoolHandle;
 use snakepit_actors::processes_with_run_id;
 use tokio::sync::watch;
 
-use super::SETTLE_TIMEOUT;
+/// How long to wait, after the kills stop, for the pool to be at full strength
+/// again before shutting down (so that the last kill's recovery is measured).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A SIGKILL sent.
 #[derive(Debug, Clone, Copy)]

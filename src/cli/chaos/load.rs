@@ -14,7 +14,14 @@ use snakepit::{Call, Error, PoolHandle, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{ERROR_PAUSE, HUNG_SLACK, WRONG_EXAMPLES};
+/// An answer later than its deadline by more than this is "hung".
+const HUNG_SLACK: Duration = Duration::from_secs(1);
+/// A caller pauses this long after an error before its next request, as a
+/// client backing off would: a pool that refuses everything at once (degraded,
+/// no worker up) is not hammered in a tight loop.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// Wrong answers described in the report, at most.
+const WRONG_EXAMPLES: usize = 5;
 
 /// What a request asks for, and so what its answer must be.
 #[derive(Debug, Clone)]

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use snakepit::{Profile, RestartPolicy};
 
+use super::ChaosArgs;
 use super::events::{EventLog, Ready};
 use super::faults::{Frozen, KillLog};
 use super::load::{IdempotentStats, KindStats, Stats};
-use super::{ChaosArgs, RECOVERY_GOAL};
+
+/// Goal for the worst time from a kill until the pool is at full strength.
+const RECOVERY_GOAL: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Serialize)]
 pub(super) struct Report {

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use snakepit::Value;
+use snakepit::{ObjectRef, StreamRefValue, Value};
 
 /// Released refs still answered by their worker's own error.
 pub(super) const RELEASED_KEPT: usize = 1024;
@@ -39,9 +39,8 @@ impl RefBook {
     /// Records every object and stream ref inside `value` by id.
     pub fn remember(&mut self, value: &Value) {
         match value {
-            Value::Ref(_) | Value::StreamRef(_) => {
-                let id = ref_id(value).expect("a ref").to_string();
-                self.by_name.insert(id, value.clone());
+            Value::Ref(ObjectRef { id, .. }) | Value::StreamRef(StreamRefValue { id, .. }) => {
+                self.by_name.insert(id.clone(), value.clone());
             }
             Value::List(items)
             | Value::Tuple(items)
