@@ -10,6 +10,9 @@
 //! ├── Host        host tools, callbacks, variables ops               host.rs, host/
 //! │   └── host call × running: a task in the host's JoinSet,
 //! │                at most max_host_calls per worker                 host/calls.rs
+//! ├── Service × n a future the root supervises, told to stop first at
+//! │               shutdown; e.g. `Server`, the gRPC API of `snakepit
+//! │               serve` (its code lives in the `snakepit` crate)    service.rs
 //! └── Pool × n    the actor: queue, dispatch, Done, status           pool.rs
 //!     │           placement (pure functions)                         pool/routing.rs
 //!     │           slots, members, WorkerId, RefId                    pool/slots.rs
@@ -31,7 +34,8 @@
 //!   frames are built by `snakepit_proto::frames`), `process`, `reaper`,
 //!   `config`, `error`, `telemetry`, `variables`, `host::tools` (the host tool
 //!   registry), `ask` (one way to wait for an actor's reply).
-//! - **supervision**: `worker/`, `pool/`.
+//! - **supervision**: `worker/`, `pool/`, `service` (a supervised future
+//!   and its shutdown signal; it knows nothing of what it serves).
 //! - **API**: `handle` (the caller's side of a pool), `sessions/`, `host/`,
 //!   `ffi`, `runtime`.
 //!
@@ -63,6 +67,7 @@ mod pool;
 mod process;
 pub mod reaper;
 mod runtime;
+mod service;
 mod sessions;
 pub mod telemetry;
 pub mod variables;
@@ -85,6 +90,7 @@ pub use reaper::{
     processes_with_run_id,
 };
 pub use runtime::{RuntimeConfig, RuntimeHandle};
+pub use service::{ServiceFactory, ServiceFuture, ShutdownSignal};
 pub use sessions::{Session, SessionInfo, VariableWatch};
 pub use telemetry::{Event, Telemetry};
 pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};

@@ -1,6 +1,8 @@
 //! The root of the supervision tree. Starts the `Sessions` registry and one
-//! pool actor per configured pool, hands out their handles and sessions, and
-//! shuts them all down in order.
+//! pool actor per configured pool, hands out their handles and sessions,
+//! starts services on request (`service.rs`: the gRPC server is one), and
+//! shuts them all down in order: services first (they drain while the pools
+//! still answer), then the pools.
 //!
 //! Before any pool starts, the run registry is swept: processes left behind by
 //! an earlier host run that died (found by their `SNAKEPIT_RUN_ID`) are ended,
@@ -9,12 +11,12 @@
 //! once every pool is down, whatever still carries this run's id (children
 //! that left their worker's process group) is ended too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::ask::ask;
 use crate::config::{PoolConfig, SessionsConfig};
@@ -24,8 +26,12 @@ use crate::host::{Host, HostCallContext};
 use crate::host_tools::HostTool;
 use crate::pool::{Pool, PoolArgs, PoolMessage, ToolIndex};
 use crate::reaper::{RegistryError, RunEntry, RunRegistry, default_registry_dir, end_strays};
-use crate::sessions::{Session, Sessions, SessionsArgs, SessionsMessage};
-use crate::telemetry::{OrphansReaped, Telemetry};
+use crate::service::{
+    Service, ServiceArgs, ServiceFactory, ServiceFuture, ServiceMessage, ShutdownSignal,
+    ShutdownTrigger,
+};
+use crate::sessions::{OwnerMessage, Session, Sessions, SessionsArgs, SessionsMessage};
+use crate::telemetry::{OrphansReaped, ServiceFailed, Telemetry};
 
 /// What the runtime is started with.
 #[derive(Debug, Clone)]
@@ -48,6 +54,10 @@ pub struct RuntimeConfig {
 /// SIGTERM and SIGKILL.
 const LEFTOVER_TERM_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a service still running at the shutdown deadline gets to stop
+/// once its future is dropped.
+const SERVICE_STOP_WAIT: Duration = Duration::from_secs(1);
+
 /// The root actor.
 pub struct Runtime;
 
@@ -55,6 +65,15 @@ pub struct Runtime;
 pub enum RuntimeMessage {
     /// The pools it started, in configuration order.
     Pools(RpcReplyPort<Vec<PoolHandle>>),
+    /// Start a service as a child; refused once shutdown began.
+    SpawnService {
+        /// Its name, in logs and events.
+        name: String,
+        /// Makes its future.
+        start: ServiceFactory,
+        /// Answered once it runs.
+        reply: RpcReplyPort<Result<(), Error>>,
+    },
     /// Shut every pool down; answered when every worker process is reaped.
     Shutdown {
         /// Time in-flight requests get to finish.
@@ -67,6 +86,11 @@ pub enum RuntimeMessage {
 /// The root actor's state.
 pub struct RuntimeState {
     pools: Vec<PoolHandle>,
+    /// Running services, by actor.
+    services: HashMap<ActorId, (String, ActorRef<ServiceMessage>)>,
+    /// Tells the services to stop.
+    stopping: ShutdownTrigger,
+    telemetry: Telemetry,
 }
 
 /// What the root actor is started with.
@@ -118,7 +142,12 @@ impl Actor for Runtime {
                 .map(|p: &PoolHandle| (p.name().to_string(), p.clone()))
                 .collect(),
         ));
-        Ok(RuntimeState { pools })
+        Ok(RuntimeState {
+            pools,
+            services: HashMap::new(),
+            stopping: ShutdownTrigger::new(),
+            telemetry: args.telemetry,
+        })
     }
 
     async fn handle(
@@ -131,12 +160,21 @@ impl Actor for Runtime {
             RuntimeMessage::Pools(reply) => {
                 let _ = reply.send(state.pools.clone());
             }
+            RuntimeMessage::SpawnService { name, start, reply } => {
+                let _ = reply.send(spawn_service(&myself, state, name, start).await);
+            }
             RuntimeMessage::Shutdown { grace, reply } => {
                 let deadline = Instant::now() + grace;
                 let pools: Vec<_> = state.pools.iter().map(|p| p.actor().clone()).collect();
-                // Pools drain in parallel; the reply waits for the slowest,
-                // and each pool answers only once its processes are reaped.
+                state.stopping.request(deadline);
+                let services: Vec<_> = state.services.values().map(|(_, s)| s.clone()).collect();
                 tokio::spawn(async move {
+                    // Services first: a server drains its streams while the
+                    // pools still answer them.
+                    futures::future::join_all(services.iter().map(|s| stop_service(s, deadline)))
+                        .await;
+                    // Pools drain in parallel; the reply waits for the slowest,
+                    // and each pool answers only once its processes are reaped.
                     let waits = pools.iter().map(|pool| {
                         ask(
                             pool,
@@ -157,12 +195,56 @@ impl Actor for Runtime {
         &self,
         _myself: ActorRef<RuntimeMessage>,
         event: SupervisionEvent,
-        _state: &mut RuntimeState,
+        state: &mut RuntimeState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(_, err) = event {
-            tracing::error!(error = %err, "A pool actor failed.");
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                match state.services.remove(&cell.get_id()) {
+                    Some((service, _)) => ServiceFailed {
+                        service,
+                        error: err.to_string(),
+                    }
+                    .emit(&state.telemetry),
+                    None => tracing::error!(error = %err, "A pool actor failed."),
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, ..) => {
+                state.services.remove(&cell.get_id());
+            }
+            _ => {}
         }
         Ok(())
+    }
+}
+
+/// Starts `start` as a linked child of the root, unless shutdown began.
+async fn spawn_service(
+    myself: &ActorRef<RuntimeMessage>,
+    state: &mut RuntimeState,
+    name: String,
+    start: ServiceFactory,
+) -> Result<(), Error> {
+    if state.stopping.is_requested() {
+        return Err(Error::ShuttingDown);
+    }
+    let args = ServiceArgs {
+        start,
+        signal: state.stopping.signal(),
+    };
+    let (actor, _) = Actor::spawn_linked(None, Service, args, myself.get_cell())
+        .await
+        .map_err(|e| Error::Config(format!("could not start service `{name}`: {e}")))?;
+    state.services.insert(actor.get_id(), (name, actor));
+    Ok(())
+}
+
+/// Waits until `service` is over, at most until `deadline`; then stops it.
+async fn stop_service(service: &ActorRef<ServiceMessage>, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if service.wait(Some(left)).await.is_err() {
+        let _ = service
+            .stop_and_wait(Some("shutdown deadline".into()), Some(SERVICE_STOP_WAIT))
+            .await;
     }
 }
 
@@ -253,6 +335,24 @@ impl RuntimeHandle {
         self.open_session(Some(id.to_string()), false).await
     }
 
+    /// The live session `id`: `SessionNotFound` when it was never opened,
+    /// was released or expired. Never creates one. The handle does not
+    /// release the session when dropped.
+    pub async fn lookup_session(&self, id: &str) -> Result<Session, Error> {
+        let sessions = self.bridge_sessions()?;
+        let looked = ask(
+            &sessions,
+            |reply| SessionsMessage::Lookup {
+                id: id.to_string(),
+                reply,
+            },
+            None,
+        )
+        .await?;
+        let owner = looked.ok_or_else(|| Error::SessionNotFound(id.to_string()))?;
+        Ok(self.session_handle(id.to_string(), owner, false))
+    }
+
     async fn open_session(&self, id: Option<String>, auto: bool) -> Result<Session, Error> {
         let sessions = self.bridge_sessions()?;
         let opened = ask(
@@ -262,20 +362,53 @@ impl RuntimeHandle {
         )
         .await?;
         let (id, owner) = opened?;
+        Ok(self.session_handle(id, owner, auto))
+    }
+
+    fn session_handle(
+        &self,
+        id: String,
+        owner: ActorRef<OwnerMessage>,
+        release_on_drop: bool,
+    ) -> Session {
         let default_pool = self
             .pools
             .get("default")
             .or_else(|| self.pools.values().next())
             .map(|p| p.name().to_string())
             .unwrap_or_default();
-        Ok(Session::new(
+        Session::new(
             id,
             owner,
             self.pools.clone(),
             default_pool,
             self.bridge.clone(),
-            auto,
-        ))
+            release_on_drop,
+        )
+    }
+
+    /// Runs a service as a child of the runtime's root: `start` is called
+    /// once, with the signal that says when the runtime shuts down, and the
+    /// future it returns runs until it resolves. A service that fails or
+    /// panics is logged and reported as the event
+    /// `snakepit.runtime.service.failed`. At shutdown, services are told to
+    /// stop and waited for (until the grace period's deadline) before the
+    /// pools go down. Refused with `ShuttingDown` once shutdown began.
+    pub async fn spawn_service<F>(&self, name: &str, start: F) -> Result<(), Error>
+    where
+        F: FnOnce(ShutdownSignal) -> ServiceFuture + Send + 'static,
+    {
+        let name = name.to_string();
+        ask(
+            &self.root,
+            |reply| RuntimeMessage::SpawnService {
+                name,
+                start: Box::new(start),
+                reply,
+            },
+            None,
+        )
+        .await?
     }
 
     /// How many sessions are live.
@@ -303,10 +436,11 @@ impl RuntimeHandle {
         &self.run_id
     }
 
-    /// Stops taking calls, lets in-flight ones finish within `grace`, ends
-    /// every worker process group, then every process still carrying this
-    /// run's id (SIGTERM, up to a second, SIGKILL), and returns once all are
-    /// reaped.
+    /// Tells the services to stop and waits for them, then stops taking
+    /// calls; in-flight ones (a service's included) finish within `grace`
+    /// in all. Then ends every worker process group, then every process still
+    /// carrying this run's id (SIGTERM, up to a second, SIGKILL), and returns
+    /// once all are reaped.
     pub async fn shutdown(&self, grace: Duration) {
         let _ = ask(
             &self.root,

@@ -418,14 +418,29 @@ impl Session {
         initial: impl Into<Value>,
         constraints: Constraints,
     ) -> Result<Variable, Error> {
+        self.register_described_variable(name, var_type, initial, constraints, "")
+            .await
+    }
+
+    /// Registers a typed variable with a description (free text, returned
+    /// with the variable).
+    pub async fn register_described_variable(
+        &self,
+        name: &str,
+        var_type: VarType,
+        initial: impl Into<Value>,
+        constraints: Constraints,
+        description: &str,
+    ) -> Result<Variable, Error> {
         let (name, initial) = (name.to_string(), initial.into());
+        let description = description.to_string();
         Ok(self
             .ask(|reply| OwnerMessage::Register {
                 name,
                 var_type,
                 initial,
                 constraints,
-                description: String::new(),
+                description,
                 reply,
             })
             .await??)

@@ -8,10 +8,12 @@
 //! cloned into when someone listens.
 
 mod events;
+mod services;
 
 use std::sync::Arc;
 
 pub use events::*;
+pub use services::*;
 use tokio::sync::broadcast;
 
 /// Metric names, in one place.
@@ -74,6 +76,14 @@ pub mod metric {
     /// and stream.
     pub const WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL: &str =
         "snakepit_worker_output_truncated_bytes_total";
+    /// Counter: services of the runtime that failed, by service.
+    pub const SERVICE_FAILURES_TOTAL: &str = "snakepit_service_failures_total";
+    /// Counter: gRPC calls finished, by method and status code.
+    pub const GRPC_REQUESTS_TOTAL: &str = "snakepit_grpc_requests_total";
+    /// Histogram: gRPC call duration in seconds, by method.
+    pub const GRPC_REQUEST_DURATION: &str = "snakepit_grpc_request_duration_seconds";
+    /// Counter: gRPC calls refused for a missing or wrong token, by reason.
+    pub const GRPC_UNAUTHENTICATED_TOTAL: &str = "snakepit_grpc_unauthenticated_total";
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).

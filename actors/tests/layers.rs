@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! API          handle, sessions, host (but its tool registry), ffi, runtime
-//! supervision  worker, pool
+//! supervision  worker, pool, service
 //! leaf         wire, process, reaper, config, error, telemetry, variables,
 //!              host::tools (the host tool registry)
 //! ```
@@ -35,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "host::tools",
         ],
     ),
-    ("supervision", &["worker", "pool"]),
+    ("supervision", &["worker", "pool", "service"]),
     ("API", &["handle", "sessions", "host", "ffi", "runtime"]),
 ];
 

@@ -772,15 +772,21 @@ fn insert_new<C>(tools: &mut Tools<C>, tool: HostTool<C>) -> Result<(), HostTool
     }
 }
 
-/// The text of a panic payload, which is a `&str` or a `String` for the
-/// usual `panic!` forms.
+/// The text of a host tool's panic payload (see [`panic_text`]), or "a host
+/// tool panicked" when it has none.
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    panic_text(payload).unwrap_or_else(|| "a host tool panicked".to_string())
+}
+
+/// The text of a panic payload, which is a `&str` or a `String` for the
+/// usual `panic!` forms; `None` for any other payload.
+pub(crate) fn panic_text(payload: Box<dyn std::any::Any + Send>) -> Option<String> {
     match payload.downcast::<String>() {
-        Ok(s) => *s,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(s) => (*s).to_string(),
-            Err(_) => "a host tool panicked".to_string(),
-        },
+        Ok(s) => Some(*s),
+        Err(payload) => payload
+            .downcast::<&'static str>()
+            .ok()
+            .map(|s| (*s).to_string()),
     }
 }
 

@@ -63,6 +63,16 @@ pub enum Event {
     SessionCleanupError(SessionCleanupError),
     /// Python code emitted an event or ended a span.
     PythonEvent(PythonEvent),
+    /// A service of the runtime failed.
+    ServiceFailed(super::ServiceFailed),
+    /// The gRPC server is listening.
+    ServerStarted(super::ServerStarted),
+    /// The gRPC server stopped.
+    ServerStopped(super::ServerStopped),
+    /// A gRPC call finished.
+    GrpcRequestFinished(super::GrpcRequestFinished),
+    /// A gRPC call was refused for its token.
+    GrpcUnauthenticated(super::GrpcUnauthenticated),
 }
 
 impl Event {
@@ -94,6 +104,11 @@ impl Event {
             Event::SessionReleased(_) => "snakepit.session.lifecycle.released",
             Event::SessionCleanupError(_) => "snakepit.session.cleanup.error",
             Event::PythonEvent(_) => "snakepit.python.event",
+            Event::ServiceFailed(_) => "snakepit.runtime.service.failed",
+            Event::ServerStarted(_) => "snakepit.server.listener.started",
+            Event::ServerStopped(_) => "snakepit.server.listener.stopped",
+            Event::GrpcRequestFinished(_) => "snakepit.server.call.stop",
+            Event::GrpcUnauthenticated(_) => "snakepit.server.auth.rejected",
         }
     }
 }
