@@ -10,6 +10,14 @@
 //! [metrics]
 //! addr = "127.0.0.1:9568"   # Prometheus endpoint
 //!
+//! [server]                  # read by `snakepit serve`; flags override it
+//! listen = "127.0.0.1:50051"  # or "unix:/run/snakepit.sock"
+//! token_file = "/etc/snakepit/token"  # calls need `authorization: Bearer <token>`
+//! tls_cert = "cert.pem"     # TLS: both of these
+//! tls_key = "key.pem"
+//! client_ca = "ca.pem"      # mTLS: clients need a certificate signed by it
+//! insecure = false          # true: allow a non-loopback address without a token
+//!
 //! [sessions]
 //! ttl_ms = 3600000          # unused this long: released
 //! max_sessions = 10000
@@ -44,6 +52,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// Session limits and timeouts.
     pub sessions: SessionsConfig,
+    /// The gRPC server of `snakepit serve`.
+    pub server: ServerSection,
     /// The pools.
     pub pools: Vec<PoolConfig>,
 }
@@ -66,6 +76,27 @@ pub struct PythonSection {
 pub struct MetricsSection {
     /// Address of the Prometheus endpoint; unset serves none.
     pub addr: Option<SocketAddr>,
+}
+
+/// `[server]`: what `snakepit serve` listens on and how it lets clients
+/// in (see [`ServeConfig::from_section`](crate::server::ServeConfig::from_section)).
+/// The runtime does not serve because of it: `snakepit serve`, or
+/// [`SnakepitBuilder::serve`](crate::SnakepitBuilder::serve), does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// `HOST:PORT` or `unix:PATH` (default `127.0.0.1:50051`).
+    pub listen: Option<String>,
+    /// A file holding the bearer token calls must carry.
+    pub token_file: Option<PathBuf>,
+    /// The server's certificate chain (PEM); TLS with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Clients must present a certificate signed by this CA (PEM): mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// Allows a non-loopback address without a token.
+    pub insecure: bool,
 }
 
 impl Config {
@@ -151,6 +182,30 @@ mod tests {
         assert_eq!(pool.restart, snakepit_actors::RestartPolicy::default());
         assert_eq!(pool.heartbeat, snakepit_actors::HeartbeatConfig::default());
         assert_eq!(config.sessions, snakepit_actors::SessionsConfig::default());
+        assert_eq!(config.server.listen.as_deref(), Some("127.0.0.1:50051"));
+        assert!(!config.server.insecure);
+    }
+
+    #[test]
+    fn the_server_section_reads_every_field() {
+        let config = Config::parse(
+            r#"
+            [server]
+            listen = "unix:/tmp/s.sock"
+            token_file = "t"
+            tls_cert = "c.pem"
+            tls_key = "k.pem"
+            client_ca = "ca.pem"
+            insecure = true
+            "#,
+        )
+        .unwrap();
+        let s = &config.server;
+        assert_eq!(s.listen.as_deref(), Some("unix:/tmp/s.sock"));
+        assert_eq!(s.token_file.as_deref(), Some(Path::new("t")));
+        assert_eq!(s.client_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert!(s.insecure);
+        assert!(Config::parse("[server]\nport = 1\n").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`config`]: the TOML file and the embedded default.
 //! - [`python_env`]: the bootstrapped virtual environment.
 //! - [`metrics`]: the Prometheus endpoint.
+//! - [`server`]: the gRPC API of `snakepit serve` ([`Snakepit::serve`]).
 //! - The supervision tree itself lives in the `snakepit-actors` crate, the
 //!   wire protocol in `snakepit-proto`.
 #![warn(missing_docs)]
@@ -22,10 +23,11 @@
 pub mod config;
 pub mod metrics;
 pub mod python_env;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use snakepit_actors::ffi::{self, Ffi, FfiTarget, IntoArgs, IntoKwargs, PyStream, StreamRef};
@@ -44,6 +46,7 @@ pub use snakepit_proto::{
 
 use crate::config::Config;
 use crate::python_env::PythonEnvConfig;
+pub use crate::server::{ListenAddr, ServeConfig, ServeError};
 
 /// Time in-flight requests get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -59,6 +62,7 @@ pub struct SnakepitBuilder {
     metrics_addr: Option<SocketAddr>,
     telemetry: Option<Telemetry>,
     registry_dir: Option<PathBuf>,
+    serve: Option<ServeConfig>,
 }
 
 impl SnakepitBuilder {
@@ -118,7 +122,15 @@ impl SnakepitBuilder {
         self
     }
 
-    /// Prepares Python, starts every pool and waits until all workers are ready.
+    /// Serves the runtime over gRPC once it has started (see
+    /// [`Snakepit::serve`]); `start` fails if the server cannot.
+    pub fn serve(mut self, config: ServeConfig) -> Self {
+        self.serve = Some(config);
+        self
+    }
+
+    /// Prepares Python, starts every pool and waits until all workers are
+    /// ready; then serves, when [`serve`](Self::serve) asked for it.
     pub async fn start(self) -> Result<Snakepit, Error> {
         let mut config = match self.config {
             Some(config) => config,
@@ -161,10 +173,18 @@ impl SnakepitBuilder {
             telemetry,
         )
         .await?;
-        Ok(Snakepit {
+        let snakepit = Snakepit {
             runtime,
             auto_session: Arc::default(),
-        })
+            server: Arc::default(),
+        };
+        if let Some(serve) = self.serve
+            && let Err(err) = snakepit.serve(serve).await
+        {
+            snakepit.shutdown_with_grace(Duration::from_secs(1)).await;
+            return Err(err.into());
+        }
+        Ok(snakepit)
     }
 }
 
@@ -185,6 +205,8 @@ fn new_run_id() -> String {
 pub struct Snakepit {
     runtime: RuntimeHandle,
     auto_session: Arc<tokio::sync::Mutex<Option<Session>>>,
+    /// Where its gRPC server listens, once it serves.
+    server: Arc<OnceLock<ListenAddr>>,
 }
 
 impl Snakepit {
@@ -242,6 +264,12 @@ impl Snakepit {
         self.runtime.session(id).await
     }
 
+    /// The live session `id`, never created: [`Error::SessionNotFound`]
+    /// when it does not exist, was released or expired.
+    pub async fn lookup_session(&self, id: &str) -> Result<Session, Error> {
+        self.runtime.lookup_session(id).await
+    }
+
     /// How many sessions are live.
     pub async fn session_count(&self) -> Result<usize, Error> {
         self.runtime.session_count().await
@@ -286,8 +314,34 @@ impl Snakepit {
         self.runtime.run_id()
     }
 
-    /// Stops taking calls, lets in-flight ones finish (5 s at most), ends every
-    /// worker process group, and returns once all are reaped.
+    /// Serves this runtime's pools, sessions, FFI and variables over gRPC
+    /// (`proto/snakepit/v1/service.proto`) until it shuts down; returns the
+    /// address bound (with the port chosen, for port 0). The server is a
+    /// service of the runtime: [`shutdown`](Self::shutdown) drains it first.
+    /// A runtime serves once.
+    pub async fn serve(&self, config: ServeConfig) -> Result<ListenAddr, ServeError> {
+        if let Some(addr) = self.server.get() {
+            return Err(ServeError::AlreadyServing(addr.clone()));
+        }
+        let addr = server::start(self, config).await?;
+        if let Err(addr) = self.server.set(addr.clone()) {
+            tracing::warn!(%addr, "A second gRPC server started on the same runtime.");
+        }
+        Ok(addr)
+    }
+
+    /// Where the gRPC server listens, when the runtime serves.
+    pub fn server_addr(&self) -> Option<&ListenAddr> {
+        self.server.get()
+    }
+
+    pub(crate) fn runtime(&self) -> &RuntimeHandle {
+        &self.runtime
+    }
+
+    /// Drains the gRPC server when there is one, stops taking calls, lets
+    /// in-flight ones finish (5 s at most in all), ends every worker process
+    /// group, and returns once all are reaped.
     pub async fn shutdown(&self) {
         self.shutdown_with_grace(DEFAULT_SHUTDOWN_GRACE).await;
     }

@@ -30,6 +30,12 @@ pub fn serve(addr: SocketAddr) -> Result<PrometheusHandle, Error> {
         )
         .and_then(|b| {
             b.set_buckets_for_metric(
+                Matcher::Full(metric::GRPC_REQUEST_DURATION.into()),
+                LATENCY_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
                 Matcher::Full(metric::WORKER_STARTUP_DURATION.into()),
                 &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
             )
@@ -77,5 +83,22 @@ fn describe() {
         metric::WORKER_STARTUP_DURATION,
         Unit::Seconds,
         "Time from spawn to Hello."
+    );
+    describe_counter!(
+        metric::GRPC_REQUESTS_TOTAL,
+        "gRPC calls finished, by method and status code."
+    );
+    describe_histogram!(
+        metric::GRPC_REQUEST_DURATION,
+        Unit::Seconds,
+        "gRPC call duration, to the last message of a stream."
+    );
+    describe_counter!(
+        metric::GRPC_UNAUTHENTICATED_TOTAL,
+        "gRPC calls refused for a missing or wrong bearer token."
+    );
+    describe_counter!(
+        metric::SERVICE_FAILURES_TOTAL,
+        "Services of the runtime (the gRPC server) that failed."
     );
 }

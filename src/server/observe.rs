@@ -1,0 +1,173 @@
+//! Every RPC measured the same way: its handler's work runs inside
+//! [`Observer::unary`] or [`Observer::stream`], which turn an
+//! [`Error`](crate::Error) into its status (`status.rs`) and emit the typed
+//! event `GrpcRequestFinished` (`snakepit_grpc_requests_total{method,code}`,
+//! `snakepit_grpc_request_duration_seconds{method}`) when the call is over:
+//! a unary call when it answers, a stream when it ends, fails, or the client
+//! drops it (`CANCELLED`).
+//!
+//! Method labels are the RPC names of `service.proto` (a bounded set);
+//! the gate (`auth.rs`) labels the calls it refuses the same way.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::Stream;
+use tonic::{Code, Response, Status};
+
+use super::status;
+use crate::telemetry::GrpcRequestFinished;
+use crate::{Error, Telemetry};
+
+/// The path prefix of the API's RPCs.
+const SERVICE_PATH: &str = "/snakepit.v1.Snakepit/";
+
+/// The RPCs of `service.proto`.
+const METHODS: [&str; 20] = [
+    "Execute",
+    "ExecuteStream",
+    "CreateSession",
+    "GetSession",
+    "ReleaseSession",
+    "FfiCall",
+    "FfiGet",
+    "FfiCallClass",
+    "FfiMethod",
+    "FfiAttr",
+    "FfiSetAttr",
+    "FfiStream",
+    "FfiNext",
+    "FfiReleaseRef",
+    "RegisterVariable",
+    "GetVariable",
+    "SetVariable",
+    "ListVariables",
+    "WatchVariables",
+    "PoolStatus",
+];
+
+/// The label of the RPC at `path`: its name, or `<other>`.
+pub(crate) fn method_label(path: &str) -> &'static str {
+    path.strip_prefix(SERVICE_PATH)
+        .and_then(|name| METHODS.iter().find(|m| **m == name))
+        .copied()
+        .unwrap_or("<other>")
+}
+
+/// A response stream.
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Measures calls.
+#[derive(Clone)]
+pub(crate) struct Observer {
+    telemetry: Telemetry,
+}
+
+impl Observer {
+    pub(crate) fn new(telemetry: Telemetry) -> Self {
+        Self { telemetry }
+    }
+
+    /// Runs a unary call's `work`.
+    pub(crate) async fn unary<T>(
+        &self,
+        method: &'static str,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let result = work.await.map_err(|err| status::status(&err));
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        finished(&self.telemetry, method, code, started);
+        result.map(Response::new)
+    }
+
+    /// Runs the `work` that opens a stream; the call is over when the
+    /// stream is.
+    pub(crate) async fn stream<T: 'static>(
+        &self,
+        method: &'static str,
+        work: impl Future<Output = Result<BoxStream<T>, Error>>,
+    ) -> Result<Response<BoxStream<T>>, Status> {
+        let started = Instant::now();
+        match work.await {
+            Ok(inner) => Ok(Response::new(Box::pin(Observed {
+                inner,
+                method,
+                started,
+                telemetry: self.telemetry.clone(),
+                done: false,
+            }))),
+            Err(err) => {
+                let status = status::status(&err);
+                finished(&self.telemetry, method, status.code(), started);
+                Err(status)
+            }
+        }
+    }
+}
+
+fn finished(telemetry: &Telemetry, method: &'static str, code: Code, started: Instant) {
+    GrpcRequestFinished {
+        method,
+        code: status::code_label(code),
+        duration: started.elapsed(),
+    }
+    .emit(telemetry);
+}
+
+/// A response stream that reports its call when it is over.
+struct Observed<T> {
+    inner: BoxStream<T>,
+    method: &'static str,
+    started: Instant,
+    telemetry: Telemetry,
+    done: bool,
+}
+
+impl<T> Observed<T> {
+    fn finish(&mut self, code: Code) {
+        if !self.done {
+            self.done = true;
+            finished(&self.telemetry, self.method, code, self.started);
+        }
+    }
+}
+
+impl<T> Stream for Observed<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(Some(Err(status))) => self.finish(status.code()),
+            Poll::Ready(None) => self.finish(Code::Ok),
+            _ => {}
+        }
+        item
+    }
+}
+
+impl<T> Drop for Observed<T> {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away.
+        self.finish(Code::Cancelled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_labelled_by_name_and_strangers_as_other() {
+        assert_eq!(method_label("/snakepit.v1.Snakepit/Execute"), "Execute");
+        assert_eq!(
+            method_label("/snakepit.v1.Snakepit/WatchVariables"),
+            "WatchVariables"
+        );
+        assert_eq!(method_label("/snakepit.v1.Snakepit/Nope"), "<other>");
+        assert_eq!(method_label("/other.Service/Execute"), "<other>");
+    }
+}
