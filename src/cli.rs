@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod exec;
 pub mod ffi;
 pub mod new;
+pub mod serve;
 
 use snakepit::config::Config;
 use snakepit::{Snakepit, SnakepitBuilder};
@@ -24,13 +25,17 @@ pub fn init_tracing() {
         .init();
 }
 
-/// A builder from `--config` (or the embedded default) and `--metrics-addr`.
-pub fn builder(opts: &RuntimeOpts) -> anyhow::Result<SnakepitBuilder> {
-    let config = match &opts.config {
+/// The configuration `--config` names, or the embedded default.
+pub fn load_config(opts: &RuntimeOpts) -> anyhow::Result<Config> {
+    Ok(match &opts.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded(),
-    };
-    let mut builder = Snakepit::builder().config(config);
+    })
+}
+
+/// A builder from `--config` (or the embedded default) and `--metrics-addr`.
+pub fn builder(opts: &RuntimeOpts) -> anyhow::Result<SnakepitBuilder> {
+    let mut builder = Snakepit::builder().config(load_config(opts)?);
     if let Some(addr) = opts.metrics_addr {
         builder = builder.metrics_addr(addr);
     }

@@ -1,5 +1,5 @@
-//! The `snakepit` command: `demo`, `exec`, `call`, `shell`, `doctor`, `bench`,
-//! `chaos` and `new`.
+//! The `snakepit` command: `demo`, `exec`, `call`, `shell`, `serve`,
+//! `doctor`, `bench`, `chaos` and `new`.
 
 mod cli;
 
@@ -48,6 +48,10 @@ enum Command {
     /// A JSON-lines FFI session on stdin/stdout: call, keep refs, stream
     /// (protocol: README, "snakepit shell").
     Shell(cli::ffi::ShellArgs),
+    /// Serve the pools over gRPC (`snakepit.v1.Snakepit`, with health and
+    /// reflection) until SIGINT or SIGTERM; prints `snakepit: serving on ADDR`
+    /// to stderr once clients can connect.
+    Serve(cli::serve::ServeArgs),
     /// Check the Python environment and start one worker.
     Doctor {
         #[command(flatten)]
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Exec(args) => cli::exec::run(args).await,
             Command::Call(args) => cli::ffi::call(args).await,
             Command::Shell(args) => cli::ffi::shell(args).await,
+            Command::Serve(args) => cli::serve::run(args).await,
             Command::Doctor { runtime } => cli::doctor::run(runtime).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Chaos(args) => cli::chaos::run(args).await,

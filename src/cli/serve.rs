@@ -1,0 +1,77 @@
+//! `snakepit serve`: the pools of `--config` (or the embedded default) as the
+//! gRPC service `snakepit.v1.Snakepit`, until SIGINT or SIGTERM; then a
+//! graceful shutdown (calls in flight finish, new ones are refused).
+//!
+//! The flags override the file's `[server]` section. The settings are
+//! checked before any worker starts: a non-loopback address without a token
+//! (and without `--insecure`), half a TLS configuration, or an unreadable or
+//! empty token file is an error and a non-zero exit. Once clients can
+//! connect, one line goes to stderr: `snakepit: serving on ADDR`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use snakepit::ServeConfig;
+use snakepit::server::Token;
+
+use crate::RuntimeOpts;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen: HOST:PORT or unix:PATH [default: the config's
+    /// `[server] listen`, else 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<String>,
+    /// File holding the bearer token every call must carry
+    /// (`authorization: Bearer <token>`); health checks and reflection need none.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mTLS.
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Listen on a non-loopback address without a token.
+    #[arg(long)]
+    insecure: bool,
+    #[command(flatten)]
+    runtime: RuntimeOpts,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(&args.runtime)?;
+    let mut serve = ServeConfig::from_section(&config.server)?;
+    if let Some(listen) = &args.listen {
+        serve = serve.listen(listen.parse()?);
+    }
+    if let Some(path) = &args.token_file {
+        serve = serve.token(Token::from_file(path)?);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        serve = serve.tls(cert, key);
+    }
+    if let Some(ca) = &args.client_ca {
+        serve = serve.client_ca(ca);
+    }
+    if args.insecure {
+        serve = serve.insecure(true);
+    }
+    serve.validate()?;
+    let mut builder = snakepit::Snakepit::builder().config(config).serve(serve);
+    if let Some(addr) = args.runtime.metrics_addr {
+        builder = builder.metrics_addr(addr);
+    }
+    let snakepit = builder.start().await?;
+    if let Some(addr) = snakepit.server_addr() {
+        eprintln!("snakepit: serving on {addr}");
+    }
+    super::shutdown_signal().await;
+    eprintln!("snakepit: signal received, shutting down gracefully");
+    snakepit.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
