@@ -53,7 +53,10 @@ fn generate(out: &Path, protos: &[&str]) -> Vec<(String, String)> {
         for ext in ["py", "pyi"] {
             let name = format!("{proto}_pb2.{ext}");
             let text = std::fs::read_to_string(out.join("snakepit/v1").join(&name)).unwrap();
-            files.push((name, text.replace("from snakepit.v1 import ", "from . import ")));
+            files.push((
+                name,
+                text.replace("from snakepit.v1 import ", "from . import "),
+            ));
         }
     }
     files
