@@ -519,3 +519,6 @@ async fn reap_and_register(
         )
         .ok())
 }
+
+#[cfg(test)]
+mod tests;
