@@ -6,10 +6,16 @@
 //! supervision tree): [`Snakepit::serve`] (or [`SnakepitBuilder::serve`])
 //! binds the address at once — a busy port or a bad certificate is an error
 //! there — and hands the serving future to the runtime. At shutdown the
-//! runtime tells it first: it refuses new calls (UNAVAILABLE), reports
-//! NOT_SERVING, ends variable watches, lets calls and streams in flight
-//! finish while the pools still answer (until the grace period's deadline),
-//! and only then do the pools go down.
+//! runtime tells it first, and it drains in two steps:
+//!
+//! 1. it refuses new calls (UNAVAILABLE, kind `shutting_down`), reports
+//!    NOT_SERVING, ends variable watches, and lets the calls and streams in
+//!    flight finish while the pools still answer, until the grace period's
+//!    deadline;
+//! 2. then it closes its listener and connections (HTTP/2 GOAWAY), giving
+//!    them [`CLOSE_GRACE`] at most (a health watch never ends by itself).
+//!
+//! Only then do the pools go down.
 //!
 //! - `server.rs` (this file): [`ServeConfig`], [`ListenAddr`], binding TCP or
 //!   a Unix socket, TLS (mTLS with a client CA), assembling and running the
@@ -59,6 +65,9 @@ use crate::{Error, Snakepit};
 
 /// Where `snakepit serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// How long connections get to close once the calls are over.
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Room in a gRPC message beyond the pools' largest frame (the request's
 /// own fields around its arguments), so that a payload the workers could not
@@ -454,8 +463,8 @@ impl Drop for AbortOnDrop {
 
 type Served = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
-/// The server's life: serve until shutdown is requested, then drain until
-/// the calls in flight are over or the deadline passed.
+/// The server's life: serve until shutdown is requested, then drain (see
+/// the module's documentation).
 async fn serve(
     parts: Parts,
     server: Server,
@@ -478,7 +487,9 @@ async fn serve(
         tokio::spawn(health.run(snakepit.clone(), health_events)),
         tokio::spawn(sessions::forget_ended(table.clone(), session_events)),
     ]);
-    let api = SnakepitServer::new(service::Api::new(snakepit.clone(), table, signal.clone()))
+    let in_flight = observe::InFlight::new();
+    let api = service::Api::new(snakepit.clone(), table, signal.clone(), in_flight.clone());
+    let api = SnakepitServer::new(api)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let reflection = || {
@@ -503,37 +514,46 @@ async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(api);
 
-    let pools: Vec<String> = snakepit.pools().map(|p| p.name().to_string()).collect();
-    let draining = {
-        let signal = signal.clone();
-        async move {
-            signal.requested().await;
-            health::Health::stop(&reporter, &pools).await;
-        }
+    // Step 2 of the drain: tonic closes the listener and the connections.
+    let (close, closing) = tokio::sync::oneshot::channel::<()>();
+    let closing = async move {
+        let _ = closing.await;
     };
     let addr = started.addr.clone();
     started.emit(&telemetry);
-    let (served, _socket): (Served, _) = match listener {
+    let (mut served, _socket): (Served, _) = match listener {
         Listener::Tcp(incoming) => (
-            Box::pin(router.serve_with_incoming_shutdown(incoming, draining)),
+            Box::pin(router.serve_with_incoming_shutdown(incoming, closing)),
             None,
         ),
         Listener::Unix(incoming, file) => (
-            Box::pin(router.serve_with_incoming_shutdown(incoming, draining)),
+            Box::pin(router.serve_with_incoming_shutdown(incoming, closing)),
             Some(file),
         ),
     };
-    let deadline = async {
-        let deadline = signal.requested().await;
-        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+    // Step 1: the gate refuses new calls as soon as shutdown is requested;
+    // those in flight finish.
+    let pools: Vec<String> = snakepit.pools().map(|p| p.name().to_string()).collect();
+    let drain = async {
+        let deadline = tokio::time::Instant::from_std(signal.requested().await);
+        health::Health::stop(&reporter, &pools).await;
+        let drained = tokio::time::timeout_at(deadline, in_flight.idle())
+            .await
+            .is_ok();
+        (drained, deadline)
     };
-    let drained = tokio::select! {
-        served = served => {
+    let (drained, deadline) = tokio::select! {
+        served = &mut served => {
             served.map_err(|e| format!("the gRPC server failed: {e}"))?;
-            true
+            return Err("the gRPC server stopped accepting connections".into());
         }
-        () = deadline => false,
+        drain = drain => drain,
     };
+    let _ = close.send(());
+    let close_by = deadline.min(tokio::time::Instant::now() + CLOSE_GRACE);
+    if let Ok(Err(err)) = tokio::time::timeout_at(close_by, served).await {
+        tracing::warn!(error = %err, "The gRPC server failed while closing.");
+    }
     ServerStopped { addr, drained }.emit(&telemetry);
     Ok(())
 }

@@ -6,15 +6,21 @@
 //! a unary call when it answers, a stream when it ends, fails, or the client
 //! drops it (`CANCELLED`).
 //!
+//! The observer also counts the calls in flight ([`InFlight`]): at
+//! shutdown the server waits for them to be over before it closes its
+//! connections.
+//!
 //! Method labels are the RPC names of `service.proto` (a bounded set);
 //! the gate (`auth.rs`) labels the calls it refuses the same way.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::Stream;
+use tokio::sync::watch;
 use tonic::{Code, Response, Status};
 
 use super::status;
@@ -59,15 +65,58 @@ pub(crate) fn method_label(path: &str) -> &'static str {
 /// A response stream.
 pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// How many calls are in flight; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct InFlight {
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl InFlight {
+    pub(crate) fn new() -> Self {
+        Self {
+            count: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// One more call, until the guard is dropped.
+    fn enter(&self) -> CallGuard {
+        self.count.send_modify(|n| *n += 1);
+        CallGuard {
+            count: self.count.clone(),
+        }
+    }
+
+    /// Resolves once no call is in flight.
+    pub(crate) async fn idle(&self) {
+        let mut rx = self.count.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// A call in flight.
+struct CallGuard {
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.count.send_modify(|n| *n -= 1);
+    }
+}
+
 /// Measures calls.
 #[derive(Clone)]
 pub(crate) struct Observer {
     telemetry: Telemetry,
+    in_flight: InFlight,
 }
 
 impl Observer {
-    pub(crate) fn new(telemetry: Telemetry) -> Self {
-        Self { telemetry }
+    pub(crate) fn new(telemetry: Telemetry, in_flight: InFlight) -> Self {
+        Self {
+            telemetry,
+            in_flight,
+        }
     }
 
     /// Runs a unary call's `work`.
@@ -76,6 +125,7 @@ impl Observer {
         method: &'static str,
         work: impl Future<Output = Result<T, Error>>,
     ) -> Result<Response<T>, Status> {
+        let _in_flight = self.in_flight.enter();
         let started = Instant::now();
         let result = work.await.map_err(|err| status::status(&err));
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
@@ -90,6 +140,7 @@ impl Observer {
         method: &'static str,
         work: impl Future<Output = Result<BoxStream<T>, Error>>,
     ) -> Result<Response<BoxStream<T>>, Status> {
+        let in_flight = self.in_flight.enter();
         let started = Instant::now();
         match work.await {
             Ok(inner) => Ok(Response::new(Box::pin(Observed {
@@ -97,7 +148,7 @@ impl Observer {
                 method,
                 started,
                 telemetry: self.telemetry.clone(),
-                done: false,
+                in_flight: Some(in_flight),
             }))),
             Err(err) => {
                 let status = status::status(&err);
@@ -123,13 +174,13 @@ struct Observed<T> {
     method: &'static str,
     started: Instant,
     telemetry: Telemetry,
-    done: bool,
+    /// Until the call is over.
+    in_flight: Option<CallGuard>,
 }
 
 impl<T> Observed<T> {
     fn finish(&mut self, code: Code) {
-        if !self.done {
-            self.done = true;
+        if self.in_flight.take().is_some() {
             finished(&self.telemetry, self.method, code, self.started);
         }
     }
@@ -159,6 +210,22 @@ impl<T> Drop for Observed<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn calls_in_flight_are_counted_until_their_guards_go() {
+        let in_flight = InFlight::new();
+        in_flight.idle().await;
+        let (a, b) = (in_flight.enter(), in_flight.enter());
+        let waiting = tokio::spawn({
+            let in_flight = in_flight.clone();
+            async move { in_flight.idle().await }
+        });
+        drop(a);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(b);
+        waiting.await.unwrap();
+    }
 
     #[test]
     fn methods_are_labelled_by_name_and_strangers_as_other() {

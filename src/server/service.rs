@@ -31,7 +31,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, bad_request};
 use super::deadline;
 use super::ffi::{self, Scope};
-use super::observe::{BoxStream, Observer};
+use super::observe::{BoxStream, InFlight, Observer};
 use super::sessions::{Entry, NewSession, SessionTable};
 use super::status;
 use snakepit_actors::ShutdownSignal;
@@ -63,8 +63,9 @@ impl Api {
         snakepit: Snakepit,
         sessions: Arc<SessionTable>,
         signal: ShutdownSignal,
+        in_flight: InFlight,
     ) -> Self {
-        let observer = Observer::new(snakepit.runtime().telemetry().clone());
+        let observer = Observer::new(snakepit.runtime().telemetry().clone(), in_flight);
         Self {
             snakepit,
             sessions,
