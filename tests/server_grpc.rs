@@ -180,6 +180,71 @@ async fn streams_arrive_in_order_and_a_dropped_stream_stops_the_generator() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_bounds_a_whole_stream() {
+    let mut s = serve(vec![showcase("grpc", 1)], loopback()).await;
+    let mut c = client(&s.addr).await;
+    let started = Instant::now();
+    let request = grpc::with_deadline(
+        execute("progress", [("steps", 100.into()), ("delay_ms", 50.into())]),
+        Duration::from_millis(500),
+    );
+    let mut stream = c.execute_stream(request).await.unwrap().into_inner();
+    let mut items = 0;
+    let status = loop {
+        match tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("the stream moves")
+        {
+            Some(Ok(_)) => items += 1,
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended before its deadline failed it"),
+        }
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(items > 0 && items < 100, "{items} items");
+    assert_eq!(status.code(), Code::DeadlineExceeded);
+    assert_eq!(kind(&status), "timeout");
+    wait_event(
+        &mut s.events,
+        WAIT,
+        |e| matches!(e, Event::RequestCancelled(c) if c.tool == "progress"),
+    )
+    .await;
+    s.sp.shutdown().await;
+}
+
+// A payload larger than the pool's frames is refused with its kind; one
+// larger still than the server's message limit is refused by the transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_the_workers_cannot_take_is_refused() {
+    let mut cfg = showcase("grpc", 1);
+    cfg.max_frame_bytes = 64 * 1024;
+    let s = serve(vec![cfg], loopback()).await;
+    let mut c = client(&s.addr).await;
+    let echo = |n: usize| execute("echo", [("message", "x".repeat(n).into())]);
+    let fits = c.execute(echo(1_000)).await.unwrap().into_inner();
+    assert_eq!(value(fits.value), Value::from("x".repeat(1_000)));
+    let big = c.execute(echo(100 * 1024)).await.unwrap_err();
+    assert_eq!(
+        (big.code(), kind(&big).as_str()),
+        (Code::ResourceExhausted, "payload_too_large")
+    );
+    let huge = c.execute(echo(1024 * 1024)).await.unwrap_err();
+    assert_eq!(huge.code(), Code::OutOfRange, "{huge:?}");
+    // Nothing hangs, and the worker is still there.
+    let sum = c
+        .execute(execute("add", [("a", 1.into()), ("b", 2.into())]))
+        .await
+        .unwrap();
+    assert_eq!(value(sum.into_inner().value), Value::Int(3));
+    s.sp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strict_session_keeps_its_state_until_it_is_released() {
     let s = serve(vec![showcase("grpc", 2)], loopback()).await;
     let mut c = client(&s.addr).await;
