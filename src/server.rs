@@ -350,9 +350,10 @@ pub(crate) async fn start(
     let (listener, addr) = Listener::bind(&config.listen).await?;
     let parts = Parts {
         snakepit: snakepit.clone(),
-        // Subscribed before the pools' state is read, so no change goes unseen.
-        health_events: telemetry.subscribe(),
-        session_events: telemetry.subscribe(),
+        // Subscribed before the pools' state is read, so no change goes
+        // unseen; to state events only, so calls cost the server no wakeups.
+        health_events: telemetry.subscribe_lifecycle(),
+        session_events: telemetry.subscribe_lifecycle(),
         started: ServerStarted {
             addr: addr.to_string(),
             tls: config.tls_cert.is_some(),

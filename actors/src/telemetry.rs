@@ -5,7 +5,11 @@
 //! never a session id or a pid.
 //!
 //! Emitting is synchronous and cheap: no actor hop, and subscribers are only
-//! cloned into when someone listens.
+//! cloned into when someone listens. Two kinds of subscription: every event
+//! ([`Telemetry::subscribe`]), or the runtime's state only
+//! ([`Telemetry::subscribe_lifecycle`]: workers, pools, sessions, services),
+//! without the events of each call, which come by the thousand per second —
+//! what a long-lived watcher such as the gRPC server's health wants.
 
 mod events;
 mod services;
@@ -94,13 +98,17 @@ pub(crate) fn metric_sessions_active(count: usize) {
 /// Where events go. Cheap to clone; one per runtime.
 #[derive(Clone)]
 pub struct Telemetry {
+    /// Subscribers to every event.
     subscribers: Arc<broadcast::Sender<Event>>,
+    /// Subscribers to the events of the runtime's state only.
+    lifecycle: Arc<broadcast::Sender<Event>>,
 }
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
             .field("subscribers", &self.subscribers.receiver_count())
+            .field("lifecycle", &self.lifecycle.receiver_count())
             .finish()
     }
 }
@@ -114,9 +122,9 @@ impl Default for Telemetry {
 impl Telemetry {
     /// A telemetry hub with no subscribers yet.
     pub fn new() -> Self {
-        let (tx, _) = broadcast::channel(4096);
         Self {
-            subscribers: Arc::new(tx),
+            subscribers: Arc::new(broadcast::channel(4096).0),
+            lifecycle: Arc::new(broadcast::channel(1024).0),
         }
     }
 
@@ -126,9 +134,70 @@ impl Telemetry {
         self.subscribers.subscribe()
     }
 
+    /// Receives the events about the runtime's state from now on — workers,
+    /// pools, sessions, services — and none about single calls (a request
+    /// started, stopped, raised, was cancelled, retried or queued; Python's
+    /// own events; gRPC calls). A subscriber that falls more than 1024
+    /// events behind loses the oldest.
+    pub fn subscribe_lifecycle(&self) -> broadcast::Receiver<Event> {
+        self.lifecycle.subscribe()
+    }
+
+    /// An event about the runtime's state: to every subscriber.
     fn publish(&self, event: impl FnOnce() -> Event) {
+        let all = self.subscribers.receiver_count() > 0;
+        let lifecycle = self.lifecycle.receiver_count() > 0;
+        match (all, lifecycle) {
+            (false, false) => {}
+            (true, false) => {
+                let _ = self.subscribers.send(event());
+            }
+            (false, true) => {
+                let _ = self.lifecycle.send(event());
+            }
+            (true, true) => {
+                let event = event();
+                let _ = self.lifecycle.send(event.clone());
+                let _ = self.subscribers.send(event);
+            }
+        }
+    }
+
+    /// An event about one call: only to subscribers of every event.
+    fn publish_call(&self, event: impl FnOnce() -> Event) {
         if self.subscribers.receiver_count() > 0 {
             let _ = self.subscribers.send(event());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn lifecycle_subscribers_get_state_events_and_no_call_events() {
+        let telemetry = Telemetry::new();
+        let mut lifecycle = telemetry.subscribe_lifecycle();
+        let mut all = telemetry.subscribe();
+        RequestStopped {
+            pool: "p".into(),
+            tool: "t".into(),
+            outcome: "ok",
+            duration: Duration::ZERO,
+            stream: false,
+        }
+        .emit(&telemetry);
+        PoolRecovered {
+            pool: "p".into(),
+            degraded_for: Duration::ZERO,
+        }
+        .emit(&telemetry);
+        assert!(matches!(lifecycle.try_recv(), Ok(Event::PoolRecovered(_))));
+        assert!(lifecycle.try_recv().is_err(), "nothing about calls");
+        assert!(matches!(all.try_recv(), Ok(Event::RequestStopped(_))));
+        assert!(matches!(all.try_recv(), Ok(Event::PoolRecovered(_))));
     }
 }

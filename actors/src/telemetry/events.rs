@@ -286,7 +286,7 @@ pub struct RequestStarted {
 
 impl RequestStarted {
     pub(crate) fn emit(self, t: &Telemetry) {
-        t.publish(|| Event::RequestStarted(self));
+        t.publish_call(|| Event::RequestStarted(self));
     }
 }
 
@@ -314,7 +314,7 @@ impl RequestStopped {
         .increment(1);
         histogram!(metric::REQUEST_DURATION, "pool" => self.pool.clone(), "tool" => self.tool.clone())
             .record(self.duration.as_secs_f64());
-        t.publish(|| Event::RequestStopped(self));
+        t.publish_call(|| Event::RequestStopped(self));
     }
 }
 
@@ -335,7 +335,7 @@ impl RequestException {
     pub(crate) fn emit(self, t: &Telemetry) {
         debug!(pool = %self.pool, tool = %self.tool, python_type = %self.python_type,
             message = %self.message, "Tool raised a Python exception.");
-        t.publish(|| Event::RequestException(self));
+        t.publish_call(|| Event::RequestException(self));
     }
 }
 
@@ -353,7 +353,7 @@ impl QueueSaturated {
         warn!(pool = %self.pool, capacity = self.capacity, "Queue is full; request refused.");
         counter!(metric::QUEUE_REJECTIONS_TOTAL, "pool" => self.pool.clone(), "reason" => "saturated")
             .increment(1);
-        t.publish(|| Event::QueueSaturated(self));
+        t.publish_call(|| Event::QueueSaturated(self));
     }
 }
 
@@ -372,7 +372,7 @@ impl QueueTimedOut {
             "Request expired in the queue.");
         counter!(metric::QUEUE_REJECTIONS_TOTAL, "pool" => self.pool.clone(), "reason" => "timeout")
             .increment(1);
-        t.publish(|| Event::QueueTimedOut(self));
+        t.publish_call(|| Event::QueueTimedOut(self));
     }
 }
 
@@ -588,7 +588,7 @@ impl RequestRetried {
         info!(pool = %self.pool, tool = %self.tool, failed_worker = %self.failed_worker,
             "Retrying an idempotent request on another worker.");
         counter!(metric::REQUEST_RETRIES_TOTAL, "pool" => self.pool.clone()).increment(1);
-        t.publish(|| Event::RequestRetried(self));
+        t.publish_call(|| Event::RequestRetried(self));
     }
 }
 
@@ -612,7 +612,7 @@ impl RequestRetryWithheld {
         warn!(pool = %self.pool, tool = %self.tool, worker = %self.worker, status = %self.status,
             "Not retrying an idempotent request: its worker ended itself while running it.");
         counter!(metric::REQUEST_RETRIES_WITHHELD_TOTAL, "pool" => self.pool.clone()).increment(1);
-        t.publish(|| Event::RequestRetryWithheld(self));
+        t.publish_call(|| Event::RequestRetryWithheld(self));
     }
 }
 
@@ -635,7 +635,7 @@ impl HostCallRejected {
         debug!(pool = %self.pool, worker = %self.worker, tool = %self.tool, limit = self.limit,
             "Refused a host call: the worker has max_host_calls running.");
         counter!(metric::HOST_CALLS_REJECTED_TOTAL, "pool" => self.pool.clone()).increment(1);
-        t.publish(|| Event::HostCallRejected(self));
+        t.publish_call(|| Event::HostCallRejected(self));
     }
 }
 
@@ -701,7 +701,7 @@ impl RequestCancelled {
         debug!(pool = %self.pool, tool = %self.tool, stage = self.stage, "Request cancelled by its caller.");
         counter!(metric::REQUEST_CANCELLATIONS_TOTAL, "pool" => self.pool.clone(), "stage" => self.stage)
             .increment(1);
-        t.publish(|| Event::RequestCancelled(self));
+        t.publish_call(|| Event::RequestCancelled(self));
     }
 }
 
@@ -803,6 +803,6 @@ impl PythonEvent {
             histogram!(metric::PYTHON_SPAN_DURATION, "pool" => self.pool.clone(), "span" => label)
                 .record(duration.as_secs_f64());
         }
-        t.publish(|| Event::PythonEvent(self));
+        t.publish_call(|| Event::PythonEvent(self));
     }
 }

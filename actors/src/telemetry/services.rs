@@ -95,7 +95,7 @@ impl GrpcRequestFinished {
             .increment(1);
         histogram!(metric::GRPC_REQUEST_DURATION, "method" => self.method)
             .record(self.duration.as_secs_f64());
-        t.publish(|| Event::GrpcRequestFinished(self));
+        t.publish_call(|| Event::GrpcRequestFinished(self));
     }
 }
 
@@ -120,6 +120,6 @@ impl GrpcUnauthenticated {
             "Refused a gRPC call without a valid token."
         );
         counter!(metric::GRPC_UNAUTHENTICATED_TOTAL, "reason" => self.reason).increment(1);
-        t.publish(|| Event::GrpcUnauthenticated(self));
+        t.publish_call(|| Event::GrpcUnauthenticated(self));
     }
 }
