@@ -13,7 +13,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use snakepit::ServeConfig;
-use snakepit::server::Token;
 
 use crate::RuntimeOpts;
 
@@ -45,22 +44,23 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.runtime)?;
-    let mut serve = ServeConfig::from_section(&config.server)?;
-    if let Some(listen) = &args.listen {
-        serve = serve.listen(listen.parse()?);
+    // The flags over the file's section, before any file is read.
+    let mut section = config.server.clone();
+    if let Some(listen) = args.listen {
+        section.listen = Some(listen);
     }
-    if let Some(path) = &args.token_file {
-        serve = serve.token(Token::from_file(path)?);
+    if let Some(path) = args.token_file {
+        section.token_file = Some(path);
     }
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        serve = serve.tls(cert, key);
+    if args.tls_cert.is_some() {
+        section.tls_cert = args.tls_cert;
+        section.tls_key = args.tls_key;
     }
-    if let Some(ca) = &args.client_ca {
-        serve = serve.client_ca(ca);
+    if args.client_ca.is_some() {
+        section.client_ca = args.client_ca;
     }
-    if args.insecure {
-        serve = serve.insecure(true);
-    }
+    section.insecure |= args.insecure;
+    let serve = ServeConfig::from_section(&section)?;
     serve.validate()?;
     let mut builder = snakepit::Snakepit::builder().config(config).serve(serve);
     if let Some(addr) = args.runtime.metrics_addr {

@@ -72,9 +72,8 @@ impl Scope {
 
     /// Runs `call` on `pool` (see [`pool`](Self::pool)); a one-shot session
     /// is released before the answer goes out.
-    pub(super) async fn run(self, api: &Api, pool: String, call: Call) -> Result<Value, Error> {
+    pub(super) async fn run(self, pool: String, call: Call) -> Result<Value, Error> {
         let pool = self.pool(pool);
-        let _ = api.pool(pool.as_deref())?;
         let result = self.session().run_on(pool.as_deref(), call).await;
         if let Scope::OneShot(session) = self
             && let Err(err) = session.release().await
@@ -88,12 +87,10 @@ impl Scope {
     /// stream and is released when it is dropped.
     pub(super) async fn stream(
         self,
-        api: &Api,
         pool: String,
         call: Call,
     ) -> Result<BoxStream<v1::StreamItem>, Error> {
         let pool = self.pool(pool);
-        let _ = api.pool(pool.as_deref())?;
         let stream = self.session().run_stream_on(pool.as_deref(), call).await?;
         // The stream owns the scope: dropping it drops a one-shot session's
         // last handle, which releases the session.

@@ -258,7 +258,7 @@ impl Rpc for Api {
             .unary("FfiCall", async move {
                 let scope = Scope::open(self, &req.session_id, None).await?;
                 let call = ffi::call(ffi::ops::CALL, &mut req, timeout);
-                ffi::response(scope.run(self, req.pool, call).await)
+                ffi::response(scope.run(req.pool, call).await)
             })
             .await
     }
@@ -274,7 +274,7 @@ impl Rpc for Api {
                 let scope = Scope::open(self, &req.session_id, None).await?;
                 let head = vec![Value::from(req.module), Value::from(req.attr)];
                 let call = ffi::op(ffi::ops::GET, head, timeout);
-                ffi::response(scope.run(self, req.pool, call).await)
+                ffi::response(scope.run(req.pool, call).await)
             })
             .await
     }
@@ -289,7 +289,7 @@ impl Rpc for Api {
             .unary("FfiCallClass", async move {
                 let scope = Scope::open(self, &req.session_id, None).await?;
                 let call = ffi::call(ffi::ops::CALL_CLASS, &mut req, timeout);
-                ffi::response(scope.run(self, req.pool, call).await)
+                ffi::response(scope.run(req.pool, call).await)
             })
             .await
     }
@@ -311,7 +311,7 @@ impl Rpc for Api {
                 );
                 call.args.extend(convert::args(req.args));
                 call.kwargs = convert::kwargs(req.kwargs);
-                ffi::response(scope.run(self, req.pool, call).await)
+                ffi::response(scope.run(req.pool, call).await)
             })
             .await
     }
@@ -328,7 +328,7 @@ impl Rpc for Api {
                 let scope = Scope::open(self, &req.session_id, Some(&target.session_id)).await?;
                 let head = vec![Value::Ref(target), Value::from(req.name)];
                 let call = ffi::op(ffi::ops::ATTR, head, timeout);
-                ffi::response(scope.run(self, req.pool, call).await)
+                ffi::response(scope.run(req.pool, call).await)
             })
             .await
     }
@@ -349,7 +349,7 @@ impl Rpc for Api {
                     convert::value(req.value),
                 ];
                 let call = ffi::op(ffi::ops::SET_ATTR, head, timeout);
-                ffi::response(scope.run(self, req.pool, call).await)
+                ffi::response(scope.run(req.pool, call).await)
             })
             .await
     }
@@ -366,7 +366,7 @@ impl Rpc for Api {
             .stream("FfiStream", async move {
                 let scope = Scope::open(self, &req.session_id, None).await?;
                 let call = ffi::call(ffi::ops::STREAM, &mut req, timeout);
-                scope.stream(self, req.pool, call).await
+                scope.stream(req.pool, call).await
             })
             .await
     }
@@ -384,7 +384,7 @@ impl Rpc for Api {
                 let wanted = req.max_items.max(1);
                 let head = vec![Value::StreamRef(stream), Value::from(wanted)];
                 let call = ffi::op(ffi::ops::NEXT, head, timeout);
-                match scope.run(self, req.pool, call).await? {
+                match scope.run(req.pool, call).await? {
                     Value::List(items) => Ok(v1::FfiNextResponse {
                         done: items.len() < wanted as usize,
                         items: items.into_iter().map(Into::into).collect(),
