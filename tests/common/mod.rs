@@ -2,6 +2,8 @@
 //! telemetry waits with timeouts, fixture paths.
 #![allow(dead_code)]
 
+pub mod pythons;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
