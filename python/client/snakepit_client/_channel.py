@@ -58,12 +58,19 @@ class ChannelSpec:
     def _credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
 
+    def options(self) -> list[tuple[str, Any]]:
+        if self.target.startswith("unix:"):
+            # grpcio would send the socket's path as the HTTP/2 authority,
+            # which HTTP servers (hyper, under tonic) refuse as malformed.
+            return [*_OPTIONS, ("grpc.default_authority", "localhost")]
+        return _OPTIONS
+
     def sync_channel(self) -> grpc.Channel:
         if self.tls:
-            return grpc.secure_channel(self.target, self._credentials(), options=_OPTIONS)
-        return grpc.insecure_channel(self.target, options=_OPTIONS)
+            return grpc.secure_channel(self.target, self._credentials(), options=self.options())
+        return grpc.insecure_channel(self.target, options=self.options())
 
     def aio_channel(self) -> grpc.aio.Channel:
         if self.tls:
-            return grpc.aio.secure_channel(self.target, self._credentials(), options=_OPTIONS)
-        return grpc.aio.insecure_channel(self.target, options=_OPTIONS)
+            return grpc.aio.secure_channel(self.target, self._credentials(), options=self.options())
+        return grpc.aio.insecure_channel(self.target, options=self.options())
