@@ -168,11 +168,12 @@ def health(address: str, service: str = "", **channel: bytes) -> int:
     """The grpc.health.v1 status of ``service`` (no token: health is public)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    # grpcio sends a Unix socket's path as the authority unless told otherwise.
+    options = [("grpc.default_authority", "localhost")] if address.startswith("unix:") else []
     if channel:
-        creds = grpc.ssl_channel_credentials(**channel)
-        ch = grpc.secure_channel(address, creds)
+        ch = grpc.secure_channel(address, grpc.ssl_channel_credentials(**channel), options=options)
     else:
-        ch = grpc.insecure_channel(address)
+        ch = grpc.insecure_channel(address, options=options)
     with ch:
         status: int = (
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status

@@ -55,12 +55,8 @@ def test_a_python_exception_keeps_its_type_message_and_traceback(client: sp.Clie
     with pytest.raises(sp.PythonError) as err:
         client.execute("fail", message="boom")
     e = err.value
-    assert (e.kind, e.python_type, e.message, e.code) == (
-        "python_exception",
-        "ValueError",
-        "boom",
-        grpc.StatusCode.UNKNOWN,
-    )
+    assert (e.kind, e.python_type, e.code) == ("python_exception", "ValueError", grpc.StatusCode.UNKNOWN)
+    assert "boom" in e.message and str(e).startswith("python_exception: ")
     assert "raise ValueError(message)" in e.traceback
 
 
@@ -135,7 +131,7 @@ def test_strict_fail_fast_refuses_while_the_worker_is_busy(client: sp.Client, fi
         started = files / "started"
         done = threading.Event()
         holder = threading.Thread(
-            target=lambda: (s.execute("hold", ms=3000, started=str(started)), done.set()), daemon=True
+            target=lambda: (s.execute("hold", ms=1500, started=str(started)), done.set()), daemon=True
         )
         holder.start()
         wait_for(started.exists, what="the holding call to start")
