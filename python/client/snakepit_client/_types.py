@@ -147,6 +147,12 @@ class NdArray:
                 f"{math.prod(self.shape) * size} bytes, got {len(self.data)}"
             )
 
+    def __repr__(self) -> str:
+        size = self.itemsize()
+        if size is not None and len(self.data) <= 16 * size:
+            return f"NdArray({self.dtype}, shape={self.shape}, {self.tolist()!r})"
+        return f"NdArray({self.dtype}, shape={self.shape}, {len(self.data)} bytes)"
+
     def itemsize(self) -> int | None:
         """Bytes per element, when the dtype is one ``tolist`` knows."""
         fmt = _STRUCT_FORMATS.get(self.dtype)

@@ -142,6 +142,8 @@ def test_without_numpy_arrays_come_back_as_ndarray(monkeypatch: pytest.MonkeyPat
     assert isinstance(arr, sp.NdArray)
     assert (arr.dtype, arr.shape) == ("float64", (2, 2))
     assert arr.tolist() == [[0.0, 1.0], [2.5, -3.0]]
+    assert repr(arr) == "NdArray(float64, shape=(2, 2), [[0.0, 1.0], [2.5, -3.0]])"
+    assert repr(sp.NdArray("uint8", (100,), bytes(100))) == "NdArray(uint8, shape=(100,), 100 bytes)"
     # It goes back as it came.
     assert _codec.encode(arr) == v
     assert sp.NdArray("complex64", (1,), struct.pack("<2f", 1.0, 2.0)).tolist() == [1 + 2j]
