@@ -83,7 +83,10 @@ class AsyncItemStream(Generic[T]):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            self.cancel()
+            try:
+                self.cancel()
+            except RuntimeError:
+                pass  # its event loop is gone, and the call with it
 
 
 class _Connection:

@@ -27,7 +27,7 @@ from ._errors import EncodingError
 from ._proto import snakepit_pb2 as pb
 from ._types import NdArray, Ref, StreamRef
 
-__all__ = ["decode", "encode", "encode_into"]
+__all__ = ["Binder", "decode", "encode", "encode_into"]
 
 WIRE_DEPTH: int = pb.LIMIT_VALUE_WIRE_DEPTH
 """Protobuf message levels a Value may nest (see snakepit.proto)."""
