@@ -73,6 +73,15 @@ def test_sessions_ffi_and_refs(serve: Serve) -> None:
         assert [x async for x in client.call_stream("builtins", "range", 2)] == [0, 1]
         counting = await client.call("itertools", "count")
         assert await client.next(counting, 2) == [0, 1]
+        await client.release_ref(counting)
+        with pytest.raises(sp.RefNotFoundError):
+            await client.next(counting, 1)
+        assert await client.get("math", "e") == pytest.approx(2.718281828)
+        dq = await client.call_class("collections", "deque", [3, 1, 1])
+        assert await client.method(dq, "count", 1) == 2
+        ns = await client.call_class("types", "SimpleNamespace")
+        await client.set_attr(ns, "name", "n")
+        assert await client.attr(ns, "name") == "n"
 
     run(serve, body)
 

@@ -55,6 +55,7 @@ def test_refs_belong_to_their_session(client: sp.Client) -> None:
         counter = s.call_class("collections", "deque", [1, 2, 3], maxlen=5)
         assert isinstance(counter, sp.Ref)
         s.method(counter, "append", 4)
+        assert s.get("sys", "maxsize") == 2**63 - 1
         assert s.call("builtins", "len", counter) == 4
         assert s.call("builtins", "list", counter) == [1, 2, 3, 4]
     # Released with its session.
