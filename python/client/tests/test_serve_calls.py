@@ -128,18 +128,21 @@ def test_a_session_of_another_pool_and_its_streams(client: sp.Client, files: Pat
 def test_strict_fail_fast_refuses_while_the_worker_is_busy(client: sp.Client, files: Path) -> None:
     with client.session(pool="test", affinity="strict_fail_fast") as s:
         s.execute("whoami")  # the session now has its worker
-        started = files / "started"
-        done = threading.Event()
+        started, release = files / "started", files / "release"
+        outcome: list[str] = []
         holder = threading.Thread(
-            target=lambda: (s.execute("hold", ms=1500, started=str(started)), done.set()), daemon=True
+            target=lambda: outcome.append(s.execute("hold", ms=60_000, started=str(started), release=str(release))),
+            daemon=True,
         )
         holder.start()
         wait_for(started.exists, what="the holding call to start")
         with pytest.raises(sp.WorkerBusyError) as busy:
             s.execute("whoami")
         assert (busy.value.kind, busy.value.code) == ("worker_busy", grpc.StatusCode.UNAVAILABLE)
+        release.touch()
         holder.join(timeout=30)
-        assert done.is_set()
+        assert outcome == ["released"]
+        assert s.execute("whoami")["session_id"] == s.id  # free again
 
 
 def test_an_unknown_affinity_is_refused_here(client: sp.Client) -> None:

@@ -40,9 +40,10 @@ class ClientTestAdapter(BaseAdapter):
             raise
 
     @tool
-    def hold(self, ms: int, started: str = "", marker: str = "") -> str:
-        """Say it started (in `started`), then wait ms milliseconds or until
-        cancelled; a cancellation is written to `marker`."""
+    def hold(self, ms: int, started: str = "", marker: str = "", release: str = "") -> str:
+        """Say it started (in `started`), then wait ms milliseconds, until
+        the file `release` exists, or until cancelled; a cancellation is
+        written to `marker`."""
         if started:
             _write(started, "started")
         ctx = self.session_context
@@ -52,6 +53,8 @@ class ClientTestAdapter(BaseAdapter):
                 if marker:
                     _write(marker, "cancelled")
                 return "cancelled"
+            if release and os.path.exists(release):
+                return "released"
             time.sleep(0.005)
         return "finished"
 
