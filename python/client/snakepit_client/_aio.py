@@ -8,7 +8,7 @@ the same code (``_messages.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -271,8 +271,9 @@ class AsyncClient:
         timeout: float | None = None,
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        spec = ChannelSpec(target, token, root_certificates, private_key, certificate_chain)
+        spec = ChannelSpec(target, token, root_certificates, private_key, certificate_chain, tuple(channel_options))
         self.target = target
         self._conn = _Connection(spec, timeout)
         self._opening: asyncio.Task[AsyncSession] | None = None

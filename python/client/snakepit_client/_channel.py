@@ -4,11 +4,13 @@
 ``root_certificates`` (PEM bytes) the channel uses TLS, verifying the server
 against them; ``private_key`` and ``certificate_chain`` add a client
 certificate (mTLS). The token travels as ``authorization: Bearer <token>``
-metadata on every call.
+metadata on every call. ``channel_options`` are passed to grpcio as they are
+(e.g. ``("grpc.keepalive_time_ms", 10000)``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,7 @@ class ChannelSpec:
     root_certificates: bytes | None = None
     private_key: bytes | None = None
     certificate_chain: bytes | None = None
+    channel_options: Sequence[tuple[str, Any]] = ()
 
     def __post_init__(self) -> None:
         if not self.target:
@@ -59,11 +62,14 @@ class ChannelSpec:
         return grpc.ssl_channel_credentials(self.root_certificates, self.private_key, self.certificate_chain)
 
     def options(self) -> list[tuple[str, Any]]:
+        """grpcio channel options: ours, then the caller's (which win)."""
+        ours = list(_OPTIONS)
         if self.target.startswith("unix:"):
             # grpcio would send the socket's path as the HTTP/2 authority,
             # which HTTP servers (hyper, under tonic) refuse as malformed.
-            return [*_OPTIONS, ("grpc.default_authority", "localhost")]
-        return _OPTIONS
+            ours.append(("grpc.default_authority", "localhost"))
+        theirs = dict(self.channel_options)
+        return [(k, v) for k, v in ours if k not in theirs] + list(theirs.items())
 
     def sync_channel(self) -> grpc.Channel:
         if self.tls:

@@ -11,7 +11,7 @@ usable until then. ``client.session()`` opens a session of your own.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -271,7 +271,8 @@ class Client:
     sent as a bearer token; ``root_certificates`` (PEM bytes) turn on TLS,
     ``private_key`` and ``certificate_chain`` add a client certificate;
     ``timeout`` (seconds) is the deadline of every call that names none
-    (streams have none). Close it, or use it as a context manager.
+    (streams have none); ``channel_options`` go to grpcio as they are.
+    Close it, or use it as a context manager.
     """
 
     def __init__(
@@ -283,8 +284,9 @@ class Client:
         timeout: float | None = None,
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        spec = ChannelSpec(target, token, root_certificates, private_key, certificate_chain)
+        spec = ChannelSpec(target, token, root_certificates, private_key, certificate_chain, tuple(channel_options))
         self.target = target
         self._conn = _Connection(spec, timeout)
         self._lock = threading.Lock()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import read_text, wait_for
+from conftest import Serve, read_text, wait_for
 
 import snakepit_client as sp
 
@@ -16,11 +16,16 @@ pytestmark = pytest.mark.server
 
 ITEMS = 300
 ITEM_BYTES = 256 * 1024
-# How far the worker may run ahead of the reader: the test pool's stream
-# window (4 items, the worker's credits), plus what the HTTP/2 windows hold
-# in between — grpcio's BDP estimate grows the reader's window up to 8 MiB
-# while data flows fast (32 items of this size) — plus the server's encoder.
-MAX_AHEAD = 4 + (8 << 20) // ITEM_BYTES + 8
+STREAM_WINDOW = 4  # the test pool's `stream_window`: the worker's credits
+# With a fixed HTTP/2 window (64 KiB, smaller than one item), what sits
+# between the worker and the reader is its credits, the item it computed
+# before waiting for one, and an item or two in the server's encoder.
+MAX_AHEAD = STREAM_WINDOW + 5
+# grpcio's default adaptive window (its BDP estimate) lets the reader's
+# HTTP/2 window grow to several MiB while data flows fast: more items fit
+# in between, still a bounded number.
+MAX_AHEAD_ADAPTIVE = STREAM_WINDOW + (8 << 20) // ITEM_BYTES + 8
+FIXED_WINDOW = [("grpc.http2.bdp_probe", 0)]
 
 
 def produced(progress: Path) -> int:
@@ -42,23 +47,30 @@ def settled(progress: Path, *, quiet: float = 0.5, budget: float = 15.0) -> int:
     raise AssertionError(f"the producer never stopped: {last} items")
 
 
-def test_a_slow_reader_holds_the_producer_back(client: sp.Client, files: Path) -> None:
+def test_a_slow_reader_holds_the_producer_back(serve: Serve, files: Path) -> None:
     progress = files / "progress"
-    with client.stream("produce", pool="test", n=ITEMS, size=ITEM_BYTES, progress=str(progress)) as items:
-        first = next(items)
-        assert first["i"] == 0 and len(first["pad"]) == ITEM_BYTES
-        stalled = settled(progress)
-        assert stalled - 1 <= MAX_AHEAD, f"the worker ran {stalled - 1} items ahead of a reader that took one"
-        # Reading on lets it go on, never far ahead of what was read.
-        read = 1
+    with (
+        sp.Client(serve.address, token=serve.token, channel_options=FIXED_WINDOW) as client,
+        client.stream("produce", pool="test", n=ITEMS, size=ITEM_BYTES, progress=str(progress)) as items,
+    ):
+        read = 0
         for item in items:
-            assert item["i"] == read
+            assert item["i"] == read and len(item["pad"]) == ITEM_BYTES
             read += 1
-            if read in (50, 150):
+            if read in (1, 2, 50, 150, ITEMS - 20):
                 ahead = settled(progress) - read
-                assert ahead <= MAX_AHEAD, f"{ahead} items ahead after {read} were read"
+                assert ahead <= MAX_AHEAD, f"the worker ran {ahead} items ahead of a reader that took {read}"
         assert read == ITEMS
     assert produced(progress) == ITEMS
+
+
+def test_with_an_adaptive_window_the_producer_still_stops(client: sp.Client, files: Path) -> None:
+    progress = files / "progress"
+    with client.stream("produce", pool="test", n=ITEMS, size=ITEM_BYTES, progress=str(progress)) as items:
+        assert next(items)["i"] == 0
+        ahead = settled(progress) - 1
+        assert ahead <= MAX_AHEAD_ADAPTIVE, f"the worker ran {ahead} items ahead of a reader that took one"
+        assert [item["i"] for item in items] == list(range(1, ITEMS))
 
 
 def test_closing_a_stream_mid_way_closes_the_generator(client: sp.Client, files: Path) -> None:
