@@ -80,6 +80,10 @@ pub(crate) fn code_of(err: &Error) -> Code {
 pub(crate) fn status(err: &Error) -> Status {
     let mut info = Info::new(err.outcome(), err.to_string());
     if let Some(exc) = err.python_exception() {
+        // The status message says what happened ("python raised
+        // ValueError: ..."); the details carry Python's own text, as the
+        // worker's Error frame does.
+        info.message = head(&exc.message, MESSAGE_MAX);
         info.python_type = Some(exc.python_type.clone());
         info.traceback = Some(exc.traceback.clone());
     }
@@ -127,6 +131,10 @@ pub(crate) fn code_label(code: Code) -> &'static str {
 /// What goes into the ErrorInfo.
 struct Info {
     kind: &'static str,
+    /// The status message: the error as snakepit words it.
+    summary: String,
+    /// The details' `message`: Python's own text when Python raised, else
+    /// the summary.
     message: String,
     python_type: Option<String>,
     traceback: Option<String>,
@@ -138,6 +146,7 @@ impl Info {
     fn new(kind: &'static str, message: String) -> Self {
         Self {
             kind,
+            summary: head(&message, MESSAGE_MAX),
             message: head(&message, MESSAGE_MAX),
             python_type: None,
             traceback: None,
@@ -181,7 +190,7 @@ impl Info {
         let reason = self.kind.to_ascii_uppercase();
         Status::with_error_details(
             code,
-            self.message.clone(),
+            self.summary.clone(),
             ErrorDetails::with_error_info(reason, DOMAIN, metadata),
         )
     }

@@ -77,6 +77,8 @@ class SnakepitError(Exception):
         self.details: dict[str, str] = dict(details or {})
 
     def __str__(self) -> str:
+        if self.python_type:
+            return f"{self.kind}: {self.python_type}: {self.message}"
         return f"{self.kind}: {self.message}"
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -59,7 +59,7 @@ def test_the_error_info_gives_kind_python_type_traceback_and_parameter() -> None
     assert (err.kind, err.message, err.python_type) == ("python_exception", "boom", "ValueError")
     assert err.traceback.endswith("ValueError: boom")
     assert err.code is grpc.StatusCode.UNKNOWN
-    assert str(err) == "python_exception: boom"
+    assert str(err) == "python_exception: ValueError: boom"
 
 
 def test_the_parameter_at_fault_is_kept() -> None:

@@ -243,7 +243,12 @@ fn every_kind_maps_to_its_code_and_names_itself_in_the_details() {
         assert_eq!(info.domain, DOMAIN);
         assert_eq!(info.reason, err.outcome().to_ascii_uppercase());
         assert_eq!(info.metadata["kind"], err.outcome(), "{err:?}");
-        assert_eq!(info.metadata["message"], err.to_string());
+        // Python's own text in the details when Python raised; the error's
+        // sentence otherwise, and always in the status message.
+        let message = err
+            .python_exception()
+            .map_or_else(|| err.to_string(), |exc| exc.message.clone());
+        assert_eq!(info.metadata["message"], message, "{err:?}");
         assert_eq!(status.message(), err.to_string());
         assert_eq!(
             info.metadata.contains_key("python_type"),
