@@ -16,6 +16,7 @@
 //! - [`python_env`]: the bootstrapped virtual environment.
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`server`]: the gRPC API of `snakepit serve` ([`Snakepit::serve`]).
+//! - [`remote`]: a Rust client of `snakepit serve` (the same pools over gRPC).
 //! - The supervision tree itself lives in the `snakepit-actors` crate, the
 //!   wire protocol in `snakepit-proto`.
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@
 pub mod config;
 pub mod metrics;
 pub mod python_env;
+pub mod remote;
 pub mod server;
 
 use std::net::SocketAddr;
