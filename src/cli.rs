@@ -7,12 +7,16 @@ pub mod doctor;
 pub mod exec;
 pub mod ffi;
 pub mod new;
+pub mod remote;
 pub mod serve;
 
 use snakepit::config::Config;
 use snakepit::{Snakepit, SnakepitBuilder};
 
 use crate::RuntimeOpts;
+
+/// Exit code after SIGINT/SIGTERM.
+pub const EXIT_SIGNAL: u8 = 130;
 
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
@@ -66,6 +70,15 @@ pub async fn run_until_signal<T>(
     };
     snakepit.shutdown().await;
     result.transpose()
+}
+
+/// A failed call on stderr, as `exec` and `call` print it (local or
+/// remote): `error: MESSAGE`, then Python's traceback when there is one.
+pub fn print_failure(err: &dyn std::fmt::Display, traceback: Option<&str>) {
+    eprintln!("error: {err}");
+    if let Some(traceback) = traceback.filter(|t| !t.is_empty()) {
+        eprintln!("{}", traceback.trim_end());
+    }
 }
 
 /// Percentile of sorted samples.

@@ -1,6 +1,7 @@
 //! `snakepit exec TOOL`: run one tool, print its result as JSON on stdout.
 //! Streaming tools print one JSON line per chunk. Errors go to stderr and the
-//! exit code is non-zero.
+//! exit code is non-zero. With `--server` the tool runs on a serving host's
+//! pools (`super::remote`), printed alike.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,17 +10,21 @@ use clap::Args;
 use futures::StreamExt;
 use snakepit::{Error, PoolConfig, Value};
 
+use super::remote::ServerOpts;
 use crate::RuntimeOpts;
+
+/// Exit code when the tool failed.
+pub const EXIT_FAILED: u8 = 2;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
     /// Tool to run.
     tool: String,
     /// Adapter class, `module.Class` (default: the showcase adapter).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     adapter: Option<String>,
     /// Directory added to the worker's `sys.path` (repeatable).
-    #[arg(long = "python-path")]
+    #[arg(long = "python-path", conflicts_with = "server")]
     python_path: Vec<PathBuf>,
     /// Keyword arguments as a JSON object (or positional ones as a JSON array).
     #[arg(long, default_value = "{}")]
@@ -34,12 +39,23 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 8)]
     threads: u32,
     #[command(flatten)]
+    server: ServerOpts,
+    #[command(flatten)]
     runtime: RuntimeOpts,
 }
 
 pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
     let args: serde_json::Value = serde_json::from_str(&opts.args)
         .map_err(|e| anyhow::anyhow!("--args is not valid JSON: {e}"))?;
+    if opts.server.is_remote() {
+        super::remote::refuse_local_options(&[
+            ("--config", opts.runtime.config.is_some()),
+            ("--metrics-addr", opts.runtime.metrics_addr.is_some()),
+        ])?;
+        let client = opts.server.connect().await?;
+        return super::remote::exec(client, &opts.tool, opts.pool.as_deref(), Value::from(args))
+            .await;
+    }
     let mut builder = super::builder(&opts.runtime)?;
     if opts.adapter.is_some() || !opts.python_path.is_empty() || opts.runtime.config.is_none() {
         // A one-worker pool of the requested adapter.
@@ -104,9 +120,9 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
         Some(Ok(())) => Ok(ExitCode::SUCCESS),
         Some(Err(err)) => {
             report(&err);
-            Ok(ExitCode::from(2))
+            Ok(ExitCode::from(EXIT_FAILED))
         }
-        None => Ok(ExitCode::from(130)),
+        None => Ok(ExitCode::from(super::EXIT_SIGNAL)),
     }
 }
 
@@ -118,10 +134,9 @@ enum ProfileArg {
 }
 
 fn report(err: &Error) {
-    eprintln!("error: {err}");
-    if let Error::Python(exc) = err
-        && !exc.traceback.is_empty()
-    {
-        eprintln!("{}", exc.traceback.trim_end());
-    }
+    let traceback = match err {
+        Error::Python(exc) => Some(exc.traceback.as_str()),
+        _ => None,
+    };
+    super::print_failure(err, traceback);
 }

@@ -7,7 +7,8 @@
 //! remembering every ref it has shown so that later lines can name it by id
 //! (the protocol is in the README, "snakepit shell"). Both start the runtime
 //! as every command does (`--config`, `--metrics-addr`); without `--config`,
-//! on one worker of the showcase adapter.
+//! on one worker of the showcase adapter. `call --server ADDR` runs on a
+//! serving host instead (`super::remote`), printed alike.
 
 mod refs;
 
@@ -23,10 +24,9 @@ use snakepit::{Error, Ffi, ObjectRef, PoolConfig, Snakepit, StreamRefValue, Valu
 use tokio::sync::mpsc;
 
 use self::refs::RefBook;
+use super::EXIT_SIGNAL;
+use super::remote::ServerOpts;
 use crate::RuntimeOpts;
-
-/// Exit code after SIGINT/SIGTERM.
-const EXIT_SIGNAL: u8 = 130;
 
 /// Lines read ahead of the one being answered.
 const READ_AHEAD: usize = 16;
@@ -55,6 +55,8 @@ pub struct CallArgs {
     #[arg(long)]
     kwargs: Option<String>,
     #[command(flatten)]
+    server: ServerOpts,
+    #[command(flatten)]
     runtime: RuntimeOpts,
 }
 
@@ -71,6 +73,14 @@ pub async fn call(opts: CallArgs) -> anyhow::Result<ExitCode> {
         Some(text) => cli_kwargs(text)?,
         None => Value::Null,
     };
+    if opts.server.is_remote() {
+        super::remote::refuse_local_options(&[
+            ("--config", opts.runtime.config.is_some()),
+            ("--metrics-addr", opts.runtime.metrics_addr.is_some()),
+        ])?;
+        let client = opts.server.connect().await?;
+        return super::remote::call(client, &opts.module, &opts.function, args, kwargs).await;
+    }
     let snakepit = start(&opts.runtime).await?;
     let outcome = super::run_until_signal(&snakepit, async {
         let result = snakepit
@@ -86,12 +96,8 @@ pub async fn call(opts: CallArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Err(err)) => {
-            eprintln!("error: {err}");
-            if let Some(exc) = err.python_exception()
-                && !exc.traceback.is_empty()
-            {
-                eprintln!("{}", exc.traceback.trim_end());
-            }
+            let traceback = err.python_exception().map(|e| e.traceback.as_str());
+            super::print_failure(&err, traceback);
             Ok(ExitCode::FAILURE)
         }
         None => Ok(ExitCode::from(EXIT_SIGNAL)),

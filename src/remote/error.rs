@@ -30,7 +30,7 @@ pub enum RemoteError {
     },
     /// The connection could not be made (nothing listening, a refused TLS
     /// handshake, the connect timeout).
-    #[error("cannot connect to `{target}`: {source}")]
+    #[error("cannot connect to `{target}`")]
     Connect {
         /// The target as given.
         target: String,
