@@ -12,6 +12,10 @@
 //! be owned by this process's uid and closed to group and others, or the start
 //! is refused with [`Error::UntrustedPath`]. The holding directory is created
 //! 0755 when missing.
+//!
+//! [`ensure_client`] does the same for the client package (`snakepit-client`,
+//! embedded too) in a venv of its own (`.snakepit/client-venv`): the Python
+//! clients of `snakepit bench` run there, never workers.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,7 @@ use crate::Error;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/bridge_files.rs"));
+    include!(concat!(env!("OUT_DIR"), "/client_files.rs"));
 }
 
 /// Oldest Python the bridge supports.
@@ -53,6 +58,16 @@ impl Default for PythonEnvConfig {
             venv: home.join("venv"),
             with_test_deps: false,
         }
+    }
+}
+
+impl PythonEnvConfig {
+    /// Where [`ensure_client`] puts the client's venv: `client-venv` beside
+    /// the workers' venv (`$SNAKEPIT_HOME`, else `.snakepit`).
+    pub fn client() -> Self {
+        let default = Self::default();
+        let venv = default.venv.with_file_name("client-venv");
+        Self { venv, ..default }
     }
 }
 
@@ -206,33 +221,11 @@ pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
     }
 
     if !python.exists() {
-        probe(&config.base_python)?;
-        eprintln!(
-            "snakepit: creating the Python environment in {}",
-            venv.display()
-        );
-        run(
-            Command::new(&config.base_python)
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv),
-            "create the venv",
-        )?;
-        snakepit_actors::reaper::check_trusted_dir(&venv)?;
+        create_venv(&config.base_python, &venv)?;
     }
     let work = parent.join("bridge-src");
-    let _ = std::fs::remove_dir_all(&work);
-    for (name, bytes) in embedded::BRIDGE_FILES {
-        let dest = work.join(name);
-        std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| io_err("create", &dest, e))?;
-        std::fs::write(&dest, bytes).map_err(|e| io_err("write", &dest, e))?;
-    }
-    let pip = |what: &str, args: &[&std::ffi::OsStr]| {
-        let mut cmd = Command::new(&python);
-        cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "-q"]);
-        cmd.args(args);
-        run(&mut cmd, what)
-    };
+    unpack(embedded::BRIDGE_FILES, &work)?;
+    let pip = |what: &str, args: &[&std::ffi::OsStr]| pip_install(&python, what, args);
     if !fresh(&deps_file, &deps_stamp) {
         eprintln!("snakepit: installing pinned Python dependencies");
         let mut args: Vec<std::ffi::OsString> =
@@ -261,6 +254,107 @@ pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
         venv,
         installed: true,
     })
+}
+
+/// Makes sure the client's venv (`config.venv`, see
+/// [`PythonEnvConfig::client`]) exists and holds this binary's
+/// `snakepit-client` with its dependencies; returns it. The same trust
+/// checks, lock and stamps as [`ensure`].
+pub fn ensure_client(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
+    if !embedded::CLIENT_FILES
+        .iter()
+        .any(|(name, _)| *name == "pyproject.toml")
+    {
+        return Err(Error::Environment(
+            "this binary was built without the client package (python/client)".into(),
+        ));
+    }
+    let venv = absolute(&config.venv)?;
+    let parent = venv.parent().unwrap_or(Path::new("/"));
+    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o755)?;
+    if venv.exists() {
+        snakepit_actors::reaper::check_trusted_dir(&venv)?;
+    }
+    let python = venv.join("bin").join("python");
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for (name, bytes) in embedded::CLIENT_FILES {
+        parts.push(name.as_bytes());
+        parts.push(bytes);
+    }
+    let stamp = digest(&parts);
+    let stamp_file = venv.join(".snakepit-client-stamp");
+    let fresh =
+        || python.exists() && std::fs::read_to_string(&stamp_file).is_ok_and(|have| have == stamp);
+    if fresh() {
+        return Ok(PythonEnv {
+            python,
+            venv,
+            installed: false,
+        });
+    }
+    let lock_path = parent.join(".venv.lock");
+    let lock = File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
+    lock.lock().map_err(|e| io_err("lock", &lock_path, e))?;
+    if fresh() {
+        return Ok(PythonEnv {
+            python,
+            venv,
+            installed: false,
+        });
+    }
+    if !python.exists() {
+        create_venv(&config.base_python, &venv)?;
+    }
+    let work = parent.join("client-src");
+    unpack(embedded::CLIENT_FILES, &work)?;
+    eprintln!("snakepit: installing the snakepit-client package and its dependencies");
+    pip_install(
+        &python,
+        "install snakepit-client",
+        &["--force-reinstall".as_ref(), work.as_os_str()],
+    )?;
+    std::fs::write(&stamp_file, &stamp).map_err(|e| io_err("write", &stamp_file, e))?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(PythonEnv {
+        python,
+        venv,
+        installed: true,
+    })
+}
+
+/// Creates a venv at `venv` with `base_python`, after checking that
+/// interpreter; the new venv must pass the trust check.
+fn create_venv(base_python: &Path, venv: &Path) -> Result<(), Error> {
+    probe(base_python)?;
+    eprintln!(
+        "snakepit: creating the Python environment in {}",
+        venv.display()
+    );
+    run(
+        Command::new(base_python).arg("-m").arg("venv").arg(venv),
+        "create the venv",
+    )?;
+    snakepit_actors::reaper::check_trusted_dir(venv)?;
+    Ok(())
+}
+
+/// Writes embedded `files` under `dir` (emptied first), to install from.
+fn unpack(files: &[(&str, &[u8])], dir: &Path) -> Result<(), Error> {
+    let _ = std::fs::remove_dir_all(dir);
+    for (name, bytes) in files {
+        let dest = dir.join(name);
+        std::fs::create_dir_all(dest.parent().unwrap()).map_err(|e| io_err("create", &dest, e))?;
+        std::fs::write(&dest, bytes).map_err(|e| io_err("write", &dest, e))?;
+    }
+    Ok(())
+}
+
+/// `python -m pip install -q ARGS`.
+fn pip_install(python: &Path, what: &str, args: &[&std::ffi::OsStr]) -> Result<(), Error> {
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "-q"]);
+    cmd.args(args);
+    run(&mut cmd, what)
 }
 
 /// Versions of the packages that matter, as installed in `python`'s environment.
