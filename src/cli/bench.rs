@@ -2,8 +2,10 @@
 //! flight, for snakepit and — in the same run, on the same machine — Python's
 //! own `ProcessPoolExecutor` and `multiprocessing.Pool`; then a tool that
 //! sleeps 10 ms on the thread profile against the process profile, and the
-//! rate at which a Rust consumer drains a stream of small chunks. Prints
-//! tables and the ratios (`--json` for machines).
+//! rate at which a Rust consumer drains a stream of small chunks; the
+//! universal FFI (`bench/ffi.rs`); and `snakepit serve` over gRPC, from Rust
+//! and from the Python client against a plain grpcio server (`bench/grpc.rs`).
+//! Prints tables and the ratios (`--json` for machines).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use snakepit::{Call, PoolConfig, PoolHandle, Profile, Snakepit};
 use self::ffi::ffi_report;
 
 mod ffi;
+mod grpc;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -67,6 +70,18 @@ pub struct BenchArgs {
     /// Chunks a stream may run ahead of its consumer (see `PoolConfig::stream_window`).
     #[arg(long, default_value_t = PoolConfig::default().stream_window)]
     stream_window: u32,
+    /// Run only this section.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    #[command(flatten)]
+    grpc: grpc::GrpcArgs,
+}
+
+/// `--only`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Only {
+    /// `snakepit serve` from the Rust and the Python client, and the grpcio peer.
+    Grpc,
 }
 
 /// What the thread-profile measurement runs: `SLEEP_IN_FLIGHT` calls of a
@@ -276,9 +291,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     pool.queue_capacity = args.in_flight.max(1000);
     pool.busy_poll_us = args.busy_poll_us;
     pool.pipeline_depth = args.pipeline_depth;
+    if args.only == Some(Only::Grpc) {
+        let grpc = grpc::run(&args.grpc, &env.python, pool, args.in_flight, args.json).await?;
+        if args.json {
+            let report = serde_json::json!({"machine": {"cores": cores()}, "grpc": grpc});
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            grpc.print();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let sp = Snakepit::builder()
         .python(&env.python)
-        .pool(pool)
+        .pool(pool.clone())
         .start()
         .await?;
     if !args.json {
@@ -448,6 +473,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(fixtures);
+    let grpc = match args.grpc.no_grpc {
+        true => None,
+        false => Some(grpc::run(&args.grpc, &env.python, pool, args.in_flight, args.json).await?),
+    };
 
     let ratio = |f: &dyn Fn(&Row) -> f64, better_low: bool| -> serde_json::Value {
         peers
@@ -473,7 +502,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|s| s.snakepit.per_s >= GOAL_STREAM_CHUNKS_PER_S);
     let report = serde_json::json!({
-        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
+        "machine": {"cores": cores()},
         "workers": args.workers,
         "in_flight": args.in_flight,
         "tool": "noop",
@@ -486,6 +515,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "thread_profile": thread,
         "streaming": stream,
         "ffi": ffi,
+        "grpc": grpc,
         "goals": {"latency_p50_us_max": GOAL_LATENCY_P50_US as u64,
                   "throughput_per_s_min": GOAL_THROUGHPUT_PER_S as u64,
                   "thread_calls_per_s_min": GOAL_THREAD_CALLS_PER_S as u64,
@@ -498,7 +528,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                   "ffi_overhead_max": GOAL_FFI_OVERHEAD,
                   "ffi_stream_items_per_s_min": GOAL_FFI_STREAM_ITEMS_PER_S as u64,
                   "ffi_overhead_met": ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD),
-                  "ffi_stream_met": ffi.as_ref().map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S)},
+                  "ffi_stream_met": ffi.as_ref().map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S),
+                  "grpc": grpc.as_ref().map(|g| &g.goals)},
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -576,6 +607,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &ffi {
         f.print(args.workers);
     }
+    if let Some(g) = &grpc {
+        g.print();
+    }
     let verdict = |met: Option<bool>| match met {
         Some(true) => "met",
         Some(false) => "NOT met",
@@ -596,6 +630,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn round2(x: f64) -> f64 {
