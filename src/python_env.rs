@@ -276,7 +276,8 @@ pub fn ensure_client(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
         snakepit_actors::reaper::check_trusted_dir(&venv)?;
     }
     let python = venv.join("bin").join("python");
-    let mut parts: Vec<&[u8]> = Vec::new();
+    let constraints = client_constraints();
+    let mut parts: Vec<&[u8]> = vec![constraints.as_bytes()];
     for (name, bytes) in embedded::CLIENT_FILES {
         parts.push(name.as_bytes());
         parts.push(bytes);
@@ -307,11 +308,18 @@ pub fn ensure_client(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
     }
     let work = parent.join("client-src");
     unpack(embedded::CLIENT_FILES, &work)?;
+    let pins = work.join("constraints.txt");
+    std::fs::write(&pins, &constraints).map_err(|e| io_err("write", &pins, e))?;
     eprintln!("snakepit: installing the snakepit-client package and its dependencies");
     pip_install(
         &python,
         "install snakepit-client",
-        &["--force-reinstall".as_ref(), work.as_os_str()],
+        &[
+            "--force-reinstall".as_ref(),
+            "-c".as_ref(),
+            pins.as_os_str(),
+            work.as_os_str(),
+        ],
     )?;
     std::fs::write(&stamp_file, &stamp).map_err(|e| io_err("write", &stamp_file, e))?;
     let _ = std::fs::remove_dir_all(&work);
@@ -320,6 +328,23 @@ pub fn ensure_client(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
         venv,
         installed: true,
     })
+}
+
+/// The bridge's pins (`requirements.txt`, `requirements-test.txt`: the
+/// client's dependencies are pinned there for its tests) as pip constraints,
+/// so that the client's venv gets the versions the tests ran with.
+fn client_constraints() -> String {
+    let mut pins = String::new();
+    for name in ["requirements.txt", "requirements-test.txt"] {
+        let text = String::from_utf8_lossy(file(name));
+        for line in text.lines().map(str::trim) {
+            if line.contains("==") && !line.starts_with('#') && !line.starts_with('-') {
+                pins.push_str(line);
+                pins.push('\n');
+            }
+        }
+    }
+    pins
 }
 
 /// Creates a venv at `venv` with `base_python`, after checking that
