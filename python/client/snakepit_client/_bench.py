@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import os
 import signal
@@ -29,6 +28,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import grpc
+import grpc.aio
+
+from ._aio import AsyncClient
+from ._client import Client
+from ._proto import service_pb2, snakepit_pb2
 
 __all__: list[str] = []
 
@@ -43,8 +49,6 @@ def _percentile_us(sorted_ns: list[int], p: float) -> float:
 
 
 def _latency(target: str, token: str | None, tool: str, calls: int, warmup: int) -> dict[str, float]:
-    from snakepit_client import Client
-
     client = Client(target, token=token)
     try:
         for _ in range(warmup):
@@ -65,14 +69,7 @@ def _latency(target: str, token: str | None, tool: str, calls: int, warmup: int)
     }
 
 
-async def _maybe_await(value: Any) -> None:
-    if inspect.isawaitable(value):
-        await value
-
-
 async def _throughput_aio(target: str, token: str | None, tool: str, calls: int, in_flight: int) -> float:
-    from snakepit_client import AsyncClient
-
     client = AsyncClient(target, token=token)
     try:
         await asyncio.gather(*(client.execute(tool) for _ in range(in_flight)))
@@ -88,12 +85,10 @@ async def _throughput_aio(target: str, token: str | None, tool: str, calls: int,
         await asyncio.gather(*(caller() for _ in range(in_flight)))
         return calls / (time.perf_counter() - t)
     finally:
-        await _maybe_await(client.close())
+        await client.close()
 
 
 def _throughput_threads(target: str, token: str | None, tool: str, calls: int, in_flight: int) -> float:
-    from snakepit_client import Client
-
     client = Client(target, token=token)
     lock = threading.Lock()
     remaining = calls
@@ -131,10 +126,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _peer_handler() -> Any:
-    import grpc
-
-    from snakepit_client._proto import service_pb2, snakepit_pb2
-
     def execute(request: Any, context: Any) -> Any:
         # The trivial work: the request was decoded; answer None.
         return service_pb2.ExecuteResponse(value=snakepit_pb2.Value(null=snakepit_pb2.NULL_VALUE))
@@ -162,7 +153,7 @@ def _announce(address: str) -> None:
     print(json.dumps({"listening": address}), flush=True)
 
 
-def _stop_on_eof(stop: Callable[[], None]) -> None:
+def _stop_on_eof(stop: Callable[[], object]) -> None:
     def wait() -> None:
         sys.stdin.read()
         stop()
@@ -171,8 +162,6 @@ def _stop_on_eof(stop: Callable[[], None]) -> None:
 
 
 def _serve_sync(listen: str, threads: int) -> None:
-    import grpc
-
     server = grpc.server(ThreadPoolExecutor(max_workers=threads))
     server.add_generic_rpc_handlers((_peer_handler(),))
     port = server.add_insecure_port(listen)
@@ -187,8 +176,6 @@ def _serve_sync(listen: str, threads: int) -> None:
 
 
 async def _serve_aio(listen: str) -> None:
-    import grpc
-
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((_peer_handler(),))
     port = server.add_insecure_port(listen)
