@@ -604,7 +604,8 @@ async fn unary<T>(
         Err(_) => Err(RemoteError::Status(Box::new(RemoteStatus {
             code: tonic::Code::DeadlineExceeded,
             kind: Some("timeout".into()),
-            message: format!("no answer from the server within the deadline of {timeout:?}"),
+            summary: format!("no answer from the server within the deadline of {timeout:?}"),
+            message: String::new(),
             python_type: None,
             traceback: None,
             parameter: None,

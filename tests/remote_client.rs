@@ -58,6 +58,7 @@ async fn tools_streams_and_their_failures() {
     assert_eq!(err.python_type(), Some("ValueError"));
     assert!(err.traceback().unwrap().contains("ValueError: no luck"));
     assert_eq!(err.to_string(), "python raised ValueError: no luck");
+    assert_eq!(err.status().unwrap().message, "no luck");
 
     let err = c.execute(Call::new("nope")).await.unwrap_err();
     assert_eq!(

@@ -60,7 +60,11 @@ pub struct RemoteStatus {
     /// [`Error::outcome`]); `None` when the status carries no snakepit
     /// `ErrorInfo` (a transport failure, a proxy's answer).
     pub kind: Option<String>,
-    /// What went wrong.
+    /// The status message: the error as snakepit words it (`python raised
+    /// ValueError: ...`), what `Display` shows.
+    pub summary: String,
+    /// The `ErrorInfo`'s message: Python's own text when Python raised, else
+    /// the summary.
     pub message: String,
     /// The Python exception class, when Python raised.
     pub python_type: Option<String>,
@@ -71,11 +75,17 @@ pub struct RemoteStatus {
 }
 
 impl fmt::Display for RemoteStatus {
+    /// The summary, as the server's runtime words the error (the local
+    /// `Error`'s `Display`); a status without snakepit's details says its
+    /// code first.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.kind, self.message.is_empty()) {
-            (Some(_), false) => f.write_str(&self.message),
-            (_, true) => write!(f, "{}", self.code.description()),
-            (None, false) => write!(f, "{}: {}", self.code.description(), self.message),
+        let text = [&self.summary, &self.message]
+            .into_iter()
+            .find(|t| !t.is_empty());
+        match (&self.kind, text) {
+            (Some(_), Some(text)) => f.write_str(text),
+            (None, Some(text)) => write!(f, "{}: {text}", self.code.description()),
+            (_, None) => f.write_str(self.code.description()),
         }
     }
 }
@@ -93,6 +103,7 @@ impl RemoteStatus {
             return Self {
                 code: status.code(),
                 kind: None,
+                summary: status.message().to_string(),
                 message: status.message().to_string(),
                 python_type: None,
                 traceback: None,
@@ -104,6 +115,7 @@ impl RemoteStatus {
         let kind = take("kind").unwrap_or_else(|| info.reason.to_ascii_lowercase());
         Self {
             code: status.code(),
+            summary: status.message().to_string(),
             message: take("message").unwrap_or_else(|| status.message().to_string()),
             python_type: take("python_type"),
             traceback: take("traceback"),

@@ -29,7 +29,7 @@ fn a_python_exception_keeps_its_kind_type_traceback_and_message() {
         "PYTHON_EXCEPTION",
         &[
             ("kind", "python_exception"),
-            ("message", "python raised ValueError: bad"),
+            ("message", "bad"),
             ("python_type", "ValueError"),
             ("traceback", "Traceback (most recent call last):\n..."),
         ],
@@ -42,6 +42,13 @@ fn a_python_exception_keeps_its_kind_type_traceback_and_message() {
         Some("Traceback (most recent call last):\n...")
     );
     assert_eq!(err.status().unwrap().parameter, None);
+    // Python's own text in the details; the summary, as the local error
+    // reads, is what it displays.
+    assert_eq!(err.status().unwrap().message, "bad");
+    assert_eq!(
+        err.status().unwrap().summary,
+        "python raised ValueError: bad"
+    );
     assert_eq!(err.to_string(), "python raised ValueError: bad");
 }
 
@@ -88,6 +95,15 @@ fn without_kind_metadata_the_reason_names_the_kind_and_the_status_message_is_use
     assert_eq!(err.kind(), Some("timeout"));
     assert_eq!(err.status().unwrap().message, "too slow");
     assert_eq!(err.to_string(), "too slow");
+
+    // Without a status message, the details' message is shown.
+    let err = RemoteError::from(status(
+        Code::NotFound,
+        "",
+        "UNKNOWN_TOOL",
+        &[("kind", "unknown_tool"), ("message", "no tool `x`")],
+    ));
+    assert_eq!(err.to_string(), "no tool `x`");
 }
 
 #[test]
