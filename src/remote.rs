@@ -47,6 +47,10 @@ use crate::{Affinity, Call, ObjectRef, StreamRefValue, Value};
 /// How long [`RemoteClient::connect`] waits for the connection by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest answer taken by default: above the server's own limit (the
+/// largest pool's `max_frame_bytes`, 64 MiB by default, plus 64 KiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+
 /// A unary call with a deadline is abandoned this long after the deadline if
 /// the server has not answered (it normally answers `DEADLINE_EXCEEDED`
 /// itself, with the worker told to cancel).
@@ -69,6 +73,8 @@ pub struct RemoteOptions {
     pub timeout: Option<Duration>,
     /// How long to wait for the connection.
     pub connect_timeout: Duration,
+    /// The largest answer taken; a larger one fails the call.
+    pub max_message_bytes: usize,
 }
 
 impl Default for RemoteOptions {
@@ -80,6 +86,7 @@ impl Default for RemoteOptions {
             tls_domain: None,
             timeout: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -198,7 +205,7 @@ impl RemoteClient {
             })?;
         Ok(Self {
             grpc: SnakepitClient::with_interceptor(channel, Auth { header })
-                .max_decoding_message_size(usize::MAX),
+                .max_decoding_message_size(options.max_message_bytes),
             target: target.into(),
             pool: String::new(),
             session: String::new(),
