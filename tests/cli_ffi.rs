@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -32,35 +31,9 @@ helper_dirs = ["HELPERS_DIR"]
 /// `text_ops.py` in the shell's helper directory.
 const HELPER: &str = "def shout(text, *, times=1):\n    return (text.upper() + '!') * times\n";
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_snakepit"))
-}
-
-/// `snakepit args` from the package root (where the managed venv
-/// `.snakepit/venv` lives), killed if it outlives `LIMIT`.
+/// `snakepit args` from the package root, killed if it outlives `LIMIT`.
 fn snakepit(args: &[&str]) -> Output {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run snakepit");
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().expect("wait for snakepit").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect snakepit");
-            panic!(
-                "snakepit {args:?} took more than {LIMIT:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect snakepit")
+    common::run_snakepit(args, LIMIT)
 }
 
 /// Stdout of a `snakepit call` that must succeed, trimmed.
@@ -153,7 +126,7 @@ impl Shell {
         let config = dir.path().join("snakepit.toml");
         let helpers = helpers.to_str().expect("a UTF-8 temporary path");
         std::fs::write(&config, CONFIG.replace("HELPERS_DIR", helpers)).expect("write the config");
-        let mut child = Command::new(binary())
+        let mut child = Command::new(common::snakepit_binary())
             .arg("shell")
             .arg("--config")
             .arg(&config)

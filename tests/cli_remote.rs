@@ -4,6 +4,8 @@
 //! command on the same pools: the same JSON on stdout, the same first error line on stderr,
 //! the same exit codes; a wrong token fails clearly.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -22,10 +24,6 @@ adapter = "snakepit_bridge.showcase.ShowcaseAdapter"
 "#;
 
 const TOKEN: &str = "s3cret-token";
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_snakepit"))
-}
 
 /// A `snakepit serve` child, ended (SIGTERM, then SIGKILL) when dropped.
 struct Server {
@@ -48,7 +46,7 @@ impl Server {
         } else {
             "127.0.0.1:0".to_string()
         };
-        let mut child = Command::new(binary())
+        let mut child = Command::new(common::snakepit_binary())
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -121,30 +119,9 @@ impl Drop for Server {
     }
 }
 
-/// `snakepit args`, killed if it outlives `LIMIT`.
+/// `snakepit args` from the package root, killed if it outlives `LIMIT`.
 fn snakepit(args: &[&str]) -> Output {
-    let mut child = Command::new(binary())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run snakepit");
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().expect("wait for snakepit").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect snakepit");
-            panic!(
-                "snakepit {args:?} took more than {LIMIT:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect snakepit")
+    common::run_snakepit(args, LIMIT)
 }
 
 /// `snakepit args --server ADDR --token-file F`.

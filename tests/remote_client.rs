@@ -233,19 +233,9 @@ async fn the_token_is_sent_on_every_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_mtls() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, cert_pem) = grpc::self_signed(dir.path(), "server");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["client".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &ca)
-        .unwrap();
+    let (ca_path, client_cert_pem, client_key_pem) = grpc::client_ca(dir.path());
     let s = serve(
         vec![showcase("remote", 1)],
         loopback().tls(&cert, &key).client_ca(&ca_path),
@@ -266,8 +256,8 @@ async fn tls_and_mtls() {
             .expect_err("no certificate");
     }
     let identity = ClientIdentity {
-        cert_pem: client_cert.pem().into_bytes(),
-        key_pem: client_key.serialize_pem().into_bytes(),
+        cert_pem: client_cert_pem.clone().into_bytes(),
+        key_pem: client_key_pem.clone().into_bytes(),
     };
     let c = connect(&s.addr, options(Some(identity))).await;
     assert_eq!(

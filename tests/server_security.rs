@@ -119,19 +119,9 @@ async fn tls_with_a_self_signed_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_refuses_clients_without_a_certificate_of_the_ca() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, cert_pem) = grpc::self_signed(dir.path(), "server");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = CertificateParams::new(vec!["client".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &ca)
-        .unwrap();
+    let (ca_path, client_cert_pem, client_key_pem) = grpc::client_ca(dir.path());
     let config = loopback().tls(&cert, &key).client_ca(&ca_path);
     let s = serve(vec![showcase("mtls", 1)], config).await;
 
@@ -154,7 +144,7 @@ async fn mtls_refuses_clients_without_a_certificate_of_the_ca() {
         let refused = api(ch).execute(add()).await.expect_err("no certificate");
         assert_ne!(refused.code(), Code::Ok);
     }
-    let identity = Identity::from_pem(client_cert.pem(), client_key.serialize_pem());
+    let identity = Identity::from_pem(&client_cert_pem, &client_key_pem);
     let ch = endpoint(tls().identity(identity))
         .connect()
         .await

@@ -214,3 +214,36 @@ pub async fn wait_orphans_reaped(
     };
     reaped
 }
+
+/// The built `snakepit` binary.
+pub fn snakepit_binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_snakepit"))
+}
+
+/// `snakepit args` from the package root (where the managed venv
+/// `.snakepit/venv` lives), killed if it outlives `limit`.
+pub fn run_snakepit(args: &[&str], limit: Duration) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(snakepit_binary())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run snakepit");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait for snakepit").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect snakepit");
+            panic!(
+                "snakepit {args:?} took more than {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect snakepit")
+}

@@ -141,6 +141,24 @@ pub fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::Pa
     (cert, key, cert_pem)
 }
 
+/// A CA (its certificate written to `dir/ca.pem`) and a client certificate
+/// it signed, for mTLS: (the CA file, the client's certificate PEM, its key
+/// PEM).
+pub fn client_ca(dir: &Path) -> (std::path::PathBuf, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = CertificateParams::new(vec!["client".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    (ca_path, client_cert.pem(), client_key.serialize_pem())
+}
+
 /// The health status of `service` as the server reports it.
 pub async fn health(
     channel: Channel,
