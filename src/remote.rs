@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use futures::Stream;
 use snakepit_proto::v1::{self, snakepit_client::SnakepitClient};
-pub use snakepit_proto::v1::{PoolState, SessionInfo, ToolSpec, WorkerState};
+pub use snakepit_proto::v1::{
+    PoolState, SessionInfo, SessionVariable, ToolSpec, VariableUpdate, WorkerState,
+};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -42,7 +44,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 pub use self::error::{RemoteError, RemoteStatus};
 use crate::ffi::{IntoArgs, IntoKwargs};
-use crate::{Affinity, Call, ObjectRef, StreamRefValue, Value};
+use crate::server::convert::{affinity_to_proto, constraints_to_proto};
+use crate::{Affinity, Call, Constraints, ObjectRef, StreamRefValue, Value, VarType};
 
 /// How long [`RemoteClient::connect`] waits for the connection by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -277,7 +280,7 @@ impl RemoteClient {
                 .map(|(k, v)| (k, v.into()))
                 .collect(),
             idempotent: call.idempotent,
-            affinity: affinity(call.affinity) as i32,
+            affinity: affinity_to_proto(call.affinity),
             metadata: call.metadata.into_iter().collect(),
         }
     }
@@ -294,7 +297,7 @@ impl RemoteClient {
         let request = v1::CreateSessionRequest {
             id: options.id.unwrap_or_default(),
             pool: options.pool.unwrap_or_default(),
-            affinity: affinity(options.affinity) as i32,
+            affinity: affinity_to_proto(options.affinity),
             metadata: options.metadata.into_iter().collect(),
         };
         let request = self.request(request, self.timeout);
@@ -501,6 +504,101 @@ impl RemoteClient {
         })
     }
 
+    // ------------------------------------------------- session variables
+
+    /// Registers a typed variable in session `session`.
+    pub async fn register_variable(
+        &self,
+        session: &str,
+        name: &str,
+        var_type: VarType,
+        initial: impl Into<Value>,
+        constraints: &Constraints,
+        description: &str,
+    ) -> Result<SessionVariable, RemoteError> {
+        let request = v1::RegisterVariableRequest {
+            session_id: session.into(),
+            name: name.into(),
+            r#type: var_type.as_str().into(),
+            initial: Some(initial.into().into()),
+            constraints: constraints_to_proto(constraints),
+            description: description.into(),
+        };
+        let request = self.request(request, self.timeout);
+        let mut grpc = self.grpc.clone();
+        Ok(unary(self.timeout, grpc.register_variable(request))
+            .await?
+            .into_inner())
+    }
+
+    /// The variable `variable` (its name or id) of session `session`.
+    pub async fn get_variable(
+        &self,
+        session: &str,
+        variable: &str,
+    ) -> Result<SessionVariable, RemoteError> {
+        let request = v1::VariableRequest {
+            session_id: session.into(),
+            variable: variable.into(),
+        };
+        let request = self.request(request, self.timeout);
+        let mut grpc = self.grpc.clone();
+        Ok(unary(self.timeout, grpc.get_variable(request))
+            .await?
+            .into_inner())
+    }
+
+    /// Sets a variable, validated against its type and constraints (a
+    /// broken one is kind `variable`, its `constraint` named); answers it
+    /// with its new version.
+    pub async fn set_variable(
+        &self,
+        session: &str,
+        variable: &str,
+        value: impl Into<Value>,
+    ) -> Result<SessionVariable, RemoteError> {
+        let request = v1::SetVariableRequest {
+            session_id: session.into(),
+            variable: variable.into(),
+            value: Some(value.into().into()),
+        };
+        let request = self.request(request, self.timeout);
+        let mut grpc = self.grpc.clone();
+        Ok(unary(self.timeout, grpc.set_variable(request))
+            .await?
+            .into_inner())
+    }
+
+    /// Every variable of session `session`, in registration order.
+    pub async fn list_variables(&self, session: &str) -> Result<Vec<SessionVariable>, RemoteError> {
+        let request = self.request(session_request(session), self.timeout);
+        let mut grpc = self.grpc.clone();
+        Ok(unary(self.timeout, grpc.list_variables(request))
+            .await?
+            .into_inner()
+            .variables)
+    }
+
+    /// Changes of session `session`'s variables `names` (all when empty),
+    /// by anyone, from now on (with `include_initial`, their current values
+    /// first). Ends when the session does.
+    pub async fn watch_variables(
+        &self,
+        session: &str,
+        names: &[&str],
+        include_initial: bool,
+    ) -> Result<RemoteWatch, RemoteError> {
+        let request = v1::WatchVariablesRequest {
+            session_id: session.into(),
+            variables: names.iter().map(|n| n.to_string()).collect(),
+            include_initial,
+        };
+        let response = self.grpc.clone().watch_variables(request).await?;
+        Ok(RemoteWatch {
+            inner: response.into_inner(),
+        })
+    }
+
     // ------------------------------------------------------------ status
 
     /// The state of pool `pool`, or of every pool (`None`): workers, queue,
@@ -544,6 +642,28 @@ impl Stream for RemoteStream {
         Pin::new(&mut self.inner)
             .poll_next(cx)
             .map(|item| item.map(|r| r.map(|i| value(i.value)).map_err(RemoteError::from)))
+    }
+}
+
+/// Changes of a session's variables, from
+/// [`RemoteClient::watch_variables`].
+pub struct RemoteWatch {
+    inner: tonic::Streaming<v1::VariableUpdate>,
+}
+
+impl std::fmt::Debug for RemoteWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWatch").finish_non_exhaustive()
+    }
+}
+
+impl Stream for RemoteWatch {
+    type Item = Result<VariableUpdate, RemoteError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map_err(RemoteError::from)))
     }
 }
 
@@ -658,14 +778,5 @@ fn stream_ref(r: &StreamRefValue) -> v1::StreamRef {
         id: r.id.clone(),
         session_id: r.session_id.clone(),
         type_name: r.type_name.clone(),
-    }
-}
-
-fn affinity(affinity: Option<Affinity>) -> v1::Affinity {
-    match affinity {
-        None => v1::Affinity::Unspecified,
-        Some(Affinity::Hint) => v1::Affinity::Hint,
-        Some(Affinity::StrictQueue) => v1::Affinity::StrictQueue,
-        Some(Affinity::StrictFailFast) => v1::Affinity::StrictFailFast,
     }
 }

@@ -34,7 +34,7 @@
 //! [`SnakepitBuilder::serve`]: crate::SnakepitBuilder::serve
 
 mod auth;
-mod convert;
+pub(crate) mod convert;
 mod deadline;
 mod ffi;
 mod health;

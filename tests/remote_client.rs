@@ -2,7 +2,8 @@
 //! on a loopback port or a Unix socket, real Python workers): tools, streams
 //! and their errors read back as `RemoteError` (kind, Python type, traceback,
 //! code), a deadline, sessions with strict affinity, the universal FFI with
-//! its refs, pool status, the token, TLS and mTLS.
+//! its refs, session variables and their watch, pool status, the token,
+//! TLS and mTLS.
 
 mod common;
 mod grpc;
@@ -14,7 +15,9 @@ use futures::StreamExt as _;
 use grpc::{loopback, serve};
 use snakepit::remote::{ClientIdentity, RemoteClient, RemoteError, RemoteOptions, SessionOptions};
 use snakepit::server::Token;
-use snakepit::{Affinity, Call, ListenAddr, ServeConfig, StreamRefValue, Value};
+use snakepit::{
+    Affinity, Call, Constraints, ListenAddr, ServeConfig, StreamRefValue, Value, VarType,
+};
 use tonic::Code;
 
 async fn connect(addr: &ListenAddr, options: RemoteOptions) -> RemoteClient {
@@ -191,6 +194,88 @@ async fn sessions_keep_state_and_refs_until_released() {
     assert_eq!(
         code_kind(&err),
         (Some(Code::NotFound), Some("session_not_found"))
+    );
+    s.sp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_variables_are_typed_checked_and_watched() {
+    let s = serve(vec![showcase("remote", 1)], loopback()).await;
+    let c = connect(&s.addr, RemoteOptions::default()).await;
+    let id = c
+        .create_session(SessionOptions::default())
+        .await
+        .expect("a session")
+        .id;
+    let bounds = Constraints {
+        min: Some(0.0),
+        max: Some(1.0),
+        ..Constraints::default()
+    };
+    let registered = c
+        .register_variable(&id, "temperature", VarType::Float, 0.5, &bounds, "sampling")
+        .await
+        .expect("registered");
+    assert_eq!(
+        (registered.r#type.as_str(), registered.version),
+        ("float", 0)
+    );
+    assert_eq!(registered.constraints.len(), 2, "min and max travel");
+    let mut watch = c
+        .watch_variables(&id, &["temperature"], false)
+        .await
+        .expect("a watch");
+
+    // An int is a float here, normalized as the runtime does it.
+    let set = c.set_variable(&id, "temperature", 1).await.expect("set");
+    assert_eq!(
+        (set.value.map(Value::from), set.version),
+        (Some(Value::Float(1.0)), 1)
+    );
+    let err = c
+        .set_variable(&id, "temperature", 7.5)
+        .await
+        .expect_err("above max");
+    assert_eq!(
+        code_kind(&err),
+        (Some(Code::InvalidArgument), Some("variable"))
+    );
+    let update = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the watch answers in time")
+        .expect("an update")
+        .expect("not an error");
+    assert_eq!(
+        (
+            update.name.as_str(),
+            update.version,
+            update.new_value.map(Value::from)
+        ),
+        ("temperature", 1, Some(Value::Float(1.0)))
+    );
+    let got = c.get_variable(&id, "temperature").await.expect("get");
+    assert_eq!(got.version, 1, "the refused set changed nothing");
+    let names: Vec<String> = c
+        .list_variables(&id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["temperature"]);
+    let err = c
+        .get_variable(&id, "nope")
+        .await
+        .expect_err("no such variable");
+    assert_eq!(code_kind(&err), (Some(Code::NotFound), Some("variable")));
+
+    c.release_session(&id).await.expect("released");
+    let ended = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the watch ends with its session");
+    assert!(
+        matches!(ended, None | Some(Err(_))),
+        "the watch went on after its session: {ended:?}"
     );
     s.sp.shutdown().await;
 }

@@ -3,7 +3,8 @@
 //! arguments. Values cross as the typed `Value` both ways (the `From` impls
 //! of `snakepit_proto`); nothing here goes through JSON.
 //!
-//! Called by the RPC handlers (`service.rs`) only.
+//! Called by the RPC handlers (`service.rs`), and by the remote client
+//! (`crate::remote`) for the messages it sends: affinity and constraints.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
