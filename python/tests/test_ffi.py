@@ -114,17 +114,18 @@ def send(
 ) -> int:
     """Send an Execute of snakepit.ffi.`op` (or of tool `op` if it is no FFI
     operation's short name), Ref and pb.Value arguments as they are."""
-    ex = pb.Execute(
-        tool=f"snakepit.ffi.{op}" if op in FFI_OPS else op,
-        session_id=session_id,
-        args=[wire(a) for a in args],
-        stream=stream,
-        stream_window=window,
-    )
-    for k, v in kwargs.items():
-        ex.kwargs[k].CopyFrom(wire(v))
     fid = c.new_id()
-    c.send(pb.Frame(id=fid, execute=ex))
+    c.send(
+        _frames.execute(
+            fid,
+            f"snakepit.ffi.{op}" if op in FFI_OPS else op,
+            args=[wire(a) for a in args],
+            kwargs={k: wire(v) for k, v in kwargs.items()},
+            session_id=session_id,
+            stream=stream,
+            stream_window=window,
+        )
+    )
     return fid
 
 
@@ -167,7 +168,7 @@ def release_ref(c: WorkerClient, ref: Ref, session_id: str | None = None) -> Non
 
 def release_session(c: WorkerClient, session_id: str) -> None:
     fid = c.new_id()
-    c.send(pb.Frame(id=fid, release_session=pb.ReleaseSession(session_id=session_id)))
+    c.send(_frames.release_session(fid, session_id))
     assert c.reply(fid).WhichOneof("kind") == "result"
 
 
@@ -178,7 +179,7 @@ def next_host_call(c: WorkerClient, timeout: float = 5.0) -> pb.Frame:
 
 
 def answer(c: WorkerClient, call: pb.Frame, value: Any) -> None:
-    c.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(value=wire(value))))
+    c.send(_frames.host_call_result(call.id, value=wire(value)))
 
 
 def callback(cb_id: str, arity: int) -> pb.Value:

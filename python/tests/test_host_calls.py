@@ -227,7 +227,7 @@ def test_nested_calls_three_levels_deep_in_the_process_profile(spawn) -> None:
     assert c.hello is not None and c.hello.hello.capacity == 1
     for _ in range(3):  # again with the threads started the first time, and warm plans
         _nested_round(c, 3)
-    c.send(pb.Frame(id=900, ping=pb.Ping()))
+    c.send(_frames.ping(900))
     assert c.reply(900).pong.in_flight == 0
 
 
@@ -246,7 +246,7 @@ def test_waiting_requests_give_their_slot_back(spawn) -> None:
         answer(c, call, ok(kwargs_of(call)["i"] * 10))
     by_id = {f.id: f for f in (c.recv() for _ in ids)}
     assert {fid: result_of(by_id[fid]) for fid in ids} == {fid: i * 10 for i, fid in enumerate(ids)}
-    c.send(pb.Frame(id=901, ping=pb.Ping()))
+    c.send(_frames.ping(901))
     assert c.reply(901).pong.in_flight == 0
 
 
@@ -307,7 +307,7 @@ def test_quick_tool_on_the_reading_thread_hands_the_socket_over(spawn) -> None:
             seen_inline = True
             break
     assert seen_inline, "the host-calling run never ran inline"
-    c.send(pb.Frame(id=902, ping=pb.Ping()))
+    c.send(_frames.ping(902))
     assert c.reply(902).WhichOneof("kind") == "pong"
 
 
@@ -584,10 +584,10 @@ def test_variable_updates_reach_watch_callbacks(spawn) -> None:
 
 def test_session_release_hook_reports_its_failure(spawn) -> None:
     c: WorkerClient = spawn(ADAPTER)
-    c.send(pb.Frame(id=70, release_session=pb.ReleaseSession(session_id="ok-1")))
+    c.send(_frames.release_session(70, "ok-1"))
     f = c.reply(70)
     assert f.WhichOneof("kind") == "result" and f.result.value.WhichOneof("kind") == "null"
-    c.send(pb.Frame(id=71, release_session=pb.ReleaseSession(session_id="boom-1")))
+    c.send(_frames.release_session(71, "boom-1"))
     e = c.reply(71).error
     assert e.kind == pb.ERROR_KIND_PYTHON_EXCEPTION and e.python_type == "RuntimeError"
     assert e.message == "cannot release boom-1" and "on_session_release" in e.traceback
@@ -597,8 +597,8 @@ def test_session_release_hook_reports_its_failure(spawn) -> None:
 def test_a_slow_release_hook_does_not_hold_up_the_socket(spawn) -> None:
     c: WorkerClient = spawn(ADAPTER)
     t0 = time.monotonic()
-    c.send(pb.Frame(id=74, release_session=pb.ReleaseSession(session_id="slow-1")))
-    c.send(pb.Frame(id=75, ping=pb.Ping(sent_unix_nanos=1)))
+    c.send(_frames.release_session(74, "slow-1"))
+    c.send(_frames.ping(75, 1))
     first = c.recv(timeout=5.0)
     assert first.WhichOneof("kind") == "pong" and first.id == 75
     assert time.monotonic() - t0 < 0.5, "the Pong waited for the hook"
@@ -609,7 +609,7 @@ def test_a_slow_release_hook_does_not_hold_up_the_socket(spawn) -> None:
 
 def test_plain_method_release_hook_runs_on_a_new_instance(spawn) -> None:
     c: WorkerClient = spawn("host_call_adapter.PlainHookAdapter")
-    c.send(pb.Frame(id=72, release_session=pb.ReleaseSession(session_id="p-1")))
+    c.send(_frames.release_session(72, "p-1"))
     e = c.reply(72).error
     assert e.python_type == "ValueError" and e.message == "plain hook saw p-1"
 
@@ -618,7 +618,7 @@ def test_release_drops_the_sessions_watches(spawn) -> None:
     c: WorkerClient = spawn(ADAPTER)
     _watch(c, "a", "released-session", "watch-a", session_id="gone")
     _watch(c, "b", "live-session", "watch-b", session_id="kept")
-    c.send(pb.Frame(id=73, release_session=pb.ReleaseSession(session_id="gone")))
+    c.send(_frames.release_session(73, "gone"))
     assert c.reply(73).WhichOneof("kind") == "result"
     c.send(_update("watch-a", "a", 1.0, 2.0))
     c.send(_update("watch-b", "b", 1.0, 2.0))

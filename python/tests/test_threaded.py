@@ -317,7 +317,7 @@ def test_shared_instance_lifecycle(spawn) -> None:
             "instances": 1,
         }
     # A release hook that is a plain method runs on the shared instance.
-    c.send(pb.Frame(id=50, release_session=pb.ReleaseSession(session_id="s1")))
+    c.send(_frames.release_session(50, "s1"))
     assert c.reply(50).result.value.WhichOneof("kind") == "null"
     assert c.call("state")["released"] == ["s1"]
     # cleanup() runs once, at shutdown.

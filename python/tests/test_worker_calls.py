@@ -181,7 +181,7 @@ def test_session_and_metadata_reach_the_tool(example: WorkerClient) -> None:
 
 
 def test_ping_pong(showcase: WorkerClient) -> None:
-    showcase.send(pb.Frame(id=77, ping=pb.Ping(sent_unix_nanos=123456789)))
+    showcase.send(_frames.ping(77, 123456789))
     f = showcase.reply(77)
     assert f.WhichOneof("kind") == "pong"
     assert f.pong.sent_unix_nanos == 123456789
@@ -189,7 +189,7 @@ def test_ping_pong(showcase: WorkerClient) -> None:
 
 
 def test_release_session_and_ref_answer_null(showcase: WorkerClient) -> None:
-    showcase.send(pb.Frame(id=90, release_session=pb.ReleaseSession(session_id="s")))
+    showcase.send(_frames.release_session(90, "s"))
     f = showcase.reply(90)
     assert f.WhichOneof("kind") == "result" and f.result.value.WhichOneof("kind") == "null"
     showcase.send(_frames.release_ref(91, "s", "r"))

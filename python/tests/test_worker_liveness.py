@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from snakepit_bridge.session_context import SessionContext
@@ -30,7 +31,7 @@ PROFILES = {
 def ping(c: WorkerClient, fid: int) -> float:
     """Send a Ping; return the seconds until its Pong (frames of other ids are not expected)."""
     t0 = time.monotonic()
-    c.send(pb.Frame(id=fid, ping=pb.Ping(sent_unix_nanos=time.time_ns())))
+    c.send(_frames.ping(fid, time.time_ns()))
     f = c.reply(fid, timeout=PROMPT)
     assert f.WhichOneof("kind") == "pong", f
     return time.monotonic() - t0
@@ -107,10 +108,10 @@ def test_held_reply_of_quick_call_is_sent_when_next_turns_slow(spawn: Callable[.
     make_quick(c, "sleep")
     first, slow = c.new_id(), c.new_id()
     frames = [
-        pb.Frame(id=first, execute=pb.Execute(tool="sleep", kwargs={"ms": encode(0)})),
-        pb.Frame(id=slow, execute=pb.Execute(tool="sleep", kwargs={"ms": encode(3000)})),
+        _frames.execute(first, "sleep", kwargs={"ms": encode(0)}),
+        _frames.execute(slow, "sleep", kwargs={"ms": encode(3000)}),
     ]
-    data = b"".join(len(b).to_bytes(4, "big") + b for b in (f.SerializeToString() for f in frames))
+    data = b"".join(_frames.encode(f) for f in frames)
     c.send_raw(data)
     expect_result(c, first, 0)
     ping(c, 1000)
@@ -124,7 +125,7 @@ def test_ping_answered_while_long_tool_runs(spawn: Callable[..., WorkerClient], 
     slow = c.execute("sleep", ms=3000)
     for i in range(3):
         assert ping(c, 1000 + i) < PROMPT
-    c.send(pb.Frame(id=1010, ping=pb.Ping()))
+    c.send(_frames.ping(1010))
     f = c.reply(1010, timeout=PROMPT)
     assert f.pong.in_flight == 1
     c.cancel(slow)
@@ -174,7 +175,7 @@ def test_faults_fixture_cancel_markers(spawn: Callable[..., WorkerClient], tmp_p
         # more round trip, so the Cancel finds the tool started.
         deadline = time.monotonic() + 3
         while True:
-            c.send(pb.Frame(id=900, ping=pb.Ping()))
+            c.send(_frames.ping(900))
             if c.reply(900, timeout=PROMPT).pong.in_flight == 1:
                 break
             assert time.monotonic() < deadline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from wire_client import WorkerClient
@@ -117,7 +118,7 @@ def test_ping_while_busy_reports_in_flight(spawn) -> None:
     c = spawn()
     fid = c.execute("sleep", ms=200)
     time.sleep(0.05)
-    c.send(pb.Frame(id=500, ping=pb.Ping(sent_unix_nanos=1)))
+    c.send(_frames.ping(500, 1))
     f = c.recv()
     assert f.id == 500 and f.pong.in_flight == 1
     assert decode(c.reply(fid).result.value) == 200
