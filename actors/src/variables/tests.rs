@@ -67,6 +67,16 @@ fn lengths(min: Option<usize>, max: Option<usize>) -> Constraints {
     }
 }
 
+/// Registers `name` in `store` without constraints or description.
+fn register_plain<'s>(
+    store: &'s mut VariableStore,
+    name: &str,
+    var_type: VarType,
+    initial: Value,
+) -> Result<&'s Variable, VariableError> {
+    store.register(name, var_type, initial, Constraints::default(), "")
+}
+
 /// Registers in a fresh store and returns the stored value.
 fn accepted(var_type: VarType, constraints: Constraints, initial: Value) -> Value {
     let mut store = VariableStore::default();

@@ -71,15 +71,7 @@ fn each_set_bumps_the_version_and_reports_the_change() {
 #[test]
 fn set_merges_metadata_into_the_variable() {
     let mut store = VariableStore::default();
-    store
-        .register(
-            "k",
-            VarType::Integer,
-            Value::Int(1),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
+    register_plain(&mut store, "k", VarType::Integer, Value::Int(1)).expect("valid");
     let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
     store
         .set(
@@ -107,24 +99,8 @@ fn set_merges_metadata_into_the_variable() {
 #[test]
 fn get_takes_an_id_or_a_name() {
     let mut store = VariableStore::default();
-    store
-        .register(
-            "alpha",
-            VarType::Integer,
-            Value::Int(1),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
-    store
-        .register(
-            "beta",
-            VarType::Integer,
-            Value::Int(2),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
+    register_plain(&mut store, "alpha", VarType::Integer, Value::Int(1)).expect("valid");
+    register_plain(&mut store, "beta", VarType::Integer, Value::Int(2)).expect("valid");
     assert_eq!(store.get("var_2").expect("by id").name, "beta");
     assert_eq!(store.get("beta").expect("by name").id, "var_2");
     assert_eq!(store.get("alpha").expect("by name").id, "var_1");
@@ -144,24 +120,8 @@ fn get_takes_an_id_or_a_name() {
 #[test]
 fn delete_frees_the_name_but_never_the_id() {
     let mut store = VariableStore::default();
-    store
-        .register(
-            "a",
-            VarType::Boolean,
-            Value::Bool(true),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
-    store
-        .register(
-            "b",
-            VarType::Boolean,
-            Value::Bool(true),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
+    register_plain(&mut store, "a", VarType::Boolean, Value::Bool(true)).expect("valid");
+    register_plain(&mut store, "b", VarType::Boolean, Value::Bool(true)).expect("valid");
     let deleted = store.delete("var_1").expect("present");
     assert_eq!(deleted.name, "a");
     assert!(matches!(
@@ -174,14 +134,7 @@ fn delete_frees_the_name_but_never_the_id() {
     ));
     assert_eq!(store.len(), 1);
 
-    let again = store
-        .register(
-            "a",
-            VarType::Boolean,
-            Value::Bool(false),
-            Constraints::default(),
-            "",
-        )
+    let again = register_plain(&mut store, "a", VarType::Boolean, Value::Bool(false))
         .expect("name free again");
     assert_eq!(again.id, "var_3");
     let names: Vec<&str> = store.list().map(|v| v.name.as_str()).collect();
@@ -193,22 +146,8 @@ fn delete_frees_the_name_but_never_the_id() {
 #[test]
 fn a_name_is_registered_once() {
     let mut store = VariableStore::default();
-    store
-        .register(
-            "x",
-            VarType::Integer,
-            Value::Int(1),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
-    match store.register(
-        "x",
-        VarType::Float,
-        Value::Float(1.0),
-        Constraints::default(),
-        "",
-    ) {
+    register_plain(&mut store, "x", VarType::Integer, Value::Int(1)).expect("valid");
+    match register_plain(&mut store, "x", VarType::Float, Value::Float(1.0)) {
         Err(VariableError::AlreadyExists { name }) => assert_eq!(name, "x"),
         other => panic!("{other:?}"),
     }
@@ -220,13 +159,7 @@ fn names_are_checked() {
     let mut store = VariableStore::default();
     let long = "n".repeat(MAX_NAME_BYTES + 1);
     for name in ["", long.as_str(), "var_7", "var_0"] {
-        let result = store.register(
-            name,
-            VarType::Boolean,
-            Value::Bool(true),
-            Constraints::default(),
-            "",
-        );
+        let result = register_plain(&mut store, name, VarType::Boolean, Value::Bool(true));
         assert!(
             matches!(result, Err(VariableError::InvalidDefinition { .. })),
             "{name:?}: {result:?}"
@@ -234,14 +167,7 @@ fn names_are_checked() {
     }
     let longest = "n".repeat(MAX_NAME_BYTES);
     for name in [longest.as_str(), "var_", "var_x", "variable_1"] {
-        store
-            .register(
-                name,
-                VarType::Boolean,
-                Value::Bool(true),
-                Constraints::default(),
-                "",
-            )
+        register_plain(&mut store, name, VarType::Boolean, Value::Bool(true))
             .unwrap_or_else(|e| panic!("{name:?}: {e}"));
     }
 }
@@ -251,77 +177,31 @@ fn the_store_holds_at_most_its_limit() {
     let mut store = VariableStore::with_limit(2);
     assert!(store.is_empty());
     for name in ["a", "b"] {
-        store
-            .register(
-                name,
-                VarType::Integer,
-                Value::Int(0),
-                Constraints::default(),
-                "",
-            )
-            .expect("under the limit");
+        register_plain(&mut store, name, VarType::Integer, Value::Int(0)).expect("under the limit");
     }
-    match store.register(
-        "c",
-        VarType::Integer,
-        Value::Int(0),
-        Constraints::default(),
-        "",
-    ) {
+    match register_plain(&mut store, "c", VarType::Integer, Value::Int(0)) {
         Err(e @ VariableError::TooMany { .. }) => {
             assert!(matches!(e, VariableError::TooMany { limit: 2 }));
         }
         other => panic!("{other:?}"),
     }
     store.delete("a").expect("present");
-    store
-        .register(
-            "c",
-            VarType::Integer,
-            Value::Int(0),
-            Constraints::default(),
-            "",
-        )
-        .expect("room again");
+    register_plain(&mut store, "c", VarType::Integer, Value::Int(0)).expect("room again");
     assert_eq!(VariableStore::default().limit(), DEFAULT_MAX_VARIABLES);
 }
 
 #[test]
 fn a_rejected_registration_uses_no_id() {
     let mut store = VariableStore::default();
-    store
-        .register(
-            "bad",
-            VarType::Integer,
-            Value::from("x"),
-            Constraints::default(),
-            "",
-        )
-        .expect_err("not an int");
-    let v = store
-        .register(
-            "good",
-            VarType::Integer,
-            Value::Int(1),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
+    register_plain(&mut store, "bad", VarType::Integer, Value::from("x")).expect_err("not an int");
+    let v = register_plain(&mut store, "good", VarType::Integer, Value::Int(1)).expect("valid");
     assert_eq!(v.id, "var_1");
 }
 
 #[test]
 fn missing_lists_the_names_not_registered() {
     let mut store = VariableStore::default();
-    store
-        .register(
-            "alpha",
-            VarType::Integer,
-            Value::Int(1),
-            Constraints::default(),
-            "",
-        )
-        .expect("valid");
+    register_plain(&mut store, "alpha", VarType::Integer, Value::Int(1)).expect("valid");
     let required: Vec<String> = ["alpha", "beta", "gamma"]
         .iter()
         .map(|s| s.to_string())
