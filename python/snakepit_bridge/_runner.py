@@ -363,9 +363,7 @@ class Runner:
                     reply = chunk_frame(fid, 0, outcome, True, True, None, self.limit, graceful=True)
                 else:
                     reply = result_frame(fid, outcome, self.limit, graceful=True)
-        except (Cancelled, asyncio.CancelledError) as e:
-            error = e
-        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
+        except BaseException as e:  # Cancelled, SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
             error = e
         finally:
             current_request.reset(scope_token)
@@ -419,22 +417,15 @@ class Runner:
                     shared.set_session_context(ctx)
                 elif not self.scoped_ctx:
                     shared.session_context = ctx
+            target = inst if shared is None else shared
             checker = self.checker
             if checker is None:
-                outcome = call(inst if shared is None else shared)
-                if inspect.iscoroutine(outcome):
-                    outcome = self._run_coro(st, outcome, loop)
-                if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
-                    if ex.stream:
-                        streamed_seq = self._stream(st, outcome, loop)
-                        outcome = None
-                    else:
-                        outcome = self._collect(st, outcome, loop)
+                outcome, streamed_seq = self._invoke(st, call, target, loop)
             else:
-                outcome, streamed_seq = self._run_checked(checker, st, call, inst if shared is None else shared, loop)
-        except (Cancelled, asyncio.CancelledError) as e:
-            error = e
-        except BaseException as e:  # SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
+                with checker.track_execution(ex.tool, adapter=target):
+                    outcome, streamed_seq = self._invoke(st, call, target, loop)
+                checker.check_library_safety(adapter=target)
+        except BaseException as e:  # Cancelled, SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
             error = e
         finally:
             if inst is not None and self.cleanup is not None:
@@ -469,30 +460,20 @@ class Runner:
                 return failure_frame(fid, e)
         return result_frame(fid, outcome, self.limit)
 
-    def _run_checked(
-        self,
-        checker: ThreadSafetyChecker,
-        st: Request,
-        call: Callable[[Any], Any],
-        inst: Any,
-        loop: asyncio.AbstractEventLoop,
+    def _invoke(
+        self, st: Request, call: Callable[[Any], Any], target: Any, loop: asyncio.AbstractEventLoop
     ) -> tuple[Any, int]:
-        """Runs the tool as _lifecycle does, tracked by the thread-safety
-        checker; returns (outcome, streamed_seq)."""
-        ex = st.execute
-        streamed_seq = -1
-        with checker.track_execution(ex.tool, adapter=inst):
-            outcome = call(inst)
-            if inspect.iscoroutine(outcome):
-                outcome = self._run_coro(st, outcome, loop)
-            if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
-                if ex.stream:
-                    streamed_seq = self._stream(st, outcome, loop)
-                    outcome = None
-                else:
-                    outcome = self._collect(st, outcome, loop)
-        checker.check_library_safety(adapter=inst)
-        return outcome, streamed_seq
+        """Calls the tool on `target`, runs a coroutine it returns, and streams
+        (Execute.stream) or collects a generator; returns (outcome,
+        streamed_seq), streamed_seq >= 0 once a stream ran to its end."""
+        outcome = call(target)
+        if inspect.iscoroutine(outcome):
+            outcome = self._run_coro(st, outcome, loop)
+        if isinstance(outcome, (types.GeneratorType, types.AsyncGeneratorType)):
+            if st.execute.stream:
+                return None, self._stream(st, outcome, loop)
+            return self._collect(st, outcome, loop), -1
+        return outcome, -1
 
     def _next_item(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop) -> Any:
         if isinstance(gen, types.GeneratorType):
