@@ -199,30 +199,24 @@ fn check_bounds(
     value: &Value,
 ) -> Result<(), (&'static str, String)> {
     let value = brief(value);
-    if let Some(min) = c.min {
-        match cmp(min) {
-            Some(Ordering::Greater | Ordering::Equal) => {}
-            Some(Ordering::Less) => {
-                return Err((MIN, format!("{value} is below the minimum {min:?}")));
-            }
-            None => {
+    let bounds = [
+        (MIN, c.min, Ordering::Less, "below", "minimum"),
+        (MAX, c.max, Ordering::Greater, "above", "maximum"),
+    ];
+    for (constraint, bound, beyond, side, name) in bounds {
+        let Some(bound) = bound else { continue };
+        match cmp(bound) {
+            Some(order) if order == beyond => {
                 return Err((
-                    MIN,
-                    format!("{value} cannot be compared with the minimum {min:?}"),
+                    constraint,
+                    format!("{value} is {side} the {name} {bound:?}"),
                 ));
             }
-        }
-    }
-    if let Some(max) = c.max {
-        match cmp(max) {
-            Some(Ordering::Less | Ordering::Equal) => {}
-            Some(Ordering::Greater) => {
-                return Err((MAX, format!("{value} is above the maximum {max:?}")));
-            }
+            Some(_) => {}
             None => {
                 return Err((
-                    MAX,
-                    format!("{value} cannot be compared with the maximum {max:?}"),
+                    constraint,
+                    format!("{value} cannot be compared with the {name} {bound:?}"),
                 ));
             }
         }
