@@ -43,17 +43,27 @@ impl From<BigInt> for Value {
     }
 }
 
-impl From<bool> for Value {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
+/// `From` for a type that is exactly one variant's payload.
+macro_rules! from_variant {
+    ($($t:ty => $variant:ident),+ $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v)
+            }
+        }
+    )+};
 }
-
-impl From<f64> for Value {
-    fn from(v: f64) -> Self {
-        Value::Float(v)
-    }
-}
+from_variant!(
+    bool => Bool,
+    f64 => Float,
+    String => Str,
+    Bytes => Bytes,
+    NdArray => NdArray,
+    ObjectRef => Ref,
+    StreamRefValue => StreamRef,
+    CallbackRef => Callback,
+    Temporal => Temporal,
+);
 
 impl From<f32> for Value {
     fn from(v: f32) -> Self {
@@ -64,18 +74,6 @@ impl From<f32> for Value {
 impl From<&str> for Value {
     fn from(v: &str) -> Self {
         Value::Str(v.to_string())
-    }
-}
-
-impl From<String> for Value {
-    fn from(v: String) -> Self {
-        Value::Str(v)
-    }
-}
-
-impl From<Bytes> for Value {
-    fn from(v: Bytes) -> Self {
-        Value::Bytes(v)
     }
 }
 
@@ -91,24 +89,6 @@ impl From<()> for Value {
     }
 }
 
-impl From<NdArray> for Value {
-    fn from(v: NdArray) -> Self {
-        Value::NdArray(v)
-    }
-}
-
-impl From<ObjectRef> for Value {
-    fn from(v: ObjectRef) -> Self {
-        Value::Ref(v)
-    }
-}
-
-impl From<StreamRefValue> for Value {
-    fn from(v: StreamRefValue) -> Self {
-        Value::StreamRef(v)
-    }
-}
-
 /// A stream ref is an object ref too: its methods and attributes can be
 /// used (`close()` on a generator, say).
 impl From<StreamRefValue> for ObjectRef {
@@ -119,18 +99,6 @@ impl From<StreamRefValue> for ObjectRef {
             type_name: v.type_name,
             repr: String::new(),
         }
-    }
-}
-
-impl From<CallbackRef> for Value {
-    fn from(v: CallbackRef) -> Self {
-        Value::Callback(v)
-    }
-}
-
-impl From<Temporal> for Value {
-    fn from(v: Temporal) -> Self {
-        Value::Temporal(v)
     }
 }
 
