@@ -230,15 +230,18 @@ fn plain_requests_never_go_to_a_draining_worker() {
 
 // Session calls: affinity × busy.
 
+const EVERY_AFFINITY: [Affinity; 3] = [
+    Affinity::Hint,
+    Affinity::StrictQueue,
+    Affinity::StrictFailFast,
+];
+const STRICT: [Affinity; 2] = [Affinity::StrictQueue, Affinity::StrictFailFast];
+
 #[test]
 fn an_unbound_session_goes_anywhere_whatever_its_affinity() {
     let mut pool = Pool::new(2);
     pool.load(0, 1);
-    for affinity in [
-        Affinity::Hint,
-        Affinity::StrictQueue,
-        Affinity::StrictFailFast,
-    ] {
+    for affinity in EVERY_AFFINITY {
         assert_worker(pool.place(session(affinity)), 1);
     }
 }
@@ -247,11 +250,7 @@ fn an_unbound_session_goes_anywhere_whatever_its_affinity() {
 fn a_bound_session_with_a_free_worker_goes_there_whatever_its_affinity() {
     let mut pool = Pool::new(2);
     pool.bind("s", 1).load(1, 1);
-    for affinity in [
-        Affinity::Hint,
-        Affinity::StrictQueue,
-        Affinity::StrictFailFast,
-    ] {
+    for affinity in EVERY_AFFINITY {
         assert_worker(pool.place(session(affinity)), 1);
     }
 }
@@ -328,7 +327,7 @@ fn a_session_whose_worker_is_gone_moves_under_hint_and_fails_strict() {
             Place::Worker(k) => assert_eq!(k, current, "placed on the wrong worker"),
             other => panic!("expected worker {current:?}, got {other:?}"),
         }
-        for affinity in [Affinity::StrictQueue, Affinity::StrictFailFast] {
+        for affinity in STRICT {
             match pool.place(session(affinity)) {
                 Place::Fail(Error::SessionWorkerUnavailable {
                     worker, session, ..
@@ -352,7 +351,7 @@ fn a_nested_call_runs_on_its_parents_worker_however_busy() {
     assert_worker(pool.place(nested), 1);
     // Whatever its session's binding and affinity say.
     pool.bind("s", 0);
-    for affinity in [Affinity::StrictQueue, Affinity::StrictFailFast] {
+    for affinity in STRICT {
         let nested = Route {
             parent: Some(7),
             ..session(affinity)
