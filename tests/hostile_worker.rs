@@ -82,6 +82,17 @@ async fn expect_violation(pool: &snakepit::PoolHandle, what: &str, call: Call) {
     assert_ne!(before, after, "{what}: the worker was not replaced");
 }
 
+/// Makes the worker print `text` to stderr and die: the crash must name it
+/// (the stderr tail's last line).
+async fn expect_last_words(pool: &snakepit::PoolHandle, text: &str) {
+    match run(pool, Call::new("die_saying").kwarg("text", text)).await {
+        Err(Error::WorkerCrashed {
+            detail: Some(d), ..
+        }) => assert!(d.contains(text), "detail: {d}"),
+        other => panic!("expected WorkerCrashed naming the last stderr line, got {other:?}"),
+    }
+}
+
 // Undecodable bytes on stdout and stderr: later prints still work, and the
 // stderr tail still holds later lines (a crash report names the last one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,19 +110,7 @@ async fn undecodable_output_does_not_stop_printing() {
         let r = run(&pool, Call::new("say").kwarg("text", format!("after {i}"))).await;
         assert_eq!(r.unwrap(), Value::Int(1), "print after undecodable output");
     }
-    match run(
-        &pool,
-        Call::new("die_saying").kwarg("text", "last words \u{e9}"),
-    )
-    .await
-    {
-        Err(Error::WorkerCrashed {
-            detail: Some(d), ..
-        }) => {
-            assert!(d.contains("last words \u{e9}"), "detail: {d}")
-        }
-        other => panic!("expected WorkerCrashed naming the last stderr line, got {other:?}"),
-    }
+    expect_last_words(&pool, "last words \u{e9}").await;
     serves_again(&pool, 1).await;
     s.sp.shutdown().await;
 }
@@ -154,19 +153,7 @@ async fn an_endless_line_does_not_grow_the_host() {
     // The cut line is the 64 MiB and the "next" that ended it.
     assert_eq!(cut.stream, "stderr");
     assert_eq!(cut.bytes, (64 << 20) + 4 - (64 << 10));
-    match run(
-        &pool,
-        Call::new("die_saying").kwarg("text", "after the long line"),
-    )
-    .await
-    {
-        Err(Error::WorkerCrashed {
-            detail: Some(d), ..
-        }) => {
-            assert!(d.contains("after the long line"), "detail: {d}")
-        }
-        other => panic!("expected WorkerCrashed naming the last stderr line, got {other:?}"),
-    }
+    expect_last_words(&pool, "after the long line").await;
     s.sp.shutdown().await;
 }
 
