@@ -17,7 +17,6 @@ import grpc.aio
 
 from . import _messages as msgs
 from ._channel import ChannelSpec
-from ._codec import decode, encode_into
 from ._errors import SnakepitError, from_rpc_error
 from ._proto import service_pb2 as svc
 from ._stub import Stub
@@ -26,8 +25,6 @@ from ._types import Ref, StreamRef, Variable, VariableUpdate
 __all__ = ["AsyncClient", "AsyncItemStream", "AsyncSession"]
 
 T = TypeVar("T")
-
-_GONE = frozenset({"session_not_found", "unavailable", "cancelled", "shutting_down"})
 
 
 class AsyncItemStream(Generic[T]):
@@ -110,20 +107,14 @@ class _Connection:
         return AsyncItemStream(getattr(self.stub, rpc)(request, metadata=self.metadata), convert)
 
 
-class AsyncSession:
+class AsyncSession(msgs.SessionBase):
     """A session (see :class:`snakepit_client.Session`), for ``async with``."""
 
     is_async = True
 
     def __init__(self, conn: _Connection, info: svc.SessionInfo) -> None:
+        super().__init__(info)
         self._conn = conn
-        self.id: str = info.id
-        self.pool: str = info.pool
-        self.affinity: str = msgs.message_dict(info)["affinity"]
-        self._released = False
-
-    def __repr__(self) -> str:
-        return f"<AsyncSession {self.id} pool={self.pool or 'default'} affinity={self.affinity}>"
 
     async def __aenter__(self) -> AsyncSession:
         return self
@@ -132,12 +123,6 @@ class AsyncSession:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.release()
-
-    def _bind(self, stream: StreamRef) -> StreamRef:
-        return StreamRef(stream.id, stream.session_id, stream.type_name, _owner=self)
-
-    def _value(self, resp: Any) -> Any:
-        return decode(resp.value, bind=self._bind)
 
     async def execute(
         self,
@@ -154,10 +139,10 @@ class AsyncSession:
 
     def stream(self, tool: str, /, *, pool: str | None = None, **kwargs: Any) -> AsyncItemStream[Any]:
         req = msgs.execute_request(tool, kwargs, pool=pool, session_id=self.id)
-        return self._conn.stream("ExecuteStream", req, lambda item: decode(item.value, bind=self._bind))
+        return self._conn.stream("ExecuteStream", req, self._value)
 
     async def call(self, module: str, function: str, /, *args: Any, **kwargs: Any) -> Any:
-        req = msgs.ffi_call_request(self.id, None, module, function, args, kwargs)
+        req = msgs.ffi_call_request(self.id, module, function, args, kwargs)
         return self._value(await self._conn.unary("FfiCall", req))
 
     async def get(self, module: str, attr: str, /) -> Any:
@@ -165,11 +150,11 @@ class AsyncSession:
         return self._value(await self._conn.unary("FfiGet", req))
 
     async def call_class(self, module: str, cls: str, /, *args: Any, **kwargs: Any) -> Any:
-        req = msgs.ffi_call_request(self.id, None, module, cls, args, kwargs)
+        req = msgs.ffi_call_request(self.id, module, cls, args, kwargs)
         return self._value(await self._conn.unary("FfiCallClass", req))
 
     async def method(self, ref: Ref, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        req = msgs.ffi_method_request(self.id, None, ref, name, args, kwargs)
+        req = msgs.ffi_method_request(self.id, ref, name, args, kwargs)
         return self._value(await self._conn.unary("FfiMethod", req))
 
     async def attr(self, ref: Ref, name: str, /) -> Any:
@@ -177,58 +162,51 @@ class AsyncSession:
         return self._value(await self._conn.unary("FfiAttr", req))
 
     async def set_attr(self, ref: Ref, name: str, value: Any, /) -> None:
-        req = svc.FfiSetAttrRequest(session_id=self.id, target=msgs.object_ref(ref), name=name)
-        encode_into(value, req.value, name="value")
-        await self._conn.unary("FfiSetAttr", req)
+        await self._conn.unary("FfiSetAttr", msgs.ffi_set_attr_request(self.id, ref, name, value))
 
     def call_stream(self, module: str, function: str, /, *args: Any, **kwargs: Any) -> AsyncItemStream[Any]:
-        req = msgs.ffi_call_request(self.id, None, module, function, args, kwargs)
-        return self._conn.stream("FfiStream", req, lambda item: decode(item.value, bind=self._bind))
+        req = msgs.ffi_call_request(self.id, module, function, args, kwargs)
+        return self._conn.stream("FfiStream", req, self._value)
 
     async def _ffi_next(self, stream: StreamRef, n: int) -> tuple[list[Any], bool]:
-        req = svc.FfiNextRequest(session_id=self.id, stream=msgs.stream_ref(stream), max_items=max(n, 1))
-        resp = await self._conn.unary("FfiNext", req)
-        return [decode(v, bind=self._bind) for v in resp.items], resp.done
+        return self._batch(await self._conn.unary("FfiNext", msgs.ffi_next_request(self.id, stream, n)))
 
     async def next(self, stream: StreamRef, n: int = 1, /) -> list[Any]:
         return (await self._ffi_next(stream, n))[0]
 
     async def release_ref(self, ref: Ref | StreamRef, /) -> None:
-        await self._conn.unary("FfiReleaseRef", msgs.release_ref_request(self.id, None, ref))
+        await self._conn.unary("FfiReleaseRef", msgs.release_ref_request(self.id, ref))
 
     async def register_variable(
         self, name: str, type: str, initial: Any, /, *, description: str = "", **constraints: Any
     ) -> Variable:
         req = msgs.register_variable_request(self.id, name, type, initial, description, constraints)
-        return msgs.variable(await self._conn.unary("RegisterVariable", req), self._bind)
+        return self._variable(await self._conn.unary("RegisterVariable", req))
 
     async def get_variable_info(self, name: str, /) -> Variable:
         req = svc.VariableRequest(session_id=self.id, variable=name)
-        return msgs.variable(await self._conn.unary("GetVariable", req), self._bind)
+        return self._variable(await self._conn.unary("GetVariable", req))
 
     async def get_variable(self, name: str, /) -> Any:
         return (await self.get_variable_info(name)).value
 
     async def set_variable(self, name: str, value: Any, /) -> Variable:
         req = msgs.set_variable_request(self.id, name, value)
-        return msgs.variable(await self._conn.unary("SetVariable", req), self._bind)
+        return self._variable(await self._conn.unary("SetVariable", req))
 
     async def list_variables(self) -> dict[str, Any]:
-        resp = await self._conn.unary("ListVariables", svc.SessionRequest(session_id=self.id))
-        return {v.name: decode(v.value, bind=self._bind) for v in resp.variables}
+        return self._values(await self._conn.unary("ListVariables", svc.SessionRequest(session_id=self.id)))
 
     def watch_variables(self, *names: str, include_initial: bool = False) -> AsyncItemStream[VariableUpdate]:
         req = svc.WatchVariablesRequest(session_id=self.id, variables=names, include_initial=include_initial)
-        return self._conn.stream("WatchVariables", req, lambda u: msgs.variable_update(u, self._bind))
+        return self._conn.stream("WatchVariables", req, self._update)
 
     async def info(self) -> dict[str, Any]:
         return msgs.message_dict(await self._conn.unary("GetSession", svc.SessionRequest(session_id=self.id)))
 
     async def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        await self._conn.unary("ReleaseSession", svc.SessionRequest(session_id=self.id))
+        if self._mark_released():
+            await self._conn.unary("ReleaseSession", svc.SessionRequest(session_id=self.id))
 
 
 class _OpeningSession:
@@ -307,7 +285,7 @@ class AsyncClient:
                 try:
                     await session.release()
                 except SnakepitError as e:
-                    if e.kind not in _GONE:
+                    if e.kind not in msgs.GONE:
                         raise
         finally:
             await self._conn.channel.close()
@@ -323,11 +301,11 @@ class AsyncClient:
         **kwargs: Any,
     ) -> Any:
         req = msgs.execute_request(tool, kwargs, pool=pool, idempotent=idempotent)
-        return decode((await self._conn.unary("Execute", req, timeout)).value)
+        return msgs.value(await self._conn.unary("Execute", req, timeout))
 
     def stream(self, tool: str, /, *, pool: str | None = None, **kwargs: Any) -> AsyncItemStream[Any]:
         req = msgs.execute_request(tool, kwargs, pool=pool)
-        return self._conn.stream("ExecuteStream", req, lambda item: decode(item.value))
+        return self._conn.stream("ExecuteStream", req, msgs.value)
 
     def session(self, *, pool: str | None = None, affinity: str = "hint") -> _OpeningSession:
         req = svc.CreateSessionRequest(pool=pool or "", affinity=msgs.affinity(affinity))
@@ -368,7 +346,7 @@ class AsyncClient:
 
     def call_stream(self, module: str, function: str, /, *args: Any, **kwargs: Any) -> AsyncItemStream[Any]:
         # Encoded now (a value that cannot be sent fails here); sent at the first read.
-        req = msgs.ffi_call_request("", None, module, function, args, kwargs)
+        req = msgs.ffi_call_request("", module, function, args, kwargs)
         opened: list[AsyncSession] = []
 
         async def start() -> Any:
@@ -376,7 +354,7 @@ class AsyncClient:
             req.session_id = opened[0].id
             return self._conn.stub.FfiStream(req, metadata=self._conn.metadata)
 
-        return AsyncItemStream(None, lambda item: decode(item.value, bind=opened[0]._bind), start=start)
+        return AsyncItemStream(None, lambda item: opened[0]._value(item), start=start)
 
     async def next(self, stream: StreamRef, n: int = 1, /) -> list[Any]:
         return await (await self._session()).next(stream, n)

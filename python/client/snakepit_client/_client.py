@@ -19,7 +19,6 @@ import grpc
 
 from . import _messages as msgs
 from ._channel import ChannelSpec
-from ._codec import decode, encode_into
 from ._errors import SnakepitError, from_rpc_error
 from ._proto import service_pb2 as svc
 from ._stub import Stub
@@ -28,9 +27,6 @@ from ._types import Ref, StreamRef, Variable, VariableUpdate
 __all__ = ["Client", "ItemStream", "Session"]
 
 T = TypeVar("T")
-
-# Kinds after which releasing a session has nothing left to do.
-_GONE = frozenset({"session_not_found", "unavailable", "cancelled", "shutting_down"})
 
 
 class ItemStream(Generic[T]):
@@ -105,7 +101,7 @@ class _Connection:
         return ItemStream(getattr(self.stub, rpc)(request, metadata=self.metadata), convert)
 
 
-class Session:
+class Session(msgs.SessionBase):
     """A session on the server: calls in it share a worker's state (by
     affinity), refs and variables. Released on leaving its ``with`` block or
     by :meth:`release`; else it lives until the server's session TTL.
@@ -114,17 +110,9 @@ class Session:
     server's default), ``affinity`` its default affinity.
     """
 
-    is_async = False
-
     def __init__(self, conn: _Connection, info: svc.SessionInfo) -> None:
+        super().__init__(info)
         self._conn = conn
-        self.id: str = info.id
-        self.pool: str = info.pool
-        self.affinity: str = msgs.message_dict(info)["affinity"]
-        self._released = False
-
-    def __repr__(self) -> str:
-        return f"<Session {self.id} pool={self.pool or 'default'} affinity={self.affinity}>"
 
     def __enter__(self) -> Session:
         return self
@@ -133,12 +121,6 @@ class Session:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
-
-    def _bind(self, stream: StreamRef) -> StreamRef:
-        return StreamRef(stream.id, stream.session_id, stream.type_name, _owner=self)
-
-    def _value(self, resp: Any) -> Any:
-        return decode(resp.value, bind=self._bind)
 
     # ------------------------------------------------------------- tools
 
@@ -159,13 +141,13 @@ class Session:
     def stream(self, tool: str, /, *, pool: str | None = None, **kwargs: Any) -> ItemStream[Any]:
         """Run the streaming ``tool`` in this session; its items as they come."""
         req = msgs.execute_request(tool, kwargs, pool=pool, session_id=self.id)
-        return self._conn.stream("ExecuteStream", req, lambda item: decode(item.value, bind=self._bind))
+        return self._conn.stream("ExecuteStream", req, self._value)
 
     # -------------------------------------------------------- universal FFI
 
     def call(self, module: str, function: str, /, *args: Any, **kwargs: Any) -> Any:
         """``module.function(*args, **kwargs)`` in a worker (``function`` may be dotted)."""
-        req = msgs.ffi_call_request(self.id, None, module, function, args, kwargs)
+        req = msgs.ffi_call_request(self.id, module, function, args, kwargs)
         return self._value(self._conn.unary("FfiCall", req))
 
     def get(self, module: str, attr: str, /) -> Any:
@@ -174,12 +156,12 @@ class Session:
 
     def call_class(self, module: str, cls: str, /, *args: Any, **kwargs: Any) -> Any:
         """A new instance of ``module.cls`` (usually a :class:`Ref`)."""
-        req = msgs.ffi_call_request(self.id, None, module, cls, args, kwargs)
+        req = msgs.ffi_call_request(self.id, module, cls, args, kwargs)
         return self._value(self._conn.unary("FfiCallClass", req))
 
     def method(self, ref: Ref, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """``ref.name(*args, **kwargs)``."""
-        req = msgs.ffi_method_request(self.id, None, ref, name, args, kwargs)
+        req = msgs.ffi_method_request(self.id, ref, name, args, kwargs)
         return self._value(self._conn.unary("FfiMethod", req))
 
     def attr(self, ref: Ref, name: str, /) -> Any:
@@ -189,19 +171,15 @@ class Session:
 
     def set_attr(self, ref: Ref, name: str, value: Any, /) -> None:
         """``ref.name = value``."""
-        req = svc.FfiSetAttrRequest(session_id=self.id, target=msgs.object_ref(ref), name=name)
-        encode_into(value, req.value, name="value")
-        self._conn.unary("FfiSetAttr", req)
+        self._conn.unary("FfiSetAttr", msgs.ffi_set_attr_request(self.id, ref, name, value))
 
     def call_stream(self, module: str, function: str, /, *args: Any, **kwargs: Any) -> ItemStream[Any]:
         """Call ``module.function`` and stream the items of the iterable it returns."""
-        req = msgs.ffi_call_request(self.id, None, module, function, args, kwargs)
-        return self._conn.stream("FfiStream", req, lambda item: decode(item.value, bind=self._bind))
+        req = msgs.ffi_call_request(self.id, module, function, args, kwargs)
+        return self._conn.stream("FfiStream", req, self._value)
 
     def _ffi_next(self, stream: StreamRef, n: int) -> tuple[list[Any], bool]:
-        req = svc.FfiNextRequest(session_id=self.id, stream=msgs.stream_ref(stream), max_items=max(n, 1))
-        resp = self._conn.unary("FfiNext", req)
-        return [decode(v, bind=self._bind) for v in resp.items], resp.done
+        return self._batch(self._conn.unary("FfiNext", msgs.ffi_next_request(self.id, stream, n)))
 
     def next(self, stream: StreamRef, n: int = 1, /) -> list[Any]:
         """Up to ``n`` more items of a :class:`StreamRef` (fewer once it is exhausted)."""
@@ -210,7 +188,7 @@ class Session:
     def release_ref(self, ref: Ref | StreamRef, /) -> None:
         """Drop an object or iterator kept in the worker; using it again
         raises :class:`RefNotFoundError`. Releasing twice is no error."""
-        self._conn.unary("FfiReleaseRef", msgs.release_ref_request(self.id, None, ref))
+        self._conn.unary("FfiReleaseRef", msgs.release_ref_request(self.id, ref))
 
     # ------------------------------------------------------------ variables
 
@@ -221,12 +199,12 @@ class Session:
         choice, embedding, tensor) with constraints such as ``min``, ``max``,
         ``choices``."""
         req = msgs.register_variable_request(self.id, name, type, initial, description, constraints)
-        return msgs.variable(self._conn.unary("RegisterVariable", req), self._bind)
+        return self._variable(self._conn.unary("RegisterVariable", req))
 
     def get_variable_info(self, name: str, /) -> Variable:
         """The whole variable (by name or id): value, version, constraints..."""
         req = svc.VariableRequest(session_id=self.id, variable=name)
-        return msgs.variable(self._conn.unary("GetVariable", req), self._bind)
+        return self._variable(self._conn.unary("GetVariable", req))
 
     def get_variable(self, name: str, /) -> Any:
         """A variable's value."""
@@ -235,18 +213,17 @@ class Session:
     def set_variable(self, name: str, value: Any, /) -> Variable:
         """Give a variable a new value (checked against its type and constraints)."""
         req = msgs.set_variable_request(self.id, name, value)
-        return msgs.variable(self._conn.unary("SetVariable", req), self._bind)
+        return self._variable(self._conn.unary("SetVariable", req))
 
     def list_variables(self) -> dict[str, Any]:
         """``{name: value}`` of every variable of the session."""
-        resp = self._conn.unary("ListVariables", svc.SessionRequest(session_id=self.id))
-        return {v.name: decode(v.value, bind=self._bind) for v in resp.variables}
+        return self._values(self._conn.unary("ListVariables", svc.SessionRequest(session_id=self.id)))
 
     def watch_variables(self, *names: str, include_initial: bool = False) -> ItemStream[VariableUpdate]:
         """Changes of the named variables (all, when none is named) from now
         on, and first their current values with ``include_initial``."""
         req = svc.WatchVariablesRequest(session_id=self.id, variables=names, include_initial=include_initial)
-        return self._conn.stream("WatchVariables", req, lambda u: msgs.variable_update(u, self._bind))
+        return self._conn.stream("WatchVariables", req, self._update)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -258,10 +235,8 @@ class Session:
     def release(self) -> None:
         """Release the session: every worker that ran it drops its state and
         refs. Releasing again does nothing."""
-        if self._released:
-            return
-        self._released = True
-        self._conn.unary("ReleaseSession", svc.SessionRequest(session_id=self.id))
+        if self._mark_released():
+            self._conn.unary("ReleaseSession", svc.SessionRequest(session_id=self.id))
 
 
 class Client:
@@ -316,7 +291,7 @@ class Client:
                 try:
                     session.release()
                 except SnakepitError as e:
-                    if e.kind not in _GONE:
+                    if e.kind not in msgs.GONE:
                         raise
         finally:
             self._conn.channel.close()
@@ -336,12 +311,12 @@ class Client:
         """Run ``tool`` (in ``pool``, else the default) and return its result.
         ``idempotent``: safe to run twice, so retried once if its worker dies."""
         req = msgs.execute_request(tool, kwargs, pool=pool, idempotent=idempotent)
-        return decode(self._conn.unary("Execute", req, timeout).value)
+        return msgs.value(self._conn.unary("Execute", req, timeout))
 
     def stream(self, tool: str, /, *, pool: str | None = None, **kwargs: Any) -> ItemStream[Any]:
         """Run the streaming ``tool``; an iterator of its items as they come."""
         req = msgs.execute_request(tool, kwargs, pool=pool)
-        return self._conn.stream("ExecuteStream", req, lambda item: decode(item.value))
+        return self._conn.stream("ExecuteStream", req, msgs.value)
 
     def session(self, *, pool: str | None = None, affinity: str = "hint") -> Session:
         """Open a session; ``affinity`` is ``"hint"`` (prefer the session's

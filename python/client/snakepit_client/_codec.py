@@ -27,7 +27,7 @@ from ._errors import EncodingError
 from ._proto import snakepit_pb2 as pb
 from ._types import NdArray, Ref, StreamRef
 
-__all__ = ["Binder", "decode", "encode", "encode_into"]
+__all__ = ["Binder", "decode", "encode", "encode_into", "unbound"]
 
 WIRE_DEPTH: int = pb.LIMIT_VALUE_WIRE_DEPTH
 """Protobuf message levels a Value may nest (see snakepit.proto)."""
@@ -307,7 +307,8 @@ Binder = Callable[[StreamRef], StreamRef]
 """Gives a decoded StreamRef the session that iterates it."""
 
 
-def _unbound(stream: StreamRef) -> StreamRef:
+def unbound(stream: StreamRef) -> StreamRef:
+    """The binder that leaves a StreamRef bound to no session."""
     return stream
 
 
@@ -408,7 +409,7 @@ def _decode(v: pb.Value, bind: Binder) -> Any:
     raise _failed(f"values of kind {kind!r} cannot be used by a client")
 
 
-def decode(value: pb.Value, *, bind: Binder = _unbound) -> Any:
+def decode(value: pb.Value, *, bind: Binder = unbound) -> Any:
     """The Python object for a wire Value; ``bind`` attaches each StreamRef
     to the session that can iterate it."""
     return _decode(value, bind)

@@ -1,26 +1,31 @@
 """Requests built from Python arguments, and responses read back into plain
 Python, for both clients (``_client.py`` and ``_aio.py``): they differ only
-in how they wait, never in what they send.
+in how they wait, never in what they send. :class:`SessionBase` is what
+their two session classes share besides the calls themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from google.protobuf.message import Message
 
-from ._codec import Binder, decode, encode_into
+from ._codec import Binder, decode, encode_into, unbound
 from ._proto import service_pb2 as svc
 from ._proto import snakepit_pb2 as pb
 from ._types import Ref, StreamRef, Variable, VariableUpdate
 
 __all__ = [
     "AFFINITIES",
+    "GONE",
+    "SessionBase",
     "affinity",
     "execute_request",
     "ffi_call_request",
     "ffi_method_request",
+    "ffi_next_request",
+    "ffi_set_attr_request",
     "message_dict",
     "object_ref",
     "pools_dict",
@@ -28,6 +33,7 @@ __all__ = [
     "release_ref_request",
     "set_variable_request",
     "stream_ref",
+    "value",
     "variable",
     "variable_update",
 ]
@@ -39,6 +45,9 @@ AFFINITIES: dict[str, svc.Affinity] = {
 }
 
 _VALUE = pb.Value.DESCRIPTOR.full_name
+
+GONE = frozenset({"session_not_found", "unavailable", "cancelled", "shutting_down"})
+"""Kinds after which releasing a session has nothing left to do."""
 
 
 def affinity(name: str) -> svc.Affinity:
@@ -70,19 +79,29 @@ def execute_request(
 
 
 def ffi_call_request(
-    session_id: str, pool: str | None, module: str, function: str, args: Iterable[Any], kwargs: Mapping[str, Any]
+    session_id: str, module: str, function: str, args: Iterable[Any], kwargs: Mapping[str, Any]
 ) -> svc.FfiCallRequest:
-    req = svc.FfiCallRequest(session_id=session_id, pool=pool or "", module=module, function=function)
+    req = svc.FfiCallRequest(session_id=session_id, module=module, function=function)
     _fill_args(args, kwargs, req.args, req.kwargs)
     return req
 
 
 def ffi_method_request(
-    session_id: str, pool: str | None, target: Ref, name: str, args: Iterable[Any], kwargs: Mapping[str, Any]
+    session_id: str, target: Ref, name: str, args: Iterable[Any], kwargs: Mapping[str, Any]
 ) -> svc.FfiMethodRequest:
-    req = svc.FfiMethodRequest(session_id=session_id, pool=pool or "", target=object_ref(target), name=name)
+    req = svc.FfiMethodRequest(session_id=session_id, target=object_ref(target), name=name)
     _fill_args(args, kwargs, req.args, req.kwargs)
     return req
+
+
+def ffi_set_attr_request(session_id: str, target: Ref, name: str, value: Any) -> svc.FfiSetAttrRequest:
+    req = svc.FfiSetAttrRequest(session_id=session_id, target=object_ref(target), name=name)
+    encode_into(value, req.value, name="value")
+    return req
+
+
+def ffi_next_request(session_id: str, stream: StreamRef, n: int) -> svc.FfiNextRequest:
+    return svc.FfiNextRequest(session_id=session_id, stream=stream_ref(stream), max_items=max(n, 1))
 
 
 def object_ref(target: Ref) -> pb.ObjectRef:
@@ -97,10 +116,10 @@ def stream_ref(target: StreamRef) -> pb.StreamRef:
     return pb.StreamRef(id=target.id, session_id=target.session_id, type_name=target.type_name)
 
 
-def release_ref_request(session_id: str, pool: str | None, target: Ref | StreamRef) -> svc.FfiReleaseRefRequest:
+def release_ref_request(session_id: str, target: Ref | StreamRef) -> svc.FfiReleaseRefRequest:
     if isinstance(target, StreamRef):
-        return svc.FfiReleaseRefRequest(session_id=session_id, pool=pool or "", stream=stream_ref(target))
-    return svc.FfiReleaseRefRequest(session_id=session_id, pool=pool or "", ref=object_ref(target))
+        return svc.FfiReleaseRefRequest(session_id=session_id, stream=stream_ref(target))
+    return svc.FfiReleaseRefRequest(session_id=session_id, ref=object_ref(target))
 
 
 def register_variable_request(
@@ -140,7 +159,7 @@ def _field(field: Any, value: Any, bind: Binder) -> Any:
     return message_dict(value, bind=bind)
 
 
-def message_dict(msg: Message, *, bind: Binder = lambda s: s) -> dict[str, Any]:
+def message_dict(msg: Message, *, bind: Binder = unbound) -> dict[str, Any]:
     """A response message as plain dicts and lists: every field (defaults
     included), Values decoded, enums by their short lower-case name."""
     out: dict[str, Any] = {}
@@ -156,6 +175,11 @@ def message_dict(msg: Message, *, bind: Binder = lambda s: s) -> dict[str, Any]:
         else:
             out[field.name] = _field(field, value, bind)
     return out
+
+
+def value(msg: Any, bind: Binder = unbound) -> Any:
+    """The decoded ``value`` field of a response or a stream item."""
+    return decode(msg.value, bind=bind)
 
 
 def pools_dict(resp: svc.PoolStatusResponse) -> dict[str, dict[str, Any]]:
@@ -186,3 +210,46 @@ def variable_update(msg: pb.VariableUpdate, bind: Binder) -> VariableUpdate:
         source=msg.source,
         metadata=dict(msg.metadata),
     )
+
+
+class SessionBase:
+    """What :class:`~snakepit_client.Session` and
+    :class:`~snakepit_client.AsyncSession` share: the server's
+    ``SessionInfo`` (``id``, ``pool``, ``affinity``), and reading answers
+    with every StreamRef bound to this session, which iterates it."""
+
+    is_async: ClassVar[bool] = False
+
+    def __init__(self, info: svc.SessionInfo) -> None:
+        self.id: str = info.id
+        self.pool: str = info.pool
+        self.affinity: str = message_dict(info)["affinity"]
+        self._released = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} pool={self.pool or 'default'} affinity={self.affinity}>"
+
+    def _bind(self, stream: StreamRef) -> StreamRef:
+        return StreamRef(stream.id, stream.session_id, stream.type_name, _owner=self)
+
+    def _value(self, msg: Any) -> Any:
+        return value(msg, self._bind)
+
+    def _batch(self, resp: svc.FfiNextResponse) -> tuple[list[Any], bool]:
+        """The items of an FfiNext answer, and whether the stream is done."""
+        return [decode(v, bind=self._bind) for v in resp.items], resp.done
+
+    def _values(self, resp: svc.ListVariablesResponse) -> dict[str, Any]:
+        return {v.name: decode(v.value, bind=self._bind) for v in resp.variables}
+
+    def _variable(self, msg: svc.SessionVariable) -> Variable:
+        return variable(msg, self._bind)
+
+    def _update(self, msg: pb.VariableUpdate) -> VariableUpdate:
+        return variable_update(msg, self._bind)
+
+    def _mark_released(self) -> bool:
+        """Whether this is the first release (which must tell the server)."""
+        first = not self._released
+        self._released = True
+        return first
