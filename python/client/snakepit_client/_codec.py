@@ -18,7 +18,9 @@ so the client refuses one before sending it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib
+import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -287,20 +289,13 @@ def encode(obj: Any, *, name: str = "value") -> pb.Value:
 
 # ------------------------------------------------------------------ decoding
 
-_numpy_module: Any = None
-_numpy_tried = False
-
-
+@functools.cache
 def _numpy() -> Any:
     """numpy, when it can be imported (tried once), else ``None``."""
-    global _numpy_module, _numpy_tried
-    if not _numpy_tried:
-        _numpy_tried = True
-        try:
-            _numpy_module = importlib.import_module("numpy")
-        except ImportError:
-            _numpy_module = None
-    return _numpy_module
+    try:
+        return importlib.import_module("numpy")
+    except ImportError:
+        return None
 
 
 Binder = Callable[[StreamRef], StreamRef]
@@ -355,10 +350,7 @@ def _dec_ndarray(nd: pb.NdArray) -> Any:
         dtype = np.dtype(nd.dtype)
     except TypeError:
         raise _failed(f"unknown ndarray dtype {nd.dtype!r}") from None
-    count = 1
-    for n in shape:
-        count *= n
-    if dtype.hasobject or len(nd.data) != count * dtype.itemsize:
+    if dtype.hasobject or len(nd.data) != math.prod(shape) * dtype.itemsize:
         raise _failed(f"ndarray of dtype {nd.dtype} and shape {shape} with {len(nd.data)} bytes")
     little = dtype.newbyteorder("<")
     # A copy the caller owns (writable), in native byte order.
