@@ -103,8 +103,12 @@ class _Connection:
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
 
+    def open_stream(self, rpc: str, request: Any) -> Any:
+        """The call of a server stream (no default deadline, as in ``_client``)."""
+        return getattr(self.stub, rpc)(request, metadata=self.metadata)
+
     def stream(self, rpc: str, request: Any, convert: Callable[[Any], T]) -> AsyncItemStream[T]:
-        return AsyncItemStream(getattr(self.stub, rpc)(request, metadata=self.metadata), convert)
+        return AsyncItemStream(self.open_stream(rpc, request), convert)
 
 
 class AsyncSession(msgs.SessionBase):
@@ -352,7 +356,7 @@ class AsyncClient:
         async def start() -> Any:
             opened.append(await self._session())
             req.session_id = opened[0].id
-            return self._conn.stub.FfiStream(req, metadata=self._conn.metadata)
+            return self._conn.open_stream("FfiStream", req)
 
         return AsyncItemStream(None, lambda item: opened[0]._value(item), start=start)
 
