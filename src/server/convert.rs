@@ -62,6 +62,13 @@ pub(crate) fn args(args: Vec<v1::Value>) -> Vec<Value> {
     args.into_iter().map(Value::from).collect()
 }
 
+/// A request's metadata, sorted by key (a protobuf map keeps no order).
+pub(crate) fn metadata(metadata: HashMap<String, String>) -> Vec<(String, String)> {
+    let mut metadata: Vec<(String, String)> = metadata.into_iter().collect();
+    metadata.sort();
+    metadata
+}
+
 /// Keyword arguments, sorted by name: a protobuf map keeps no order, so the
 /// order Python sees is at least the same for the same call.
 pub(crate) fn kwargs(kwargs: HashMap<String, v1::Value>) -> Vec<(String, Value)> {

@@ -139,13 +139,11 @@ impl Api {
 
 /// The call an ExecuteRequest asks for.
 fn tool_call(req: v1::ExecuteRequest, timeout: Option<std::time::Duration>) -> Call {
-    let mut metadata: Vec<(String, String)> = req.metadata.into_iter().collect();
-    metadata.sort();
     let mut call = Call::new(req.tool).idempotent(req.idempotent);
     call.args = convert::args(req.args);
     call.kwargs = convert::kwargs(req.kwargs);
     call.timeout = timeout;
-    call.metadata = metadata;
+    call.metadata = convert::metadata(req.metadata);
     call
 }
 
@@ -206,15 +204,13 @@ impl Rpc for Api {
         let req = request.into_inner();
         self.observer
             .unary("CreateSession", async move {
-                let mut metadata: Vec<(String, String)> = req.metadata.into_iter().collect();
-                metadata.sort();
                 let entry = self
                     .sessions
                     .create(NewSession {
                         id: req.id,
                         pool: given(req.pool),
                         affinity: convert::affinity(req.affinity)?,
-                        metadata,
+                        metadata: convert::metadata(req.metadata),
                     })
                     .await?;
                 self.session_info(&entry).await
