@@ -16,6 +16,7 @@ use futures::StreamExt as _;
 use grpc::{api, channel, client, execute, info, kind, kwargs, loopback, serve, value};
 use snakepit::{Event, ServeConfig, Value};
 use snakepit_proto::v1;
+use tokio::sync::broadcast;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -103,16 +104,7 @@ async fn a_deadline_fails_the_call_and_cancels_it_on_the_worker() {
     );
     assert_eq!(late.code(), Code::DeadlineExceeded);
     assert_eq!(kind(&late), "timeout");
-    let Event::RequestCancelled(cancelled) = wait_event(
-        &mut s.events,
-        WAIT,
-        |e| matches!(e, Event::RequestCancelled(c) if c.tool == "sleep"),
-    )
-    .await
-    else {
-        unreachable!()
-    };
-    assert_eq!(cancelled.stage, "running");
+    cancelled_while_running(&mut s.events, "sleep").await;
     // The showcase sleep stops when cancelled: the one worker is free again.
     let sum = tokio::time::timeout(
         WAIT,
@@ -165,16 +157,7 @@ async fn streams_arrive_in_order_and_a_dropped_stream_stops_the_generator() {
         matches!(e, Event::GrpcRequestFinished(f) if f.method == "ExecuteStream" && f.code == "CANCELLED")
     })
     .await;
-    let Event::RequestCancelled(cancelled) = wait_event(
-        &mut s.events,
-        WAIT,
-        |e| matches!(e, Event::RequestCancelled(c) if c.tool == "progress"),
-    )
-    .await
-    else {
-        unreachable!()
-    };
-    assert_eq!(cancelled.stage, "running");
+    cancelled_while_running(&mut s.events, "progress").await;
     common::poll_status(s.sp.default_pool(), |st| st.in_flight == 0).await;
     s.sp.shutdown().await;
 }
@@ -208,13 +191,23 @@ async fn a_deadline_bounds_a_whole_stream() {
     assert!(items > 0 && items < 100, "{items} items");
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert_eq!(kind(&status), "timeout");
-    wait_event(
-        &mut s.events,
-        WAIT,
-        |e| matches!(e, Event::RequestCancelled(c) if c.tool == "progress"),
-    )
-    .await;
+    cancelled_while_running(&mut s.events, "progress").await;
     s.sp.shutdown().await;
+}
+
+/// Waits for the worker's call of `tool` to be cancelled, and checks it was
+/// running (not still queued) when it was.
+async fn cancelled_while_running(events: &mut broadcast::Receiver<Event>, tool: &str) {
+    let Event::RequestCancelled(cancelled) = wait_event(
+        events,
+        WAIT,
+        |e| matches!(e, Event::RequestCancelled(c) if c.tool == tool),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(cancelled.stage, "running", "{tool}");
 }
 
 // A payload larger than the pool's frames is refused with its kind; one
@@ -671,31 +664,43 @@ async fn health_follows_a_degraded_pool() {
         matches!(e, Event::PoolDegraded(_))
     })
     .await;
-    poll_health(&ch, "snakepit.pool.flaky", ServingStatus::NotServing).await;
-    poll_health(&ch, "", ServingStatus::NotServing).await;
+    health_becomes(&ch, "snakepit.pool.flaky", ServingStatus::NotServing).await;
+    health_becomes(&ch, "", ServingStatus::NotServing).await;
 
     std::fs::remove_file(&marker).unwrap();
     wait_event(&mut s.events, Duration::from_secs(8), |e| {
         matches!(e, Event::PoolRecovered(_))
     })
     .await;
-    poll_health(&ch, "snakepit.pool.flaky", ServingStatus::Serving).await;
-    poll_health(&ch, "snakepit.v1.Snakepit", ServingStatus::Serving).await;
+    health_becomes(&ch, "snakepit.pool.flaky", ServingStatus::Serving).await;
+    health_becomes(&ch, "snakepit.v1.Snakepit", ServingStatus::Serving).await;
     s.sp.shutdown().await;
 }
 
-/// Polls the health of `service` (every 20 ms, for `WAIT` at most) until it
-/// is `want`.
-async fn poll_health(ch: &tonic::transport::Channel, service: &str, want: ServingStatus) {
-    let until = Instant::now() + WAIT;
-    loop {
-        let now = grpc::health(ch.clone(), service).await.unwrap();
-        if now == want {
-            return;
+/// Waits (for `WAIT` at most) until the health of `service`, as a Watch
+/// streams its changes, is `want`.
+async fn health_becomes(ch: &tonic::transport::Channel, service: &str, want: ServingStatus) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut watch = HealthClient::new(ch.clone())
+        .watch(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut now = None;
+    let reached = tokio::time::timeout(WAIT, async {
+        while let Some(answer) = watch.next().await {
+            now = Some(answer.unwrap().status());
+            if now == Some(want) {
+                return true;
+            }
         }
-        assert!(Instant::now() < until, "{service:?} stayed {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        false
+    })
+    .await;
+    assert!(matches!(reached, Ok(true)), "{service:?} stayed {now:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
