@@ -16,14 +16,18 @@ use std::time::{Duration, Instant};
 use common::{showcase, wait_event};
 use grpc::{api, execute, kind, loopback, serve, value, with_token};
 use snakepit::server::Token;
+use snakepit::telemetry::GrpcUnauthenticated;
 use snakepit::{Event, ListenAddr, Value};
+use snakepit_proto::v1;
+use snakepit_proto::v1::snakepit_client::SnakepitClient;
+use tokio::sync::broadcast;
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-fn add() -> snakepit_proto::v1::ExecuteRequest {
+fn add() -> v1::ExecuteRequest {
     execute("add", [("a", 2.into()), ("b", 3.into())])
 }
 
@@ -34,32 +38,11 @@ async fn calls_need_the_token_and_refusals_are_counted() {
     let ch = grpc::channel(&s.addr).await;
     let mut c = api(ch.clone());
 
-    let bare = c.execute(add()).await.expect_err("no token");
-    assert_eq!(bare.code(), Code::Unauthenticated);
-    assert_eq!(kind(&bare), "unauthenticated");
-    let Event::GrpcUnauthenticated(missing) = wait_event(&mut s.events, WAIT, |e| {
-        matches!(e, Event::GrpcUnauthenticated(_))
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let missing = refused(&mut c, add(), &mut s.events).await;
     assert_eq!((missing.method, missing.reason), ("Execute", "missing"));
     assert!(missing.peer.is_some(), "the log names the client");
 
-    let wrong = c
-        .execute(with_token(add(), "guess"))
-        .await
-        .expect_err("a wrong token");
-    assert_eq!(wrong.code(), Code::Unauthenticated);
-    assert_eq!(kind(&wrong), "unauthenticated");
-    let Event::GrpcUnauthenticated(invalid) = wait_event(&mut s.events, WAIT, |e| {
-        matches!(e, Event::GrpcUnauthenticated(_))
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    let invalid = refused(&mut c, with_token(add(), "guess"), &mut s.events).await;
     assert_eq!(invalid.reason, "invalid");
     wait_event(
         &mut s.events,
@@ -82,6 +65,24 @@ async fn calls_need_the_token_and_refusals_are_counted() {
     let services = grpc::reflected_services(ch).await;
     assert!(services.iter().any(|s| s == "snakepit.v1.Snakepit"));
     s.sp.shutdown().await;
+}
+
+/// `request` refused as UNAUTHENTICATED (kind `unauthenticated`), and the
+/// event that logged and counted the refusal.
+async fn refused(
+    c: &mut SnakepitClient<Channel>,
+    request: impl tonic::IntoRequest<v1::ExecuteRequest>,
+    events: &mut broadcast::Receiver<Event>,
+) -> GrpcUnauthenticated {
+    let status = c.execute(request).await.expect_err("refused");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(kind(&status), "unauthenticated");
+    let Event::GrpcUnauthenticated(refusal) =
+        wait_event(events, WAIT, |e| matches!(e, Event::GrpcUnauthenticated(_))).await
+    else {
+        unreachable!()
+    };
+    refusal
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
