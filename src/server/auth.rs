@@ -168,17 +168,14 @@ impl Keeper {
             return None;
         }
         let method = method_label(path);
-        let status = if let Some(reason) = self.unauthenticated(request) {
+        let status = if let Some(refused) = self.unauthenticated(request) {
             GrpcUnauthenticated {
                 method,
-                reason,
+                reason: refused.reason(),
                 peer: peer(request),
             }
             .emit(&self.telemetry);
-            status::unauthenticated(match reason {
-                "missing" => "this server needs `authorization: Bearer <token>`",
-                _ => "the bearer token is not valid",
-            })
+            status::unauthenticated(refused.message())
         } else if self.signal.is_requested() {
             status::status(&Error::ShuttingDown)
         } else {
@@ -193,11 +190,11 @@ impl Keeper {
         Some(status)
     }
 
-    /// `missing` or `invalid` when the request lacks the token.
-    fn unauthenticated<B>(&self, request: &http::Request<B>) -> Option<&'static str> {
+    /// Why the request lacks the token, when it does.
+    fn unauthenticated<B>(&self, request: &http::Request<B>) -> Option<NoToken> {
         let token = self.token.as_ref()?;
         let Some(header) = request.headers().get(http::header::AUTHORIZATION) else {
-            return Some("missing");
+            return Some(NoToken::Missing);
         };
         let presented = header.to_str().ok().and_then(|value| {
             let (scheme, rest) = value.split_once(' ')?;
@@ -205,7 +202,34 @@ impl Keeper {
         });
         match presented {
             Some(presented) if token.admits(presented) => None,
-            _ => Some("invalid"),
+            _ => Some(NoToken::Invalid),
+        }
+    }
+}
+
+/// Why a call is refused as UNAUTHENTICATED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoToken {
+    /// No `authorization` header.
+    Missing,
+    /// A header that is not `Bearer` and the token.
+    Invalid,
+}
+
+impl NoToken {
+    /// The event's `reason` label.
+    fn reason(self) -> &'static str {
+        match self {
+            NoToken::Missing => "missing",
+            NoToken::Invalid => "invalid",
+        }
+    }
+
+    /// The status message.
+    fn message(self) -> &'static str {
+        match self {
+            NoToken::Missing => "this server needs `authorization: Bearer <token>`",
+            NoToken::Invalid => "the bearer token is not valid",
         }
     }
 }
