@@ -228,6 +228,17 @@ mod tests {
     }
 
     #[test]
+    fn the_method_labels_are_the_rpcs_of_service_proto() {
+        let rpcs: Vec<&str> = snakepit_proto::SERVICE_PROTO_SOURCE
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("rpc "))
+            .filter_map(|rest| rest.split('(').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(rpcs, METHODS);
+    }
+
+    #[test]
     fn methods_are_labelled_by_name_and_strangers_as_other() {
         assert_eq!(method_label("/snakepit.v1.Snakepit/Execute"), "Execute");
         assert_eq!(
