@@ -89,8 +89,9 @@ impl Health {
         }
     }
 
-    /// Follows the pools' health until shutdown begins; then every name is
-    /// NOT_SERVING.
+    /// Follows the pools' health until shutdown begins ([`stop`](Self::stop)
+    /// then turns every name NOT_SERVING; a change seen meanwhile publishes
+    /// NOT_SERVING too).
     pub(crate) async fn run(mut self, snakepit: Snakepit, mut events: broadcast::Receiver<Event>) {
         let signal = self.signal.clone();
         loop {
@@ -105,7 +106,6 @@ impl Health {
                 },
             }
         }
-        self.publish().await;
     }
 
     /// Every name NOT_SERVING (the server is going down).
