@@ -714,18 +714,8 @@ async fn a_unix_socket_serves_the_same_api() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "only its owner may connect");
 
-    let socket = path.clone();
-    let ch = tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
+    let sum = client(&s.addr)
         .await
-        .expect("the socket accepts");
-    let sum = api(ch)
         .execute(execute("add", [("a", 40.into()), ("b", 2.into())]))
         .await
         .unwrap()

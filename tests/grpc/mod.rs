@@ -52,14 +52,30 @@ pub fn url(addr: &ListenAddr, scheme: &str) -> String {
     }
 }
 
-/// A plaintext channel to `addr`.
+/// A plaintext channel to `addr`: a TCP address or a Unix socket.
 pub async fn channel(addr: &ListenAddr) -> Channel {
-    Endpoint::from_shared(url(addr, "http"))
-        .expect("an endpoint")
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("the server accepts")
+    let connected = match addr {
+        ListenAddr::Tcp(_) => {
+            Endpoint::from_shared(url(addr, "http"))
+                .expect("an endpoint")
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+        }
+        ListenAddr::Unix(path) => {
+            let socket = path.clone();
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let socket = socket.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(socket).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+        }
+    };
+    connected.expect("the server accepts")
 }
 
 /// An API client over `channel`.
