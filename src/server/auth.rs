@@ -161,25 +161,29 @@ where
 }
 
 impl Keeper {
-    /// Why `request` may not pass, as the status to answer with.
+    /// Why `request` may not pass, as the status to answer with. A call
+    /// that passes costs no look at its path.
     fn refusal<B>(&self, request: &http::Request<B>) -> Option<tonic::Status> {
+        let refused = self.unauthenticated(request);
+        if refused.is_none() && !self.signal.is_requested() {
+            return None;
+        }
         let path = request.uri().path();
         if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
             return None;
         }
         let method = method_label(path);
-        let status = if let Some(refused) = self.unauthenticated(request) {
-            GrpcUnauthenticated {
-                method,
-                reason: refused.reason(),
-                peer: peer(request),
+        let status = match refused {
+            Some(refused) => {
+                GrpcUnauthenticated {
+                    method,
+                    reason: refused.reason(),
+                    peer: peer(request),
+                }
+                .emit(&self.telemetry);
+                status::unauthenticated(refused.message())
             }
-            .emit(&self.telemetry);
-            status::unauthenticated(refused.message())
-        } else if self.signal.is_requested() {
-            status::status(&Error::ShuttingDown)
-        } else {
-            return None;
+            None => status::status(&Error::ShuttingDown),
         };
         GrpcRequestFinished {
             method,
