@@ -179,6 +179,7 @@ impl SnakepitBuilder {
             runtime,
             auto_session: Arc::default(),
             server: Arc::default(),
+            serving: Arc::default(),
         };
         if let Some(serve) = self.serve
             && let Err(err) = snakepit.serve(serve).await
@@ -209,6 +210,9 @@ pub struct Snakepit {
     auto_session: Arc<tokio::sync::Mutex<Option<Session>>>,
     /// Where its gRPC server listens, once it serves.
     server: Arc<OnceLock<ListenAddr>>,
+    /// Held while a server starts, so that two `serve` calls at once cannot
+    /// both start one.
+    serving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Snakepit {
@@ -322,13 +326,12 @@ impl Snakepit {
     /// service of the runtime: [`shutdown`](Self::shutdown) drains it first.
     /// A runtime serves once.
     pub async fn serve(&self, config: ServeConfig) -> Result<ListenAddr, ServeError> {
+        let _starting = self.serving.lock().await;
         if let Some(addr) = self.server.get() {
             return Err(ServeError::AlreadyServing(addr.clone()));
         }
         let addr = server::start(self, config).await?;
-        if let Err(addr) = self.server.set(addr.clone()) {
-            tracing::warn!(%addr, "A second gRPC server started on the same runtime.");
-        }
+        self.server.get_or_init(|| addr.clone());
         Ok(addr)
     }
 

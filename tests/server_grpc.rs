@@ -797,3 +797,23 @@ async fn shutdown_drains_streams_in_flight_and_refuses_new_calls() {
     };
     assert!(stopped.drained);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_serves_once_even_when_asked_twice_at_once() {
+    let sp = snakepit::Snakepit::builder()
+        .pool(showcase("once", 1))
+        .start()
+        .await
+        .expect("the runtime starts");
+    let (first, second) = tokio::join!(sp.serve(loopback()), sp.serve(loopback()));
+    let (served, refused) = match (first, second) {
+        (Ok(addr), Err(err)) | (Err(err), Ok(addr)) => (addr, err),
+        other => panic!("exactly one serve must start a server: {other:?}"),
+    };
+    assert!(
+        matches!(&refused, snakepit::ServeError::AlreadyServing(at) if *at == served),
+        "{refused:?}"
+    );
+    assert_eq!(sp.server_addr(), Some(&served));
+    sp.shutdown().await;
+}
