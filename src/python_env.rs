@@ -184,75 +184,44 @@ fn stamps(with_test_deps: bool) -> (String, String) {
 
 /// Makes sure the venv exists and holds this binary's bridge; returns it.
 pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
-    let venv = absolute(&config.venv)?;
-    let parent = venv.parent().unwrap_or(Path::new("/"));
-    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o755)?;
-    if venv.exists() {
-        snakepit_actors::reaper::check_trusted_dir(&venv)?;
-    }
-    let python = venv.join("bin").join("python");
     let (bridge_stamp, deps_stamp) = stamps(config.with_test_deps);
-    let bridge_file = venv.join(".snakepit-bridge-stamp");
-    let deps_file = venv.join(".snakepit-deps-stamp");
-    // Fresh when the file holds every line of the wanted stamp.
-    let fresh = |path: &Path, stamp: &str| {
-        python.exists()
-            && std::fs::read_to_string(path)
-                .is_ok_and(|have| stamp.lines().all(|want| have.lines().any(|l| l == want)))
+    let bridge_file = |venv: &Path| venv.join(".snakepit-bridge-stamp");
+    let deps_file = |venv: &Path| venv.join(".snakepit-deps-stamp");
+    let fresh = |venv: &Path| {
+        holds(&bridge_file(venv), &bridge_stamp) && holds(&deps_file(venv), &deps_stamp)
     };
-    if fresh(&bridge_file, &bridge_stamp) && fresh(&deps_file, &deps_stamp) {
-        return Ok(PythonEnv {
-            python,
-            venv,
-            installed: false,
-        });
-    }
-
-    let lock_path = parent.join(".venv.lock");
-    let lock = File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
-    lock.lock().map_err(|e| io_err("lock", &lock_path, e))?;
-    // Someone may have finished the work while we waited for the lock.
-    if fresh(&bridge_file, &bridge_stamp) && fresh(&deps_file, &deps_stamp) {
-        return Ok(PythonEnv {
-            python,
-            venv,
-            installed: false,
-        });
-    }
-
-    if !python.exists() {
-        create_venv(&config.base_python, &venv)?;
-    }
-    let work = parent.join("bridge-src");
-    unpack(embedded::BRIDGE_FILES, &work)?;
-    let pip = |what: &str, args: &[&std::ffi::OsStr]| pip_install(&python, what, args);
-    if !fresh(&deps_file, &deps_stamp) {
-        eprintln!("snakepit: installing pinned Python dependencies");
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["-r".into(), work.join("requirements.txt").into_os_string()];
-        if config.with_test_deps {
-            args.push("-r".into());
-            args.push(work.join("requirements-test.txt").into_os_string());
+    ensure_venv(config, fresh, |venv, python| {
+        let parent = venv.parent().unwrap_or(Path::new("/"));
+        let work = parent.join("bridge-src");
+        unpack(embedded::BRIDGE_FILES, &work)?;
+        let pip = |what: &str, args: &[&std::ffi::OsStr]| pip_install(python, what, args);
+        let deps_file = deps_file(venv);
+        if !holds(&deps_file, &deps_stamp) {
+            eprintln!("snakepit: installing pinned Python dependencies");
+            let mut args: Vec<std::ffi::OsString> =
+                vec!["-r".into(), work.join("requirements.txt").into_os_string()];
+            if config.with_test_deps {
+                args.push("-r".into());
+                args.push(work.join("requirements-test.txt").into_os_string());
+            }
+            let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            pip("install the pinned dependencies", &refs)?;
+            std::fs::write(&deps_file, &deps_stamp).map_err(|e| io_err("write", &deps_file, e))?;
         }
-        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        pip("install the pinned dependencies", &refs)?;
-        std::fs::write(&deps_file, &deps_stamp).map_err(|e| io_err("write", &deps_file, e))?;
-    }
-    eprintln!("snakepit: installing the snakepit-bridge package");
-    pip(
-        "install snakepit-bridge",
-        &[
-            "--no-deps".as_ref(),
-            "--force-reinstall".as_ref(),
-            work.as_os_str(),
-        ],
-    )?;
-    std::fs::write(&bridge_file, &bridge_stamp).map_err(|e| io_err("write", &bridge_file, e))?;
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(PythonEnv {
-        python,
-        venv,
-        installed: true,
+        eprintln!("snakepit: installing the snakepit-bridge package");
+        pip(
+            "install snakepit-bridge",
+            &[
+                "--no-deps".as_ref(),
+                "--force-reinstall".as_ref(),
+                work.as_os_str(),
+            ],
+        )?;
+        let bridge_file = bridge_file(venv);
+        std::fs::write(&bridge_file, &bridge_stamp)
+            .map_err(|e| io_err("write", &bridge_file, e))?;
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(())
     })
 }
 
@@ -269,13 +238,6 @@ pub fn ensure_client(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
             "this binary was built without the client package (python/client)".into(),
         ));
     }
-    let venv = absolute(&config.venv)?;
-    let parent = venv.parent().unwrap_or(Path::new("/"));
-    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o755)?;
-    if venv.exists() {
-        snakepit_actors::reaper::check_trusted_dir(&venv)?;
-    }
-    let python = venv.join("bin").join("python");
     let constraints = client_constraints();
     let mut parts: Vec<&[u8]> = vec![constraints.as_bytes()];
     for (name, bytes) in embedded::CLIENT_FILES {
@@ -283,51 +245,78 @@ pub fn ensure_client(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
         parts.push(bytes);
     }
     let stamp = digest(&parts);
-    let stamp_file = venv.join(".snakepit-client-stamp");
-    let fresh =
-        || python.exists() && std::fs::read_to_string(&stamp_file).is_ok_and(|have| have == stamp);
-    if fresh() {
-        return Ok(PythonEnv {
+    let stamp_file = |venv: &Path| venv.join(".snakepit-client-stamp");
+    let fresh = |venv: &Path| holds(&stamp_file(venv), &stamp);
+    ensure_venv(config, fresh, |venv, python| {
+        let parent = venv.parent().unwrap_or(Path::new("/"));
+        let work = parent.join("client-src");
+        unpack(embedded::CLIENT_FILES, &work)?;
+        let pins = work.join("constraints.txt");
+        std::fs::write(&pins, &constraints).map_err(|e| io_err("write", &pins, e))?;
+        eprintln!("snakepit: installing the snakepit-client package and its dependencies");
+        pip_install(
             python,
-            venv,
-            installed: false,
-        });
+            "install snakepit-client",
+            &[
+                "--force-reinstall".as_ref(),
+                "-c".as_ref(),
+                pins.as_os_str(),
+                work.as_os_str(),
+            ],
+        )?;
+        let stamp_file = stamp_file(venv);
+        std::fs::write(&stamp_file, &stamp).map_err(|e| io_err("write", &stamp_file, e))?;
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(())
+    })
+}
+
+/// The mechanism both venvs share. Refuses a venv, or a directory holding
+/// it, that others may write; answers at once when the venv has its
+/// interpreter and `fresh(venv)` holds; else takes the lock beside it (a
+/// concurrent bootstrap may have finished the work meanwhile, so `fresh` is
+/// asked again), creates the venv if it has no interpreter and runs
+/// `install(venv, python)`, which writes the stamps that `fresh` reads.
+fn ensure_venv(
+    config: &PythonEnvConfig,
+    fresh: impl Fn(&Path) -> bool,
+    install: impl FnOnce(&Path, &Path) -> Result<(), Error>,
+) -> Result<PythonEnv, Error> {
+    let venv = absolute(&config.venv)?;
+    let parent = venv.parent().unwrap_or(Path::new("/"));
+    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o755)?;
+    if venv.exists() {
+        snakepit_actors::reaper::check_trusted_dir(&venv)?;
     }
-    let lock_path = parent.join(".venv.lock");
-    let lock = File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
-    lock.lock().map_err(|e| io_err("lock", &lock_path, e))?;
-    if fresh() {
-        return Ok(PythonEnv {
-            python,
-            venv,
-            installed: false,
-        });
-    }
-    if !python.exists() {
-        create_venv(&config.base_python, &venv)?;
-    }
-    let work = parent.join("client-src");
-    unpack(embedded::CLIENT_FILES, &work)?;
-    let pins = work.join("constraints.txt");
-    std::fs::write(&pins, &constraints).map_err(|e| io_err("write", &pins, e))?;
-    eprintln!("snakepit: installing the snakepit-client package and its dependencies");
-    pip_install(
-        &python,
-        "install snakepit-client",
-        &[
-            "--force-reinstall".as_ref(),
-            "-c".as_ref(),
-            pins.as_os_str(),
-            work.as_os_str(),
-        ],
-    )?;
-    std::fs::write(&stamp_file, &stamp).map_err(|e| io_err("write", &stamp_file, e))?;
-    let _ = std::fs::remove_dir_all(&work);
+    let python = venv.join("bin").join("python");
+    let ready = || python.exists() && fresh(&venv);
+    let installed = if ready() {
+        false
+    } else {
+        let lock_path = parent.join(".venv.lock");
+        let lock = File::create(&lock_path).map_err(|e| io_err("create", &lock_path, e))?;
+        lock.lock().map_err(|e| io_err("lock", &lock_path, e))?;
+        if ready() {
+            false
+        } else {
+            if !python.exists() {
+                create_venv(&config.base_python, &venv)?;
+            }
+            install(&venv, &python)?;
+            true
+        }
+    };
     Ok(PythonEnv {
         python,
         venv,
-        installed: true,
+        installed,
     })
+}
+
+/// Whether the stamp file `path` holds every line of `stamp`.
+fn holds(path: &Path, stamp: &str) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|have| stamp.lines().all(|want| have.lines().any(|l| l == want)))
 }
 
 /// The bridge's pins (`requirements.txt`, `requirements-test.txt`: the
