@@ -44,7 +44,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 pub use self::error::{RemoteError, RemoteStatus};
 use crate::ffi::{IntoArgs, IntoKwargs};
-use crate::server::convert::{affinity_to_proto, constraints_to_proto};
+use crate::server::convert::{affinity_to_proto, constraints_to_proto, value};
 use crate::{Affinity, Call, Constraints, ObjectRef, StreamRefValue, Value, VarType};
 
 /// How long [`RemoteClient::connect`] waits for the connection by default.
@@ -738,10 +738,6 @@ async fn unary<T>(
             parameter: None,
         }))),
     }
-}
-
-fn value(value: Option<v1::Value>) -> Value {
-    value.map(Value::from).unwrap_or(Value::Null)
 }
 
 fn wire_args(args: impl IntoArgs) -> Vec<v1::Value> {

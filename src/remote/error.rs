@@ -45,9 +45,6 @@ pub enum RemoteError {
     /// Arguments that cannot be sent (keyword names that are not strings).
     #[error(transparent)]
     Arguments(Box<Error>),
-    /// The server's answer lacks a field it always sends.
-    #[error("the server's answer has no `{0}`")]
-    Incomplete(&'static str),
 }
 
 /// An error status, with what the server said in its `ErrorInfo`.
