@@ -700,14 +700,35 @@ async fn measure(
     in_flight: usize,
 ) -> anyhow::Result<Row> {
     let pool = sp.default_pool().clone();
-    // Warm up both workers and every code path.
+    let noop = move || {
+        let pool = pool.clone();
+        async move { pool.execute(Call::new("noop")).await.map(drop) }
+    };
+    noop_row("snakepit", noop, latency_calls, throughput_calls, in_flight).await
+}
+
+/// The row of a `noop` caller: after 2,000 warm-up calls (every worker and
+/// code path), p50/p99 of `latency_calls` calls made one at a time, then
+/// calls/s of `throughput_calls` calls with `in_flight` of them in flight.
+async fn noop_row<F, Fut, E>(
+    name: &str,
+    noop: F,
+    latency_calls: usize,
+    throughput_calls: usize,
+    in_flight: usize,
+) -> anyhow::Result<Row>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::error::Error + Send + Sync + 'static,
+{
     for _ in 0..2_000 {
-        pool.execute(Call::new("noop")).await?;
+        noop().await?;
     }
     let mut samples = Vec::with_capacity(latency_calls);
     for _ in 0..latency_calls {
         let t = Instant::now();
-        pool.execute(Call::new("noop")).await?;
+        noop().await?;
         samples.push(t.elapsed());
     }
     samples.sort();
@@ -716,16 +737,15 @@ async fn measure(
     let t = Instant::now();
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
-            let pool = pool.clone();
-            let remaining = remaining.clone();
+            let (noop, remaining) = (noop.clone(), remaining.clone());
             tokio::spawn(async move {
                 while remaining
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                     .is_ok()
                 {
-                    pool.execute(Call::new("noop")).await?;
+                    noop().await?;
                 }
-                Ok::<_, snakepit::Error>(())
+                Ok::<_, E>(())
             })
         })
         .collect();
@@ -735,7 +755,7 @@ async fn measure(
     let elapsed = t.elapsed();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     Ok(Row {
-        name: "snakepit".into(),
+        name: name.into(),
         latency_p50_us: us(super::percentile(&samples, 50.0)),
         latency_p99_us: us(super::percentile(&samples, 99.0)),
         throughput_per_s: throughput_calls as f64 / elapsed.as_secs_f64(),

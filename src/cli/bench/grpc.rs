@@ -7,9 +7,7 @@
 //! transports, loopback TCP and a Unix socket, in the same run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -19,7 +17,7 @@ use snakepit::remote::{RemoteClient, RemoteOptions};
 use snakepit::{Call, PoolConfig, ServeConfig, Snakepit};
 use tokio::io::AsyncBufReadExt as _;
 
-use super::{Row, TempDir, round2};
+use super::{Row, TempDir, noop_row, round2};
 
 /// Goals of the section (issue 13).
 const GOAL_RUST_P50_US: f64 = 150.0;
@@ -275,43 +273,17 @@ async fn rust_client(
     in_flight: usize,
 ) -> anyhow::Result<Row> {
     let client = RemoteClient::connect(target, RemoteOptions::default()).await?;
-    for _ in 0..2_000 {
-        client.execute(Call::new("noop")).await?;
-    }
-    let mut samples = Vec::with_capacity(latency_calls);
-    for _ in 0..latency_calls {
-        let t = Instant::now();
-        client.execute(Call::new("noop")).await?;
-        samples.push(t.elapsed());
-    }
-    samples.sort();
-
-    let remaining = Arc::new(AtomicUsize::new(throughput_calls));
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let (client, remaining) = (client.clone(), remaining.clone());
-            tokio::spawn(async move {
-                while remaining
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    client.execute(Call::new("noop")).await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let elapsed = t.elapsed();
-    let us = |d: Duration| round1(d.as_secs_f64() * 1e6);
+    let noop = move || {
+        let client = client.clone();
+        async move { client.execute(Call::new("noop")).await.map(drop) }
+    };
+    let name = "Rust client -> snakepit serve (TCP)";
+    let row = noop_row(name, noop, latency_calls, throughput_calls, in_flight).await?;
     Ok(Row {
-        name: "Rust client -> snakepit serve (TCP)".into(),
-        latency_p50_us: us(crate::cli::percentile(&samples, 50.0)),
-        latency_p99_us: us(crate::cli::percentile(&samples, 99.0)),
-        throughput_per_s: round1(throughput_calls as f64 / elapsed.as_secs_f64()),
+        latency_p50_us: round1(row.latency_p50_us),
+        latency_p99_us: round1(row.latency_p99_us),
+        throughput_per_s: round1(row.throughput_per_s),
+        ..row
     })
 }
 
