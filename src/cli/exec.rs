@@ -48,11 +48,7 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
     let args: serde_json::Value = serde_json::from_str(&opts.args)
         .map_err(|e| anyhow::anyhow!("--args is not valid JSON: {e}"))?;
     if opts.server.is_remote() {
-        super::remote::refuse_local_options(&[
-            ("--config", opts.runtime.config.is_some()),
-            ("--metrics-addr", opts.runtime.metrics_addr.is_some()),
-        ])?;
-        let client = opts.server.connect().await?;
+        let client = opts.server.connect(&opts.runtime).await?;
         return super::remote::exec(client, &opts.tool, opts.pool.as_deref(), Value::from(args))
             .await;
     }

@@ -74,11 +74,7 @@ pub async fn call(opts: CallArgs) -> anyhow::Result<ExitCode> {
         None => Value::Null,
     };
     if opts.server.is_remote() {
-        super::remote::refuse_local_options(&[
-            ("--config", opts.runtime.config.is_some()),
-            ("--metrics-addr", opts.runtime.metrics_addr.is_some()),
-        ])?;
-        let client = opts.server.connect().await?;
+        let client = opts.server.connect(&opts.runtime).await?;
         return super::remote::call(client, &opts.module, &opts.function, args, kwargs).await;
     }
     let snakepit = start(&opts.runtime).await?;

@@ -13,6 +13,8 @@ use futures::StreamExt as _;
 use snakepit::Value;
 use snakepit::remote::{ClientIdentity, PoolState, RemoteClient, RemoteError, RemoteOptions};
 
+use crate::RuntimeOpts;
+
 /// The options that point a command at a serving host.
 #[derive(Args, Debug, Default)]
 pub struct ServerOpts {
@@ -40,9 +42,11 @@ impl ServerOpts {
         self.server.is_some()
     }
 
-    /// Connects to `--server`.
-    pub async fn connect(&self) -> anyhow::Result<RemoteClient> {
+    /// Connects to `--server`, after refusing the options of a local
+    /// runtime (`runtime`) next to it.
+    pub async fn connect(&self, runtime: &RuntimeOpts) -> anyhow::Result<RemoteClient> {
         let server = self.server.as_deref().context("no --server given")?;
+        refuse_local_options(runtime)?;
         let read = |path: &PathBuf, what: &str| {
             std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
         };
@@ -82,7 +86,11 @@ impl ServerOpts {
 }
 
 /// Refuses local-runtime options next to `--server`.
-pub fn refuse_local_options(local: &[(&str, bool)]) -> anyhow::Result<()> {
+fn refuse_local_options(runtime: &RuntimeOpts) -> anyhow::Result<()> {
+    let local = [
+        ("--config", runtime.config.is_some()),
+        ("--metrics-addr", runtime.metrics_addr.is_some()),
+    ];
     for (flag, given) in local {
         anyhow::ensure!(
             !given,
