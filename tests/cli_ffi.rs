@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -126,28 +126,18 @@ impl Shell {
         let config = dir.path().join("snakepit.toml");
         let helpers = helpers.to_str().expect("a UTF-8 temporary path");
         std::fs::write(&config, CONFIG.replace("HELPERS_DIR", helpers)).expect("write the config");
-        let mut child = Command::new(common::snakepit_binary())
+        let mut child = common::snakepit_command()
             .arg("shell")
             .arg("--config")
             .arg(&config)
             .args(extra)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("run snakepit shell");
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::line_channel(child.stdout.take().expect("piped stdout"));
         Self {
             child,
             stdin,

@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every command of these tests must end within this long.
@@ -46,7 +44,7 @@ impl Server {
         } else {
             "127.0.0.1:0".to_string()
         };
-        let mut child = Command::new(common::snakepit_binary())
+        let mut child = common::snakepit_command()
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -54,39 +52,12 @@ impl Server {
             .arg(&listen)
             .arg("--token-file")
             .arg(&token)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run snakepit serve");
-        // Read stderr to its end on a thread (the server must never block
-        // on it); the line saying where it serves is sent back.
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + LIMIT;
-        let mut seen = Vec::new();
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("snakepit: serving on ") {
-                        break addr.trim().to_string();
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("snakepit serve did not say it serves: {seen:#?}");
-                }
-            }
-        };
+        let stderr = common::line_channel(child.stderr.take().expect("stderr"));
+        let (addr, _) = common::wait_serving(&mut child, &stderr, LIMIT);
         Server { child, addr, dir }
     }
 

@@ -220,14 +220,61 @@ pub fn snakepit_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_snakepit"))
 }
 
-/// `snakepit args` from the package root (where the managed venv
-/// `.snakepit/venv` lives), killed if it outlives `limit`.
-pub fn run_snakepit(args: &[&str], limit: Duration) -> std::process::Output {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(snakepit_binary())
-        .args(args)
+/// A `snakepit` command run from the package root (where the managed venv
+/// `.snakepit/venv` lives), its stdin closed.
+pub fn snakepit_command() -> std::process::Command {
+    let mut command = std::process::Command::new(snakepit_binary());
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// The lines of `from`, read to its end on a thread of their own: the child
+/// writing them never blocks on a full pipe, even after the receiver is gone.
+pub fn line_channel(
+    from: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits for the ready line of `snakepit serve` among `stderr`'s lines (see
+/// [`line_channel`]): the address it serves on, and every line before it.
+/// Kills `child` and panics when none comes within `within`.
+pub fn wait_serving(
+    child: &mut std::process::Child,
+    stderr: &std::sync::mpsc::Receiver<String>,
+    within: Duration,
+) -> (String, Vec<String>) {
+    let until = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match stderr.recv_timeout(left) {
+            Ok(line) => match line.strip_prefix("snakepit: serving on ") {
+                Some(addr) => return (addr.trim().to_string(), seen),
+                None => seen.push(line),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("snakepit serve did not say it serves within {within:?}: {seen:#?}");
+            }
+        }
+    }
+}
+
+/// `snakepit args` from the package root, killed if it outlives `limit`.
+pub fn run_snakepit(args: &[&str], limit: Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = snakepit_command()
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
