@@ -20,6 +20,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::LazyLock;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -166,20 +167,25 @@ fn digest(parts: &[&[u8]]) -> String {
 
 /// The stamp of the embedded bridge (all its files), and the stamp the pins
 /// file must hold: the runtime pins, plus the test pins when asked for. A venv
-/// that has the test pins also serves runs that do not need them.
+/// that has the test pins also serves runs that do not need them. The
+/// bridge's digest covers every embedded file, so it is computed once per
+/// process rather than on every runtime start.
 fn stamps(with_test_deps: bool) -> (String, String) {
-    let mut bridge: Vec<&[u8]> = Vec::new();
-    for (name, bytes) in embedded::BRIDGE_FILES {
-        bridge.push(name.as_bytes());
-        bridge.push(bytes);
-    }
+    static BRIDGE: LazyLock<String> = LazyLock::new(|| {
+        let mut bridge: Vec<&[u8]> = Vec::new();
+        for (name, bytes) in embedded::BRIDGE_FILES {
+            bridge.push(name.as_bytes());
+            bridge.push(bytes);
+        }
+        digest(&bridge)
+    });
     let base = format!("base:{}", digest(&[file("requirements.txt")]));
     let deps = if with_test_deps {
         format!("{base}\ntest:{}", digest(&[file("requirements-test.txt")]))
     } else {
         base
     };
-    (digest(&bridge), deps)
+    (BRIDGE.clone(), deps)
 }
 
 /// Makes sure the venv exists and holds this binary's bridge; returns it.
