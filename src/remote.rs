@@ -377,7 +377,7 @@ impl RemoteClient {
         let request = v1::FfiMethodRequest {
             session_id: self.session.clone(),
             pool: self.pool.clone(),
-            target: Some(object_ref(target)),
+            target: Some(target.clone().into()),
             name: name.into(),
             args: wire_args(args),
             kwargs: wire_kwargs(kwargs)?,
@@ -392,7 +392,7 @@ impl RemoteClient {
         let request = v1::FfiAttrRequest {
             session_id: self.session.clone(),
             pool: self.pool.clone(),
-            target: Some(object_ref(target)),
+            target: Some(target.clone().into()),
             name: name.into(),
         };
         let request = self.request(request, self.timeout);
@@ -410,7 +410,7 @@ impl RemoteClient {
         let request = v1::FfiSetAttrRequest {
             session_id: self.session.clone(),
             pool: self.pool.clone(),
-            target: Some(object_ref(target)),
+            target: Some(target.clone().into()),
             name: name.into(),
             value: Some(value.into().into()),
         };
@@ -446,7 +446,7 @@ impl RemoteClient {
         let request = v1::FfiNextRequest {
             session_id: self.session.clone(),
             pool: self.pool.clone(),
-            stream: Some(stream_ref(stream)),
+            stream: Some(stream.clone().into()),
             max_items,
         };
         let request = self.request(request, self.timeout);
@@ -461,15 +461,17 @@ impl RemoteClient {
 
     /// Drops an object kept in the worker (releasing twice is no error).
     pub async fn release_ref(&self, target: &ObjectRef) -> Result<(), RemoteError> {
-        self.release(v1::ffi_release_ref_request::Target::Ref(object_ref(target)))
-            .await
+        self.release(v1::ffi_release_ref_request::Target::Ref(
+            target.clone().into(),
+        ))
+        .await
     }
 
     /// Drops an iterator kept in the worker (releasing twice is no error).
     pub async fn release_stream_ref(&self, target: &StreamRefValue) -> Result<(), RemoteError> {
-        self.release(v1::ffi_release_ref_request::Target::Stream(stream_ref(
-            target,
-        )))
+        self.release(v1::ffi_release_ref_request::Target::Stream(
+            target.clone().into(),
+        ))
         .await
     }
 
@@ -757,22 +759,5 @@ fn wire_kwargs(
 fn session_request(id: &str) -> v1::SessionRequest {
     v1::SessionRequest {
         session_id: id.into(),
-    }
-}
-
-fn object_ref(r: &ObjectRef) -> v1::ObjectRef {
-    v1::ObjectRef {
-        id: r.id.clone(),
-        session_id: r.session_id.clone(),
-        type_name: r.type_name.clone(),
-        repr: r.repr.clone(),
-    }
-}
-
-fn stream_ref(r: &StreamRefValue) -> v1::StreamRef {
-    v1::StreamRef {
-        id: r.id.clone(),
-        session_id: r.session_id.clone(),
-        type_name: r.type_name.clone(),
     }
 }

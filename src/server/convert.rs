@@ -4,7 +4,8 @@
 //! of `snakepit_proto`); nothing here goes through JSON.
 //!
 //! Called by the RPC handlers (`service.rs`), and by the remote client
-//! (`crate::remote`) for the messages it sends: affinity and constraints.
+//! (`crate::remote`) for the messages it sends and reads: affinity,
+//! constraints, values.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};

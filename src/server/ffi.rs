@@ -133,23 +133,12 @@ pub(super) fn response(value: Result<Value, Error>) -> Result<v1::FfiResponse, E
 
 /// The object a request targets.
 pub(super) fn object_ref(target: Option<v1::ObjectRef>) -> Result<ObjectRef, Error> {
-    let r = target.ok_or_else(|| missing("target"))?;
-    Ok(ObjectRef {
-        id: r.id,
-        session_id: r.session_id,
-        type_name: r.type_name,
-        repr: r.repr,
-    })
+    Ok(target.ok_or_else(|| missing("target"))?.into())
 }
 
 /// The iterator a request targets.
 pub(super) fn stream_ref(stream: Option<v1::StreamRef>) -> Result<StreamRefValue, Error> {
-    let s = stream.ok_or_else(|| missing("stream"))?;
-    Ok(StreamRefValue {
-        id: s.id,
-        session_id: s.session_id,
-        type_name: s.type_name,
-    })
+    Ok(stream.ok_or_else(|| missing("stream"))?.into())
 }
 
 /// Drops the object or iterator a FfiReleaseRef names in the worker that

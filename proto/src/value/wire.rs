@@ -41,17 +41,8 @@ impl From<Value> for v1::Value {
                 shape: a.shape,
                 data: a.data,
             }),
-            Value::Ref(r) => Kind::Ref(v1::ObjectRef {
-                id: r.id,
-                session_id: r.session_id,
-                type_name: r.type_name,
-                repr: r.repr,
-            }),
-            Value::StreamRef(r) => Kind::StreamRef(v1::StreamRef {
-                id: r.id,
-                session_id: r.session_id,
-                type_name: r.type_name,
-            }),
+            Value::Ref(r) => Kind::Ref(r.into()),
+            Value::StreamRef(r) => Kind::StreamRef(r.into()),
             Value::Callback(c) => Kind::Callback(v1::Callback {
                 id: c.id,
                 arity: c.arity,
@@ -110,17 +101,8 @@ impl From<v1::Value> for Value {
                 shape: a.shape,
                 data: a.data,
             }),
-            Some(Kind::Ref(r)) => Value::Ref(ObjectRef {
-                id: r.id,
-                session_id: r.session_id,
-                type_name: r.type_name,
-                repr: r.repr,
-            }),
-            Some(Kind::StreamRef(r)) => Value::StreamRef(StreamRefValue {
-                id: r.id,
-                session_id: r.session_id,
-                type_name: r.type_name,
-            }),
+            Some(Kind::Ref(r)) => Value::Ref(r.into()),
+            Some(Kind::StreamRef(r)) => Value::StreamRef(r.into()),
             Some(Kind::Callback(c)) => Value::Callback(CallbackRef {
                 id: c.id,
                 arity: c.arity,
@@ -138,6 +120,51 @@ impl From<v1::Value> for Value {
                 re: c.real,
                 im: c.imag,
             },
+        }
+    }
+}
+
+// Refs on their own (the gRPC API names them as the targets of FFI calls),
+// the same mapping a `Value` of their kind uses.
+
+impl From<ObjectRef> for v1::ObjectRef {
+    fn from(r: ObjectRef) -> Self {
+        v1::ObjectRef {
+            id: r.id,
+            session_id: r.session_id,
+            type_name: r.type_name,
+            repr: r.repr,
+        }
+    }
+}
+
+impl From<v1::ObjectRef> for ObjectRef {
+    fn from(r: v1::ObjectRef) -> Self {
+        ObjectRef {
+            id: r.id,
+            session_id: r.session_id,
+            type_name: r.type_name,
+            repr: r.repr,
+        }
+    }
+}
+
+impl From<StreamRefValue> for v1::StreamRef {
+    fn from(r: StreamRefValue) -> Self {
+        v1::StreamRef {
+            id: r.id,
+            session_id: r.session_id,
+            type_name: r.type_name,
+        }
+    }
+}
+
+impl From<v1::StreamRef> for StreamRefValue {
+    fn from(r: v1::StreamRef) -> Self {
+        StreamRefValue {
+            id: r.id,
+            session_id: r.session_id,
+            type_name: r.type_name,
         }
     }
 }
