@@ -8,9 +8,8 @@
 mod common;
 mod grpc;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{showcase, wait_event};
@@ -157,44 +156,20 @@ async fn mtls_refuses_clients_without_a_certificate_of_the_ca() {
 
 /// `snakepit serve ARGS` from the package root (where the managed venv is).
 fn snakepit_serve(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_snakepit"))
+    common::snakepit_command()
         .arg("serve")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run snakepit serve")
 }
 
-/// The address of the ready line, and every stderr line before it.
+/// Waits for the ready line; the address it names and the lines before it.
 fn ready_line(child: &mut Child, within: Duration) -> (ListenAddr, Vec<String>) {
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Reads stderr to its end, so that the child never writes to a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let until = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(addr) = line.strip_prefix("snakepit: serving on ") {
-                    return (addr.parse().expect("an address"), seen);
-                }
-                seen.push(line);
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no ready line within {within:?}; stderr: {seen:#?}");
-            }
-        }
-    }
+    let stderr = common::line_channel(child.stderr.take().expect("stderr is piped"));
+    let (addr, seen) = common::wait_serving(child, &stderr, within);
+    (addr.parse().expect("an address"), seen)
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
