@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{children_of, pid_alive, read_env, showcase, wait_gone, wait_orphans_reaped};
@@ -29,11 +29,10 @@ async fn sigkilled_host_leaves_no_python_behind() {
     .unwrap();
     drop(f);
 
-    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepit"))
+    let mut host = common::snakepit_command()
         .args(["exec", "--config"])
         .arg(&config)
         .args(["spawn_and_sleep", "--args", r#"{"seconds": 120}"#])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

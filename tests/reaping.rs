@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -163,12 +163,11 @@ async fn next_start_reaps_children_in_another_session_of_a_killed_host() {
     .unwrap();
     drop(f);
 
-    let mut host = Command::new(env!("CARGO_BIN_EXE_snakepit"))
+    let mut host = common::snakepit_command()
         .args(["exec", "--config"])
         .arg(&config)
         .args(["spawn_detached_and_sleep", "--args", r#"{"seconds": 120}"#])
         .env("SNAKEPIT_HOME", &home)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
