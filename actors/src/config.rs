@@ -216,8 +216,14 @@ impl Default for FfiConfig {
 pub struct PoolConfig {
     /// Pool name, unique within a runtime.
     pub name: String,
-    /// Number of worker processes.
+    /// Number of worker processes (for a remote pool: how many remote
+    /// workers it expects).
     pub size: usize,
+    /// The workers run on node agents (`snakepit agent`) that dial the
+    /// host, not here: the pool starts no process of its own, and each
+    /// worker an attached agent runs for it becomes a member. Its adapter,
+    /// profile, environment and limits are the agent's (`agent.toml`).
+    pub remote: bool,
     /// The adapter class, `module.Class`.
     pub adapter: String,
     /// Python interpreter; unset means the runtime's (the bootstrapped venv).
@@ -297,6 +303,7 @@ impl Default for PoolConfig {
         Self {
             name: "default".into(),
             size: 2,
+            remote: false,
             adapter: SHOWCASE_ADAPTER.into(),
             python: None,
             python_path: Vec::new(),

@@ -57,6 +57,7 @@
 //! synchronous, cheap call, so events keep the order in which things happened.
 #![warn(missing_docs)]
 
+pub mod agent;
 mod ask;
 pub mod config;
 pub mod error;
@@ -66,6 +67,7 @@ mod host;
 mod pool;
 mod process;
 pub mod reaper;
+pub mod remote;
 mod runtime;
 mod service;
 mod sessions;

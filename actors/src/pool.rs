@@ -54,6 +54,7 @@ use snakepit_proto::frames;
 
 use crate::config::PoolConfig;
 use crate::error::Error;
+use crate::remote::Agents;
 use crate::telemetry::{
     QueueSaturated, QueueTimedOut, RequestCancelled, RequestStarted, Telemetry, metric,
 };
@@ -95,6 +96,8 @@ pub struct PoolArgs {
     pub(crate) python: PathBuf,
     pub(crate) run_id: String,
     pub(crate) telemetry: Telemetry,
+    /// Where a remote pool's workers run; `None` for a local pool.
+    pub(crate) agents: Option<Agents>,
 }
 
 /// The pool's state, built in `pre_start`.
@@ -128,6 +131,7 @@ pub struct PoolState {
     shutdown_replies: Vec<RpcReplyPort<()>>,
     queue_depth: Gauge,
     restarts: Restarts,
+    agents: Option<Agents>,
 }
 
 impl Actor for Pool {
@@ -145,6 +149,10 @@ impl Actor for Pool {
         Ok(PoolState {
             queue_depth: metrics::gauge!(metric::QUEUE_DEPTH, "pool" => name.clone()),
             restarts: Restarts::new(args.config.restart.clone()),
+            // A remote pool has nothing to wait for at start: its workers
+            // come as agents attach.
+            booting: args.agents.is_none(),
+            agents: args.agents,
             tools: args.tools,
             host_calls: args.host_calls,
             config: args.config,
@@ -158,7 +166,6 @@ impl Actor for Pool {
             children: HashMap::new(),
             live: HashSet::new(),
             accepting: true,
-            booting: true,
             ready_waiters: Vec::new(),
             start_error: None,
             last_start_error: None,
@@ -176,6 +183,12 @@ impl Actor for Pool {
         let name = state.config.name.clone();
         metrics::gauge!(metric::WORKERS_UP, "pool" => name.clone()).set(0.0);
         metrics::gauge!(metric::POOL_DEGRADED, "pool" => name).set(0.0);
+        if let Some(agents) = &state.agents {
+            let me = myself.clone();
+            agents.watch(&state.config.name, move || {
+                let _ = me.cast(PoolMessage::AgentsChanged);
+            });
+        }
         // Spawning is quick (fork + exec); the slow part, Python importing the
         // adapter, then runs in all workers at once.
         for slot in 0..state.slots.len() {
@@ -236,6 +249,17 @@ impl Actor for Pool {
             }
             PoolMessage::ReleaseSession { session, reply } => {
                 let _ = reply.send(bindings::release_session(state, &session));
+            }
+            PoolMessage::AgentsChanged => {
+                for slot in 0..state.slots.len() {
+                    let s = &state.slots[slot];
+                    if state.accepting && s.awaiting_agent && s.current.is_none() {
+                        lifecycle::start_member(&myself, state, slot, Role::Current).await;
+                    }
+                }
+            }
+            PoolMessage::Retire { key, grace } => {
+                lifecycle::retire(&myself, state, key, grace).await
             }
             PoolMessage::HealthCheck => {
                 state.health_check_scheduled = false;
@@ -313,8 +337,23 @@ fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Re
     pump(myself, state);
 }
 
-/// `PoolDegraded` when the pool is degraded and no worker is up.
+/// `PoolDegraded` when the pool is degraded and no worker is up — or, for
+/// a remote pool, when no worker is up or on its way (no agent serves it).
 fn degraded_error(state: &mut PoolState) -> Option<Error> {
+    if state.agents.is_some()
+        && workers_up(state) == 0
+        && !state.slots.iter().any(|s| s.current.is_some())
+    {
+        return Some(Error::PoolDegraded {
+            pool: state.config.name.clone(),
+            restarts: state.restarts.recent(tokio::time::Instant::now()),
+            window: state.restarts.window(),
+            last_error: Some(format!(
+                "no node agent serves this remote pool now (0 of {} workers attached)",
+                state.slots.len()
+            )),
+        });
+    }
     if !state.restarts.is_degraded() || workers_up(state) > 0 {
         return None;
     }

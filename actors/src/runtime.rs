@@ -26,6 +26,7 @@ use crate::host::{Host, HostCallContext};
 use crate::host_tools::HostTool;
 use crate::pool::{Pool, PoolArgs, PoolMessage, ToolIndex};
 use crate::reaper::{RegistryError, RunEntry, RunRegistry, default_registry_dir, end_strays};
+use crate::remote::Agents;
 use crate::service::{
     Service, ServiceArgs, ServiceFactory, ServiceFuture, ServiceMessage, ShutdownSignal,
     ShutdownTrigger,
@@ -98,6 +99,7 @@ pub struct RuntimeArgs {
     config: RuntimeConfig,
     telemetry: Telemetry,
     bridge: Arc<Host>,
+    agents: Agents,
 }
 
 impl Actor for Runtime {
@@ -130,6 +132,7 @@ impl Actor for Runtime {
                 python: args.config.python.clone(),
                 run_id: args.config.run_id.clone(),
                 telemetry: args.telemetry.clone(),
+                agents: pool.remote.then(|| args.agents.clone()),
             };
             let (actor, _) = Actor::spawn_linked(None, Pool, pool_args, myself.get_cell())
                 .await
@@ -258,6 +261,7 @@ pub struct RuntimeHandle {
     /// This run's registry entry; removed once shutdown is over.
     entry: Arc<Mutex<Option<RunEntry>>>,
     bridge: Arc<Host>,
+    agents: Agents,
 }
 
 impl RuntimeHandle {
@@ -276,8 +280,17 @@ impl RuntimeHandle {
             }
         }
         let run_id = config.run_id.clone();
-        let entry = reap_and_register(&config, &telemetry).await?;
+        let entry =
+            reap_and_register(config.registry_dir.clone(), &config.run_id, &telemetry).await?;
         let bridge = Arc::new(Host::new(config.sessions.clone()));
+        let agents = Agents::new(
+            config
+                .pools
+                .iter()
+                .filter(|p| p.remote)
+                .map(|p| p.name.clone()),
+            telemetry.clone(),
+        );
         let (root, _) = Actor::spawn(
             None,
             Runtime,
@@ -285,6 +298,7 @@ impl RuntimeHandle {
                 config,
                 telemetry: telemetry.clone(),
                 bridge: bridge.clone(),
+                agents: agents.clone(),
             },
         )
         .await
@@ -301,6 +315,7 @@ impl RuntimeHandle {
             run_id,
             entry: Arc::new(Mutex::new(entry)),
             bridge,
+            agents,
         };
         let ready = futures::future::join_all(handle.pools.values().map(|p| p.wait_ready())).await;
         if let Some(err) = ready.into_iter().find_map(Result::err) {
@@ -308,6 +323,13 @@ impl RuntimeHandle {
             return Err(err);
         }
         Ok(handle)
+    }
+
+    /// The node agents' registry: where the host's end of their links
+    /// (the `Attach` service) hands them, and where remote pools find
+    /// their workers.
+    pub fn agents(&self) -> &Agents {
+        &self.agents
     }
 
     /// The pool called `name`.
@@ -470,17 +492,13 @@ impl RuntimeHandle {
 /// directory open to another user is refused with `UntrustedPath`; other
 /// failures are logged, never fatal: the registry is a safety net, not a
 /// dependency.
-async fn reap_and_register(
-    config: &RuntimeConfig,
+pub(crate) async fn reap_and_register(
+    registry_dir: Option<PathBuf>,
+    run_id: &str,
     telemetry: &Telemetry,
 ) -> Result<Option<RunEntry>, Error> {
-    let registry = RunRegistry::new(
-        config
-            .registry_dir
-            .clone()
-            .unwrap_or_else(default_registry_dir),
-    );
-    let run_id = config.run_id.clone();
+    let registry = RunRegistry::new(registry_dir.unwrap_or_else(default_registry_dir));
+    let run_id = run_id.to_string();
     let work = tokio::task::spawn_blocking(move || {
         registry.prepare()?;
         let swept = registry.sweep();

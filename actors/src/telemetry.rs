@@ -11,11 +11,13 @@
 //! without the events of each call, which come by the thousand per second —
 //! what a long-lived watcher such as the gRPC server's health wants.
 
+mod agents;
 mod events;
 mod services;
 
 use std::sync::Arc;
 
+pub use agents::*;
 pub use events::*;
 pub use services::*;
 use tokio::sync::broadcast;
@@ -88,6 +90,19 @@ pub mod metric {
     pub const GRPC_REQUEST_DURATION: &str = "snakepit_grpc_request_duration_seconds";
     /// Counter: gRPC calls refused for a missing or wrong token, by reason.
     pub const GRPC_UNAUTHENTICATED_TOTAL: &str = "snakepit_grpc_unauthenticated_total";
+    /// Gauge: node agents attached now.
+    pub const AGENTS_ATTACHED: &str = "snakepit_agents_attached";
+    /// Gauge: workers an agent runs now, by agent.
+    pub const AGENT_WORKERS: &str = "snakepit_agent_workers";
+    /// Counter: worker frames relayed through an agent's link, by agent and
+    /// direction (`to_agent`, `from_agent`).
+    pub const AGENT_FRAMES_RELAYED_TOTAL: &str = "snakepit_agent_frames_relayed_total";
+    /// Counter: times an agent attached again after losing its link, by agent.
+    pub const AGENT_RECONNECTS_TOTAL: &str = "snakepit_agent_reconnects_total";
+    /// Counter: agent links that ended, by agent and cause (`closed`,
+    /// `stream_error`, `timeout`, `replaced`, `protocol_violation`,
+    /// `host_shutdown`).
+    pub const AGENT_DISCONNECTS_TOTAL: &str = "snakepit_agent_disconnects_total";
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).

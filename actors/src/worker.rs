@@ -7,6 +7,11 @@
 //! beats), and tells the pool when the worker is due for recycling by age or
 //! by resident memory.
 //!
+//! A worker of a remote pool runs the same way on a process a node agent
+//! started for it (`crate::remote`): its connection reads and writes the
+//! agent's relayed stream, the agent reports the process's start and end,
+//! and killing it is a message to the agent, which owns its process group.
+//!
 //! When the process ends, for whatever reason, the actor fails every request
 //! still waiting on it with `WorkerCrashed` (exit code or signal included) —
 //! or hands idempotent ones back to the pool to run elsewhere — tells the pool
@@ -34,6 +39,7 @@ use crate::error::{Error, ExitStatus, python_exception};
 use crate::pool::{PoolMessage, Retry, WorkerGone, WorkerKey, WorkerLink};
 use crate::process::{self, RUN_ID_ENV, SpawnSpec, StderrTail, WORKER_ID_ENV};
 use crate::reaper;
+use crate::remote::{RemoteControl, RemoteEvent, RemoteProcess};
 use crate::telemetry::{
     ExitCause, HeartbeatMissed, KillReason, RecycleReason, RequestRetryWithheld, Telemetry,
     WorkerKilled, WorkerSpawned,
@@ -93,6 +99,16 @@ pub struct WorkerArgs {
     pub(crate) run_id: String,
     pub(crate) pool: ActorRef<PoolMessage>,
     pub(crate) telemetry: Telemetry,
+    /// For a remote pool: the process an agent started for this worker.
+    pub(crate) remote: Option<RemoteProcess>,
+}
+
+/// What runs the worker's Python.
+enum Body {
+    /// A process of ours; its stderr's last lines.
+    Local { stderr: StderrTail },
+    /// A process a node agent runs.
+    Remote(RemoteControl),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +131,11 @@ pub struct WorkerState {
     recycle_at: Option<Instant>,
     pool_name: Arc<str>,
     pool: ActorRef<PoolMessage>,
+    /// Its process (for a remote worker: on the agent's machine; 0 until
+    /// the agent started it).
     pid: u32,
     conn: Connection<Retry>,
-    stderr: StderrTail,
+    body: Body,
     spawned_at: Instant,
     phase: Phase,
     /// Set when we know why the process is ending before it has ended.
@@ -146,54 +164,39 @@ impl Actor for Worker {
         myself: ActorRef<WorkerMessage>,
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
+        let mut args = args;
+        let remote = args.remote.take();
         let cfg = &args.config;
-        let spec = spawn_spec(&args);
-        let spawned = process::spawn(&spec, &args.telemetry).map_err(|err| {
-            format!(
-                "could not run {} for pool `{}`: {err}",
-                spec.program.display(),
-                cfg.name
-            )
-        })?;
-        let pid = spawned.pid;
         let pool_name: Arc<str> = Arc::from(cfg.name.as_str());
-        let (read, write) = spawned.stream.into_split();
-        let conn = Connection::start(
-            read,
-            write,
-            wire::Limits {
-                max_frame_bytes: cfg.max_frame_bytes,
-                busy_poll: Duration::from_micros(cfg.busy_poll_us as u64),
-                max_host_calls: cfg.max_host_calls as usize,
+        let limits = wire::Limits {
+            max_frame_bytes: cfg.max_frame_bytes,
+            busy_poll: Duration::from_micros(cfg.busy_poll_us as u64),
+            max_host_calls: cfg.max_host_calls as usize,
+        };
+        let listeners = Listeners {
+            events: Events {
+                worker: myself.clone(),
+                pool: args.pool.clone(),
+                key: args.key,
             },
-            Listeners {
-                events: Events {
-                    worker: myself.clone(),
-                    pool: args.pool.clone(),
-                    key: args.key,
-                },
-                host_calls: args.host_calls.clone(),
-                pool_name: pool_name.clone(),
-                worker_id: Arc::from(args.id.as_str()),
-                telemetry: args.telemetry.clone(),
-            },
-        );
-        let mut child = spawned.child;
-        let waiter = myself.clone();
-        tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(status) => ExitStatus::from(status),
-                Err(_) => ExitStatus::Unknown,
-            };
-            let _ = waiter.cast(WorkerMessage::Exited(status));
-        });
+            host_calls: args.host_calls.clone(),
+            pool_name: pool_name.clone(),
+            worker_id: Arc::from(args.id.as_str()),
+            telemetry: args.telemetry.clone(),
+        };
+        let (pid, conn, body) = match remote {
+            Some(remote) => start_remote(&myself, remote, limits, listeners),
+            None => start_local(&myself, &args, limits, listeners)?,
+        };
         myself.send_after(cfg.startup_timeout(), || WorkerMessage::StartupDeadline);
-        WorkerSpawned {
-            pool: cfg.name.clone(),
-            worker: args.id.clone(),
-            pid,
+        if let Body::Local { .. } = body {
+            WorkerSpawned {
+                pool: cfg.name.clone(),
+                worker: args.id.clone(),
+                pid,
+            }
+            .emit(&args.telemetry);
         }
-        .emit(&args.telemetry);
         let heartbeat = cfg
             .heartbeat
             .enabled
@@ -215,7 +218,7 @@ impl Actor for Worker {
             pool: args.pool,
             pid,
             conn,
-            stderr: spawned.stderr_tail,
+            body,
             spawned_at: Instant::now(),
             phase: Phase::Starting,
             cause: None,
@@ -333,6 +336,38 @@ impl Actor for Worker {
                 state.conn.send(frames::shutdown(grace));
                 myself.send_after(grace + KILL_SLACK, || WorkerMessage::KillDeadline);
             }
+            WorkerMessage::RemoteStarted(pid) => {
+                state.pid = pid;
+                WorkerSpawned {
+                    pool: state.pool_name.to_string(),
+                    worker: state.id.clone(),
+                    pid,
+                }
+                .emit(&state.telemetry);
+            }
+            WorkerMessage::RemoteDraining(grace) => {
+                if state.phase == Phase::Ready {
+                    let _ = state.pool.cast(PoolMessage::Retire {
+                        key: state.key,
+                        grace,
+                    });
+                }
+            }
+            WorkerMessage::RemoteExited {
+                status,
+                detail,
+                lost,
+            } => {
+                if lost {
+                    state.cause.get_or_insert(ExitCause::AgentLost);
+                    state.detail = Some(detail);
+                } else if !detail.is_empty() {
+                    state.detail.get_or_insert(detail);
+                }
+                state.exit_status = Some(status);
+                myself.send_after(EXIT_SETTLE, || WorkerMessage::ExitSettled);
+                settle(&myself, state);
+            }
             WorkerMessage::Exited(status) => {
                 state.exit_status = Some(status);
                 // The reader may still hold the worker's last frames (such as
@@ -351,14 +386,103 @@ impl Actor for Worker {
     ) -> Result<(), ActorProcessingErr> {
         // Whatever happened, nothing of ours outlives the actor.
         if state.exit_status.is_none() || !state.group_ended {
-            process::signal_group(state.pid, libc::SIGKILL);
+            match &state.body {
+                Body::Local { .. } => process::signal_group(state.pid, libc::SIGKILL),
+                Body::Remote(control) => control.stop(true, Duration::ZERO),
+            }
         }
         Ok(())
     }
 }
 
-fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
-    let cfg = &args.config;
+type Started = (u32, Connection<Retry>, Body);
+
+/// Spawns the worker's process here and connects to it.
+fn start_local(
+    myself: &ActorRef<WorkerMessage>,
+    args: &WorkerArgs,
+    limits: wire::Limits,
+    listeners: Listeners<Events>,
+) -> Result<Started, ActorProcessingErr> {
+    let spec = spawn_spec(&args.config, &args.python, &args.run_id, &args.id);
+    let spawned = process::spawn(&spec, &args.telemetry).map_err(|err| {
+        format!(
+            "could not run {} for pool `{}`: {err}",
+            spec.program.display(),
+            args.config.name
+        )
+    })?;
+    let (read, write) = spawned.stream.into_split();
+    let conn = Connection::start(read, write, limits, listeners);
+    let mut child = spawned.child;
+    let waiter = myself.clone();
+    tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(status) => ExitStatus::from(status),
+            Err(_) => ExitStatus::Unknown,
+        };
+        let _ = waiter.cast(WorkerMessage::Exited(status));
+    });
+    let body = Body::Local {
+        stderr: spawned.stderr_tail,
+    };
+    Ok((spawned.pid, conn, body))
+}
+
+/// Connects to the process an agent starts for the worker, and follows
+/// what the agent says of it.
+fn start_remote(
+    myself: &ActorRef<WorkerMessage>,
+    remote: RemoteProcess,
+    limits: wire::Limits,
+    listeners: Listeners<Events>,
+) -> Started {
+    let RemoteProcess {
+        read,
+        write,
+        mut events,
+        control,
+    } = remote;
+    let conn = Connection::start(read, write, limits, listeners);
+    let me = myself.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let message = match event {
+                RemoteEvent::Started { pid } => WorkerMessage::RemoteStarted(pid),
+                RemoteEvent::Draining { grace } => WorkerMessage::RemoteDraining(grace),
+                RemoteEvent::Exited {
+                    status,
+                    detail,
+                    lost,
+                } => {
+                    let _ = me.cast(WorkerMessage::RemoteExited {
+                        status,
+                        detail,
+                        lost,
+                    });
+                    return;
+                }
+            };
+            let _ = me.cast(message);
+        }
+        // The registry went away without a word (the host is going down).
+        let _ = me.cast(WorkerMessage::RemoteExited {
+            status: ExitStatus::Unknown,
+            detail: "the host's agent registry is gone".into(),
+            lost: true,
+        });
+    });
+    (0, conn, Body::Remote(control))
+}
+
+/// The command line and environment of a worker process of pool `cfg`,
+/// named `worker_id`; the node agent spawns its workers with it too.
+pub(crate) fn spawn_spec(
+    cfg: &PoolConfig,
+    python: &std::path::Path,
+    run_id: &str,
+    worker_id: &str,
+) -> SpawnSpec {
     let mut argv: Vec<OsString> = vec![
         "-m".into(),
         "snakepit_bridge.worker".into(),
@@ -373,7 +497,7 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         "--max-frame-bytes".into(),
         cfg.max_frame_bytes.to_string().into(),
         "--worker-id".into(),
-        args.id.clone().into(),
+        worker_id.into(),
         "--pool".into(),
         cfg.name.clone().into(),
         "--busy-poll-us".into(),
@@ -410,14 +534,14 @@ fn spawn_spec(args: &WorkerArgs) -> SpawnSpec {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    env.push((RUN_ID_ENV.into(), args.run_id.clone()));
-    env.push((WORKER_ID_ENV.into(), args.id.clone()));
+    env.push((RUN_ID_ENV.into(), run_id.to_string()));
+    env.push((WORKER_ID_ENV.into(), worker_id.to_string()));
     SpawnSpec {
-        program: cfg.python.clone().unwrap_or_else(|| args.python.clone()),
+        program: cfg.python.clone().unwrap_or_else(|| python.to_path_buf()),
         args: argv,
         env,
         env_passthrough: cfg.env_passthrough.clone(),
-        worker_id: args.id.clone(),
+        worker_id: worker_id.to_string(),
         pool: cfg.name.clone(),
     }
 }
@@ -435,7 +559,7 @@ fn on_hello(state: &mut WorkerState, hello: v1::Hello) -> bool {
             hello.protocol_version,
             snakepit_proto::PROTOCOL_VERSION
         ));
-        process::signal_process(state.pid, libc::SIGKILL);
+        kill_process(state);
         return false;
     }
     state.phase = Phase::Ready;
@@ -499,7 +623,11 @@ fn tick(state: &mut WorkerState) -> bool {
         Some(RecycleReason::Age)
     } else {
         state.config.max_memory_mb.and_then(|limit| {
-            let rss_mb = process::resident_bytes(state.pid)? >> 20;
+            let rss = match &state.body {
+                Body::Local { .. } => process::resident_bytes(state.pid),
+                Body::Remote(control) => control.resident_bytes(),
+            };
+            let rss_mb = rss? >> 20;
             (rss_mb > limit).then_some(RecycleReason::Memory { rss_mb })
         })
     };
@@ -535,7 +663,15 @@ fn kill(state: &mut WorkerState, reason: KillReason, detail: Option<String>) {
     if let Some(detail) = detail {
         state.detail = Some(detail);
     }
-    process::signal_process(state.pid, libc::SIGKILL);
+    kill_process(state);
+}
+
+/// SIGKILL to the worker's process (through its agent, for a remote one).
+fn kill_process(state: &WorkerState) {
+    match &state.body {
+        Body::Local { .. } => process::signal_process(state.pid, libc::SIGKILL),
+        Body::Remote(control) => control.stop(true, Duration::ZERO),
+    }
 }
 
 fn on_exit(state: &mut WorkerState, status: ExitStatus) {
@@ -544,7 +680,10 @@ fn on_exit(state: &mut WorkerState, status: ExitStatus) {
         None if state.phase == Phase::Starting => ExitCause::StartupFailed,
         None => ExitCause::Crashed,
     };
-    let stderr = state.stderr.text();
+    let stderr = match &state.body {
+        Body::Local { stderr } => stderr.text(),
+        Body::Remote(_) => String::new(),
+    };
     let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty());
     let detail = state
         .detail
@@ -638,7 +777,8 @@ const POISON_NOTE: &str =
 /// too, and the one after, until the pool is empty.
 fn retry_allowed(cause: ExitCause, status: ExitStatus) -> bool {
     match cause {
-        ExitCause::Recycled => true,
+        // The request did nothing wrong: its worker's agent went away.
+        ExitCause::Recycled | ExitCause::AgentLost | ExitCause::Drained => true,
         ExitCause::Crashed => matches!(
             status,
             ExitStatus::Signal(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP)
@@ -660,6 +800,11 @@ fn settle(myself: &ActorRef<WorkerMessage>, state: &mut WorkerState) {
     };
     state.finished = true;
     on_exit(state, status);
+    if let Body::Remote(_) = state.body {
+        // The agent ends the process group on its machine.
+        let _ = myself.cast(WorkerMessage::GroupEnded);
+        return;
+    }
     // Grandchildren the tool started share the group: end them too; then
     // those that left it but carry this worker's identity; then stop.
     let pgid = state.pid;

@@ -3,10 +3,11 @@
 //! cycle among the crate's files runs through more than three of them.
 //!
 //! ```text
-//! API          handle, sessions, host (but its tool registry), ffi, runtime
+//! API          handle, sessions, host (but its tool registry), ffi, runtime,
+//!              agent (the node agent's workers)
 //! supervision  worker, pool, service
 //! leaf         wire, process, reaper, config, error, telemetry, variables,
-//!              host::tools (the host tool registry)
+//!              host::tools (the host tool registry), remote
 //! ```
 //!
 //! A file's imports are the `crate::…` paths it names (and `super::…`, and
@@ -33,10 +34,14 @@ const LAYERS: &[(&str, &[&str])] = &[
             "telemetry",
             "variables",
             "host::tools",
+            "remote",
         ],
     ),
     ("supervision", &["worker", "pool", "service"]),
-    ("API", &["handle", "sessions", "host", "ffi", "runtime"]),
+    (
+        "API",
+        &["handle", "sessions", "host", "ffi", "runtime", "agent"],
+    ),
 ];
 
 /// Public paths the crate root keeps for moved modules.

@@ -35,15 +35,35 @@ pub(super) async fn start_member(
     role: Role,
 ) {
     let generation = state.slots[slot].generation + 1;
-    state.slots[slot].generation = generation;
     let key = WorkerKey { slot, generation };
-    let id = WorkerId {
+    let mut id = WorkerId {
         pool: state.config.name.clone(),
         slot,
         generation,
-    }
-    .to_string();
+        agent: None,
+    };
+    let remote = match &state.agents {
+        None => None,
+        Some(agents) => {
+            let placed = agents.place(&state.config.name, |agent| {
+                id.agent = Some(agent.to_string());
+                id.to_string()
+            });
+            match placed {
+                Some((_, process)) => Some(process),
+                None => {
+                    // No agent has a seat: the slot waits for one.
+                    state.slots[slot].awaiting_agent = role == Role::Current;
+                    return;
+                }
+            }
+        }
+    };
+    state.slots[slot].awaiting_agent = false;
+    state.slots[slot].generation = generation;
+    let id = id.to_string();
     let args = WorkerArgs {
+        remote,
         host_calls: state.host_calls.clone(),
         key,
         id: id.clone(),
@@ -87,6 +107,42 @@ pub(super) async fn start_member(
             }
         }
     }
+}
+
+/// A remote worker's agent drains it: it leaves the slot (no new work) and
+/// is told to finish what it runs within `grace`; the slot is filled on
+/// another agent when one has a seat.
+pub(super) async fn retire(
+    myself: &ActorRef<PoolMessage>,
+    state: &mut PoolState,
+    key: WorkerKey,
+    grace: Duration,
+) {
+    let Some(slot) = state.slots.get_mut(key.slot) else {
+        return;
+    };
+    let Some(mut member) = slot.current.take_if(|m| m.key == key) else {
+        return;
+    };
+    if let MemberState::Ready(link) = std::mem::replace(&mut member.state, MemberState::Starting) {
+        member.state = MemberState::Draining(link);
+    }
+    let drain = grace.min(state.config.drain_timeout());
+    let _ = member.actor.cast(WorkerMessage::Stop {
+        grace: drain,
+        cause: ExitCause::Drained,
+        reply: None,
+    });
+    myself.send_after(drain + DRAIN_SLACK, move || PoolMessage::DrainDeadline {
+        key,
+    });
+    slot.draining.push(member);
+    if let Some(successor) = slot.successor.take() {
+        slot.current = Some(successor);
+    } else if state.accepting {
+        start_member(myself, state, key.slot, Role::Current).await;
+    }
+    pump(myself, state);
 }
 
 /// Starts a successor for the slot's current worker; the swap happens when

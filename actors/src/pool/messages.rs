@@ -218,6 +218,17 @@ pub enum PoolMessage {
     },
     /// Look again whether a degraded pool has recovered.
     HealthCheck,
+    /// Seats on node agents may have appeared (remote pools).
+    AgentsChanged,
+    /// A remote worker's agent is draining: the worker gets no new work,
+    /// finishes what it runs within `grace`, and its slot is filled
+    /// elsewhere.
+    Retire {
+        /// Which worker.
+        key: WorkerKey,
+        /// How long its requests may still take.
+        grace: std::time::Duration,
+    },
     /// Tell the worker holding ref `ref_id` to drop it.
     ReleaseRef {
         /// The ref's session.

@@ -18,19 +18,25 @@ use super::messages::{WorkerKey, WorkerLink};
 use crate::telemetry::RecycleReason;
 use crate::worker::messages::WorkerMessage;
 
-/// A worker's id, `{pool}-{slot}.{generation}`: its environment's
-/// `SNAKEPIT_WORKER_ID`, the name in telemetry and errors, the prefix of the
-/// refs it holds.
+/// A worker's id, `{pool}-{slot}.{generation}`, and `@{agent}` after it for
+/// a remote worker: its environment's `SNAKEPIT_WORKER_ID`, the name in
+/// telemetry and errors, the prefix of the refs it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct WorkerId {
     pub pool: String,
     pub slot: usize,
     pub generation: u64,
+    /// The node agent running it (remote pools).
+    pub agent: Option<String>,
 }
 
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}.{}", self.pool, self.slot, self.generation)
+        write!(f, "{}-{}.{}", self.pool, self.slot, self.generation)?;
+        match &self.agent {
+            Some(agent) => write!(f, "@{agent}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -51,14 +57,29 @@ impl FromStr for WorkerId {
 
     fn from_str(s: &str) -> Result<Self, BadId> {
         let bad = || BadId(s.to_string(), "worker");
-        // The pool's name may hold `-` and `.`; slot and generation are digits.
-        let (rest, generation) = s.rsplit_once('.').ok_or_else(bad)?;
-        let (pool, slot) = rest.rsplit_once('-').ok_or_else(bad)?;
-        Ok(WorkerId {
-            pool: pool.to_string(),
-            slot: canonical(slot).ok_or_else(bad)?,
-            generation: canonical(generation).ok_or_else(bad)?,
-        })
+        // The pool's name may hold `-`, `.` and `@`; slot and generation are
+        // digits; an agent's id has no `@`.
+        let local = |s: &str| {
+            let (rest, generation) = s.rsplit_once('.')?;
+            let (pool, slot) = rest.rsplit_once('-')?;
+            Some(WorkerId {
+                pool: pool.to_string(),
+                slot: canonical(slot)?,
+                generation: canonical(generation)?,
+                agent: None,
+            })
+        };
+        let remote = || {
+            let (rest, agent) = s.rsplit_once('@')?;
+            let valid = !agent.is_empty()
+                && agent
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+            let mut id = local(rest).filter(|_| valid)?;
+            id.agent = Some(agent.to_string());
+            Some(id)
+        };
+        remote().or_else(|| local(s)).ok_or_else(bad)
     }
 }
 
@@ -185,6 +206,9 @@ pub(crate) struct Slot<L = WorkerLink, A = ActorRef<WorkerMessage>> {
     pub failures: u32,
     /// No recycling start before this (after a successor failed to start).
     pub recycle_not_before: Option<Instant>,
+    /// A remote pool's slot that found no agent with a free seat: started
+    /// when one appears.
+    pub awaiting_agent: bool,
 }
 
 impl<L, A> Default for Slot<L, A> {
@@ -196,6 +220,7 @@ impl<L, A> Default for Slot<L, A> {
             draining: Vec::new(),
             failures: 0,
             recycle_not_before: None,
+            awaiting_agent: false,
         }
     }
 }
@@ -278,6 +303,30 @@ mod tests {
         }
         let id: WorkerId = "x-1-2.3".parse().unwrap();
         assert_eq!((id.pool.as_str(), id.slot, id.generation), ("x-1", 2, 3));
+    }
+
+    #[test]
+    fn remote_worker_ids_carry_their_agent() {
+        for text in ["gpu-0.1@node-a.1", "a@b-0.1@x", "p-2.3@a_b"] {
+            let id: WorkerId = text.parse().unwrap();
+            assert_eq!(id.to_string(), text);
+        }
+        let id: WorkerId = "gpu-1.4@node-7".parse().unwrap();
+        assert_eq!(
+            (
+                id.pool.as_str(),
+                id.slot,
+                id.generation,
+                id.agent.as_deref()
+            ),
+            ("gpu", 1, 4, Some("node-7"))
+        );
+        // A pool named with `@` and a local worker: no agent.
+        let id: WorkerId = "a@b-0.1".parse().unwrap();
+        assert_eq!((id.pool.as_str(), id.agent), ("a@b", None));
+        let r: RefId = "gpu-0.1@node-a/9".parse().unwrap();
+        assert_eq!(r.worker.agent.as_deref(), Some("node-a"));
+        assert!("gpu-0.1@/9".parse::<RefId>().is_err());
     }
 
     #[test]

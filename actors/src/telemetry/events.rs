@@ -71,6 +71,10 @@ pub enum Event {
     ServerStopped(super::ServerStopped),
     /// A gRPC call finished.
     GrpcRequestFinished(super::GrpcRequestFinished),
+    /// A node agent attached to the host.
+    AgentAttached(super::AgentAttached),
+    /// A node agent's link ended.
+    AgentDetached(super::AgentDetached),
     /// A gRPC call was refused for its token.
     GrpcUnauthenticated(super::GrpcUnauthenticated),
 }
@@ -109,6 +113,8 @@ impl Event {
             Event::ServerStopped(_) => "snakepit.server.listener.stopped",
             Event::GrpcRequestFinished(_) => "snakepit.server.call.stop",
             Event::GrpcUnauthenticated(_) => "snakepit.server.auth.rejected",
+            Event::AgentAttached(_) => "snakepit.remote.agent.attached",
+            Event::AgentDetached(_) => "snakepit.remote.agent.detached",
         }
     }
 }
@@ -178,6 +184,11 @@ pub enum ExitCause {
     Recycled,
     /// Stopped answering heartbeats; killed.
     Unresponsive,
+    /// A remote worker whose agent's link ended (the agent died, or a
+    /// partition): its process is gone or no longer ours.
+    AgentLost,
+    /// A remote worker whose agent drained it (the agent is going away).
+    Drained,
 }
 
 impl ExitCause {
@@ -190,6 +201,8 @@ impl ExitCause {
             ExitCause::StartupFailed => "startup_failed",
             ExitCause::Recycled => "recycled",
             ExitCause::Unresponsive => "unresponsive",
+            ExitCause::AgentLost => "agent_lost",
+            ExitCause::Drained => "drained",
         }
     }
 }

@@ -31,6 +31,19 @@ pub enum WorkerMessage {
     /// The process ended a while ago but its connection has not reported its
     /// end: stop waiting for the last frames.
     ExitSettled,
+    /// The agent running the (remote) process started it.
+    RemoteStarted(u32),
+    /// The agent running the (remote) process is draining.
+    RemoteDraining(std::time::Duration),
+    /// The remote process ended, or the link to its agent did (`lost`).
+    RemoteExited {
+        /// How it ended, when the agent said.
+        status: ExitStatus,
+        /// What the agent or the host knows of why.
+        detail: String,
+        /// The agent's link ended, not the process.
+        lost: bool,
+    },
     /// Kill the process now.
     Kill(KillReason),
     /// Finish in-flight work within `grace`, then exit; replies once the

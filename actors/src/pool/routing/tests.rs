@@ -149,6 +149,7 @@ fn session(affinity: Affinity) -> Route<'static> {
 fn pin(slot: usize, generation: u64) -> RefPin {
     RefPin {
         worker: WorkerId {
+            agent: None,
             pool: POOL.into(),
             slot,
             generation,
