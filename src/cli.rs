@@ -1,5 +1,6 @@
 //! Subcommands of the `snakepit` binary, one module each, and what they share.
 
+pub mod agent;
 pub mod bench;
 pub mod chaos;
 pub mod demo;

@@ -18,6 +18,14 @@
 //! client_ca = "ca.pem"      # mTLS: clients need a certificate signed by it
 //! insecure = false          # true: allow a non-loopback address without a token
 //!
+//! [remote]                  # node agents dial here (`snakepit agent --connect`)
+//! listen = "0.0.0.0:7447"
+//! token_file = "/etc/snakepit/agent-token"  # agents must present it
+//! tls_cert = "cert.pem"     # TLS, and mTLS with client_ca, as for [server]
+//! tls_key = "key.pem"
+//! heartbeat_ms = 1000       # each side's heartbeat on the link
+//! liveness_timeout_ms = 3000  # silence that ends a link (a partition)
+//!
 //! [sessions]
 //! ttl_ms = 3600000          # unused this long: released
 //! max_sessions = 10000
@@ -54,6 +62,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// The gRPC server of `snakepit serve`.
     pub server: ServerSection,
+    /// Where node agents attach, for pools declared `remote = true`.
+    pub remote: RemoteSection,
     /// The pools.
     pub pools: Vec<PoolConfig>,
 }
@@ -97,6 +107,48 @@ pub struct ServerSection {
     pub client_ca: Option<PathBuf>,
     /// Allows a non-loopback address without a token.
     pub insecure: bool,
+}
+
+/// `[remote]`: where node agents (`snakepit agent`) dial the host, how
+/// they are let in, and how the links are kept. With `listen` set, the
+/// runtime listens for agents from its start (embedded or `snakepit
+/// serve`); remote pools take their workers from them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteSection {
+    /// `HOST:PORT` or `unix:PATH`; unset: no agent can attach.
+    pub listen: Option<String>,
+    /// A file holding the bearer token agents must present.
+    pub token_file: Option<PathBuf>,
+    /// The listener's certificate chain (PEM); TLS with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Agents must present a certificate signed by this CA (PEM): mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// Allows a non-loopback address without a token.
+    pub insecure: bool,
+    /// How often each side of a link sends a heartbeat.
+    pub heartbeat_ms: u64,
+    /// A link that carried nothing for this long is ended by either side
+    /// (an agent that died without a FIN, or a partition); its workers'
+    /// requests fail with `WorkerCrashed` naming the agent.
+    pub liveness_timeout_ms: u64,
+}
+
+impl Default for RemoteSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            insecure: false,
+            heartbeat_ms: 1000,
+            liveness_timeout_ms: 3000,
+        }
+    }
 }
 
 impl Config {

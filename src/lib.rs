@@ -21,6 +21,8 @@
 //!   wire protocol in `snakepit-proto`.
 #![warn(missing_docs)]
 
+pub mod agent;
+mod attach;
 pub mod config;
 pub mod metrics;
 pub mod python_env;
@@ -46,6 +48,7 @@ pub use snakepit_proto::{
     CallbackRef, ConversionError, NdArray, ObjectRef, StreamRefValue, Temporal, TemporalKind, Value,
 };
 
+pub use crate::attach::AttachConfig;
 use crate::config::Config;
 use crate::python_env::PythonEnvConfig;
 pub use crate::server::{ListenAddr, ServeConfig, ServeError};
@@ -65,6 +68,7 @@ pub struct SnakepitBuilder {
     telemetry: Option<Telemetry>,
     registry_dir: Option<PathBuf>,
     serve: Option<ServeConfig>,
+    attach: Option<AttachConfig>,
 }
 
 impl SnakepitBuilder {
@@ -131,6 +135,13 @@ impl SnakepitBuilder {
         self
     }
 
+    /// Listens for node agents (`snakepit agent`) for the pools declared
+    /// `remote = true`, as the `[remote]` section of a configuration does.
+    pub fn attach(mut self, config: AttachConfig) -> Self {
+        self.attach = Some(config);
+        self
+    }
+
     /// Prepares Python, starts every pool and waits until all workers are
     /// ready; then serves, when [`serve`](Self::serve) asked for it.
     pub async fn start(self) -> Result<Snakepit, Error> {
@@ -143,26 +154,15 @@ impl SnakepitBuilder {
         if config.pools.is_empty() {
             return Err(Error::Config("no pools configured".into()));
         }
+        let attach = match self.attach {
+            Some(attach) => Some(attach),
+            None => AttachConfig::from_section(&config.remote)?,
+        };
         if let Some(addr) = self.metrics_addr.or(config.metrics.addr) {
             metrics::serve(addr)?;
         }
-        let python = match self.python.or(config.python.interpreter.clone()) {
-            Some(python) => python,
-            None => {
-                let mut env = PythonEnvConfig::default();
-                if let Some(base) = config.python.base.clone() {
-                    env.base_python = base;
-                }
-                if let Some(venv) = self.venv.or(config.python.venv.clone()) {
-                    env.venv = venv;
-                }
-                env.with_test_deps = self.with_test_deps;
-                tokio::task::spawn_blocking(move || python_env::ensure(&env))
-                    .await
-                    .map_err(|e| Error::Environment(format!("bootstrap task failed: {e}")))??
-                    .python
-            }
-        };
+        let python =
+            resolve_python(self.python, self.venv, &config.python, self.with_test_deps).await?;
         let telemetry = self.telemetry.unwrap_or_default();
         let runtime = RuntimeHandle::start(
             RuntimeConfig {
@@ -180,7 +180,17 @@ impl SnakepitBuilder {
             auto_session: Arc::default(),
             server: Arc::default(),
             serving: Arc::default(),
+            attach: Arc::default(),
         };
+        if let Some(attach) = attach {
+            match attach::start(&snakepit, attach).await {
+                Ok(server) => *snakepit.attach.lock().await = Some(server),
+                Err(err) => {
+                    snakepit.shutdown_with_grace(Duration::from_secs(1)).await;
+                    return Err(err.into());
+                }
+            }
+        }
         if let Some(serve) = self.serve
             && let Err(err) = snakepit.serve(serve).await
         {
@@ -191,7 +201,36 @@ impl SnakepitBuilder {
     }
 }
 
-fn new_run_id() -> String {
+/// The interpreter workers run: `python` or the config's `interpreter`
+/// as they are, else the venv (`venv`, the config's, or the default)
+/// bootstrapped with the bridge installed.
+pub async fn resolve_python(
+    python: Option<PathBuf>,
+    venv: Option<PathBuf>,
+    section: &config::PythonSection,
+    with_test_deps: bool,
+) -> Result<PathBuf, Error> {
+    if let Some(python) = python.or(section.interpreter.clone()) {
+        return Ok(python);
+    }
+    let mut env = PythonEnvConfig::default();
+    if let Some(base) = section.base.clone() {
+        env.base_python = base;
+    }
+    if let Some(venv) = venv.or(section.venv.clone()) {
+        env.venv = venv;
+    }
+    env.with_test_deps = with_test_deps;
+    Ok(
+        tokio::task::spawn_blocking(move || python_env::ensure(&env))
+            .await
+            .map_err(|e| Error::Environment(format!("bootstrap task failed: {e}")))??
+            .python,
+    )
+}
+
+/// A new run id: the process id and the time.
+pub fn new_run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -213,6 +252,8 @@ pub struct Snakepit {
     /// Held while a server starts, so that two `serve` calls at once cannot
     /// both start one.
     serving: Arc<tokio::sync::Mutex<()>>,
+    /// The node agents' listener, when remote pools have one.
+    attach: Arc<tokio::sync::Mutex<Option<attach::AttachServer>>>,
 }
 
 impl Snakepit {
@@ -340,6 +381,16 @@ impl Snakepit {
         self.server.get()
     }
 
+    /// Where node agents attach, when the runtime listens for them.
+    pub async fn attach_addr(&self) -> Option<ListenAddr> {
+        self.attach.lock().await.as_ref().map(|a| a.addr.clone())
+    }
+
+    /// The node agents attached now.
+    pub fn agents(&self) -> Vec<snakepit_actors::remote::AgentStatus> {
+        self.runtime.agents().list()
+    }
+
     pub(crate) fn runtime(&self) -> &RuntimeHandle {
         &self.runtime
     }
@@ -354,6 +405,10 @@ impl Snakepit {
     /// [`shutdown`](Self::shutdown) with a chosen grace period.
     pub async fn shutdown_with_grace(&self, grace: Duration) {
         self.runtime.shutdown(grace).await;
+        // The remote workers are stopped: their links may go now.
+        if let Some(attach) = self.attach.lock().await.take() {
+            attach.stop().await;
+        }
     }
 }
 

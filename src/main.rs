@@ -52,6 +52,9 @@ enum Command {
     /// reflection) until SIGINT or SIGTERM; prints `snakepit: serving on ADDR`
     /// to stderr once clients can connect.
     Serve(cli::serve::ServeArgs),
+    /// Run Python workers of a remote pool for a host: dial its `[remote]
+    /// listen` address, register, and serve until drained by SIGTERM.
+    Agent(cli::agent::AgentArgs),
     /// Check the Python environment and start one worker.
     Doctor {
         #[command(flatten)]
@@ -81,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Call(args) => cli::ffi::call(args).await,
             Command::Shell(args) => cli::ffi::shell(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
+            Command::Agent(args) => cli::agent::run(args).await,
             Command::Doctor { runtime } => cli::doctor::run(runtime).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Chaos(args) => cli::chaos::run(args).await,

@@ -16,6 +16,21 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Installs the recorder without an endpoint of its own; the caller renders
+/// the handle where it serves (the node agent's health port). One per
+/// process, as for [`serve`].
+pub fn install() -> Result<PrometheusHandle, Error> {
+    if let Some(handle) = INSTALLED.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| Error::Config(format!("cannot install the metrics recorder: {e}")))?;
+    describe();
+    let _ = INSTALLED.set(handle.clone());
+    Ok(handle)
+}
+
 /// Installs the recorder and serves it on `addr`. One per process: a second
 /// call returns the handle of the first.
 pub fn serve(addr: SocketAddr) -> Result<PrometheusHandle, Error> {
@@ -70,6 +85,20 @@ fn describe() {
     describe_histogram!(metric::REQUEST_DURATION, Unit::Seconds, "Request duration.");
     describe_gauge!(metric::WORKERS_UP, "Workers ready to take requests.");
     describe_gauge!(metric::QUEUE_DEPTH, "Requests waiting for a worker.");
+    describe_gauge!(metric::AGENTS_ATTACHED, "Node agents attached now.");
+    describe_gauge!(metric::AGENT_WORKERS, "Workers a node agent runs now.");
+    describe_counter!(
+        metric::AGENT_FRAMES_RELAYED_TOTAL,
+        "Worker frames relayed through a node agent's link, by direction."
+    );
+    describe_counter!(
+        metric::AGENT_RECONNECTS_TOTAL,
+        "Times a node agent attached again after losing its link."
+    );
+    describe_counter!(
+        metric::AGENT_DISCONNECTS_TOTAL,
+        "Node agent links that ended, by cause."
+    );
     describe_counter!(
         metric::QUEUE_REJECTIONS_TOTAL,
         "Requests refused (saturated) or expired (timeout) in the queue."

@@ -33,7 +33,7 @@
 //! [`Snakepit::serve`]: crate::Snakepit::serve
 //! [`SnakepitBuilder::serve`]: crate::SnakepitBuilder::serve
 
-mod auth;
+pub(crate) mod auth;
 pub(crate) mod convert;
 mod deadline;
 mod ffi;
@@ -314,7 +314,12 @@ impl ServeConfig {
         Ok(())
     }
 
-    fn tls_config(&self) -> Result<Option<ServerTlsConfig>, ServeError> {
+    /// The token calls must carry, when there is one.
+    pub(crate) fn token_owned(&self) -> Option<Token> {
+        self.token.clone()
+    }
+
+    pub(crate) fn tls_config(&self) -> Result<Option<ServerTlsConfig>, ServeError> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
@@ -388,13 +393,13 @@ struct Parts {
 }
 
 /// A bound listener.
-enum Listener {
+pub(crate) enum Listener {
     Tcp(TcpIncoming),
     Unix(UnixListenerStream, SocketFile),
 }
 
 impl Listener {
-    async fn bind(addr: &ListenAddr) -> Result<(Self, ListenAddr), ServeError> {
+    pub(crate) async fn bind(addr: &ListenAddr) -> Result<(Self, ListenAddr), ServeError> {
         let failed = |source| ServeError::Bind {
             addr: addr.to_string(),
             source,
@@ -443,7 +448,7 @@ fn clear_stale_socket(path: &Path) -> std::io::Result<()> {
 }
 
 /// A Unix socket's file, removed when the server is done with it.
-struct SocketFile(PathBuf);
+pub(crate) struct SocketFile(PathBuf);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
@@ -507,7 +512,7 @@ async fn serve(
     let router = server
         .layer(auth::GateLayer::new(
             token,
-            signal.clone(),
+            Some(signal.clone()),
             telemetry.clone(),
         ))
         .add_service(health_service)

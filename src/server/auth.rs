@@ -106,12 +106,18 @@ pub(crate) struct GateLayer {
 
 struct Keeper {
     token: Option<Token>,
-    signal: ShutdownSignal,
+    /// Calls are refused once it fires (`None`: a server that lives until
+    /// it is dropped).
+    signal: Option<ShutdownSignal>,
     telemetry: Telemetry,
 }
 
 impl GateLayer {
-    pub(crate) fn new(token: Option<Token>, signal: ShutdownSignal, telemetry: Telemetry) -> Self {
+    pub(crate) fn new(
+        token: Option<Token>,
+        signal: Option<ShutdownSignal>,
+        telemetry: Telemetry,
+    ) -> Self {
         Self {
             keeper: Arc::new(Keeper {
                 token,
@@ -165,7 +171,11 @@ impl Keeper {
     /// that passes costs no look at its path.
     fn refusal<B>(&self, request: &http::Request<B>) -> Option<tonic::Status> {
         let refused = self.unauthenticated(request);
-        if refused.is_none() && !self.signal.is_requested() {
+        let stopping = self
+            .signal
+            .as_ref()
+            .is_some_and(ShutdownSignal::is_requested);
+        if refused.is_none() && !stopping {
             return None;
         }
         let path = request.uri().path();

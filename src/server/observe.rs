@@ -56,11 +56,17 @@ const METHODS: [&str; 20] = [
 
 /// The label of the RPC at `path`: its name, or `<other>`.
 pub(crate) fn method_label(path: &str) -> &'static str {
+    if path == ATTACH_PATH {
+        return "Attach";
+    }
     path.strip_prefix(SERVICE_PATH)
         .and_then(|name| METHODS.iter().find(|m| **m == name))
         .copied()
         .unwrap_or("<other>")
 }
+
+/// The node agents' one RPC (`snakepit.v1.Agents`).
+const ATTACH_PATH: &str = "/snakepit.v1.Agents/Attach";
 
 /// A response stream.
 pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
