@@ -337,13 +337,17 @@ fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Re
     pump(myself, state);
 }
 
+/// A remote pool with no worker up or on its way: no agent serves it.
+fn unserved(state: &PoolState) -> bool {
+    state.agents.is_some()
+        && workers_up(state) == 0
+        && !state.slots.iter().any(|s| s.current.is_some())
+}
+
 /// `PoolDegraded` when the pool is degraded and no worker is up — or, for
 /// a remote pool, when no worker is up or on its way (no agent serves it).
 fn degraded_error(state: &mut PoolState) -> Option<Error> {
-    if state.agents.is_some()
-        && workers_up(state) == 0
-        && !state.slots.iter().any(|s| s.current.is_some())
-    {
+    if unserved(state) {
         return Some(Error::PoolDegraded {
             pool: state.config.name.clone(),
             restarts: state.restarts.recent(tokio::time::Instant::now()),
@@ -621,6 +625,11 @@ fn status(state: &PoolState) -> PoolStatus {
             let link = member.link();
             workers.push(WorkerStatus {
                 id: member.id.clone(),
+                agent: state
+                    .agents
+                    .as_ref()
+                    .and_then(|_| member.id.rsplit_once('@'))
+                    .map(|(_, agent)| agent.to_string()),
                 pid: link.map(|l| l.pid),
                 ready: member.is_ready() && !member.closed,
                 draining: member.is_draining(),
@@ -642,10 +651,11 @@ fn status(state: &PoolState) -> PoolStatus {
     PoolStatus {
         name: state.config.name.clone(),
         size: state.slots.len(),
+        remote: state.agents.is_some(),
         workers_up: workers_up(state),
         in_flight: state.assigned.len(),
         queued: state.queue.len(),
-        degraded: state.restarts.is_degraded(),
+        degraded: state.restarts.is_degraded() || unserved(state),
         workers,
         tools,
     }

@@ -112,15 +112,19 @@ pub struct ReleaseSent {
 pub struct PoolStatus {
     /// Pool name.
     pub name: String,
-    /// Configured size.
+    /// Configured size (for a remote pool: the workers it expects; fewer
+    /// than that are attached while `workers_up` is lower).
     pub size: usize,
+    /// Its workers run on node agents.
+    pub remote: bool,
     /// Workers ready.
     pub workers_up: usize,
     /// Requests on workers right now.
     pub in_flight: usize,
     /// Requests waiting for a worker.
     pub queued: usize,
-    /// Restarted more often than its policy allows (see `RestartPolicy`).
+    /// Restarted more often than its policy allows (see `RestartPolicy`),
+    /// or a remote pool that no node agent serves now.
     pub degraded: bool,
     /// Each worker.
     pub workers: Vec<WorkerStatus>,
@@ -133,6 +137,8 @@ pub struct PoolStatus {
 pub struct WorkerStatus {
     /// Worker id.
     pub id: String,
+    /// The node agent running it (remote pools).
+    pub agent: Option<String>,
     /// OS process id, when it runs.
     pub pid: Option<u32>,
     /// Whether it takes requests.
