@@ -20,7 +20,7 @@
 mod link;
 mod stream;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +29,8 @@ use bytes::Bytes;
 use snakepit_proto::v1;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-pub use link::{Admission, Detached, LinkConfig, Refused};
+pub use crate::telemetry::{AgentInfo, Detached};
+pub use link::{Admission, LinkConfig, Refused};
 pub(crate) use stream::{RemoteRead, RemoteWrite};
 
 use crate::error::ExitStatus;
@@ -48,29 +49,6 @@ pub(crate) enum RemoteEvent {
         detail: String,
         lost: bool,
     },
-}
-
-/// An attached agent, as it introduced itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentInfo {
-    /// Its id, unique among the host's agents.
-    pub id: String,
-    /// The machine (or pod) it runs on.
-    pub hostname: String,
-    /// The pools it serves.
-    pub pools: Vec<String>,
-    /// Workers it runs at most.
-    pub workers: u32,
-    /// Requests one of its workers runs at once.
-    pub capacity: u32,
-    /// Its workers' Python.
-    pub python_version: String,
-    /// GPUs it sees.
-    pub gpus: u32,
-    /// Labels given on its command line.
-    pub labels: BTreeMap<String, String>,
-    /// Times it attached before.
-    pub reconnects: u32,
 }
 
 /// An agent in [`Agents::list`]: who it is and what it runs now.
@@ -232,6 +210,10 @@ impl Agents {
             .filter(|a| !a.draining && a.free > 0 && a.info.pools.iter().any(|p| p == pool))
             .max_by(|a, b| a.free.cmp(&b.free).then_with(|| b.info.id.cmp(&a.info.id)))?;
         let worker = name(&agent.info.id);
+        if agent.workers.contains_key(&worker) {
+            tracing::error!(%worker, "A remote worker id was placed twice.");
+            return None;
+        }
         let (data_tx, data_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let window = Arc::new(Semaphore::new(agent.window as usize));
@@ -253,6 +235,8 @@ impl Agents {
                 rss: rss.clone(),
             },
         );
+        metrics::gauge!(crate::telemetry::metric::AGENT_WORKERS, "agent" => agent.info.id.clone())
+            .set(agent.workers.len() as f64);
         let process = RemoteProcess {
             read: RemoteRead::new(data_rx, unread, worker_tag.clone(), agent.to_agent.clone()),
             write: RemoteWrite::new(
@@ -315,3 +299,6 @@ mod message {
         v1::HostMessage { kind: Some(kind) }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::stream::FrameCounter;
-use super::{Agent, AgentInfo, Agents, RemoteEvent, message};
+use super::{Agent, AgentInfo, Agents, Detached, RemoteEvent, message};
 use crate::error::ExitStatus;
 use crate::telemetry::{AgentAttached, AgentDetached, metric};
 
@@ -41,18 +41,6 @@ impl Default for LinkConfig {
             run_id: String::new(),
         }
     }
-}
-
-/// Why a link ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detached {
-    /// The agent.
-    pub agent: String,
-    /// Bounded label: `closed`, `stream_error`, `timeout`, `replaced`,
-    /// `protocol_violation`, `host_shutdown`.
-    pub cause: &'static str,
-    /// What happened, for people.
-    pub detail: String,
 }
 
 /// Why an agent was refused.
@@ -162,8 +150,20 @@ impl Agents {
                 window: config.window_bytes,
             };
             if let Some(old) = registry.agents.insert(info.id.clone(), agent) {
-                // The same agent again: its old link is dead or dying.
+                // The same agent again: its old link is dead or dying, and
+                // its workers went with it.
                 old.kick.notify_one();
+                let detail = format!(
+                    "agent `{}` on {} attached again on a new link; this one's workers are gone",
+                    old.info.id, old.info.hostname
+                );
+                for route in old.workers.into_values() {
+                    let _ = route.events.send(RemoteEvent::Exited {
+                        status: ExitStatus::Unknown,
+                        detail: detail.clone(),
+                        lost: true,
+                    });
+                }
             }
             epoch
         };
