@@ -362,10 +362,17 @@ async fn a_killed_worker_is_started_again_by_its_agent_and_no_call_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_fails_its_calls_typed_within_the_liveness_timeout() {
-    let mut h = host(vec![remote_pool("gpu", 2)], None).await;
+    let mut pool = remote_pool("gpu", 2);
+    pool.affinity = Affinity::StrictQueue;
+    let mut h = host(vec![pool], None).await;
     let mut a = attached(&h.url, "gpu", 2, "node-a");
     let status = ready(&h.sp, "gpu", 2).await;
     let pids: Vec<u32> = status.workers.iter().filter_map(|w| w.pid).collect();
+    let session = h.sp.new_session().await.unwrap();
+    assert_eq!(
+        int(session.execute("tally", json!({"n": 1})).await.unwrap()),
+        1
+    );
 
     let in_flight: Vec<_> = (0..8)
         .map(|_| {
@@ -418,13 +425,20 @@ async fn a_killed_agent_fails_its_calls_typed_within_the_liveness_timeout() {
     assert!(t0.elapsed() < Duration::from_millis(500));
     assert!(h.sp.pool("gpu").unwrap().status().await.unwrap().degraded);
 
-    // A new agent makes it work again.
+    // A new agent makes it work again; the strict session's state went
+    // with the dead agent's worker, and it says so.
     let _b = attached(&h.url, "gpu", 2, "node-b");
     ready(&h.sp, "gpu", 2).await;
     assert_eq!(
         h.sp.execute("add", json!({"a": 2, "b": 3})).await.unwrap(),
         Value::Int(5)
     );
+    match session.execute("tally", json!({"n": 1})).await {
+        Err(Error::SessionWorkerUnavailable { worker, .. }) => {
+            assert!(worker.ends_with("@node-a"), "{worker}")
+        }
+        other => panic!("expected SessionWorkerUnavailable, got {other:?}"),
+    }
     h.sp.shutdown().await;
 }
 

@@ -13,13 +13,17 @@
 //! ├── Service × n a future the root supervises, told to stop first at
 //! │               shutdown; e.g. `Server`, the gRPC API of `snakepit
 //! │               serve` (its code lives in the `snakepit` crate)    service.rs
+//! ├── Agents      not an actor: the registry of node agents' links
+//! │               (admitted by the `snakepit` crate's Attach listener),
+//! │               where remote pools place their workers             remote.rs, remote/
 //! └── Pool × n    the actor: queue, dispatch, Done, status           pool.rs
 //!     │           placement (pure functions)                         pool/routing.rs
 //!     │           slots, members, WorkerId, RefId                    pool/slots.rs
 //!     │           session bindings, releases                         pool/bindings.rs
 //!     │           start, restart, recycle, degrade, shut down        pool/lifecycle.rs, pool/restarts.rs
 //!     └── Worker × size (+ a successor while one is recycled)
-//!                 one Python process, heartbeats, its end            worker.rs, worker/liveness.rs
+//!                 one Python process — here, or run by a node agent
+//!                 and reached through its link — heartbeats, its end worker.rs, worker/liveness.rs
 //!                 ├── reader task: frames → callers, events → worker wire/connection.rs
 //!                 ├── writer task: batched frames → socket           wire/connection.rs
 //!                 ├── output tasks: stdout/stderr → tracing          process.rs
@@ -33,11 +37,14 @@
 //! - **leaf**: `wire/` (a connection over any byte stream, the pending table;
 //!   frames are built by `snakepit_proto::frames`), `process`, `reaper`,
 //!   `config`, `error`, `telemetry`, `variables`, `host::tools` (the host tool
-//!   registry), `ask` (one way to wait for an actor's reply).
+//!   registry), `ask` (one way to wait for an actor's reply), `remote` (the
+//!   agents' links and a remote worker's byte stream; it knows pools by name
+//!   only).
 //! - **supervision**: `worker/`, `pool/`, `service` (a supervised future
 //!   and its shutdown signal; it knows nothing of what it serves).
 //! - **API**: `handle` (the caller's side of a pool), `sessions/`, `host/`,
-//!   `ffi`, `runtime`.
+//!   `ffi`, `runtime`, `agent` (the node agent's side: its processes, for
+//!   `snakepit agent`).
 //!
 //! The transport knows nothing of who owns it: a worker hands its connection
 //! a `wire::ConnectionEvents` (Done, Hello, Pong, the end) and the pool's

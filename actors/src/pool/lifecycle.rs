@@ -170,6 +170,14 @@ pub(super) async fn recycle(
     }
     current.recycle = Some(reason);
     start_member(myself, state, key.slot, Role::Successor).await;
+    let slot = &mut state.slots[key.slot];
+    if slot.successor.is_none()
+        && let Some(current) = slot.current.as_mut()
+    {
+        // A remote pool with no free seat for the successor: try again at
+        // the worker's next tick.
+        current.recycle = None;
+    }
 }
 
 pub(super) fn on_ready(

@@ -282,7 +282,7 @@ impl Admission {
                         data.worker, agent.window
                     ));
                 }
-                counters.from_agent(&data.worker, &data.data);
+                counters.relayed(&data.worker, &data.data);
                 let _ = route.data.send(data.data);
             }
             Kind::Exited(exited) => {
@@ -390,7 +390,7 @@ impl Counters {
         }
     }
 
-    fn from_agent(&mut self, worker: &str, data: &[u8]) {
+    fn relayed(&mut self, worker: &str, data: &[u8]) {
         let stream = match self.streams.get_mut(worker) {
             Some(s) => s,
             None => self.streams.entry(worker.to_string()).or_default(),
