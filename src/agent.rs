@@ -159,7 +159,7 @@ pub async fn run(options: AgentOptions) -> Result<AgentExit, Error> {
             Ok(Ended::Drained) => break Ok(AgentExit::Drained),
             Ok(Ended::Lost(why)) => {
                 tracing::warn!(reason = %why, "Lost the link to the host; dialing again.");
-                metrics::counter!("snakepit_agent_link_losses_total").increment(1);
+                metrics::counter!(crate::telemetry::metric::AGENT_LINK_LOSSES_TOTAL).increment(1);
             }
             Err(err) => break Err(err),
         }

@@ -61,11 +61,10 @@ impl AttachConfig {
             return Ok(None);
         };
         if section.heartbeat_ms == 0 || section.liveness_timeout_ms < 2 * section.heartbeat_ms {
-            return Err(ServeError::Tls(format!(
-                "[remote]: liveness_timeout_ms ({}) must be at least twice heartbeat_ms ({}), \
-                 which must not be 0",
-                section.liveness_timeout_ms, section.heartbeat_ms
-            )));
+            return Err(ServeError::Liveness {
+                heartbeat_ms: section.heartbeat_ms,
+                liveness_timeout_ms: section.liveness_timeout_ms,
+            });
         }
         let serve = ServeConfig::from_section(&ServerSection {
             listen: Some(listen.clone()),
@@ -83,6 +82,12 @@ impl AttachConfig {
                 ..LinkConfig::default()
             },
         }))
+    }
+
+    /// Checks what needs no file or socket (see [`ServeConfig::validate`]):
+    /// an address other machines can reach needs a token.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        self.serve.validate()
     }
 
     /// Agents must present this token.

@@ -261,6 +261,63 @@ mod tests {
     }
 
     #[test]
+    fn the_remote_section_reads_every_field_and_checks_the_link() {
+        let config = Config::parse(
+            r#"
+            [remote]
+            listen = "0.0.0.0:7447"
+            token_file = "t"
+            tls_cert = "c.pem"
+            tls_key = "k.pem"
+            client_ca = "ca.pem"
+            heartbeat_ms = 500
+            liveness_timeout_ms = 2000
+
+            [[pools]]
+            name = "gpu"
+            remote = true
+            "#,
+        )
+        .unwrap();
+        let r = &config.remote;
+        assert_eq!(r.listen.as_deref(), Some("0.0.0.0:7447"));
+        assert_eq!((r.heartbeat_ms, r.liveness_timeout_ms), (500, 2000));
+        assert!(config.pools[0].remote);
+        assert!(!Config::embedded().pools[0].remote);
+        assert_eq!(Config::embedded().remote, RemoteSection::default());
+        assert!(
+            Config::parse(
+                "[remote]
+port = 1
+"
+            )
+            .is_err()
+        );
+        // No address: no listener.
+        let none = crate::AttachConfig::from_section(&RemoteSection::default()).unwrap();
+        assert!(none.is_none());
+        let silly = RemoteSection {
+            listen: Some("127.0.0.1:0".into()),
+            heartbeat_ms: 1000,
+            liveness_timeout_ms: 1500,
+            ..RemoteSection::default()
+        };
+        let err = crate::AttachConfig::from_section(&silly).unwrap_err();
+        assert!(err.to_string().contains("at least twice"), "{err}");
+        // Off loopback it needs a token, as the API server does.
+        let open = RemoteSection {
+            listen: Some("0.0.0.0:7447".into()),
+            ..RemoteSection::default()
+        };
+        let err = crate::AttachConfig::from_section(&open)
+            .unwrap()
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("without a token"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         let err = Config::parse("[[pools]]\nname = \"x\"\nsise = 2\n").unwrap_err();
         assert!(err.to_string().contains("sise"), "{err}");

@@ -158,6 +158,10 @@ impl SnakepitBuilder {
             Some(attach) => Some(attach),
             None => AttachConfig::from_section(&config.remote)?,
         };
+        if let Some(attach) = &attach {
+            // Before any worker starts.
+            attach.validate()?;
+        }
         if let Some(addr) = self.metrics_addr.or(config.metrics.addr) {
             metrics::serve(addr)?;
         }

@@ -190,6 +190,17 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    /// `[remote]`'s heartbeat and liveness timeout do not make a link.
+    #[error(
+        "[remote]: liveness_timeout_ms ({liveness_timeout_ms}) must be at least twice \
+         heartbeat_ms ({heartbeat_ms}), which must not be 0"
+    )]
+    Liveness {
+        /// `heartbeat_ms`.
+        heartbeat_ms: u64,
+        /// `liveness_timeout_ms`.
+        liveness_timeout_ms: u64,
+    },
     /// This runtime serves already.
     #[error("the runtime already serves on {0}")]
     AlreadyServing(ListenAddr),

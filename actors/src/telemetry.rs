@@ -103,6 +103,9 @@ pub mod metric {
     /// `stream_error`, `timeout`, `replaced`, `protocol_violation`,
     /// `host_shutdown`).
     pub const AGENT_DISCONNECTS_TOTAL: &str = "snakepit_agent_disconnects_total";
+    /// Counter, on a node agent's own port: times it lost its link to the
+    /// host and dialed again.
+    pub const AGENT_LINK_LOSSES_TOTAL: &str = "snakepit_agent_link_losses_total";
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).
