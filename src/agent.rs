@@ -100,10 +100,15 @@ struct Health {
 
 impl Health {
     fn turn(&self, workers: Option<&AgentWorkers>) {
+        use crate::telemetry::metric;
         self.last_turn_ms.store(now_ms(), Ordering::Relaxed);
+        let attached = self.attached.load(Ordering::Relaxed);
+        metrics::gauge!(metric::AGENT_LINK_UP).set(if attached { 1.0 } else { 0.0 });
+        let (running, ready) = workers.map_or((0, 0), |w| (w.running(), w.ready()));
+        metrics::gauge!(metric::AGENT_LOCAL_WORKERS, "state" => "running").set(running as f64);
+        metrics::gauge!(metric::AGENT_LOCAL_WORKERS, "state" => "ready").set(ready as f64);
         if let Some(w) = workers {
-            self.ready_workers
-                .store(w.ready() as u64, Ordering::Relaxed);
+            self.ready_workers.store(ready as u64, Ordering::Relaxed);
             self.crash_looping
                 .store(w.crash_looping(), Ordering::Relaxed);
         }
@@ -140,6 +145,7 @@ enum Ended {
 /// that refuses it for good (a wrong token, a pool it does not run
 /// remotely) is an error.
 pub async fn run(options: AgentOptions) -> Result<AgentExit, Error> {
+    let mut term = Box::pin(terminate()?);
     let telemetry = crate::Telemetry::default();
     let run = AgentRun::start(crate::new_run_id(), options.registry_dir.clone(), telemetry).await?;
     let health = Arc::new(Health::default());
@@ -149,7 +155,6 @@ pub async fn run(options: AgentOptions) -> Result<AgentExit, Error> {
         serve_health(addr, health.clone(), metrics).await?;
     }
     let register = register_message(&options).await;
-    let mut term = Box::pin(terminate());
     let mut reconnects = 0u32;
     let mut backoff = BACKOFF_INITIAL;
     let result = loop {
@@ -272,6 +277,8 @@ async fn link(
     let mut tick = tokio::time::interval(heartbeat.min(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    let silence = tokio::time::sleep(liveness);
+    tokio::pin!(silence);
     let mut last_beat = Instant::now();
     let mut seq = 0;
     let mut drain_by: Option<Instant> = None;
@@ -287,14 +294,17 @@ async fn link(
                 Ok(None) => break Ended::Lost("the host closed the link".into()),
                 Err(status) => break Ended::Lost(format!("the link failed: {}", status.message())),
             },
-            _ = tick.tick() => {
-                health.turn(Some(&workers));
-                if last_heard.elapsed() > liveness {
+            () = &mut silence => {
+                if last_heard.elapsed() >= liveness {
                     break Ended::Lost(format!(
                         "nothing from the host for {} ms (liveness timeout {} ms)",
                         last_heard.elapsed().as_millis(), liveness.as_millis()
                     ));
                 }
+                silence.as_mut().reset((last_heard + liveness).into());
+            }
+            _ = tick.tick() => {
+                health.turn(Some(&workers));
                 if last_beat.elapsed() >= heartbeat {
                     last_beat = Instant::now();
                     seq += 1;
@@ -317,6 +327,7 @@ async fn link(
     };
     health.attached.store(false, Ordering::Relaxed);
     health.ready_workers.store(0, Ordering::Relaxed);
+    health.turn(None);
     // Across a partition the workers' state is not to be trusted; after a
     // drain none should be left.
     workers.kill_all().await;
@@ -373,14 +384,21 @@ async fn channel(options: &AgentOptions) -> Result<Channel, String> {
         .map_err(|e| format!("cannot reach the host at {}: {e}", options.connect))
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn terminate() {
+/// Resolves when SIGTERM or SIGINT arrives. The handlers are installed
+/// here, before the future is first polled: a signal that comes while the
+/// agent starts is a drain too, not the default death.
+fn terminate() -> Result<impl Future<Output = ()>, Error> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let installed =
+        |kind| signal(kind).map_err(|e| Error::Config(format!("cannot handle signals: {e}")));
+    let mut term = installed(SignalKind::terminate())?;
+    let mut int = installed(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 fn agent(kind: agent_message::Kind) -> v1::AgentMessage {

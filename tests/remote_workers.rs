@@ -442,6 +442,37 @@ async fn a_killed_agent_fails_its_calls_typed_within_the_liveness_timeout() {
     h.sp.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agents_slots_move_at_once_to_spare_seats_and_calls_wait_for_them() {
+    let mut h = host(vec![remote_pool("gpu", 2)], None).await;
+    let mut a = attached(&h.url, "gpu", 2, "node-a");
+    let status = ready(&h.sp, "gpu", 2).await;
+    assert_eq!(agents_of(&status), BTreeSet::from(["node-a".to_string()]));
+    // A spare: its seats wait.
+    let _b = attached(&h.url, "gpu", 2, "node-b");
+    a.signal(libc::SIGKILL);
+    a.wait_exit(Duration::from_secs(2));
+    wait_event(&mut h.events, WAIT, |e| {
+        matches!(e, Event::AgentDetached(d) if d.detached.agent == "node-a")
+    })
+    .await;
+    // Calls made while the slots move are queued, not refused: a seat is free.
+    let calls = (0..8).map(|i| {
+        let sp = h.sp.clone();
+        async move { sp.execute("add", json!({"a": i, "b": 1})).await }
+    });
+    for (i, sum) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(sum.expect("served by the spare"), Value::Int(i as i64 + 1));
+    }
+    let status = ready(&h.sp, "gpu", 2).await;
+    assert_eq!(agents_of(&status), BTreeSet::from(["node-b".to_string()]));
+    h.sp.shutdown().await;
+}
+
 /// A TCP proxy that forwards until told to stop, and then holds every byte
 /// (and every new connection) without closing anything: a partition.
 struct Proxy {
@@ -745,6 +776,68 @@ fn the_serve_binary_runs_calls_on_an_agents_workers() {
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let status = serve.wait().unwrap();
     assert!(status.success());
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).expect("the health port answers");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (code, body.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_health_port_reflects_its_link_and_workers() {
+    let h = host(vec![remote_pool("gpu", 1)], None).await;
+    let health = format!("127.0.0.1:{}", free_port());
+    // First it dials a port nobody listens on: alive, not ready.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let mut lonely = agent(&nowhere, "gpu", 1, "node-h", &["--health-addr", &health]);
+    let until = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(&health).is_err() {
+        assert!(Instant::now() < until, "the health port never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http_get(&health, "/healthz").0, 200);
+    assert_eq!(http_get(&health, "/readyz").0, 503);
+    assert_eq!(http_get(&health, "/nope").0, 404);
+    lonely.signal(libc::SIGTERM);
+    assert!(
+        lonely.wait_exit(WAIT).success(),
+        "a SIGTERM while dialing ends it"
+    );
+    drop(lonely);
+
+    let mut a = agent(&h.url, "gpu", 1, "node-h", &["--health-addr", &health]);
+    a.wait_line("snakepit: agent attached", WAIT);
+    ready(&h.sp, "gpu", 1).await;
+    let until = Instant::now() + WAIT;
+    while http_get(&health, "/readyz").0 != 200 {
+        assert!(Instant::now() < until, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, metrics) = http_get(&health, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("snakepit_agent_link_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("snakepit_agent_local_workers{state=\"ready\"} 1"),
+        "{metrics}"
+    );
+    a.signal(libc::SIGTERM);
+    a.wait_line("snakepit: agent draining", WAIT);
+    assert!(a.wait_exit(WAIT).success());
+    h.sp.shutdown().await;
 }
 
 fn free_port() -> u16 {

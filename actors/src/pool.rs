@@ -337,11 +337,14 @@ fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Re
     pump(myself, state);
 }
 
-/// A remote pool with no worker up or on its way: no agent serves it.
+/// A remote pool with no worker up or on its way, and no agent with a
+/// seat for one: no agent serves it.
 fn unserved(state: &PoolState) -> bool {
-    state.agents.is_some()
-        && workers_up(state) == 0
-        && !state.slots.iter().any(|s| s.current.is_some())
+    state.agents.as_ref().is_some_and(|agents| {
+        workers_up(state) == 0
+            && !state.slots.iter().any(|s| s.current.is_some())
+            && agents.free_seats(&state.config.name) == 0
+    })
 }
 
 /// `PoolDegraded` when the pool is degraded and no worker is up — or, for

@@ -184,6 +184,17 @@ impl Agents {
         list
     }
 
+    /// Seats free for `pool` now, on agents that are not draining.
+    pub(crate) fn free_seats(&self, pool: &str) -> usize {
+        let registry = self.shared.registry.lock().expect("registry lock");
+        registry
+            .agents
+            .values()
+            .filter(|a| !a.draining && a.info.pools.iter().any(|p| p == pool))
+            .map(|a| a.free)
+            .sum()
+    }
+
     /// Calls `watcher` whenever seats for `pool` may have appeared (an
     /// agent attached, or a worker of one ended).
     pub(crate) fn watch(&self, pool: &str, watcher: impl Fn() + Send + Sync + 'static) {

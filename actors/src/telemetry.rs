@@ -106,6 +106,11 @@ pub mod metric {
     /// Counter, on a node agent's own port: times it lost its link to the
     /// host and dialed again.
     pub const AGENT_LINK_LOSSES_TOTAL: &str = "snakepit_agent_link_losses_total";
+    /// Gauge, on a node agent's own port: 1 while it is attached to the host.
+    pub const AGENT_LINK_UP: &str = "snakepit_agent_link_up";
+    /// Gauge, on a node agent's own port: its worker processes running, and
+    /// those of them that said Hello (`state` = `running`, `ready`).
+    pub const AGENT_LOCAL_WORKERS: &str = "snakepit_agent_local_workers";
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).

@@ -344,7 +344,15 @@ pub(super) fn on_gone(
         maybe_finish_shutdown(myself, state);
         return;
     }
+    // A remote worker whose agent went away did nothing wrong: its slot
+    // is filled again at once (on an agent with a seat, or when one comes),
+    // with no backoff and no count against the restart policy.
+    let not_its_fault = matches!(gone.cause, ExitCause::AgentLost | ExitCause::Drained);
     match role {
+        Role::Current if state.slots[key.slot].successor.is_none() && not_its_fault => {
+            state.slots[key.slot].awaiting_agent = true;
+            let _ = myself.cast(PoolMessage::AgentsChanged);
+        }
         Role::Current if state.slots[key.slot].successor.is_none() => {
             schedule_restart(myself, state, key.slot)
         }

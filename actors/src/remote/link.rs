@@ -215,6 +215,11 @@ impl Admission {
         let mut tick = tokio::time::interval(self.config.heartbeat.min(liveness / 2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // Fires at the liveness deadline of the last message (moved on
+        // when messages came meanwhile): a silence is found on time, and a
+        // message costs no timer.
+        let silence = tokio::time::sleep_until(last_heard + liveness);
+        tokio::pin!(silence);
         let mut seq = 0u64;
         let mut counters = Counters::new(&self.id);
         tokio::pin!(stop);
@@ -230,14 +235,17 @@ impl Admission {
                     Some(Err(err)) => break ("stream_error", format!("its stream failed: {err}")),
                     None => break ("closed", "closed its stream".to_string()),
                 },
-                _ = tick.tick() => {
+                () = &mut silence => {
                     let silent = last_heard.elapsed();
-                    if silent > liveness {
+                    if silent >= liveness {
                         break ("timeout", format!(
                             "sent nothing for {} ms (liveness timeout {} ms): partitioned or hung",
                             silent.as_millis(), liveness.as_millis()
                         ));
                     }
+                    silence.as_mut().reset(last_heard + liveness);
+                }
+                _ = tick.tick() => {
                     seq += 1;
                     let beat = host_message::Kind::Heartbeat(v1::Heartbeat { seq, rss_bytes: HashMap::new() });
                     let _ = self.to_agent.send(message::host(beat));

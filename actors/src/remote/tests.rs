@@ -180,7 +180,7 @@ async fn a_silent_agent_is_detached_at_the_liveness_timeout() {
     assert_eq!(detached.cause, "timeout");
     let took = started.elapsed();
     assert!(
-        took > Duration::from_millis(500) && took < Duration::from_millis(700),
+        took >= Duration::from_millis(500) && took < Duration::from_millis(550),
         "{took:?}"
     );
     // It was sent heartbeats meanwhile.
