@@ -165,6 +165,10 @@ class _Worker:
         self.shutting_down = False
         self.executors = [_Executor() for _ in range(config.capacity + 1)]
         self.released = 0
+        # Runs that ended and whose reply is not yet in their executor's
+        # held replies (`pending`): shutdown waits for them, and for the held
+        # replies to go out, so no answer is lost to an exit.
+        self.owed = 0
         # Telemetry frames held until the Hello is sent (None once it is).
         self.early: list[bytes] | None = []
         self.early_dropped = 0
@@ -486,10 +490,18 @@ class _Worker:
         grace = frame.shutdown.grace_ms / 1000.0
         threading.Thread(target=self._shutdown_main, args=(grace,), name="snakepit-shutdown", daemon=True).start()
 
+    def _replies_unsent(self) -> bool:
+        """Whether a finished run's reply has not gone out yet: it is on its
+        way to its executor's held replies, or held there."""
+        with self.work_lock:
+            if self.owed:
+                return True
+            return any(ex.pending for ex in self.executors)
+
     def _shutdown_main(self, grace: float) -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if not self.registry and self.busy == 0 and not self.work:
+            if not self.registry and self.busy == 0 and not self.work and not self._replies_unsent():
                 break
             time.sleep(0.002)
         for fid in list(self.registry):
@@ -647,11 +659,14 @@ class _Worker:
         finally:
             ex.current = None
             with self.work_lock:
+                self.owed += 1
                 self._free_slot(st)
         if plan is not None:
             plan.fast = time.perf_counter() - t0 < _FAST_SECONDS
         if reply is not None:
             pending.append(reply)
+        with self.work_lock:
+            self.owed -= 1
         if len(pending) >= _MAX_BATCH:
             self._flush(pending)
 
@@ -687,6 +702,7 @@ class _Worker:
         finally:
             ex.current = None
             with self.work_lock:
+                self.owed += 1
                 self._free_slot(st)
                 if self.inline_ex is ex:
                     self.inline_ex = None
@@ -697,6 +713,8 @@ class _Worker:
         plan.fast = time.perf_counter() - t0 < _FAST_SECONDS
         if reply is not None:
             pending.append(reply)
+        with self.work_lock:
+            self.owed -= 1
         if len(pending) >= _MAX_BATCH:
             self._flush(pending)
         return ex.reading
