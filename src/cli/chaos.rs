@@ -5,6 +5,12 @@
 //! long replacement workers took to start, every telemetry event by name, and
 //! whether any Python process outlived the shutdown. Prints a table (`--json`
 //! for machines); the exit code says whether every goal was met.
+//!
+//! With `--remote` the pool is a remote one: its workers run under node
+//! agents that are child processes of chaos, attached to the embedded host
+//! on 127.0.0.1 (`chaos/remote.rs`). Besides the workers, an agent is
+//! SIGKILLed at an interval (and replaced), and the report adds how fast
+//! the calls it ran were answered.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -15,20 +21,23 @@ use clap::{Args, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use snakepit::python_env::{self, PythonEnvConfig};
-use snakepit::{PoolConfig, Profile, RestartPolicy, Snakepit, Telemetry};
+use anyhow::Context;
+use snakepit::{AttachConfig, PoolConfig, Profile, RestartPolicy, Snakepit, Telemetry};
 use snakepit_actors::processes_with_run_id;
 use tokio::sync::{oneshot, watch};
 
 mod events;
 mod faults;
 mod load;
+mod remote;
 mod report;
 mod table;
 
 use events::watch_events;
-use faults::{kill_loop, settle, signal, stop_one};
+use faults::{Owned, kill_loop, settle, signal, stop_one};
 use load::{Stats, caller};
-use report::{Marks, ReportInput, build_report};
+use remote::{Fleet, agent_kill_loop};
+use report::{Marks, RemoteInput, ReportInput, build_report};
 use table::print_table;
 
 /// After the load stops, requests get their call timeout plus this to answer
@@ -80,6 +89,24 @@ pub struct ChaosArgs {
             duration if your window is different). The report shows the policy used."
     )]
     max_restarts: Option<u32>,
+    /// Run the pool as a remote one (`remote = true`) whose workers run
+    /// under `--agents` node agents, child processes of chaos attached to
+    /// an embedded host on 127.0.0.1; also SIGKILL an agent every
+    /// `--agent-kill-interval` ms and start a replacement.
+    #[arg(long)]
+    remote: bool,
+    /// Agents running at once (`--remote`); each has room for
+    /// ceil(workers / agents) + 1 workers.
+    #[arg(long, default_value_t = 2, requires = "remote")]
+    agents: usize,
+    /// Time between two SIGKILLs of a random agent, in milliseconds (`--remote`).
+    #[arg(long, default_value_t = 3000, requires = "remote")]
+    agent_kill_interval: u64,
+    /// The links' liveness timeout, in milliseconds (`--remote`); the
+    /// heartbeat is a fifth of it. Calls on a killed agent must be answered
+    /// within it + 100 ms.
+    #[arg(long, default_value_t = 1500, requires = "remote")]
+    liveness_timeout: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -103,16 +130,37 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     anyhow::ensure!(args.call_timeout > 0, "--call-timeout must be positive");
+    anyhow::ensure!(args.agents > 0, "--agents must be at least 1");
+    anyhow::ensure!(
+        args.agent_kill_interval > 0,
+        "--agent-kill-interval must be positive"
+    );
+    anyhow::ensure!(
+        args.liveness_timeout >= 100,
+        "--liveness-timeout must be at least 100 ms"
+    );
     let duration = Duration::from_secs(args.duration);
     let kill_interval = Duration::from_millis(args.kill_interval);
     let call_timeout = Duration::from_millis(args.call_timeout);
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut seeds = StdRng::seed_from_u64(seed);
 
+    let liveness = Duration::from_millis(args.liveness_timeout);
+    let heartbeat = liveness / 5;
+    let agent_kill_interval = Duration::from_millis(args.agent_kill_interval);
+    let seats = u32::try_from(args.workers.div_ceil(args.agents) + 1)?;
+
     let duration_ms = duration.as_millis() as u64;
+    // An agent kill ends every worker it runs.
+    let agent_exits = if args.remote {
+        2 * duration_ms / args.agent_kill_interval * u64::from(seats)
+    } else {
+        0
+    };
     let restart = RestartPolicy {
         max_restarts: args.max_restarts.unwrap_or_else(|| {
-            u32::try_from(2 * duration_ms / args.kill_interval + 10).unwrap_or(u32::MAX)
+            u32::try_from(2 * duration_ms / args.kill_interval + agent_exits + 10)
+                .unwrap_or(u32::MAX)
         }),
         restart_window_ms: duration_ms,
         ..RestartPolicy::default()
@@ -126,6 +174,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     pool.call_timeout_ms = args.call_timeout;
     pool.stream_timeout_ms = args.call_timeout;
     pool.restart = restart.clone();
+    pool.remote = args.remote;
+    let agent_pool = pool.clone();
 
     // Subscribe before the first worker is spawned, so that the boot's
     // start-up times are seen too.
@@ -139,26 +189,55 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
 
     if !args.json {
         eprintln!(
-            "chaos: starting {} {} workers (seed {seed})...",
+            "chaos: starting {} {} workers{} (seed {seed})...",
             args.workers,
-            Profile::from(args.profile).as_str()
+            Profile::from(args.profile).as_str(),
+            if args.remote {
+                format!(" on {} agents", args.agents)
+            } else {
+                String::new()
+            }
         );
     }
-    let sp = Snakepit::builder()
+    let mut builder = Snakepit::builder()
         .python(&env.python)
         .telemetry(telemetry)
-        .pool(pool)
-        .start()
-        .await?;
+        .pool(pool);
+    if args.remote {
+        let listen = "127.0.0.1:0".parse().context("the attach address")?;
+        builder = builder.attach(AttachConfig::new(listen).liveness(heartbeat, liveness));
+    }
+    let sp = builder.start().await?;
     let run_id = sp.run_id().to_string();
     let handle = sp.default_pool().clone();
+    let owned = if args.remote {
+        Owned::Marked(run_id.clone())
+    } else {
+        Owned::Run(run_id.clone())
+    };
+    let fleet = if args.remote {
+        match start_fleet(&sp, &env.python, &agent_pool, &run_id, args.agents, seats).await {
+            Ok(fleet) => Some(fleet),
+            Err(err) => {
+                sp.shutdown().await;
+                return Err(err);
+            }
+        }
+    } else {
+        None
+    };
 
     if !args.json {
         eprintln!(
-            "chaos: {} callers for {} s, SIGKILL every {} ms{}...",
+            "chaos: {} callers for {} s, SIGKILL every {} ms{}{}...",
             args.concurrency,
             args.duration,
             args.kill_interval,
+            if args.remote {
+                format!(", an agent every {} ms", args.agent_kill_interval)
+            } else {
+                String::new()
+            },
             if args.stop_one { ", one SIGSTOP" } else { "" }
         );
     }
@@ -179,7 +258,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let frozen = Arc::new(Mutex::new(None::<u32>));
     let killer = tokio::spawn(kill_loop(
         handle.clone(),
-        run_id.clone(),
+        owned.clone(),
         kill_interval,
         StdRng::seed_from_u64(seeds.random()),
         stop_rx.clone(),
@@ -188,11 +267,19 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let stopper = args.stop_one.then(|| {
         tokio::spawn(stop_one(
             handle.clone(),
-            run_id.clone(),
+            owned.clone(),
             duration / 3,
             StdRng::seed_from_u64(seeds.random()),
             stop_rx.clone(),
             frozen.clone(),
+        ))
+    });
+    let agent_killer = fleet.map(|fleet| {
+        tokio::spawn(agent_kill_loop(
+            fleet,
+            agent_kill_interval,
+            StdRng::seed_from_u64(seeds.random()),
+            stop_rx.clone(),
         ))
     });
     drop(stop_rx);
@@ -209,6 +296,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let _ = stop.send(true);
     let load_stopped = Instant::now();
     let kills = killer.await?;
+    let agents = match agent_killer {
+        Some(task) => Some(task.await?),
+        None => None,
+    };
     let sigstop = match stopper {
         Some(task) => task.await?,
         None => None,
@@ -239,11 +330,25 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let shutdown_started = Instant::now();
     sp.shutdown().await;
     let shutdown_ended = Instant::now();
+    // The agents outlive the host's shutdown (dialing again); end them.
+    let remote = match agents {
+        Some((fleet, kills)) => Some(RemoteInput {
+            agents: args.agents,
+            seats,
+            heartbeat,
+            liveness_timeout: liveness,
+            kill_interval: agent_kill_interval,
+            kills,
+            end: fleet.stop(false).await,
+        }),
+        None => None,
+    };
     let left = processes_with_run_id(&run_id);
     // Leave no litter on the machine, whatever the count said.
     for pid in &left {
         let _ = signal(*pid, libc::SIGKILL);
     }
+    let left = left.len() + remote.as_ref().map_or(0, |r| r.end.python_left);
     let _ = watch_stop.send(());
     let log = tokio::task::spawn_blocking(move || watcher.join())
         .await?
@@ -268,7 +373,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             shutdown_ended,
         },
         settled,
-        left: left.len(),
+        left,
+        remote,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -280,4 +386,30 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(GOALS_NOT_MET)
     })
+}
+
+/// Starts the agents of a `--remote` run, dialing `sp`'s attach address,
+/// and waits until the pool has all its workers.
+async fn start_fleet(
+    sp: &Snakepit,
+    python: &std::path::Path,
+    pool: &PoolConfig,
+    run_id: &str,
+    agents: usize,
+    seats: u32,
+) -> anyhow::Result<Fleet> {
+    let addr = sp
+        .attach_addr()
+        .await
+        .context("the host does not listen for agents")?;
+    let mut fleet = Fleet::start(&addr.to_string(), python, pool, run_id, agents, seats)?;
+    let ready = fleet.wait_ready(sp.default_pool(), pool.size).await;
+    match ready {
+        Ok(()) => Ok(fleet),
+        Err(err) => {
+            // Keep the logs that explain the failure.
+            fleet.stop(true).await;
+            Err(err)
+        }
+    }
 }

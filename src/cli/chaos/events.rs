@@ -1,5 +1,6 @@
-//! The telemetry the run watches: worker exits and readies, every event by
-//! name, and the timeline the report shows.
+//! The telemetry the run watches: worker exits and readies, agents
+//! attaching and detaching, every event by name, and the timeline the
+//! report shows.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,9 +12,11 @@ use tokio::sync::{broadcast, oneshot};
 const TIMELINE_MAX: usize = 5000;
 
 /// A worker exit, as the pool reported it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Exit {
     pub(super) pid: u32,
+    /// Its worker id (`...@agent` for a remote worker).
+    pub(super) worker: String,
     pub(super) at: Instant,
     pub(super) workers_up: usize,
     pub(super) cause: &'static str,
@@ -35,6 +38,10 @@ pub(super) struct EventLog {
     pub(super) lagged: u64,
     pub(super) exits: Vec<Exit>,
     pub(super) readies: Vec<Ready>,
+    /// Agents attached: when, which, and how many times it attached before.
+    pub(super) attached: Vec<(Instant, String, u32)>,
+    /// Agents detached: when, which, and the cause.
+    pub(super) detached: Vec<(Instant, String, &'static str)>,
     /// Events other than request starts and stops, with their fields.
     pub(super) timeline: Vec<(Instant, &'static str, String)>,
 }
@@ -87,6 +94,7 @@ impl EventLog {
         match ev {
             Event::WorkerExited(e) => self.exits.push(Exit {
                 pid: e.pid,
+                worker: e.worker,
                 at,
                 workers_up: e.workers_up,
                 cause: e.cause.as_str(),
@@ -96,6 +104,14 @@ impl EventLog {
                 startup: e.startup,
                 workers_up: e.workers_up,
             }),
+            Event::AgentAttached(e) => {
+                self.attached
+                    .push((at, e.agent.id, e.agent.reconnects))
+            }
+            Event::AgentDetached(e) => {
+                self.detached
+                    .push((at, e.detached.agent, e.detached.cause))
+            }
             _ => {}
         }
     }

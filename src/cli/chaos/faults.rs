@@ -10,9 +10,29 @@ use snakepit::PoolHandle;
 use snakepit_actors::processes_with_run_id;
 use tokio::sync::watch;
 
+use super::remote::marked_processes;
+
 /// How long to wait, after the kills stop, for the pool to be at full strength
 /// again before shutting down (so that the last kill's recovery is measured).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which processes are the run's: a local pool's carry the run id, a
+/// remote pool's (agents and their workers) the remote run's marker.
+#[derive(Debug, Clone)]
+pub(super) enum Owned {
+    Run(String),
+    Marked(String),
+}
+
+impl Owned {
+    /// The run's live processes.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        match self {
+            Owned::Run(run_id) => processes_with_run_id(run_id),
+            Owned::Marked(marker) => marked_processes(marker),
+        }
+    }
+}
 
 /// A SIGKILL sent.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +53,7 @@ pub(super) struct KillLog {
 /// Every `interval`, SIGKILLs a random ready worker (never the frozen one).
 pub(super) async fn kill_loop(
     pool: PoolHandle,
-    run_id: String,
+    owned: Owned,
     interval: Duration,
     mut rng: StdRng,
     mut stop: watch::Receiver<bool>,
@@ -48,7 +68,7 @@ pub(super) async fn kill_loop(
             _ = stop.wait_for(|stopped| *stopped) => break,
         }
         let frozen = *frozen.lock().expect("frozen lock");
-        let Some(pid) = pick_ready(&pool, &run_id, frozen, &mut rng).await else {
+        let Some(pid) = pick_ready(&pool, &owned, frozen, &mut rng).await else {
             log.skipped += 1;
             continue;
         };
@@ -74,7 +94,7 @@ pub(super) struct Frozen {
 /// Once, `after` into the run, SIGSTOPs a random ready worker.
 pub(super) async fn stop_one(
     pool: PoolHandle,
-    run_id: String,
+    owned: Owned,
     after: Duration,
     mut rng: StdRng,
     mut stop: watch::Receiver<bool>,
@@ -84,7 +104,7 @@ pub(super) async fn stop_one(
         _ = tokio::time::sleep(after) => {}
         _ = stop.wait_for(|stopped| *stopped) => return None,
     }
-    let pid = pick_ready(&pool, &run_id, None, &mut rng).await?;
+    let pid = pick_ready(&pool, &owned, None, &mut rng).await?;
     // Spare it from the kills before it freezes, so that only the pool's own
     // detection can end it.
     *frozen.lock().expect("frozen lock") = Some(pid);
@@ -97,7 +117,7 @@ pub(super) async fn stop_one(
 /// processes (so that a recycled pid is never signalled).
 async fn pick_ready(
     pool: &PoolHandle,
-    run_id: &str,
+    owned: &Owned,
     except: Option<u32>,
     rng: &mut StdRng,
 ) -> Option<u32> {
@@ -114,7 +134,7 @@ async fn pick_ready(
     }
     let pid = pids[rng.random_range(0..pids.len())];
     // Never signal a pid that was reused by a process not of this run.
-    processes_with_run_id(run_id).contains(&pid).then_some(pid)
+    owned.pids().contains(&pid).then_some(pid)
 }
 
 pub(super) fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {

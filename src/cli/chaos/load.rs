@@ -14,6 +14,8 @@ use snakepit::{Call, Error, PoolHandle, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::remote::agent_of;
+
 /// An answer later than its deadline by more than this is "hung".
 const HUNG_SLACK: Duration = Duration::from_secs(1);
 /// A caller pauses this long after an error before its next request, as a
@@ -22,6 +24,8 @@ const HUNG_SLACK: Duration = Duration::from_secs(1);
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Wrong answers described in the report, at most.
 const WRONG_EXAMPLES: usize = 5;
+/// Failed requests kept with their times, at most.
+const FAILURES_MAX: usize = 200_000;
 
 /// What a request asks for, and so what its answer must be.
 #[derive(Debug, Clone)]
@@ -80,13 +84,28 @@ impl Plan {
 enum Outcome {
     Ok,
     Wrong(String),
-    Error(&'static str, String),
+    /// Its label, message, and the agent of the worker it names (remote).
+    Error(&'static str, String, Option<String>),
 }
 
 impl Outcome {
     fn of_error(err: &Error) -> Self {
-        Outcome::Error(err.outcome(), err.to_string())
+        let agent = match err {
+            Error::WorkerCrashed { worker, .. } => agent_of(worker).map(str::to_string),
+            _ => None,
+        };
+        Outcome::Error(err.outcome(), err.to_string(), agent)
     }
+}
+
+/// A request that failed: when it was sent and answered, how, and the agent
+/// of the worker the error names (remote workers only).
+#[derive(Debug, Clone)]
+pub(super) struct Failure {
+    pub(super) started: Instant,
+    pub(super) ended: Instant,
+    pub(super) label: &'static str,
+    pub(super) agent: Option<String>,
 }
 
 /// A request a caller stopped waiting for when the load stopped.
@@ -256,6 +275,8 @@ pub(super) struct Stats {
     /// The first error message of each kind.
     pub(super) error_examples: BTreeMap<&'static str, String>,
     pub(super) wrong_examples: Vec<String>,
+    /// Every failed request (up to `FAILURES_MAX`), for what agent kills did.
+    pub(super) failures: Vec<Failure>,
 }
 
 impl Stats {
@@ -295,7 +316,15 @@ impl Stats {
                     self.wrong_examples.push(why);
                 }
             }
-            Outcome::Error(label, message) => {
+            Outcome::Error(label, message, agent) => {
+                if self.failures.len() < FAILURES_MAX {
+                    self.failures.push(Failure {
+                        started,
+                        ended,
+                        label,
+                        agent,
+                    });
+                }
                 *self.errors.entry(label).or_default() += 1;
                 self.kind(plan.kind()).errors += 1;
                 if idempotent {

@@ -10,9 +10,13 @@ use super::ChaosArgs;
 use super::events::{EventLog, Ready};
 use super::faults::{Frozen, KillLog};
 use super::load::{IdempotentStats, KindStats, Stats};
+use super::remote::{AgentKillLog, FleetEnd, agent_of};
 
 /// Goal for the worst time from a kill until the pool is at full strength.
 const RECOVERY_GOAL: Duration = Duration::from_millis(1500);
+/// Goal for the worst time from an agent kill until every call it ran was
+/// answered: the liveness timeout plus this.
+const AGENT_ANSWER_SLACK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
@@ -32,6 +36,9 @@ pub(super) struct Report {
     pub(super) settled: bool,
     pub(super) shutdown_ms: f64,
     pub(super) python_processes_left: usize,
+    /// Only with `--remote`: the agents and what their kills did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) remote: Option<RemoteReport>,
     pub(super) goals: Goals,
     /// Every event but request starts and stops, and the run's own actions,
     /// in seconds since the load started.
@@ -94,6 +101,55 @@ pub(super) struct KillsReport {
 }
 
 #[derive(Debug, Serialize)]
+pub(super) struct RemoteReport {
+    /// Agents running at once.
+    pub(super) agents: usize,
+    /// Workers each agent may run.
+    pub(super) seats_per_agent: u32,
+    pub(super) heartbeat_ms: u64,
+    pub(super) liveness_timeout_ms: u64,
+    pub(super) agent_kill_interval_ms: u64,
+    /// SIGKILLs of an agent process.
+    pub(super) agent_kills: usize,
+    /// Ticks when no agent was alive to be killed.
+    pub(super) agent_kills_skipped: u64,
+    /// Replacement agents started after a kill.
+    pub(super) agent_restarts: u64,
+    /// Agents that exited without being killed (each was replaced too).
+    pub(super) agents_exited_on_their_own: Vec<String>,
+    pub(super) agent_spawn_failures: u64,
+    /// `AgentAttached` events (the first attach of every agent included).
+    pub(super) attached: usize,
+    /// Attaches of an agent that had attached before (a reconnect).
+    pub(super) reconnects_seen: usize,
+    /// `AgentDetached` events by cause.
+    pub(super) detached: BTreeMap<&'static str, u64>,
+    /// Agent kills whose detach the host reported.
+    pub(super) kills_noticed: usize,
+    /// From an agent kill to the host's `AgentDetached` for it.
+    pub(super) kill_to_detached_ms: Summary,
+    /// From an agent kill until every call it ran was answered: the last
+    /// of its workers' exits (which fail or requeue their calls) and of
+    /// the calls failed naming one of its workers; a `timeout` of any call
+    /// outstanding at the kill counts too.
+    pub(super) kill_to_calls_answered_ms: Summary,
+    /// Each agent kill's, in order (null: it ran no worker).
+    kill_to_calls_answered_ms_each: Vec<Option<f64>>,
+    /// Calls that failed naming a worker of a killed agent.
+    pub(super) calls_failed_on_killed_agents: u64,
+    /// Calls outstanding at an agent kill that ended by their call timeout.
+    pub(super) timeouts_after_agent_kill: u64,
+    /// From an agent kill until the pool was at full strength again.
+    pub(super) kill_to_full_strength_ms: Summary,
+    /// Agents still running 5 s after the SIGTERM that ended the run.
+    pub(super) agent_processes_left: usize,
+    /// Where the agents' logs were kept (only when something was left).
+    pub(super) agent_logs: Option<String>,
+    #[serde(skip)]
+    pub(super) answered_goal_met: bool,
+}
+
+#[derive(Debug, Serialize)]
 pub(super) struct SigstopReport {
     pub(super) pid: u32,
     pub(super) after_s: f64,
@@ -146,6 +202,11 @@ pub(super) struct Goals {
     /// Every kill recovered, the worst within 1.5 s.
     pub(super) worst_recovery_le_1500ms: bool,
     pub(super) processes_left_zero: bool,
+    /// Only with `--remote`: every agent kill was noticed and all the calls
+    /// it ran were answered within the liveness timeout + 100 ms, none by
+    /// its call timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) agent_kill_answered_le_liveness_plus_100ms: Option<bool>,
     /// All of the above, and the run was not interrupted.
     pub(super) all_met: bool,
 }
@@ -164,6 +225,18 @@ pub(super) struct ReportInput<'a> {
     pub(super) marks: Marks,
     pub(super) settled: bool,
     pub(super) left: usize,
+    pub(super) remote: Option<RemoteInput>,
+}
+
+/// What a `--remote` run adds.
+pub(super) struct RemoteInput {
+    pub(super) agents: usize,
+    pub(super) seats: u32,
+    pub(super) heartbeat: Duration,
+    pub(super) liveness_timeout: Duration,
+    pub(super) kill_interval: Duration,
+    pub(super) kills: AgentKillLog,
+    pub(super) end: FleetEnd,
 }
 
 /// When the phases of the run began and ended.
@@ -189,6 +262,7 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
         marks,
         settled,
         left,
+        remote,
     } = input;
     let load_started = marks.load_started;
     let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
@@ -246,14 +320,38 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
             exit_cause: exit.map(|e| e.cause),
         }
     });
-    let explained = |pid: u32| {
-        kills.kills.iter().any(|k| k.pid == pid) || sigstop.as_ref().is_some_and(|s| s.pid == pid)
+    let killed_agent = |worker: &str| {
+        remote.as_ref().is_some_and(|r| {
+            agent_of(worker).is_some_and(|a| r.kills.kills.iter().any(|k| k.agent == a))
+        })
+    };
+    let explained = |pid: u32, worker: &str| {
+        kills.kills.iter().any(|k| k.pid == pid)
+            || sigstop.as_ref().is_some_and(|s| s.pid == pid)
+            || killed_agent(worker)
     };
     let unexplained_exits = log
         .exits
         .iter()
-        .filter(|e| e.cause != "shutdown" && !explained(e.pid))
+        .filter(|e| e.cause != "shutdown" && !explained(e.pid, &e.worker))
         .count() as u64;
+    // The first moment at or after `from` that the pool was at full strength.
+    let full_after = |from: Instant, up: usize| {
+        if up >= size {
+            Some(from)
+        } else {
+            log.readies
+                .iter()
+                .find(|r| r.at >= from && r.workers_up >= size)
+                .map(|r| r.at)
+        }
+    };
+    let agent_kill_marks: Vec<(Instant, String)> = remote
+        .iter()
+        .flat_map(|r| &r.kills.kills)
+        .map(|k| (k.at, format!("agent {} pid {}", k.agent, k.pid)))
+        .collect();
+    let remote = remote.map(|r| remote_report(r, &log, &stats, marks.shutdown_started, full_after));
 
     let (boot, chaos): (Vec<&Ready>, Vec<&Ready>) =
         log.readies.iter().partition(|r| r.at < load_started);
@@ -280,6 +378,9 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
     };
     for kill in &kills.kills {
         mark(kill.at, "chaos.sigkill", format!("pid {}", kill.pid));
+    }
+    for (at, detail) in agent_kill_marks {
+        mark(at, "chaos.agent.sigkill", detail);
     }
     if let Some(f) = &sigstop_sent {
         mark(f.at, "chaos.sigstop", format!("pid {}", f.pid));
@@ -309,18 +410,22 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
         let wrong_zero = stats.wrong == 0;
         let worst_recovery_le_1500ms =
             unrecovered == 0 && worst_recovery.is_none_or(|w| w <= RECOVERY_GOAL);
-        let processes_left_zero = left == 0;
+        let processes_left_zero =
+            left == 0 && remote.as_ref().is_none_or(|r| r.agent_processes_left == 0);
+        let agent_goal = remote.as_ref().map(|r| r.answered_goal_met);
         Goals {
             lost_zero,
             hung_zero,
             wrong_zero,
             worst_recovery_le_1500ms,
             processes_left_zero,
+            agent_kill_answered_le_liveness_plus_100ms: agent_goal,
             all_met: lost_zero
                 && hung_zero
                 && wrong_zero
                 && worst_recovery_le_1500ms
                 && processes_left_zero
+                && agent_goal != Some(false)
                 && !interrupted,
         }
     };
@@ -375,7 +480,108 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
         settled,
         shutdown_ms: ms(marks.shutdown_ended - marks.shutdown_started),
         python_processes_left: left,
+        remote,
         goals,
         timeline,
+    }
+}
+
+/// The remote section: what each agent kill did, from the kill log, the
+/// telemetry and the callers' failures.
+fn remote_report(
+    r: RemoteInput,
+    log: &EventLog,
+    stats: &Stats,
+    shutdown_started: Instant,
+    full_after: impl Fn(Instant, usize) -> Option<Instant>,
+) -> RemoteReport {
+    let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+    let mut detached_after = Vec::new();
+    let mut answered = Vec::new();
+    let mut answered_each = Vec::new();
+    let mut full = Vec::new();
+    let mut failed_on_killed = 0u64;
+    let mut timeouts = 0u64;
+    for kill in &r.kills.kills {
+        if let Some((at, ..)) = log
+            .detached
+            .iter()
+            .find(|(at, agent, _)| *agent == kill.agent && *at >= kill.at)
+        {
+            detached_after.push(*at - kill.at);
+        }
+        // Its workers' exits: the host failed (or requeued) their calls then.
+        let exits: Vec<_> = log
+            .exits
+            .iter()
+            .filter(|e| {
+                e.at >= kill.at
+                    && e.at < shutdown_started
+                    && agent_of(&e.worker) == Some(kill.agent.as_str())
+            })
+            .collect();
+        let outstanding = |f: &&super::load::Failure| f.started <= kill.at && f.ended >= kill.at;
+        let on_it: Vec<_> = stats
+            .failures
+            .iter()
+            .filter(outstanding)
+            .filter(|f| f.agent.as_deref() == Some(kill.agent.as_str()))
+            .collect();
+        let timed_out: Vec<_> = stats
+            .failures
+            .iter()
+            .filter(outstanding)
+            .filter(|f| f.label == "timeout")
+            .collect();
+        failed_on_killed += on_it.len() as u64;
+        timeouts += timed_out.len() as u64;
+        let last = exits
+            .iter()
+            .map(|e| e.at)
+            .chain(on_it.iter().chain(&timed_out).map(|f| f.ended))
+            .max();
+        answered_each.push(last.map(|t| ms(t - kill.at)));
+        if let Some(t) = last {
+            answered.push(t - kill.at);
+        }
+        let (from, up) = exits
+            .last()
+            .map_or((kill.at, usize::MAX), |e| (e.at, e.workers_up));
+        if let Some(t) = full_after(from, up) {
+            full.push(t - kill.at);
+        }
+    }
+    let mut detached = BTreeMap::new();
+    for (_, _, cause) in &log.detached {
+        *detached.entry(*cause).or_default() += 1;
+    }
+    let bound = r.liveness_timeout + AGENT_ANSWER_SLACK;
+    let answered_goal_met = detached_after.len() == r.kills.kills.len()
+        && timeouts == 0
+        && answered.iter().all(|d| *d <= bound);
+    RemoteReport {
+        agents: r.agents,
+        seats_per_agent: r.seats,
+        heartbeat_ms: r.heartbeat.as_millis() as u64,
+        liveness_timeout_ms: r.liveness_timeout.as_millis() as u64,
+        agent_kill_interval_ms: r.kill_interval.as_millis() as u64,
+        agent_kills: r.kills.kills.len(),
+        agent_kills_skipped: r.kills.skipped,
+        agent_restarts: r.kills.restarts,
+        agents_exited_on_their_own: r.kills.exited_on_their_own,
+        agent_spawn_failures: r.kills.spawn_failures,
+        attached: log.attached.len(),
+        reconnects_seen: log.attached.iter().filter(|(_, _, n)| *n > 0).count(),
+        detached,
+        kills_noticed: detached_after.len(),
+        kill_to_detached_ms: Summary::of(detached_after),
+        kill_to_calls_answered_ms: Summary::of(answered),
+        kill_to_calls_answered_ms_each: answered_each,
+        calls_failed_on_killed_agents: failed_on_killed,
+        timeouts_after_agent_kill: timeouts,
+        kill_to_full_strength_ms: Summary::of(full),
+        agent_processes_left: r.end.agents_left,
+        agent_logs: r.end.logs.map(|p| p.display().to_string()),
+        answered_goal_met,
     }
 }

@@ -25,6 +25,17 @@ pub(super) fn print_table(r: &Report) {
         p.backoff_initial_ms,
         p.backoff_max_ms
     );
+    if let Some(a) = &r.remote {
+        println!(
+            "remote: {} agents x {} seats, heartbeat {} ms, liveness timeout {} ms, \
+             agent SIGKILL every {} ms",
+            a.agents,
+            a.seats_per_agent,
+            a.heartbeat_ms,
+            a.liveness_timeout_ms,
+            a.agent_kill_interval_ms
+        );
+    }
     if r.interrupted {
         println!("(interrupted before the end of the run)");
     }
@@ -124,6 +135,74 @@ pub(super) fn print_table(r: &Report) {
         );
     }
 
+    if let Some(a) = &r.remote {
+        println!("\nagents");
+        println!("  {:<26} {:>10}", "agent SIGKILLs sent", a.agent_kills);
+        if a.agent_kills_skipped > 0 || a.agent_spawn_failures > 0 {
+            println!(
+                "  {:<26} {:>10}",
+                "skipped / spawn failures",
+                format!("{} / {}", a.agent_kills_skipped, a.agent_spawn_failures)
+            );
+        }
+        println!("  {:<26} {:>10}", "agent restarts", a.agent_restarts);
+        if !a.agents_exited_on_their_own.is_empty() {
+            println!(
+                "  {:<26} {:>10}",
+                "exited on their own",
+                a.agents_exited_on_their_own.join(", ")
+            );
+        }
+        println!(
+            "  {:<26} {:>10}",
+            "attached / reconnects",
+            format!("{} / {}", a.attached, a.reconnects_seen)
+        );
+        for (cause, n) in &a.detached {
+            println!("  {:<26} {:>10}", format!("detached: {cause}"), n);
+        }
+        println!(
+            "  {:<26} {:>10}",
+            "kills noticed",
+            format!("{} / {}", a.kills_noticed, a.agent_kills)
+        );
+        println!(
+            "  {:<26} {:>10}",
+            "kill -> detached",
+            format!(
+                "median {} / worst {} ms",
+                opt(a.kill_to_detached_ms.median),
+                opt(a.kill_to_detached_ms.max)
+            )
+        );
+        println!(
+            "  {:<26} {:>10}",
+            "kill -> calls answered",
+            format!(
+                "median {} / worst {} ms",
+                opt(a.kill_to_calls_answered_ms.median),
+                opt(a.kill_to_calls_answered_ms.max)
+            )
+        );
+        println!(
+            "  {:<26} {:>10}",
+            "calls failed on them", a.calls_failed_on_killed_agents
+        );
+        println!(
+            "  {:<26} {:>10}",
+            "timeouts after a kill", a.timeouts_after_agent_kill
+        );
+        println!(
+            "  {:<26} {:>10}",
+            "kill -> full strength",
+            format!(
+                "median {} / worst {} ms",
+                opt(a.kill_to_full_strength_ms.median),
+                opt(a.kill_to_full_strength_ms.max)
+            )
+        );
+    }
+
     let cs = &r.cold_start_ms;
     println!("\ncold start (spawn -> Hello)");
     for (name, s) in [("boot", &cs.boot), ("during chaos", &cs.during_chaos)] {
@@ -166,6 +245,15 @@ pub(super) fn print_table(r: &Report) {
         "  {:<26} {:>10}",
         "python processes left", r.python_processes_left
     );
+    if let Some(a) = &r.remote {
+        println!(
+            "  {:<26} {:>10}",
+            "agent processes left", a.agent_processes_left
+        );
+        if let Some(logs) = &a.agent_logs {
+            println!("  agents' logs kept in {logs}");
+        }
+    }
 
     let g = &r.goals;
     println!(
@@ -177,4 +265,11 @@ pub(super) fn print_table(r: &Report) {
         met(g.worst_recovery_le_1500ms),
         met(g.processes_left_zero)
     );
+    if let (Some(a), Some(ok)) = (&r.remote, g.agent_kill_answered_le_liveness_plus_100ms) {
+        println!(
+            "       agent kill -> calls answered <= {} ms: {}",
+            a.liveness_timeout_ms + 100,
+            met(ok)
+        );
+    }
 }
