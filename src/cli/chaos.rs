@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use snakepit::python_env::{self, PythonEnvConfig};
-use anyhow::Context;
 use snakepit::{AttachConfig, PoolConfig, Profile, RestartPolicy, Snakepit, Telemetry};
 use snakepit_actors::processes_with_run_id;
 use tokio::sync::{oneshot, watch};
@@ -338,6 +338,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             heartbeat,
             liveness_timeout: liveness,
             kill_interval: agent_kill_interval,
+            marker: run_id.clone(),
             kills,
             end: fleet.stop(false).await,
         }),

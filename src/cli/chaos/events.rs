@@ -104,14 +104,8 @@ impl EventLog {
                 startup: e.startup,
                 workers_up: e.workers_up,
             }),
-            Event::AgentAttached(e) => {
-                self.attached
-                    .push((at, e.agent.id, e.agent.reconnects))
-            }
-            Event::AgentDetached(e) => {
-                self.detached
-                    .push((at, e.detached.agent, e.detached.cause))
-            }
+            Event::AgentAttached(e) => self.attached.push((at, e.agent.id, e.agent.reconnects)),
+            Event::AgentDetached(e) => self.detached.push((at, e.detached.agent, e.detached.cause)),
             _ => {}
         }
     }

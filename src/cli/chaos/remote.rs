@@ -189,7 +189,11 @@ impl Fleet {
 
     /// Waits until the pool has `size` workers ready; an error naming the
     /// agents' logs if they are not within `BOOT_TIMEOUT` or an agent exits.
-    pub(super) async fn wait_ready(&mut self, pool: &PoolHandle, size: usize) -> anyhow::Result<()> {
+    pub(super) async fn wait_ready(
+        &mut self,
+        pool: &PoolHandle,
+        size: usize,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
             for agent in &mut self.live {
@@ -271,7 +275,9 @@ pub(super) async fn agent_kill_loop(
             log.skipped += 1;
             continue;
         }
-        let mut agent = fleet.live.swap_remove(rng.random_range(0..fleet.live.len()));
+        let mut agent = fleet
+            .live
+            .swap_remove(rng.random_range(0..fleet.live.len()));
         let at = Instant::now();
         // SIGKILL; the child is still ours (not reaped), so its pid is too.
         let _ = agent.child.start_kill();
@@ -307,11 +313,8 @@ pub(super) fn marked_processes(marker: &str) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|b| *b == 0)
-                    .any(|e| e == entry.as_bytes())
-            })
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| environ.split(|b| *b == 0).any(|e| e == entry.as_bytes()))
         })
         .collect();
     pids.sort_unstable();

@@ -10,7 +10,7 @@ use super::ChaosArgs;
 use super::events::{EventLog, Ready};
 use super::faults::{Frozen, KillLog};
 use super::load::{IdempotentStats, KindStats, Stats};
-use super::remote::{AgentKillLog, FleetEnd, agent_of};
+use super::remote::{AgentKillLog, FleetEnd, MARKER_ENV, agent_of};
 
 /// Goal for the worst time from a kill until the pool is at full strength.
 const RECOVERY_GOAL: Duration = Duration::from_millis(1500);
@@ -109,6 +109,8 @@ pub(super) struct RemoteReport {
     pub(super) heartbeat_ms: u64,
     pub(super) liveness_timeout_ms: u64,
     pub(super) agent_kill_interval_ms: u64,
+    /// `NAME=VALUE` in the environment of every agent and worker of the run.
+    pub(super) process_marker: String,
     /// SIGKILLs of an agent process.
     pub(super) agent_kills: usize,
     /// Ticks when no agent was alive to be killed.
@@ -235,6 +237,7 @@ pub(super) struct RemoteInput {
     pub(super) heartbeat: Duration,
     pub(super) liveness_timeout: Duration,
     pub(super) kill_interval: Duration,
+    pub(super) marker: String,
     pub(super) kills: AgentKillLog,
     pub(super) end: FleetEnd,
 }
@@ -565,6 +568,7 @@ fn remote_report(
         heartbeat_ms: r.heartbeat.as_millis() as u64,
         liveness_timeout_ms: r.liveness_timeout.as_millis() as u64,
         agent_kill_interval_ms: r.kill_interval.as_millis() as u64,
+        process_marker: format!("{MARKER_ENV}={}", r.marker),
         agent_kills: r.kills.kills.len(),
         agent_kills_skipped: r.kills.skipped,
         agent_restarts: r.kills.restarts,

@@ -250,6 +250,7 @@ pub(super) fn print_table(r: &Report) {
             "  {:<26} {:>10}",
             "agent processes left", a.agent_processes_left
         );
+        println!("  (agents and workers carried {})", a.process_marker);
         if let Some(logs) = &a.agent_logs {
             println!("  agents' logs kept in {logs}");
         }

@@ -1,0 +1,103 @@
+//! `snakepit chaos --remote` end to end: the built binary runs the pool on
+//! two node agents (its own child processes), SIGKILLs workers every 500 ms
+//! and an agent every 2 s (starting a replacement each time), and must lose
+//! no request, hang none, answer none wrongly, answer the calls of every
+//! killed agent within the liveness timeout + 100 ms, and leave neither a
+//! Python worker nor an agent behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn count(report: &Value, path: &str) -> u64 {
+    report
+        .pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no count at {path} in {report:#}"))
+}
+
+#[test]
+fn remote_chaos_kills_agents_and_loses_nothing() {
+    let started = Instant::now();
+    let out = common::run_snakepit(
+        &[
+            "chaos",
+            "--remote",
+            "--duration",
+            "6",
+            "--agents",
+            "2",
+            "--workers",
+            "2",
+            "--kill-interval",
+            "500",
+            "--agent-kill-interval",
+            "2000",
+            "--liveness-timeout",
+            "1500",
+            "--json",
+        ],
+        Duration::from_secs(55),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!(
+        "status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {ctx}"));
+    assert_eq!(out.status.code(), Some(0), "a goal was not met: {ctx}");
+
+    assert_eq!(count(&report, "/requests/lost"), 0, "{ctx}");
+    assert_eq!(count(&report, "/requests/hung"), 0, "{ctx}");
+    assert_eq!(count(&report, "/requests/wrong"), 0, "{ctx}");
+    assert!(count(&report, "/requests/sent") > 100, "{ctx}");
+    assert!(count(&report, "/kills/count") > 0, "{ctx}");
+
+    let agent_kills = count(&report, "/remote/agent_kills");
+    assert!(agent_kills > 0, "no agent was killed: {ctx}");
+    assert_eq!(
+        count(&report, "/remote/agent_restarts"),
+        agent_kills,
+        "{ctx}"
+    );
+    assert_eq!(
+        count(&report, "/remote/kills_noticed"),
+        agent_kills,
+        "{ctx}"
+    );
+    assert_eq!(
+        count(&report, "/remote/timeouts_after_agent_kill"),
+        0,
+        "{ctx}"
+    );
+    // The two first agents and a replacement for every kill attached.
+    assert!(count(&report, "/remote/attached") > agent_kills, "{ctx}");
+    assert_eq!(
+        report["goals"]["agent_kill_answered_le_liveness_plus_100ms"],
+        Value::Bool(true),
+        "{ctx}"
+    );
+
+    assert_eq!(count(&report, "/python_processes_left"), 0, "{ctx}");
+    assert_eq!(count(&report, "/remote/agent_processes_left"), 0, "{ctx}");
+    // Nothing of the run is alive: no agent, no worker (they all carry the
+    // marker in their environment).
+    let marker = report["remote"]["process_marker"]
+        .as_str()
+        .expect("process_marker");
+    let (key, value) = marker.split_once('=').expect("NAME=VALUE");
+    let alive: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| common::read_env(pid, key).as_deref() == Some(value))
+        .filter(|&pid| common::pid_alive(pid))
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "processes of the run alive: {alive:?}: {ctx}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "{ctx}");
+}
