@@ -151,6 +151,9 @@ impl Fleet {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            // Out of chaos' process group: a Ctrl-C meant for chaos must not
+            // drain the agents before chaos ends them.
+            .process_group(0)
             .kill_on_drop(true);
         // SAFETY: only prctl, which is async-signal-safe, between fork and exec.
         unsafe {
@@ -171,18 +174,27 @@ impl Fleet {
         Ok(())
     }
 
-    /// Replaces the agents that exited on their own; their ids.
-    fn replace_exited(&mut self, log: &mut AgentKillLog) {
+    /// Forgets the agents that exited on their own, noting their ids; how
+    /// many there were.
+    fn reap_exited(&mut self, log: &mut AgentKillLog) -> usize {
+        let before = self.live.len();
         let mut i = 0;
         while i < self.live.len() {
             if matches!(self.live[i].child.try_wait(), Ok(Some(_))) {
                 let gone = self.live.swap_remove(i);
                 log.exited_on_their_own.push(gone.id);
-                if self.spawn().is_err() {
-                    log.spawn_failures += 1;
-                }
             } else {
                 i += 1;
+            }
+        }
+        before - self.live.len()
+    }
+
+    /// Replaces the agents that exited on their own.
+    fn replace_exited(&mut self, log: &mut AgentKillLog) {
+        for _ in 0..self.reap_exited(log) {
+            if self.spawn().is_err() {
+                log.spawn_failures += 1;
             }
         }
     }
@@ -292,7 +304,7 @@ pub(super) async fn agent_kill_loop(
             Err(_) => log.spawn_failures += 1,
         }
     }
-    fleet.replace_exited(&mut log);
+    fleet.reap_exited(&mut log);
     (fleet, log)
 }
 
