@@ -36,7 +36,7 @@ mod table;
 use events::watch_events;
 use faults::{Owned, kill_loop, settle, signal, stop_one};
 use load::{Stats, caller};
-use remote::{Fleet, agent_kill_loop};
+use remote::{AgentFault, Fleet, agent_kill_loop};
 use report::{Marks, RemoteInput, ReportInput, build_report};
 use table::print_table;
 
@@ -102,6 +102,11 @@ pub struct ChaosArgs {
     /// Time between two SIGKILLs of a random agent, in milliseconds (`--remote`).
     #[arg(long, default_value_t = 3000, requires = "remote")]
     agent_kill_interval: u64,
+    /// How an agent fails (`--remote`): `kill` (SIGKILL: its connection
+    /// resets), `freeze` (SIGSTOP, as a partition looks: only the liveness
+    /// timeout finds it; SIGKILLed 1 s after that timeout), or `both` in turn.
+    #[arg(long, value_enum, default_value_t = AgentFault::Kill, requires = "remote")]
+    agent_fault: AgentFault,
     /// The links' liveness timeout, in milliseconds (`--remote`); the
     /// heartbeat is a fifth of it. Calls on a killed agent must be answered
     /// within it + 100 ms.
@@ -234,7 +239,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             args.duration,
             args.kill_interval,
             if args.remote {
-                format!(", an agent every {} ms", args.agent_kill_interval)
+                format!(
+                    ", an agent every {} ms ({})",
+                    args.agent_kill_interval,
+                    args.agent_fault.as_str()
+                )
             } else {
                 String::new()
             },
@@ -278,6 +287,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(agent_kill_loop(
             fleet,
             agent_kill_interval,
+            args.agent_fault,
+            liveness,
             StdRng::seed_from_u64(seeds.random()),
             stop_rx.clone(),
         ))
@@ -338,6 +349,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             heartbeat,
             liveness_timeout: liveness,
             kill_interval: agent_kill_interval,
+            fault: args.agent_fault.as_str(),
             marker: run_id.clone(),
             kills,
             end: fleet.stop(false).await,

@@ -50,20 +50,60 @@ pub(super) struct Fleet {
     live: Vec<Agent>,
 }
 
-/// An agent SIGKILL sent.
+/// How an agent is made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum AgentFault {
+    /// SIGKILL: its connection resets at once.
+    Kill,
+    /// SIGSTOP, as a partition or a hung node looks: the host sees it go
+    /// silent and must detach it by the liveness timeout. It is SIGKILLed
+    /// [`FROZEN_FOR`] after its liveness timeout.
+    Freeze,
+    /// SIGKILL and SIGSTOP in turn, SIGKILL first.
+    Both,
+}
+
+impl AgentFault {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            AgentFault::Kill => "kill",
+            AgentFault::Freeze => "freeze",
+            AgentFault::Both => "both",
+        }
+    }
+
+    /// The signal of the `n`th fault (from 0).
+    fn nth(self, n: usize) -> libc::c_int {
+        match self {
+            AgentFault::Kill => libc::SIGKILL,
+            AgentFault::Freeze => libc::SIGSTOP,
+            AgentFault::Both if n % 2 == 0 => libc::SIGKILL,
+            AgentFault::Both => libc::SIGSTOP,
+        }
+    }
+}
+
+/// How long a frozen agent stays frozen after its liveness timeout before
+/// it is SIGKILLed (and its workers with it).
+const FROZEN_FOR: Duration = Duration::from_secs(1);
+
+/// An agent fault: a SIGKILL or a SIGSTOP sent.
 #[derive(Debug, Clone)]
 pub(super) struct AgentKill {
     pub(super) agent: String,
     pub(super) pid: u32,
     pub(super) at: Instant,
+    /// `sigkill` or `sigstop`.
+    pub(super) fault: &'static str,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct AgentKillLog {
+    /// SIGKILLs and SIGSTOPs, in order.
     pub(super) kills: Vec<AgentKill>,
     /// Ticks when no agent was alive to be killed.
     pub(super) skipped: u64,
-    /// Replacements started after a kill.
+    /// Replacements started after a kill or a freeze.
     pub(super) restarts: u64,
     /// Agents that exited without being killed (each was replaced too).
     pub(super) exited_on_their_own: Vec<String>,
@@ -266,21 +306,35 @@ impl Fleet {
     }
 }
 
-/// Every `interval`, SIGKILLs a random agent and starts a replacement
-/// under a new id; hands the fleet back when the run stops.
+/// Every `interval`, SIGKILLs (or SIGSTOPs, as `fault` says) a random
+/// agent and starts a replacement under a new id; a frozen agent is
+/// SIGKILLed `FROZEN_FOR` after the liveness timeout. Hands the fleet back
+/// when the run stops.
 pub(super) async fn agent_kill_loop(
     mut fleet: Fleet,
     interval: Duration,
+    fault: AgentFault,
+    liveness_timeout: Duration,
     mut rng: StdRng,
     mut stop: watch::Receiver<bool>,
 ) -> (Fleet, AgentKillLog) {
     let mut log = AgentKillLog::default();
+    let mut frozen: Vec<(Agent, tokio::time::Instant)> = Vec::new();
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
+        let thaw = frozen.iter().map(|(_, until)| *until).min();
+        let thawing = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = sleep_until(thaw) => true,
             _ = stop.wait_for(|stopped| *stopped) => break,
+        };
+        if thawing {
+            let now = tokio::time::Instant::now();
+            for (mut agent, _) in extract(&mut frozen, |(_, until)| *until <= now) {
+                let _ = agent.child.kill().await;
+            }
+            continue;
         }
         fleet.replace_exited(&mut log);
         if fleet.live.is_empty() {
@@ -290,22 +344,63 @@ pub(super) async fn agent_kill_loop(
         let mut agent = fleet
             .live
             .swap_remove(rng.random_range(0..fleet.live.len()));
+        let sig = fault.nth(log.kills.len());
         let at = Instant::now();
-        // SIGKILL; the child is still ours (not reaped), so its pid is too.
-        let _ = agent.child.start_kill();
-        log.kills.push(AgentKill {
-            agent: agent.id.clone(),
-            pid: agent.pid,
-            at,
-        });
-        let _ = agent.child.wait().await;
+        // The child is still ours (not reaped), so its pid is too.
+        if signal(agent.pid, sig).is_err() {
+            // It died on its own just now.
+            log.exited_on_their_own.push(agent.id.clone());
+            let _ = agent.child.wait().await;
+        } else {
+            log.kills.push(AgentKill {
+                agent: agent.id.clone(),
+                pid: agent.pid,
+                at,
+                fault: if sig == libc::SIGKILL {
+                    "sigkill"
+                } else {
+                    "sigstop"
+                },
+            });
+            if sig == libc::SIGKILL {
+                let _ = agent.child.wait().await;
+            } else {
+                let until = tokio::time::Instant::from_std(at + liveness_timeout + FROZEN_FOR);
+                frozen.push((agent, until));
+            }
+        }
         match fleet.spawn() {
             Ok(()) => log.restarts += 1,
             Err(_) => log.spawn_failures += 1,
         }
     }
+    // A frozen agent would not drain; it has been detached by now anyway.
+    for (mut agent, _) in frozen {
+        let _ = agent.child.kill().await;
+    }
     fleet.reap_exited(&mut log);
     (fleet, log)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Removes and returns the items of `items` that `pred` picks.
+fn extract<T>(items: &mut Vec<T>, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
+    let mut picked = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        if pred(&items[i]) {
+            picked.push(items.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    picked
 }
 
 /// The agent a remote worker id (`{pool}-{slot}.{gen}@{agent}`) names.

@@ -109,13 +109,17 @@ pub(super) struct RemoteReport {
     pub(super) heartbeat_ms: u64,
     pub(super) liveness_timeout_ms: u64,
     pub(super) agent_kill_interval_ms: u64,
+    /// `kill`, `freeze` or `both` (`--agent-fault`).
+    pub(super) agent_fault: &'static str,
     /// `NAME=VALUE` in the environment of every agent and worker of the run.
     pub(super) process_marker: String,
     /// SIGKILLs of an agent process.
     pub(super) agent_kills: usize,
+    /// SIGSTOPs of an agent process (`--agent-fault freeze` or `both`).
+    pub(super) agent_freezes: usize,
     /// Ticks when no agent was alive to be killed.
     pub(super) agent_kills_skipped: u64,
-    /// Replacement agents started after a kill.
+    /// Replacement agents started after a kill or a freeze.
     pub(super) agent_restarts: u64,
     /// Agents that exited without being killed (each was replaced too).
     pub(super) agents_exited_on_their_own: Vec<String>,
@@ -126,29 +130,45 @@ pub(super) struct RemoteReport {
     pub(super) reconnects_seen: usize,
     /// `AgentDetached` events by cause.
     pub(super) detached: BTreeMap<&'static str, u64>,
-    /// Agent kills whose detach the host reported.
+    /// Agent kills and freezes whose detach the host reported.
     pub(super) kills_noticed: usize,
-    /// From an agent kill to the host's `AgentDetached` for it.
+    /// From an agent kill (or freeze) to the host's `AgentDetached` for it.
     pub(super) kill_to_detached_ms: Summary,
-    /// From an agent kill until every call it ran was answered: the last
-    /// of its workers' exits (which fail or requeue their calls) and of
-    /// the calls failed naming one of its workers; a `timeout` of any call
-    /// outstanding at the kill counts too.
+    /// From an agent kill (or freeze) until every call it ran was
+    /// answered: the last of its workers' exits (which fail or requeue
+    /// their calls) and of the calls failed naming one of its workers; a
+    /// `timeout` of any call outstanding at the kill counts too.
     pub(super) kill_to_calls_answered_ms: Summary,
-    /// Each agent kill's, in order (null: it ran no worker).
-    kill_to_calls_answered_ms_each: Vec<Option<f64>>,
+    /// The worst of that by fault (`sigkill`, `sigstop`).
+    pub(super) worst_calls_answered_ms_by_fault: BTreeMap<&'static str, f64>,
     /// Calls that failed naming a worker of a killed agent.
     pub(super) calls_failed_on_killed_agents: u64,
     /// Calls outstanding at an agent kill that ended by their call timeout.
     pub(super) timeouts_after_agent_kill: u64,
-    /// From an agent kill until the pool was at full strength again.
+    /// From an agent kill (or freeze) until the pool was at full strength again.
     pub(super) kill_to_full_strength_ms: Summary,
+    /// Each kill and freeze, in order.
+    pub(super) faults: Vec<AgentFaultReport>,
     /// Agents still running 5 s after the SIGTERM that ended the run.
     pub(super) agent_processes_left: usize,
     /// Where the agents' logs were kept (only when something was left).
     pub(super) agent_logs: Option<String>,
     #[serde(skip)]
     pub(super) answered_goal_met: bool,
+}
+
+/// One agent kill or freeze (times in ms from the signal; null: not seen).
+#[derive(Debug, Serialize)]
+pub(super) struct AgentFaultReport {
+    agent: String,
+    /// `sigkill` or `sigstop`.
+    fault: &'static str,
+    /// Seconds since the load started.
+    at_s: f64,
+    detached_ms: Option<f64>,
+    /// Null: it ran no worker and no call failed on it.
+    calls_answered_ms: Option<f64>,
+    full_strength_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -237,6 +257,7 @@ pub(super) struct RemoteInput {
     pub(super) heartbeat: Duration,
     pub(super) liveness_timeout: Duration,
     pub(super) kill_interval: Duration,
+    pub(super) fault: &'static str,
     pub(super) marker: String,
     pub(super) kills: AgentKillLog,
     pub(super) end: FleetEnd,
@@ -349,12 +370,21 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
                 .map(|r| r.at)
         }
     };
-    let agent_kill_marks: Vec<(Instant, String)> = remote
+    let agent_kill_marks: Vec<(Instant, &str, String)> = remote
         .iter()
         .flat_map(|r| &r.kills.kills)
-        .map(|k| (k.at, format!("agent {} pid {}", k.agent, k.pid)))
+        .map(|k| (k.at, k.fault, format!("agent {} pid {}", k.agent, k.pid)))
         .collect();
-    let remote = remote.map(|r| remote_report(r, &log, &stats, marks.shutdown_started, full_after));
+    let remote = remote.map(|r| {
+        remote_report(
+            r,
+            &log,
+            &stats,
+            marks.load_started,
+            marks.shutdown_started,
+            full_after,
+        )
+    });
 
     let (boot, chaos): (Vec<&Ready>, Vec<&Ready>) =
         log.readies.iter().partition(|r| r.at < load_started);
@@ -382,8 +412,8 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
     for kill in &kills.kills {
         mark(kill.at, "chaos.sigkill", format!("pid {}", kill.pid));
     }
-    for (at, detail) in agent_kill_marks {
-        mark(at, "chaos.agent.sigkill", detail);
+    for (at, fault, detail) in agent_kill_marks {
+        mark(at, &format!("chaos.agent.{fault}"), detail);
     }
     if let Some(f) = &sigstop_sent {
         mark(f.at, "chaos.sigstop", format!("pid {}", f.pid));
@@ -495,23 +525,26 @@ fn remote_report(
     r: RemoteInput,
     log: &EventLog,
     stats: &Stats,
+    load_started: Instant,
     shutdown_started: Instant,
     full_after: impl Fn(Instant, usize) -> Option<Instant>,
 ) -> RemoteReport {
     let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
     let mut detached_after = Vec::new();
     let mut answered = Vec::new();
-    let mut answered_each = Vec::new();
+    let mut worst_by_fault = BTreeMap::<&'static str, f64>::new();
+    let mut faults = Vec::new();
     let mut full = Vec::new();
     let mut failed_on_killed = 0u64;
     let mut timeouts = 0u64;
     for kill in &r.kills.kills {
-        if let Some((at, ..)) = log
+        let detached_at = log
             .detached
             .iter()
             .find(|(at, agent, _)| *agent == kill.agent && *at >= kill.at)
-        {
-            detached_after.push(*at - kill.at);
+            .map(|(at, ..)| *at);
+        if let Some(at) = detached_at {
+            detached_after.push(at - kill.at);
         }
         // Its workers' exits: the host failed (or requeued) their calls then.
         let exits: Vec<_> = log
@@ -543,16 +576,32 @@ fn remote_report(
             .map(|e| e.at)
             .chain(on_it.iter().chain(&timed_out).map(|f| f.ended))
             .max();
-        answered_each.push(last.map(|t| ms(t - kill.at)));
         if let Some(t) = last {
             answered.push(t - kill.at);
+            let worst = worst_by_fault.entry(kill.fault).or_default();
+            *worst = worst.max(ms(t - kill.at));
         }
         let (from, up) = exits
             .last()
             .map_or((kill.at, usize::MAX), |e| (e.at, e.workers_up));
-        if let Some(t) = full_after(from, up) {
+        let full_at = full_after(from, up);
+        if let Some(t) = full_at {
             full.push(t - kill.at);
         }
+        faults.push(AgentFaultReport {
+            agent: kill.agent.clone(),
+            fault: kill.fault,
+            at_s: (kill
+                .at
+                .saturating_duration_since(load_started)
+                .as_secs_f64()
+                * 1e3)
+                .round()
+                / 1e3,
+            detached_ms: detached_at.map(|t| ms(t - kill.at)),
+            calls_answered_ms: last.map(|t| ms(t - kill.at)),
+            full_strength_ms: full_at.map(|t| ms(t - kill.at)),
+        });
     }
     let mut detached = BTreeMap::new();
     for (_, _, cause) in &log.detached {
@@ -568,8 +617,20 @@ fn remote_report(
         heartbeat_ms: r.heartbeat.as_millis() as u64,
         liveness_timeout_ms: r.liveness_timeout.as_millis() as u64,
         agent_kill_interval_ms: r.kill_interval.as_millis() as u64,
+        agent_fault: r.fault,
         process_marker: format!("{MARKER_ENV}={}", r.marker),
-        agent_kills: r.kills.kills.len(),
+        agent_kills: r
+            .kills
+            .kills
+            .iter()
+            .filter(|k| k.fault == "sigkill")
+            .count(),
+        agent_freezes: r
+            .kills
+            .kills
+            .iter()
+            .filter(|k| k.fault == "sigstop")
+            .count(),
         agent_kills_skipped: r.kills.skipped,
         agent_restarts: r.kills.restarts,
         agents_exited_on_their_own: r.kills.exited_on_their_own,
@@ -580,10 +641,11 @@ fn remote_report(
         kills_noticed: detached_after.len(),
         kill_to_detached_ms: Summary::of(detached_after),
         kill_to_calls_answered_ms: Summary::of(answered),
-        kill_to_calls_answered_ms_each: answered_each,
+        worst_calls_answered_ms_by_fault: worst_by_fault,
         calls_failed_on_killed_agents: failed_on_killed,
         timeouts_after_agent_kill: timeouts,
         kill_to_full_strength_ms: Summary::of(full),
+        faults,
         agent_processes_left: r.end.agents_left,
         agent_logs: r.end.logs.map(|p| p.display().to_string()),
         answered_goal_met,

@@ -28,11 +28,12 @@ pub(super) fn print_table(r: &Report) {
     if let Some(a) = &r.remote {
         println!(
             "remote: {} agents x {} seats, heartbeat {} ms, liveness timeout {} ms, \
-             agent SIGKILL every {} ms",
+             agent fault ({}) every {} ms",
             a.agents,
             a.seats_per_agent,
             a.heartbeat_ms,
             a.liveness_timeout_ms,
+            a.agent_fault,
             a.agent_kill_interval_ms
         );
     }
@@ -138,6 +139,9 @@ pub(super) fn print_table(r: &Report) {
     if let Some(a) = &r.remote {
         println!("\nagents");
         println!("  {:<26} {:>10}", "agent SIGKILLs sent", a.agent_kills);
+        if a.agent_freezes > 0 {
+            println!("  {:<26} {:>10}", "agent SIGSTOPs sent", a.agent_freezes);
+        }
         if a.agent_kills_skipped > 0 || a.agent_spawn_failures > 0 {
             println!(
                 "  {:<26} {:>10}",
@@ -164,7 +168,7 @@ pub(super) fn print_table(r: &Report) {
         println!(
             "  {:<26} {:>10}",
             "kills noticed",
-            format!("{} / {}", a.kills_noticed, a.agent_kills)
+            format!("{} / {}", a.kills_noticed, a.agent_kills + a.agent_freezes)
         );
         println!(
             "  {:<26} {:>10}",
@@ -184,6 +188,15 @@ pub(super) fn print_table(r: &Report) {
                 opt(a.kill_to_calls_answered_ms.max)
             )
         );
+        if a.agent_freezes > 0 {
+            for (fault, worst) in &a.worst_calls_answered_ms_by_fault {
+                println!(
+                    "  {:<26} {:>10}",
+                    format!("  worst after {fault}"),
+                    format!("{worst:.1} ms")
+                );
+            }
+        }
         println!(
             "  {:<26} {:>10}",
             "calls failed on them", a.calls_failed_on_killed_agents
