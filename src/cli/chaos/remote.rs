@@ -77,7 +77,7 @@ impl AgentFault {
         match self {
             AgentFault::Kill => libc::SIGKILL,
             AgentFault::Freeze => libc::SIGSTOP,
-            AgentFault::Both if n % 2 == 0 => libc::SIGKILL,
+            AgentFault::Both if n.is_multiple_of(2) => libc::SIGKILL,
             AgentFault::Both => libc::SIGSTOP,
         }
     }
