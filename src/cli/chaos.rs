@@ -103,8 +103,9 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 3000, requires = "remote")]
     agent_kill_interval: u64,
     /// How an agent fails (`--remote`): `kill` (SIGKILL: its connection
-    /// resets), `freeze` (SIGSTOP, as a partition looks: only the liveness
-    /// timeout finds it; SIGKILLed 1 s after that timeout), or `both` in turn.
+    /// resets; a replacement starts), `freeze` (SIGSTOP, as a partition
+    /// looks: only the liveness timeout finds it; SIGCONT 1 s after that
+    /// timeout, and it must reconnect), or `both` in turn.
     #[arg(long, value_enum, default_value_t = AgentFault::Kill, requires = "remote")]
     agent_fault: AgentFault,
     /// The links' liveness timeout, in milliseconds (`--remote`); the

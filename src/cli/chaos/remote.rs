@@ -56,8 +56,9 @@ pub(super) enum AgentFault {
     /// SIGKILL: its connection resets at once.
     Kill,
     /// SIGSTOP, as a partition or a hung node looks: the host sees it go
-    /// silent and must detach it by the liveness timeout. It is SIGKILLed
-    /// [`FROZEN_FOR`] after its liveness timeout.
+    /// silent and must detach it by the liveness timeout. It is SIGCONTed
+    /// [`FROZEN_FOR`] after its liveness timeout (the partition heals) and
+    /// must attach again, as a reconnect; it is not replaced.
     Freeze,
     /// SIGKILL and SIGSTOP in turn, SIGKILL first.
     Both,
@@ -84,7 +85,7 @@ impl AgentFault {
 }
 
 /// How long a frozen agent stays frozen after its liveness timeout before
-/// it is SIGKILLed (and its workers with it).
+/// it is SIGCONTed.
 const FROZEN_FOR: Duration = Duration::from_secs(1);
 
 /// An agent fault: a SIGKILL or a SIGSTOP sent.
@@ -103,8 +104,10 @@ pub(super) struct AgentKillLog {
     pub(super) kills: Vec<AgentKill>,
     /// Ticks when no agent was alive to be killed.
     pub(super) skipped: u64,
-    /// Replacements started after a kill or a freeze.
+    /// Replacements started after a kill.
     pub(super) restarts: u64,
+    /// Frozen agents SIGCONTed (they should reconnect).
+    pub(super) thawed: u64,
     /// Agents that exited without being killed (each was replaced too).
     pub(super) exited_on_their_own: Vec<String>,
     /// Replacements that could not be started.
@@ -306,10 +309,10 @@ impl Fleet {
     }
 }
 
-/// Every `interval`, SIGKILLs (or SIGSTOPs, as `fault` says) a random
-/// agent and starts a replacement under a new id; a frozen agent is
-/// SIGKILLed `FROZEN_FOR` after the liveness timeout. Hands the fleet back
-/// when the run stops.
+/// Every `interval`, SIGKILLs a random agent and starts a replacement under
+/// a new id, or (as `fault` says) SIGSTOPs it and SIGCONTs it
+/// `FROZEN_FOR` after the liveness timeout. Hands the fleet back when the
+/// run stops.
 pub(super) async fn agent_kill_loop(
     mut fleet: Fleet,
     interval: Duration,
@@ -331,8 +334,10 @@ pub(super) async fn agent_kill_loop(
         };
         if thawing {
             let now = tokio::time::Instant::now();
-            for (mut agent, _) in extract(&mut frozen, |(_, until)| *until <= now) {
-                let _ = agent.child.kill().await;
+            for (agent, _) in extract(&mut frozen, |(_, until)| *until <= now) {
+                let _ = signal(agent.pid, libc::SIGCONT);
+                log.thawed += 1;
+                fleet.live.push(agent);
             }
             continue;
         }
@@ -340,6 +345,9 @@ pub(super) async fn agent_kill_loop(
         if fleet.live.is_empty() {
             log.skipped += 1;
             continue;
+        }
+        if *stop.borrow() {
+            break;
         }
         let mut agent = fleet
             .live
@@ -362,21 +370,23 @@ pub(super) async fn agent_kill_loop(
                     "sigstop"
                 },
             });
-            if sig == libc::SIGKILL {
-                let _ = agent.child.wait().await;
-            } else {
+            if sig == libc::SIGSTOP {
                 let until = tokio::time::Instant::from_std(at + liveness_timeout + FROZEN_FOR);
                 frozen.push((agent, until));
+                continue;
             }
+            let _ = agent.child.wait().await;
         }
         match fleet.spawn() {
             Ok(()) => log.restarts += 1,
             Err(_) => log.spawn_failures += 1,
         }
     }
-    // A frozen agent would not drain; it has been detached by now anyway.
-    for (mut agent, _) in frozen {
-        let _ = agent.child.kill().await;
+    // Thawed, a frozen agent can drain at the end like the others.
+    for (agent, _) in frozen {
+        let _ = signal(agent.pid, libc::SIGCONT);
+        log.thawed += 1;
+        fleet.live.push(agent);
     }
     fleet.reap_exited(&mut log);
     (fleet, log)

@@ -119,8 +119,10 @@ pub(super) struct RemoteReport {
     pub(super) agent_freezes: usize,
     /// Ticks when no agent was alive to be killed.
     pub(super) agent_kills_skipped: u64,
-    /// Replacement agents started after a kill or a freeze.
+    /// Replacement agents started after a kill.
     pub(super) agent_restarts: u64,
+    /// Frozen agents SIGCONTed after their detach (each should reconnect).
+    pub(super) agents_thawed: u64,
     /// Agents that exited without being killed (each was replaced too).
     pub(super) agents_exited_on_their_own: Vec<String>,
     pub(super) agent_spawn_failures: u64,
@@ -538,10 +540,17 @@ fn remote_report(
     let mut failed_on_killed = 0u64;
     let mut timeouts = 0u64;
     for kill in &r.kills.kills {
+        // A frozen agent attaches again under its id once thawed: what
+        // happens to it from then on is not this fault's doing.
+        let until = log
+            .attached
+            .iter()
+            .find(|(at, agent, _)| *agent == kill.agent && *at > kill.at)
+            .map_or(shutdown_started, |(at, ..)| (*at).min(shutdown_started));
         let detached_at = log
             .detached
             .iter()
-            .find(|(at, agent, _)| *agent == kill.agent && *at >= kill.at)
+            .find(|(at, agent, _)| *agent == kill.agent && *at >= kill.at && *at < until)
             .map(|(at, ..)| *at);
         if let Some(at) = detached_at {
             detached_after.push(at - kill.at);
@@ -551,9 +560,7 @@ fn remote_report(
             .exits
             .iter()
             .filter(|e| {
-                e.at >= kill.at
-                    && e.at < shutdown_started
-                    && agent_of(&e.worker) == Some(kill.agent.as_str())
+                e.at >= kill.at && e.at < until && agent_of(&e.worker) == Some(kill.agent.as_str())
             })
             .collect();
         let outstanding = |f: &&super::load::Failure| f.started <= kill.at && f.ended >= kill.at;
@@ -561,7 +568,7 @@ fn remote_report(
             .failures
             .iter()
             .filter(outstanding)
-            .filter(|f| f.agent.as_deref() == Some(kill.agent.as_str()))
+            .filter(|f| f.agent.as_deref() == Some(kill.agent.as_str()) && f.ended < until)
             .collect();
         let timed_out: Vec<_> = stats
             .failures
@@ -633,6 +640,7 @@ fn remote_report(
             .count(),
         agent_kills_skipped: r.kills.skipped,
         agent_restarts: r.kills.restarts,
+        agents_thawed: r.kills.thawed,
         agents_exited_on_their_own: r.kills.exited_on_their_own,
         agent_spawn_failures: r.kills.spawn_failures,
         attached: log.attached.len(),

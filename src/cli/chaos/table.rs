@@ -150,6 +150,9 @@ pub(super) fn print_table(r: &Report) {
             );
         }
         println!("  {:<26} {:>10}", "agent restarts", a.agent_restarts);
+        if a.agent_freezes > 0 {
+            println!("  {:<26} {:>10}", "agents thawed", a.agents_thawed);
+        }
         if !a.agents_exited_on_their_own.is_empty() {
             println!(
                 "  {:<26} {:>10}",
