@@ -290,6 +290,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             agent_kill_interval,
             args.agent_fault,
             liveness,
+            load_started + duration,
             StdRng::seed_from_u64(seeds.random()),
             stop_rx.clone(),
         ))

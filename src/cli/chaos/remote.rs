@@ -84,6 +84,10 @@ impl AgentFault {
     }
 }
 
+/// No freeze this close to the end of the run, on top of the liveness
+/// timeout.
+const FREEZE_TAIL: Duration = Duration::from_millis(500);
+
 /// How long a frozen agent stays frozen after its liveness timeout before
 /// it is SIGCONTed.
 const FROZEN_FOR: Duration = Duration::from_secs(1);
@@ -102,7 +106,7 @@ pub(super) struct AgentKill {
 pub(super) struct AgentKillLog {
     /// SIGKILLs and SIGSTOPs, in order.
     pub(super) kills: Vec<AgentKill>,
-    /// Ticks when no agent was alive to be killed.
+    /// Ticks when no agent was alive to be killed, or too late for a freeze.
     pub(super) skipped: u64,
     /// Replacements started after a kill.
     pub(super) restarts: u64,
@@ -311,13 +315,15 @@ impl Fleet {
 
 /// Every `interval`, SIGKILLs a random agent and starts a replacement under
 /// a new id, or (as `fault` says) SIGSTOPs it and SIGCONTs it
-/// `FROZEN_FOR` after the liveness timeout. Hands the fleet back when the
+/// `FROZEN_FOR` after the liveness timeout (no freeze after `ends` less
+/// the liveness timeout and `FREEZE_TAIL`). Hands the fleet back when the
 /// run stops.
 pub(super) async fn agent_kill_loop(
     mut fleet: Fleet,
     interval: Duration,
     fault: AgentFault,
     liveness_timeout: Duration,
+    ends: Instant,
     mut rng: StdRng,
     mut stop: watch::Receiver<bool>,
 ) -> (Fleet, AgentKillLog) {
@@ -354,6 +360,13 @@ pub(super) async fn agent_kill_loop(
             .swap_remove(rng.random_range(0..fleet.live.len()));
         let sig = fault.nth(log.kills.len());
         let at = Instant::now();
+        // A freeze is noticed by the liveness timeout only: none so late
+        // that the run would end before it could be.
+        if sig == libc::SIGSTOP && at + liveness_timeout + FREEZE_TAIL > ends {
+            fleet.live.push(agent);
+            log.skipped += 1;
+            continue;
+        }
         // The child is still ours (not reaped), so its pid is too.
         if signal(agent.pid, sig).is_err() {
             // It died on its own just now.

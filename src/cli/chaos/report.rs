@@ -117,7 +117,7 @@ pub(super) struct RemoteReport {
     pub(super) agent_kills: usize,
     /// SIGSTOPs of an agent process (`--agent-fault freeze` or `both`).
     pub(super) agent_freezes: usize,
-    /// Ticks when no agent was alive to be killed.
+    /// Ticks when no agent was alive to be killed, or too late for a freeze.
     pub(super) agent_kills_skipped: u64,
     /// Replacement agents started after a kill.
     pub(super) agent_restarts: u64,
