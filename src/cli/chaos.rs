@@ -9,8 +9,9 @@
 //! With `--remote` the pool is a remote one: its workers run under node
 //! agents that are child processes of chaos, attached to the embedded host
 //! on 127.0.0.1 (`chaos/remote.rs`). Besides the workers, an agent is
-//! SIGKILLed at an interval (and replaced), and the report adds how fast
-//! the calls it ran were answered.
+//! SIGKILLed at an interval (and replaced) — or frozen with SIGSTOP, as a
+//! partition looks, and thawed to reconnect (`--agent-fault`) — and the
+//! report adds how fast the calls it ran were answered, a goal too.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;

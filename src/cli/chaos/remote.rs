@@ -2,7 +2,9 @@
 //! on. They are child processes of chaos (`snakepit agent`, this very
 //! executable) dialing the embedded host on 127.0.0.1; the agent kill loop
 //! SIGKILLs one at random at an interval and starts a replacement under a
-//! new id at once, as a Deployment would. Every agent and every Python
+//! new id at once, as a Deployment would — or, with `--agent-fault freeze`,
+//! SIGSTOPs it and SIGCONTs it once the host should have detached it, as a
+//! partition that heals. Every agent and every Python
 //! worker it spawns carries [`MARKER_ENV`] in its environment, which is how
 //! the leftover check finds them (an agent's own run id, the one its
 //! workers carry, is not known outside it).
