@@ -170,7 +170,7 @@ pub(super) fn print_table(r: &Report) {
         }
         println!(
             "  {:<26} {:>10}",
-            "kills noticed",
+            "faults noticed",
             format!("{} / {}", a.kills_noticed, a.agent_kills + a.agent_freezes)
         );
         println!(
