@@ -4,8 +4,10 @@
 //! sleeps 10 ms on the thread profile against the process profile, and the
 //! rate at which a Rust consumer drains a stream of small chunks; the
 //! universal FFI (`bench/ffi.rs`); and `snakepit serve` over gRPC, from Rust
-//! and from the Python client against a plain grpcio server (`bench/grpc.rs`).
-//! Prints tables and the ratios (`--json` for machines).
+//! and from the Python client against a plain grpcio server (`bench/grpc.rs`);
+//! with `--remote`, workers on `snakepit agent` child processes against the
+//! local pool, and how soon a killed agent's calls are answered
+//! (`bench/remote.rs`). Prints tables and the ratios (`--json` for machines).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use self::ffi::ffi_report;
 
 mod ffi;
 mod grpc;
+mod remote;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -75,6 +78,8 @@ pub struct BenchArgs {
     only: Option<Only>,
     #[command(flatten)]
     grpc: grpc::GrpcArgs,
+    #[command(flatten)]
+    remote: remote::RemoteArgs,
 }
 
 /// `--only`.
@@ -82,6 +87,9 @@ pub struct BenchArgs {
 enum Only {
     /// `snakepit serve` from the Rust and the Python client, and the grpcio peer.
     Grpc,
+    /// Workers on `snakepit agent` child processes against the local pool,
+    /// and agent kills.
+    Remote,
 }
 
 /// What the thread-profile measurement runs: `SLEEP_IN_FLIGHT` calls of a
@@ -274,6 +282,9 @@ impl Drop for TempDir {
 struct Row {
     name: String,
     latency_p50_us: f64,
+    /// Measured by `noop_row`, not by the Python peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_p90_us: Option<f64>,
     latency_p99_us: f64,
     throughput_per_s: f64,
 }
@@ -298,6 +309,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             grpc.print();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let calls = (args.latency_calls, args.throughput_calls, args.in_flight);
+    if args.only == Some(Only::Remote) {
+        let remote = remote::run(&args.remote, &env.python, pool, calls, args.json).await?;
+        if args.json {
+            let report = serde_json::json!({"machine": {"cores": cores()}, "remote": remote});
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            remote.print();
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -475,7 +497,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     drop(fixtures);
     let grpc = match args.grpc.no_grpc {
         true => None,
-        false => Some(grpc::run(&args.grpc, &env.python, pool, args.in_flight, args.json).await?),
+        false => Some(
+            grpc::run(
+                &args.grpc,
+                &env.python,
+                pool.clone(),
+                args.in_flight,
+                args.json,
+            )
+            .await?,
+        ),
+    };
+    let remote = match args.remote.remote {
+        false => None,
+        true => Some(remote::run(&args.remote, &env.python, pool, calls, args.json).await?),
     };
 
     let ratio = |f: &dyn Fn(&Row) -> f64, better_low: bool| -> serde_json::Value {
@@ -516,6 +551,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "streaming": stream,
         "ffi": ffi,
         "grpc": grpc,
+        "remote": remote,
         "goals": {"latency_p50_us_max": GOAL_LATENCY_P50_US as u64,
                   "throughput_per_s_min": GOAL_THROUGHPUT_PER_S as u64,
                   "thread_calls_per_s_min": GOAL_THREAD_CALLS_PER_S as u64,
@@ -529,7 +565,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                   "ffi_stream_items_per_s_min": GOAL_FFI_STREAM_ITEMS_PER_S as u64,
                   "ffi_overhead_met": ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD),
                   "ffi_stream_met": ffi.as_ref().map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S),
-                  "grpc": grpc.as_ref().map(|g| &g.goals)},
+                  "grpc": grpc.as_ref().map(|g| &g.goals),
+                  "remote": remote.as_ref().map(|r| &r.goals)},
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -543,7 +580,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "{:<24} {:>14} {:>14} {:>18}",
         "", "latency p50", "latency p99", "throughput"
     );
-    for row in std::iter::once(&ours).chain(&peers) {
+    let remote_row = remote.as_ref().map(|r| &r.remote);
+    for row in std::iter::once(&ours).chain(remote_row).chain(&peers) {
         println!(
             "{:<24} {:>11.1} us {:>11.1} us {:>13.0} /s",
             row.name, row.latency_p50_us, row.latency_p99_us, row.throughput_per_s
@@ -609,6 +647,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(g) = &grpc {
         g.print();
+    }
+    if let Some(r) = &remote {
+        r.print();
     }
     let verdict = |met: Option<bool>| match met {
         Some(true) => "met",
@@ -757,6 +798,7 @@ where
     Ok(Row {
         name: name.into(),
         latency_p50_us: us(super::percentile(&samples, 50.0)),
+        latency_p90_us: Some(us(super::percentile(&samples, 90.0))),
         latency_p99_us: us(super::percentile(&samples, 99.0)),
         throughput_per_s: throughput_calls as f64 / elapsed.as_secs_f64(),
     })

@@ -358,6 +358,7 @@ impl Measured {
         Row {
             name,
             latency_p50_us: self.latency_p50_us,
+            latency_p90_us: None,
             latency_p99_us: self.latency_p99_us,
             throughput_per_s: self.throughput_per_s,
         }
