@@ -178,7 +178,7 @@ pub(super) async fn run(
                     }
                 };
                 let local = row("snakepit, local pool", pool).await?;
-                let remote = row("snakepit, remote pool (1 agent)", POOL.into()).await?;
+                let remote = row("snakepit, via agent", POOL.into()).await?;
                 anyhow::Ok((local, remote))
             })
             .await?
