@@ -5,9 +5,10 @@
 //! loopback. Measured in the same run: the trivial call (`noop`) through
 //! the local pool and through an agent, one caller (p50/p90/p99) and with
 //! `--in-flight` calls in flight; then, several times, an agent is
-//! SIGKILLed with calls in flight and the time until every one of them
-//! has its answer (a typed error) is taken, against the link's liveness
-//! timeout. Agents are killed at the end whatever happens (and die with
+//! SIGKILLed (its link closes at once) or SIGSTOPped (it hangs: only the
+//! liveness timeout ends its link) with calls in flight, and the time
+//! until every one of them has its answer (a typed error) is taken,
+//! against the link's liveness timeout. Agents are killed at the end whatever happens (and die with
 //! this process: `PR_SET_PDEATHSIG`); their Python workers die with them,
 //! which the section checks.
 
@@ -48,9 +49,12 @@ pub(super) struct RemoteArgs {
     /// loopback, measured against the local pool in the same run.
     #[arg(long)]
     pub(super) remote: bool,
-    /// Times an agent is killed with calls in flight.
+    /// Times an agent is killed (SIGKILL) with calls in flight.
     #[arg(long, default_value_t = 5)]
     remote_kills: usize,
+    /// Times an agent hangs (SIGSTOP) with calls in flight.
+    #[arg(long, default_value_t = 3)]
+    remote_hangs: usize,
     /// Calls in flight when an agent is killed.
     #[arg(long, default_value_t = 64)]
     remote_kill_in_flight: usize,
@@ -82,20 +86,40 @@ pub(super) struct RemoteReport {
     pub(super) goals: Goals,
 }
 
-/// One agent SIGKILLed with calls in flight.
+/// What is done to an agent with calls in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Fault {
+    /// SIGKILL: its connection closes at once.
+    Kill,
+    /// SIGSTOP: it is silent, its connection stays open (then SIGKILL).
+    Hang,
+}
+
+impl Fault {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Kill => "SIGKILL",
+            Self::Hang => "SIGSTOP",
+        }
+    }
+}
+
+/// One agent SIGKILLed or SIGSTOPped with calls in flight.
 #[derive(Debug, Serialize)]
 struct Kill {
     agent: String,
+    fault: Fault,
     in_flight: usize,
     /// Of those, sent to its workers when it was killed.
     on_agent: usize,
-    /// Kill → the host saw the link end (`AgentDetached`).
+    /// Fault → the host saw the link end (`AgentDetached`).
     link_ended_ms: Option<f64>,
-    /// Kill → the last in-flight call answered.
+    /// Fault → the last in-flight call answered.
     last_answered_ms: f64,
     /// How the calls ended, by outcome (`worker_crashed`, `pool_degraded`, `ok`...).
     outcomes: std::collections::BTreeMap<&'static str, usize>,
-    /// Kill → its last Python worker gone; `None` if one outlived `GONE_LIMIT`.
+    /// Its SIGKILL → its last Python worker gone; `None` if one outlived `GONE_LIMIT`.
     workers_gone_ms: Option<f64>,
 }
 
@@ -104,10 +128,14 @@ struct Kill {
 pub(super) struct Goals {
     p50_us_max: f64,
     throughput_per_s_min: f64,
-    kill_answered_ms_max: f64,
+    /// For both faults: the liveness timeout plus `GOAL_KILL_MARGIN`.
+    answered_ms_max: f64,
     p50_met: bool,
     throughput_met: bool,
-    kill_answered_met: bool,
+    /// `None` when no agent was SIGKILLed.
+    kill_answered_met: Option<bool>,
+    /// `None` when no agent was SIGSTOPped.
+    hang_answered_met: Option<bool>,
 }
 
 /// Runs the section: `python` runs the workers (here and on the agents),
@@ -184,17 +212,21 @@ pub(super) async fn run(
             .await?
         }?;
         let mut kills = Vec::new();
-        for i in 0..args.remote_kills {
+        let faults = std::iter::repeat_n(Fault::Kill, args.remote_kills)
+            .chain(std::iter::repeat_n(Fault::Hang, args.remote_hangs));
+        let total = args.remote_kills + args.remote_hangs;
+        for (i, fault) in faults.enumerate() {
             say(&format!(
-                "killing an agent with {} calls in flight ({} of {})...",
+                "{} to an agent with {} calls in flight ({} of {total})...",
+                fault.label(),
                 args.remote_kill_in_flight,
                 i + 1,
-                args.remote_kills
             ));
             if agents.live.is_none() {
                 agents.spawn(&sp).await?;
             }
-            kills.push(kill(&sp, &mut agents, args.remote_kill_in_flight, pool.pipeline_depth).await?);
+            let in_flight = args.remote_kill_in_flight;
+            kills.push(kill(&sp, &mut agents, fault, in_flight, pool.pipeline_depth).await?);
         }
         anyhow::Ok((rows, kills))
     }
@@ -208,11 +240,11 @@ pub(super) async fn run(
     let goals = Goals {
         p50_us_max: GOAL_P50_US,
         throughput_per_s_min: GOAL_PER_S,
-        kill_answered_ms_max: ms(kill_limit),
+        answered_ms_max: ms(kill_limit),
         p50_met: remote.latency_p50_us <= GOAL_P50_US,
         throughput_met: remote.throughput_per_s >= GOAL_PER_S,
-        kill_answered_met: !kills.is_empty()
-            && kills.iter().all(|k| k.last_answered_ms <= ms(kill_limit)),
+        kill_answered_met: answered_within(&kills, Fault::Kill, kill_limit),
+        hang_answered_met: answered_within(&kills, Fault::Hang, kill_limit),
     };
     Ok(RemoteReport {
         workers,
@@ -228,6 +260,14 @@ pub(super) async fn run(
         all_gone_at_end,
         goals,
     })
+}
+
+/// Whether every call of every `fault` was answered within `limit`; `None`
+/// when there was no such fault.
+fn answered_within(kills: &[Kill], fault: Fault, limit: Duration) -> Option<bool> {
+    let mut of = kills.iter().filter(|k| k.fault == fault).peekable();
+    of.peek()?;
+    Some(of.all(|k| k.last_answered_ms <= ms(limit)))
 }
 
 /// The agents' `--config`: this Python, and a pool named `remote` of the
@@ -255,16 +295,19 @@ fn agent_toml(python: &Path, pool: &PoolConfig) -> anyhow::Result<String> {
     Ok(toml::to_string(&doc)?)
 }
 
-/// Starts `in_flight` calls that sleep on the live agent, SIGKILLs it once
-/// its workers hold their share, and times the answers.
+/// Starts `in_flight` calls that sleep on the live agent, SIGKILLs or
+/// SIGSTOPs it once its workers hold their share, and times the answers;
+/// a stopped agent is SIGKILLed once they are all in.
 async fn kill(
     sp: &Snakepit,
     agents: &mut Agents,
+    fault: Fault,
     in_flight: usize,
     pipeline_depth: u32,
 ) -> anyhow::Result<Kill> {
     let agent = agents.live.as_ref().context("no agent runs")?;
     let (id, suffix) = (agent.id.clone(), format!("@{}", agent.id));
+    let (pid, name) = (agent.pid, agent.id.clone());
     let pythons = agent.workers();
     let pool = sp.pool(POOL)?.clone();
     let mut events = sp.subscribe();
@@ -308,7 +351,17 @@ async fn kill(
         }
     });
 
-    let (agent, killed) = agents.kill().await?;
+    let killed = Instant::now();
+    let mut sigkill = killed;
+    let agent = match fault {
+        Fault::Kill => agents.kill().await?,
+        Fault::Hang => {
+            // SAFETY: kill(2) has no memory-safety preconditions; `pid` is
+            // our child, not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+            name
+        }
+    };
     let mut last = killed;
     let mut outcomes = std::collections::BTreeMap::new();
     for call in calls {
@@ -321,9 +374,14 @@ async fn kill(
         .ok()
         .and_then(Result::ok)
         .flatten();
-    let gone = wait_gone(&pythons, killed).await;
+    if fault == Fault::Hang {
+        sigkill = Instant::now();
+        agents.kill().await?;
+    }
+    let gone = wait_gone(&pythons, sigkill).await;
     Ok(Kill {
         agent,
+        fault,
         in_flight,
         on_agent,
         link_ended_ms: link_ended.map(|at| ms(at.saturating_duration_since(killed))),
@@ -444,13 +502,12 @@ impl Agents {
         Ok(())
     }
 
-    /// SIGKILLs the live agent; its id and the instant of the kill.
-    async fn kill(&mut self) -> anyhow::Result<(String, Instant)> {
+    /// SIGKILLs the live agent (stopped or not) and reaps it; its id.
+    async fn kill(&mut self) -> anyhow::Result<String> {
         let mut agent = self.live.take().context("no agent runs")?;
-        let killed = Instant::now();
         agent.child.start_kill()?;
         agent.child.wait().await?;
-        Ok((agent.id.clone(), killed))
+        Ok(agent.id.clone())
     }
 
     /// Kills the live agent, if any; whether every agent and every Python
@@ -530,17 +587,20 @@ impl RemoteReport {
             self.throughput_ratio
         );
         if let Some(first) = self.kills.first() {
+            let count = |f: Fault| self.kills.iter().filter(|k| k.fault == f).count();
             println!(
-                "\nAgent SIGKILLed with {} `sleep` calls in flight, {} times; \
-                 liveness: heartbeat {} ms, timeout {} ms\n",
+                "\nAn agent with {} `sleep` calls in flight SIGKILLed {} times (its connection \
+                 closes), SIGSTOPped {} times (it hangs; SIGKILLed once all are answered); \
+                 liveness: heartbeat {} ms, timeout {} ms; times from the signal\n",
                 first.in_flight,
-                self.kills.len(),
+                count(Fault::Kill),
+                count(Fault::Hang),
                 self.heartbeat_ms,
                 self.liveness_timeout_ms
             );
             println!(
-                "{:<16} {:>9} {:>11} {:>14} {:>14}  how they ended",
-                "", "on agent", "link ended", "all answered", "workers gone"
+                "{:<16} {:<8} {:>9} {:>11} {:>14} {:>14}  how they ended",
+                "", "", "on agent", "link ended", "all answered", "workers gone"
             );
             for k in &self.kills {
                 let outcomes = k
@@ -554,38 +614,53 @@ impl RemoteReport {
                     None => "-".into(),
                 };
                 println!(
-                    "{:<16} {:>9} {:>11} {:>11.1} ms {:>14}  {outcomes}",
+                    "{:<16} {:<8} {:>9} {:>11} {:>11.1} ms {:>14}  {outcomes}",
                     k.agent,
+                    k.fault.label(),
                     k.on_agent,
                     opt(k.link_ended_ms),
                     k.last_answered_ms,
                     opt(k.workers_gone_ms),
                 );
             }
-            let worst = self
-                .kills
-                .iter()
-                .map(|k| k.last_answered_ms)
-                .fold(0.0, f64::max);
-            println!("\nkill -> every in-flight call answered: {worst:.1} ms at worst");
+            for fault in [Fault::Kill, Fault::Hang] {
+                let worst = self
+                    .kills
+                    .iter()
+                    .filter(|k| k.fault == fault)
+                    .map(|k| k.last_answered_ms)
+                    .reduce(f64::max);
+                if let Some(worst) = worst {
+                    println!(
+                        "{} -> every in-flight call answered: {worst:.1} ms at worst",
+                        fault.label()
+                    );
+                }
+            }
         }
         println!(
             "agents and their Python workers gone at the end: {}",
             if self.all_gone_at_end { "yes" } else { "NO" }
         );
-        let verdict = |met: bool| if met { "met" } else { "NOT met" };
+        let verdict = |met: Option<bool>| match met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "skipped",
+        };
         let g = &self.goals;
         println!(
             "\nremote goals: p50 through an agent <= {:.0} us: {}; {} remote workers >= {:.0} calls/s: {}; \
-             agent kill -> in-flight calls answered <= {:.0} ms (liveness timeout + {} ms): {}",
+             in-flight calls answered <= {:.0} ms (liveness timeout + {} ms) after SIGKILL: {}, \
+             after SIGSTOP: {}",
             g.p50_us_max,
-            verdict(g.p50_met),
+            verdict(Some(g.p50_met)),
             self.workers,
             g.throughput_per_s_min,
-            verdict(g.throughput_met),
-            g.kill_answered_ms_max,
+            verdict(Some(g.throughput_met)),
+            g.answered_ms_max,
             GOAL_KILL_MARGIN.as_millis(),
             verdict(g.kill_answered_met),
+            verdict(g.hang_answered_met),
         );
     }
 }
