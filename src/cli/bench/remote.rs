@@ -8,9 +8,9 @@
 //! SIGKILLed (its link closes at once) or SIGSTOPped (it hangs: only the
 //! liveness timeout ends its link) with calls in flight, and the time
 //! until every one of them has its answer (a typed error) is taken,
-//! against the link's liveness timeout. Agents are killed at the end whatever happens (and die with
-//! this process: `PR_SET_PDEATHSIG`); their Python workers die with them,
-//! which the section checks.
+//! against the link's liveness timeout. Agents are killed at the end
+//! whatever happens (and die with this process: `PR_SET_PDEATHSIG`); their
+//! Python workers die with them, which the section checks.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -306,8 +306,8 @@ async fn kill(
     pipeline_depth: u32,
 ) -> anyhow::Result<Kill> {
     let agent = agents.live.as_ref().context("no agent runs")?;
-    let (id, suffix) = (agent.id.clone(), format!("@{}", agent.id));
-    let (pid, name) = (agent.pid, agent.id.clone());
+    let (pid, name, suffix) = (agent.pid, agent.id.clone(), format!("@{}", agent.id));
+    let id = name.clone();
     let pythons = agent.workers();
     let pool = sp.pool(POOL)?.clone();
     let mut events = sp.subscribe();
