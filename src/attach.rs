@@ -135,7 +135,9 @@ pub(crate) async fn start(
     let mut server = Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(link.heartbeat))
-        .http2_keepalive_timeout(Some(link.liveness_timeout));
+        // A backstop behind the link's own liveness timeout, which names
+        // the silence for what it is (`timeout`, not a failed stream).
+        .http2_keepalive_timeout(Some(link.liveness_timeout + link.heartbeat));
     if let Some(tls) = serve.tls_config()? {
         server = server
             .tls_config(tls)
