@@ -84,7 +84,12 @@ fn main() -> std::process::ExitCode {
             Command::Call(args) => cli::ffi::call(args).await,
             Command::Shell(args) => cli::ffi::shell(args).await,
             Command::Serve(args) => cli::serve::run(args).await,
-            Command::Agent(args) => cli::agent::run(args).await,
+            // On a worker thread: the link's messages are then handled where
+            // tokio runs the relay, not handed over from the main thread.
+            Command::Agent(args) => match tokio::spawn(cli::agent::run(args)).await {
+                Ok(done) => done,
+                Err(err) => Err(anyhow::anyhow!("the agent task failed: {err}")),
+            },
             Command::Doctor { runtime } => cli::doctor::run(runtime).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Chaos(args) => cli::chaos::run(args).await,

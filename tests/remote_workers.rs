@@ -479,6 +479,36 @@ async fn a_lost_agents_slots_move_at_once_to_spare_seats_and_calls_wait_for_them
     h.sp.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_larger_than_the_window_cross_the_link_both_ways() {
+    let h = host(vec![remote_pool("gpu", 2)], None).await;
+    let _a = attached(&h.url, "gpu", 2, "node-w");
+    ready(&h.sp, "gpu", 2).await;
+    // 12 MiB each way, and 20 MB from Python alone, on both workers at
+    // once: more than the 8 MiB window, so the credits must flow.
+    let text = "x".repeat(12 << 20);
+    let calls = (0..2).map(|_| {
+        let sp = h.sp.clone();
+        let text = text.clone();
+        async move {
+            let echoed = sp.execute("echo", json!({ "message": text })).await;
+            let bytes = sp.execute("random_bytes", json!({"n": 20_000_000})).await;
+            (echoed, bytes)
+        }
+    });
+    for (echoed, bytes) in futures::future::join_all(calls).await {
+        match echoed.expect("a 12 MiB echo") {
+            Value::Str(s) => assert_eq!(s.len(), text.len()),
+            other => panic!("expected the text back, got {:?}", other.type_name()),
+        }
+        match bytes.expect("20 MB of bytes") {
+            Value::Bytes(b) => assert_eq!(b.len(), 20_000_000),
+            other => panic!("expected bytes, got {:?}", other.type_name()),
+        }
+    }
+    h.sp.shutdown().await;
+}
+
 /// A TCP proxy that forwards until told to stop, and then holds every byte
 /// (and every new connection) without closing anything: a partition.
 struct Proxy {

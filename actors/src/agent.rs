@@ -14,14 +14,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use snakepit_proto::framing;
 use snakepit_proto::v1::{self, agent_message::Kind, frame, host_message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::PoolConfig;
@@ -114,8 +114,8 @@ struct Table {
 /// One worker process of the agent.
 struct Local {
     pid: u32,
-    /// Host → worker bytes, written by the worker's writer task.
-    input: mpsc::UnboundedSender<Bytes>,
+    /// Host → worker bytes.
+    input: Input,
     /// Agent → host window.
     window: Arc<Semaphore>,
     hello: Arc<AtomicBool>,
@@ -201,7 +201,7 @@ impl AgentWorkers {
             host_message::Kind::Spawn(spawn) => self.spawn(spawn),
             host_message::Kind::Data(data) => {
                 if let Some(w) = self.table().workers.get(&data.worker) {
-                    let _ = w.input.send(data.data);
+                    w.input.write(data.data);
                 }
             }
             host_message::Kind::Stop(stop) => self.stop(&stop),
@@ -251,7 +251,19 @@ impl AgentWorkers {
             }
         };
         let pid = spawned.pid;
+        let stream = Arc::new(spawned.stream);
         let (input_tx, input_rx) = mpsc::unbounded_channel();
+        let input = Input {
+            stream: stream.clone(),
+            backlog: input_tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            credit: Arc::new(Credit {
+                worker: Arc::from(spawn.worker.as_str()),
+                to_host: shared.to_host.clone(),
+                uncredited: AtomicU64::new(0),
+                at: (shared.window / 2).max(1),
+            }),
+        };
         let window = Arc::new(Semaphore::new(shared.window as usize));
         let hello = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -260,9 +272,8 @@ impl AgentWorkers {
             worker: spawn.worker.clone(),
             pid,
         })));
-        let (read, write) = spawned.stream.into_split();
         let reader = tokio::spawn(relay_out(
-            read,
+            stream.clone(),
             worker.clone(),
             shared.to_host.clone(),
             window.clone(),
@@ -270,16 +281,16 @@ impl AgentWorkers {
             shared.pool.max_frame_bytes,
         ));
         tokio::spawn(relay_in(
-            write,
+            stream,
             input_rx,
-            worker.clone(),
-            shared.to_host.clone(),
+            input.queued.clone(),
+            input.credit.clone(),
         ));
         self.table().workers.insert(
             spawn.worker.clone(),
             Local {
                 pid,
-                input: input_tx,
+                input,
                 window,
                 hello,
                 stopping: stopping.clone(),
@@ -380,10 +391,67 @@ fn agent(kind: Kind) -> v1::AgentMessage {
     v1::AgentMessage { kind: Some(kind) }
 }
 
+/// The way into one worker's socket. The link's task writes what the host
+/// sent straight to the socket when nothing waits before it; what the
+/// socket cannot take now waits, in order, for the worker's writer task.
+struct Input {
+    stream: Arc<UnixStream>,
+    backlog: mpsc::UnboundedSender<Bytes>,
+    /// Chunks in `backlog` not yet written.
+    queued: Arc<AtomicUsize>,
+    credit: Arc<Credit>,
+}
+
+impl Input {
+    fn write(&self, mut data: Bytes) {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            match self.stream.try_write(&data) {
+                Ok(n) => {
+                    self.credit.written(n);
+                    if n == data.len() {
+                        return;
+                    }
+                    data.advance(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The worker is gone: its exit is reported by its wait task.
+                Err(_) => return,
+            }
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _ = self.backlog.send(data);
+    }
+}
+
+/// Bytes written to a worker and not yet credited to the host, credited in
+/// batches of half the window (a small call costs no credit message).
+struct Credit {
+    worker: Arc<str>,
+    to_host: mpsc::UnboundedSender<v1::AgentMessage>,
+    uncredited: AtomicU64,
+    at: u64,
+}
+
+impl Credit {
+    fn written(&self, n: usize) {
+        let total = self.uncredited.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+        if total < self.at {
+            return;
+        }
+        let bytes = self.uncredited.swap(0, Ordering::AcqRel);
+        if bytes > 0 {
+            let _ = self.to_host.send(agent(Kind::Credit(v1::WorkerCredit {
+                worker: self.worker.to_string(),
+                bytes,
+            })));
+        }
+    }
+}
+
 /// Worker → host: its bytes, under its window. Notes whether its first
 /// frame is `Hello`.
 async fn relay_out(
-    mut read: tokio::net::unix::OwnedReadHalf,
+    read: Arc<UnixStream>,
     worker: Arc<str>,
     to_host: mpsc::UnboundedSender<v1::AgentMessage>,
     window: Arc<Semaphore>,
@@ -393,9 +461,14 @@ async fn relay_out(
     let mut first = Some(BytesMut::new());
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match read.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+        if read.readable().await.is_err() {
+            return;
+        }
+        let n = match read.try_read(&mut buf) {
+            Ok(0) => return,
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
         };
         let data = Bytes::copy_from_slice(&buf[..n]);
         if let Some(head) = &mut first {
@@ -424,21 +497,27 @@ async fn relay_out(
     }
 }
 
-/// Host → worker: writes what the host sent, and credits it.
+/// Host → worker: writes what the socket could not take at once (see
+/// [`Input`]), in order, and credits it.
 async fn relay_in(
-    mut write: tokio::net::unix::OwnedWriteHalf,
-    mut input: mpsc::UnboundedReceiver<Bytes>,
-    worker: Arc<str>,
-    to_host: mpsc::UnboundedSender<v1::AgentMessage>,
+    stream: Arc<UnixStream>,
+    mut backlog: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+    credit: Arc<Credit>,
 ) {
-    while let Some(data) = input.recv().await {
-        if write.write_all(&data).await.is_err() {
-            return;
+    while let Some(data) = backlog.recv().await {
+        let mut at = 0;
+        while at < data.len() {
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match stream.try_write(&data[at..]) {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
         }
-        let credit = agent(Kind::Credit(v1::WorkerCredit {
-            worker: worker.to_string(),
-            bytes: data.len() as u64,
-        }));
-        let _ = to_host.send(credit);
+        credit.written(data.len());
+        queued.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -249,7 +249,13 @@ impl Agents {
         metrics::gauge!(crate::telemetry::metric::AGENT_WORKERS, "agent" => agent.info.id.clone())
             .set(agent.workers.len() as f64);
         let process = RemoteProcess {
-            read: RemoteRead::new(data_rx, unread, worker_tag.clone(), agent.to_agent.clone()),
+            read: RemoteRead::new(
+                data_rx,
+                unread,
+                worker_tag.clone(),
+                agent.to_agent.clone(),
+                agent.window,
+            ),
             write: RemoteWrite::new(
                 worker_tag,
                 agent.to_agent.clone(),

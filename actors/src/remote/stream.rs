@@ -123,11 +123,18 @@ impl AsyncWrite for RemoteWrite {
 
 /// The worker's connection reads here; at the end of the agent's data (the
 /// worker or its link ended) it reads end of file.
+///
+/// Bytes read are credited back in batches of half the window, as HTTP/2
+/// does its window updates: a small call costs no credit message at all.
 pub(crate) struct RemoteRead {
     data: mpsc::UnboundedReceiver<Bytes>,
     current: Bytes,
-    /// Bytes of `current` to credit once it is read to the end.
+    /// Bytes of `current` to count as read once it is read to the end.
     current_len: u64,
+    /// Read and not yet credited.
+    uncredited: u64,
+    /// Credit once `uncredited` reaches this.
+    credit_at: u64,
     unread: Arc<AtomicU64>,
     worker: Arc<str>,
     to_agent: mpsc::UnboundedSender<v1::HostMessage>,
@@ -139,23 +146,32 @@ impl RemoteRead {
         unread: Arc<AtomicU64>,
         worker: Arc<str>,
         to_agent: mpsc::UnboundedSender<v1::HostMessage>,
+        window_bytes: u64,
     ) -> Self {
         Self {
             data,
             current: Bytes::new(),
             current_len: 0,
+            uncredited: 0,
+            credit_at: (window_bytes / 2).max(1),
             unread,
             worker,
             to_agent,
         }
     }
 
+    /// `current` was read to its end.
     fn credit(&mut self) {
         let bytes = std::mem::take(&mut self.current_len);
         if bytes == 0 {
             return;
         }
         self.unread.fetch_sub(bytes, Ordering::Relaxed);
+        self.uncredited += bytes;
+        if self.uncredited < self.credit_at {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.uncredited);
         let _ = self.to_agent.send(v1::HostMessage {
             kind: Some(Kind::Credit(v1::WorkerCredit {
                 worker: self.worker.to_string(),
