@@ -123,7 +123,7 @@ pub enum Error {
     },
     /// The pool restarted its workers more often than its restart policy
     /// allows, and no worker is up right now.
-    #[error("pool `{pool}` is degraded: {restarts} restarts within {window:?} and no worker is up{}", detail_suffix(.last_error))]
+    #[error("pool `{pool}` is degraded: {}no worker is up{}", restarts_part(*.restarts, .window), detail_suffix(.last_error))]
     PoolDegraded {
         /// Pool asked.
         pool: String,
@@ -276,6 +276,16 @@ fn mib_suffix(requested: Option<f64>, free: Option<f64>) -> String {
         (Some(r), None) => format!(": {r:.1} MiB requested"),
         (None, Some(f)) => format!(": {f:.1} MiB free"),
         (None, None) => String::new(),
+    }
+}
+
+/// `N restarts within W and ` when there were restarts (a remote pool no
+/// agent serves may have none).
+fn restarts_part(restarts: u32, window: &Duration) -> String {
+    if restarts == 0 {
+        String::new()
+    } else {
+        format!("{restarts} restarts within {window:?} and ")
     }
 }
 
