@@ -4,9 +4,12 @@
 //! The 1.5 s recovery goal is not asserted: timing on a loaded CI machine is
 //! the tool's business to report, not this test's to gate on.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{chaos_report, count};
 use serde_json::Value;
 
 /// Every label `Error::outcome()` gives (add new variants' labels here).
@@ -31,13 +34,6 @@ const KNOWN_ERRORS: &[&str] = &[
     "environment",
 ];
 
-fn count(report: &Value, path: &str) -> u64 {
-    report
-        .pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no count at {path} in {report:#}"))
-}
-
 #[test]
 fn chaos_run_loses_nothing_and_leaves_nothing() {
     let started = Instant::now();
@@ -56,19 +52,13 @@ fn chaos_run_loses_nothing_and_leaves_nothing() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run the snakepit binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ctx = format!(
-        "status {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
+    let (report, ctx) = chaos_report(&out);
     // 0: every goal met; 2: the run completed but a goal (maybe only the
     // recovery time) was not. Anything else is a failure of the tool itself.
     assert!(
         matches!(out.status.code(), Some(0 | 2)),
         "unexpected exit: {ctx}"
     );
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {ctx}"));
 
     assert_eq!(count(&report, "/requests/lost"), 0, "{ctx}");
     assert_eq!(count(&report, "/requests/hung"), 0, "{ctx}");

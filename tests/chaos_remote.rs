@@ -16,16 +16,10 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{chaos_report, count};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn count(report: &Value, path: &str) -> u64 {
-    report
-        .pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no count at {path} in {report:#}"))
-}
 
 /// No process carrying the run's marker is alive.
 fn assert_nothing_left(report: &Value, ctx: &str) {
@@ -71,13 +65,7 @@ fn remote_chaos_kills_agents_and_loses_nothing() {
         ],
         Duration::from_secs(55),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ctx = format!(
-        "status {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {ctx}"));
+    let (report, ctx) = chaos_report(&out);
     // Every goal met (exit 0) — but for the 1.5 s worker recovery, which on
     // a loaded 2-core machine is the tool's business to report (as in
     // tests/chaos.rs), not this test's to gate on: then exit 2 is allowed
@@ -154,12 +142,7 @@ fn remote_chaos_frozen_agents_are_detached_and_reconnect() {
         ],
         Duration::from_secs(55),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ctx = format!(
-        "status {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
+    let (report, ctx) = chaos_report(&out);
     // 2: a goal was not met, maybe only a timing one (a frozen agent's
     // calls answered later than the liveness timeout + 100 ms, a recovery
     // slower than 1.5 s while an agent was frozen); not this test's to gate.
@@ -167,7 +150,6 @@ fn remote_chaos_frozen_agents_are_detached_and_reconnect() {
         matches!(out.status.code(), Some(0 | 2)),
         "unexpected exit: {ctx}"
     );
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {ctx}"));
 
     assert_eq!(count(&report, "/requests/lost"), 0, "{ctx}");
     assert_eq!(count(&report, "/requests/hung"), 0, "{ctx}");

@@ -166,6 +166,15 @@ async fn ready(sp: &Snakepit, pool: &str, n: usize) -> snakepit::PoolStatus {
     common::poll_status_within(sp.pool(pool).unwrap(), WAIT, |s| s.workers_up == n).await
 }
 
+/// The pool `gpu` has `workers` ready and answers a call.
+async fn serves(h: &Host, workers: usize) {
+    ready(&h.sp, "gpu", workers).await;
+    assert_eq!(
+        h.sp.execute("add", json!({"a": 2, "b": 3})).await.unwrap(),
+        Value::Int(5)
+    );
+}
+
 /// The agents the pool's ready workers run on.
 fn agents_of(status: &snakepit::PoolStatus) -> BTreeSet<String> {
     status
@@ -352,11 +361,7 @@ async fn a_killed_worker_is_started_again_by_its_agent_and_no_call_is_lost() {
         a.pid(),
         "the agent started the new worker"
     );
-    ready(&h.sp, "gpu", 2).await;
-    assert_eq!(
-        h.sp.execute("add", json!({"a": 2, "b": 3})).await.unwrap(),
-        Value::Int(5)
-    );
+    serves(&h, 2).await;
     h.sp.shutdown().await;
 }
 
@@ -428,11 +433,7 @@ async fn a_killed_agent_fails_its_calls_typed_within_the_liveness_timeout() {
     // A new agent makes it work again; the strict session's state went
     // with the dead agent's worker, and it says so.
     let _b = attached(&h.url, "gpu", 2, "node-b");
-    ready(&h.sp, "gpu", 2).await;
-    assert_eq!(
-        h.sp.execute("add", json!({"a": 2, "b": 3})).await.unwrap(),
-        Value::Int(5)
-    );
+    serves(&h, 2).await;
     match session.execute("tally", json!({"n": 1})).await {
         Err(Error::SessionWorkerUnavailable { worker, .. }) => {
             assert!(worker.ends_with("@node-a"), "{worker}")
@@ -626,11 +627,7 @@ async fn a_partition_is_found_within_the_liveness_timeout_and_the_agent_comes_ba
         unreachable!()
     };
     assert!(back.agent.reconnects >= 1, "{:?}", back.agent);
-    ready(&h.sp, "gpu", 2).await;
-    assert_eq!(
-        h.sp.execute("add", json!({"a": 2, "b": 3})).await.unwrap(),
-        Value::Int(5)
-    );
+    serves(&h, 2).await;
     h.sp.shutdown().await;
 }
 
@@ -764,15 +761,19 @@ fn the_serve_binary_runs_calls_on_an_agents_workers() {
             Duration::from_secs(20),
         )
     };
-    let until = Instant::now() + WAIT;
-    let out = loop {
-        let out = exec();
-        if out.status.success() || Instant::now() > until {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    // The agent's workers start after it attached: try until one answers.
+    let prints_5_once_ready = || {
+        let until = Instant::now() + WAIT;
+        let out = loop {
+            let out = exec();
+            if out.status.success() || Instant::now() > until {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5", "{out:?}");
     };
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5", "{out:?}");
+    prints_5_once_ready();
     // Its workers are the agent's children, not the host's.
     let agent_children = common::children_of(a.pid());
     assert_eq!(agent_children.len(), 2, "{agent_children:?}");
@@ -800,15 +801,7 @@ fn the_serve_binary_runs_calls_on_an_agents_workers() {
 
     let mut b = agent(&url, "gpu", 2, "node-t", &["--token-file", &token_arg]);
     b.wait_line("snakepit: agent attached", WAIT);
-    let until = Instant::now() + WAIT;
-    let out = loop {
-        let out = exec();
-        if out.status.success() || Instant::now() > until {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5", "{out:?}");
+    prints_5_once_ready();
     unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
     let status = serve.wait().unwrap();
     assert!(status.success());

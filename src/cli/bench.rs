@@ -651,11 +651,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = &remote {
         r.print();
     }
-    let verdict = |met: Option<bool>| match met {
-        Some(true) => "met",
-        Some(false) => "NOT met",
-        None => "skipped",
-    };
     println!(
         "\ngoals: latency p50 <= 60 us: {}; throughput >= 25,000/s: {}; \
          thread profile >= 700 calls/s: {}; streaming >= 100,000 chunks/s: {}; \
@@ -812,4 +807,13 @@ fn peer_report<T: serde::de::DeserializeOwned>(out: std::process::Output) -> any
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// A goal's verdict as the tables print it.
+pub(super) fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "NOT met",
+        None => "skipped",
+    }
 }

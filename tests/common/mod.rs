@@ -294,3 +294,24 @@ pub fn run_snakepit(args: &[&str], limit: Duration) -> std::process::Output {
     }
     child.wait_with_output().expect("collect snakepit")
 }
+
+/// The JSON report `snakepit chaos --json` printed, and the run's status and
+/// output to quote in assertion messages.
+pub fn chaos_report(out: &std::process::Output) -> (serde_json::Value, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ctx = format!(
+        "status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {ctx}"));
+    (report, ctx)
+}
+
+/// The count at `path` (a JSON pointer) of a chaos report.
+pub fn count(report: &serde_json::Value, path: &str) -> u64 {
+    report
+        .pointer(path)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no count at {path} in {report:#}"))
+}

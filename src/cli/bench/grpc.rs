@@ -17,7 +17,7 @@ use snakepit::remote::{RemoteClient, RemoteOptions};
 use snakepit::{Call, PoolConfig, ServeConfig, Snakepit};
 use tokio::io::AsyncBufReadExt as _;
 
-use super::{Row, TempDir, noop_row, round2};
+use super::{Row, TempDir, noop_row, round2, verdict};
 
 /// Goals of the section (issue 13).
 const GOAL_RUST_P50_US: f64 = 150.0;
@@ -450,11 +450,6 @@ impl GrpcReport {
                 GOAL_PYTHON_THROUGHPUT_RATIO
             );
         }
-        let verdict = |met: Option<bool>| match met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "skipped",
-        };
         let g = &self.goals;
         println!(
             "\ngRPC goals: Rust client p50 <= {:.0} us: {}; Rust client >= {:.0} calls/s: {}; \

@@ -21,7 +21,7 @@ use serde::Serialize;
 use snakepit::{AttachConfig, Call, Event, PoolConfig, Snakepit};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Row, TempDir, noop_row, round2};
+use super::{Row, TempDir, noop_row, round2, verdict};
 
 /// Goals of the section (issue 14).
 const GOAL_P50_US: f64 = 150.0;
@@ -642,11 +642,6 @@ impl RemoteReport {
             "agents and their Python workers gone at the end: {}",
             if self.all_gone_at_end { "yes" } else { "NO" }
         );
-        let verdict = |met: Option<bool>| match met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "skipped",
-        };
         let g = &self.goals;
         println!(
             "\nremote goals: p50 through an agent <= {:.0} us: {}; {} remote workers >= {:.0} calls/s: {}; \

@@ -1,6 +1,16 @@
 //! The report as the table `snakepit chaos` prints without `--json`.
 
-use super::report::Report;
+use super::report::{Report, Summary};
+
+/// One line: `label   median M / worst W ms`.
+fn spread(label: &str, s: &Summary) {
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "  {:<26} {:>10}",
+        label,
+        format!("median {} / worst {} ms", opt(s.median), opt(s.max))
+    );
+}
 
 pub(super) fn print_table(r: &Report) {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
@@ -101,24 +111,8 @@ pub(super) fn print_table(r: &Report) {
         "noticed / recovered",
         format!("{} / {}", k.noticed, k.recovered)
     );
-    println!(
-        "  {:<26} {:>10}",
-        "kill -> exit seen",
-        format!(
-            "median {} / worst {} ms",
-            opt(k.noticed_ms.median),
-            opt(k.noticed_ms.max)
-        )
-    );
-    println!(
-        "  {:<26} {:>10}",
-        "kill -> full strength",
-        format!(
-            "median {} / worst {} ms",
-            opt(k.recovery_ms.median),
-            opt(k.recovery_ms.max)
-        )
-    );
+    spread("kill -> exit seen", &k.noticed_ms);
+    spread("kill -> full strength", &k.recovery_ms);
     println!("  {:<26} {:>10}", "restarts", r.restarts);
     println!("  {:<26} {:>10}", "unexplained exits", r.unexplained_exits);
     if let Some(s) = &r.sigstop {
@@ -173,24 +167,8 @@ pub(super) fn print_table(r: &Report) {
             "faults noticed",
             format!("{} / {}", a.kills_noticed, a.agent_kills + a.agent_freezes)
         );
-        println!(
-            "  {:<26} {:>10}",
-            "kill -> detached",
-            format!(
-                "median {} / worst {} ms",
-                opt(a.kill_to_detached_ms.median),
-                opt(a.kill_to_detached_ms.max)
-            )
-        );
-        println!(
-            "  {:<26} {:>10}",
-            "kill -> calls answered",
-            format!(
-                "median {} / worst {} ms",
-                opt(a.kill_to_calls_answered_ms.median),
-                opt(a.kill_to_calls_answered_ms.max)
-            )
-        );
+        spread("kill -> detached", &a.kill_to_detached_ms);
+        spread("kill -> calls answered", &a.kill_to_calls_answered_ms);
         if a.agent_freezes > 0 {
             for (fault, worst) in &a.worst_calls_answered_ms_by_fault {
                 println!(
@@ -208,15 +186,7 @@ pub(super) fn print_table(r: &Report) {
             "  {:<26} {:>10}",
             "timeouts after a kill", a.timeouts_after_agent_kill
         );
-        println!(
-            "  {:<26} {:>10}",
-            "kill -> full strength",
-            format!(
-                "median {} / worst {} ms",
-                opt(a.kill_to_full_strength_ms.median),
-                opt(a.kill_to_full_strength_ms.max)
-            )
-        );
+        spread("kill -> full strength", &a.kill_to_full_strength_ms);
     }
 
     let cs = &r.cold_start_ms;
