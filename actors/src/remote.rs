@@ -215,11 +215,20 @@ impl Agents {
         name: impl FnOnce(&str) -> String,
     ) -> Option<(String, RemoteProcess)> {
         let mut registry = self.shared.registry.lock().expect("registry lock");
+        // Spread the pool: the agent running fewest of its workers, then the
+        // one with most free seats.
+        let prefix = format!("{pool}-");
+        let of_pool = |a: &Agent| a.workers.keys().filter(|w| w.starts_with(&prefix)).count();
         let agent = registry
             .agents
             .values_mut()
             .filter(|a| !a.draining && a.free > 0 && a.info.pools.iter().any(|p| p == pool))
-            .max_by(|a, b| a.free.cmp(&b.free).then_with(|| b.info.id.cmp(&a.info.id)))?;
+            .min_by(|a, b| {
+                of_pool(a)
+                    .cmp(&of_pool(b))
+                    .then_with(|| b.free.cmp(&a.free))
+                    .then_with(|| a.info.id.cmp(&b.info.id))
+            })?;
         let worker = name(&agent.info.id);
         if agent.workers.contains_key(&worker) {
             tracing::error!(%worker, "A remote worker id was placed twice.");

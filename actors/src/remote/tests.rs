@@ -209,7 +209,7 @@ async fn a_second_link_of_the_same_agent_replaces_the_first() {
 }
 
 #[tokio::test]
-async fn workers_go_to_the_agent_with_most_free_seats_and_not_to_a_draining_one() {
+async fn workers_spread_over_agents_and_never_go_to_a_draining_one() {
     let agents = agents();
     let (_ta, _ra, mut out_a) = link(&agents, "a", 1);
     let (tb, _rb, _out_b) = link(&agents, "b", 2);
