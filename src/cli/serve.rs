@@ -70,6 +70,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = snakepit.server_addr() {
         eprintln!("snakepit: serving on {addr}");
     }
+    if let Some(addr) = snakepit.attach_addr().await {
+        eprintln!("snakepit: node agents attach on {addr}");
+    }
     super::shutdown_signal().await;
     eprintln!("snakepit: signal received, shutting down gracefully");
     snakepit.shutdown().await;
