@@ -510,6 +510,61 @@ async fn payloads_larger_than_the_window_cross_the_link_both_ways() {
     h.sp.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_reading_does_not_hold_up_the_others() {
+    let h = host(vec![remote_pool("gpu", 2)], None).await;
+    let _a = attached(&h.url, "gpu", 2, "node-f");
+    ready(&h.sp, "gpu", 2).await;
+    let pool = h.sp.pool("gpu").unwrap().clone();
+    // One worker is busy for a moment; the other is frozen and gets a
+    // payload larger than its window: it cannot read it.
+    let sp = h.sp.clone();
+    let busy = tokio::spawn(async move { sp.execute("sleep", json!({"ms": 300})).await });
+    let status = common::poll_status_within(&pool, WAIT, |s| s.in_flight == 1).await;
+    let frozen = status
+        .workers
+        .iter()
+        .find(|w| w.in_flight == 0)
+        .expect("an idle worker")
+        .clone();
+    let pid = frozen.pid.unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let sp = h.sp.clone();
+    let big = "y".repeat(20 << 20);
+    let stuck = tokio::spawn(async move { sp.execute("echo", json!({ "message": big })).await });
+    common::poll_status_within(&pool, WAIT, |s| {
+        s.workers
+            .iter()
+            .any(|w| w.id == frozen.id && w.in_flight == 1)
+    })
+    .await;
+    assert_eq!(busy.await.unwrap().unwrap(), Value::Int(300));
+
+    // The other worker keeps answering at once, over the same link.
+    let t0 = Instant::now();
+    for i in 0..50 {
+        let sum = h.sp.execute("add", json!({"a": i, "b": 1})).await.unwrap();
+        assert_eq!(sum, Value::Int(i + 1));
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "50 calls took {:?} beside a stalled worker",
+        t0.elapsed()
+    );
+    assert!(
+        !stuck.is_finished(),
+        "the frozen worker cannot have answered"
+    );
+
+    // Thawed, it reads the rest: the window's credits flow again.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    match stuck.await.unwrap().expect("the stalled call completes") {
+        Value::Str(s) => assert_eq!(s.len(), 20 << 20),
+        other => panic!("expected the text back, got {}", other.type_name()),
+    }
+    h.sp.shutdown().await;
+}
+
 /// A TCP proxy that forwards until told to stop, and then holds every byte
 /// (and every new connection) without closing anything: a partition.
 struct Proxy {
