@@ -405,6 +405,37 @@ fn agents_reach_the_host_through_its_service() {
 }
 
 #[test]
+fn the_configmaps_tomls_are_configurations_snakepit_accepts() {
+    use snakepit::config::Config;
+    for key in ["host.toml", "agent.toml"] {
+        let text = object("ConfigMap", "snakepit-config")["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in the ConfigMap"))
+            .to_string();
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(!config.pools.is_empty(), "{key} has no pool");
+        if key == "host.toml" {
+            assert!(config.pools.iter().all(|p| p.remote), "{key}: {config:?}");
+            // The Secret's file is not here: a stand-in with a token.
+            assert!(
+                config.remote.token_file.is_some(),
+                "{key}: agents need a token"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let token = dir.path().join("token");
+            std::fs::write(&token, "t").unwrap();
+            let mut remote = config.remote.clone();
+            remote.token_file = Some(token);
+            let attach = snakepit::AttachConfig::from_section(&remote)
+                .unwrap_or_else(|e| panic!("{key} [remote]: {e}"))
+                .expect("[remote] listen");
+            let err = attach.validate().err();
+            assert!(err.is_none(), "{key} [remote]: {err:?}");
+        }
+    }
+}
+
+#[test]
 fn files_named_in_args_and_configs_are_mounted() {
     let (_, agent) = deployment_running("agent");
     let (_, host) = deployment_running("serve");
