@@ -15,6 +15,7 @@
 //! closed. So unlike the API server it is not a service the runtime stops
 //! first; [`Snakepit::shutdown`](crate::Snakepit::shutdown) ends it last.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -93,6 +94,18 @@ impl AttachConfig {
     /// Agents must present this token.
     pub fn token(mut self, token: auth::Token) -> Self {
         self.serve = self.serve.token(token);
+        self
+    }
+
+    /// TLS with this certificate chain and private key (PEM files).
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.serve = self.serve.tls(cert, key);
+        self
+    }
+
+    /// Agents must present a certificate signed by this CA (PEM file): mTLS.
+    pub fn client_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.serve = self.serve.client_ca(ca);
         self
     }
 

@@ -74,8 +74,8 @@ impl Agent {
         self.child.id()
     }
 
-    /// Waits for a line of its stderr that starts with `prefix`.
-    fn wait_line(&mut self, prefix: &str, within: Duration) -> String {
+    /// Waits for a line of its stderr that holds `text`.
+    fn wait_line(&mut self, text: &str, within: Duration) -> String {
         let until = Instant::now() + within;
         let mut seen = Vec::new();
         loop {
@@ -83,9 +83,9 @@ impl Agent {
                 .stderr
                 .recv_timeout(until.saturating_duration_since(Instant::now()))
             {
-                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(line) if line.contains(text) => return line,
                 Ok(line) => seen.push(line),
-                Err(_) => panic!("the agent never said `{prefix}`: {seen:#?}"),
+                Err(_) => panic!("the agent never said `{text}`: {seen:#?}"),
             }
         }
     }
@@ -563,6 +563,81 @@ async fn a_worker_that_stops_reading_does_not_hold_up_the_others() {
         other => panic!("expected the text back, got {}", other.type_name()),
     }
     h.sp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mtls_only_an_agent_with_a_certificate_of_the_ca_attaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(tls("host.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(tls("host.key"), certified.signing_key.serialize_pem()).unwrap();
+    let (ca, client_pem, client_key) = {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["agent".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (ca.pem(), cert.pem(), key.serialize_pem())
+    };
+    std::fs::write(tls("ca.pem"), ca).unwrap();
+    std::fs::write(tls("agent.pem"), client_pem).unwrap();
+    std::fs::write(tls("agent.key"), client_key).unwrap();
+
+    let telemetry = Telemetry::new();
+    let attach = AttachConfig::new("127.0.0.1:0".parse().unwrap())
+        .liveness(LIVENESS / 5, LIVENESS)
+        .tls(tls("host.pem"), tls("host.key"))
+        .client_ca(tls("ca.pem"));
+    let sp = Snakepit::builder()
+        .telemetry(telemetry)
+        .attach(attach)
+        .pool(remote_pool("gpu", 1))
+        .start()
+        .await
+        .unwrap();
+    let port = sp.attach_addr().await.unwrap().to_string();
+    let url = format!("https://localhost:{}", port.rsplit_once(':').unwrap().1);
+    let server_ca = tls("host.pem");
+
+    // Without a certificate of the CA the handshake fails: it never attaches.
+    let mut stranger = agent(&url, "gpu", 1, "node-s", &["--ca", &server_ca]);
+    // (TLS 1.3 refuses the missing certificate after the handshake: the
+    // call fails, not the connect.)
+    let warned = stranger.wait_line("dialing again", WAIT);
+    stranger.wait_line("dialing again", WAIT);
+    assert!(
+        stranger.child.try_wait().unwrap().is_none(),
+        "it keeps dialing"
+    );
+    assert!(sp.agents().is_empty(), "{warned}");
+    drop(stranger);
+
+    let mut a = agent(
+        &url,
+        "gpu",
+        1,
+        "node-m",
+        &[
+            "--ca",
+            &server_ca,
+            "--cert",
+            &tls("agent.pem"),
+            "--key",
+            &tls("agent.key"),
+        ],
+    );
+    a.wait_line("snakepit: agent attached", WAIT);
+    ready(&sp, "gpu", 1).await;
+    assert_eq!(
+        sp.execute("add", json!({"a": 2, "b": 3})).await.unwrap(),
+        Value::Int(5)
+    );
+    sp.shutdown().await;
 }
 
 /// A TCP proxy that forwards until told to stop, and then holds every byte
