@@ -451,8 +451,29 @@ async fn a_lost_agents_slots_move_at_once_to_spare_seats_and_calls_wait_for_them
     assert_eq!(agents_of(&status), BTreeSet::from(["node-a".to_string()]));
     // A spare: its seats wait.
     let _b = attached(&h.url, "gpu", 2, "node-b");
+    // An idempotent call in flight on the agent about to die runs again on
+    // the spare; one that is not fails typed.
+    let call = |idempotent: bool| {
+        let pool = h.sp.pool("gpu").unwrap().clone();
+        tokio::spawn(async move {
+            let call = snakepit::Call::new("sleep").kwarg("ms", 400);
+            pool.execute(call.idempotent(idempotent)).await
+        })
+    };
+    let (again, once) = (call(true), call(false));
+    common::poll_status_within(h.sp.pool("gpu").unwrap(), WAIT, |s| s.in_flight == 2).await;
     a.signal(libc::SIGKILL);
     a.wait_exit(Duration::from_secs(2));
+    assert_eq!(
+        again.await.unwrap().expect("retried on the spare"),
+        Value::Int(400)
+    );
+    match once.await.unwrap() {
+        Err(Error::WorkerCrashed { detail, .. }) => {
+            assert!(detail.unwrap_or_default().contains("node-a"))
+        }
+        other => panic!("expected WorkerCrashed, got {other:?}"),
+    }
     // Once the pool knows the workers are gone (a call sent to one in the
     // instant before would fail WorkerCrashed, as for a local crash).
     for _ in 0..2 {

@@ -334,6 +334,19 @@ pub(super) fn on_gone(
         on_start_failed(state, err);
     }
 
+    if gone.cause == ExitCause::AgentLost
+        && let Some((_, agent)) = member.id.rsplit_once('@')
+    {
+        // Its agent's other workers are gone too, the pool just does not
+        // know yet: no request (least of all a retry) may go to them.
+        let on_agent = format!("@{agent}");
+        for slot in &mut state.slots {
+            let members = slot.current.iter_mut().chain(slot.successor.iter_mut());
+            for m in members.filter(|m| m.id.ends_with(&on_agent)) {
+                m.suspect = true;
+            }
+        }
+    }
     for request in gone.retry {
         requeue(state, Box::new(request), &member.id);
     }
