@@ -307,6 +307,7 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
     let mut noticed = Vec::new();
     let mut recovered = Vec::new();
     let mut each = Vec::new();
+    let mut moot = 0;
     for kill in &kills.kills {
         let exit = log
             .exits
@@ -328,9 +329,19 @@ pub(super) fn build_report(input: ReportInput<'_>) -> Report {
         if let Some(full) = full {
             recovered.push(full - kill.at);
         }
+        // A kill that found its worker already gone (its agent died the
+        // instant before) has nothing to recover from.
+        if exit.is_none()
+            && log
+                .exits
+                .iter()
+                .any(|e| e.pid == kill.pid && e.at < kill.at)
+        {
+            moot += 1;
+        }
         each.push(full.map(|full| ms(full - kill.at)));
     }
-    let unrecovered = kills.kills.len() - recovered.len();
+    let unrecovered = kills.kills.len() - recovered.len() - moot;
     let worst_recovery = recovered.iter().max().copied();
 
     let sigstop_sent = sigstop;
