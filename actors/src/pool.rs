@@ -130,6 +130,7 @@ pub struct PoolState {
     health_check_scheduled: bool,
     shutdown_replies: Vec<RpcReplyPort<()>>,
     queue_depth: Gauge,
+    in_flight: Gauge,
     restarts: Restarts,
     agents: Option<Agents>,
 }
@@ -148,6 +149,7 @@ impl Actor for Pool {
         let slots = (0..args.config.size).map(|_| Slot::default()).collect();
         Ok(PoolState {
             queue_depth: metrics::gauge!(metric::QUEUE_DEPTH, "pool" => name.clone()),
+            in_flight: metrics::gauge!(metric::POOL_IN_FLIGHT, "pool" => name.clone()),
             restarts: Restarts::new(args.config.restart.clone()),
             // A remote pool has nothing to wait for at start: its workers
             // come as agents attach.
@@ -180,9 +182,7 @@ impl Actor for Pool {
         myself: ActorRef<PoolMessage>,
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
-        let name = state.config.name.clone();
-        metrics::gauge!(metric::WORKERS_UP, "pool" => name.clone()).set(0.0);
-        metrics::gauge!(metric::POOL_DEGRADED, "pool" => name).set(0.0);
+        crate::telemetry::register_pool_metrics(&state.config.name, state.slots.len());
         if let Some(agents) = &state.agents {
             let me = myself.clone();
             agents.watch(&state.config.name, move || {
@@ -213,6 +213,10 @@ impl Actor for Pool {
                 }
             }
             PoolMessage::WorkerReady { key, link } => {
+                crate::telemetry::register_tool_metrics(
+                    &state.config.name,
+                    link.hello.tools.iter().map(|t| t.name.as_str()),
+                );
                 lifecycle::on_ready(&myself, state, key, link)
             }
             PoolMessage::WorkerGone { key, gone } => lifecycle::on_gone(&myself, state, key, gone),
@@ -286,6 +290,7 @@ impl Actor for Pool {
             }
             PoolMessage::ShutdownDeadline => lifecycle::shutdown_deadline(state),
         }
+        state.in_flight.set(state.assigned.len() as f64);
         Ok(())
     }
 

@@ -111,6 +111,140 @@ pub mod metric {
     /// Gauge, on a node agent's own port: its worker processes running, and
     /// those of them that said Hello (`state` = `running`, `ready`).
     pub const AGENT_LOCAL_WORKERS: &str = "snakepit_agent_local_workers";
+    /// Gauge: resident memory of a worker process in bytes, by pool and slot
+    /// (the slot index, bounded by the pool's size); 0 once it ended.
+    pub const WORKER_RSS_BYTES: &str = "snakepit_worker_rss_bytes";
+    /// Gauge: requests routed to a worker and not finished yet, by pool.
+    pub const POOL_IN_FLIGHT: &str = "snakepit_pool_in_flight";
+    /// Gauge: 1, labelled with the version of snakepit that runs.
+    pub const BUILD_INFO: &str = "snakepit_build_info";
+}
+
+/// The outcomes of `snakepit_requests_total` that exist at zero for every
+/// tool a pool's workers advertise: success and the failures alerts watch.
+/// Rarer outcomes appear on their first occurrence.
+pub const REGISTERED_OUTCOMES: &[&str] = &[
+    "ok",
+    "python_exception",
+    "timeout",
+    "queue_timeout",
+    "saturated",
+    "worker_crashed",
+    "cancelled",
+];
+
+/// Makes every family with a bounded label set exist at zero for `pool`, so
+/// that `increase()` sees its first event. Idempotent: counters are
+/// incremented by 0, never reset. Called when a pool starts.
+pub(crate) fn register_pool_metrics(pool: &str, size: usize) {
+    use metrics::{counter, gauge};
+    let p = || pool.to_string();
+    for name in [
+        metric::WORKER_SPAWNS_TOTAL,
+        metric::WORKER_RESTARTS_TOTAL,
+        metric::HEARTBEATS_MISSED_TOTAL,
+        metric::POOL_DEGRADATIONS_TOTAL,
+        metric::REQUEST_RETRIES_TOTAL,
+        metric::REQUEST_RETRIES_WITHHELD_TOTAL,
+        metric::HOST_CALLS_REJECTED_TOTAL,
+    ] {
+        counter!(name, "pool" => p()).increment(0);
+    }
+    let labelled: [(&str, &str, &[&str]); 6] = [
+        (
+            metric::WORKER_EXITS_TOTAL,
+            "cause",
+            &[
+                ExitCause::Shutdown.as_str(),
+                ExitCause::Crashed.as_str(),
+                ExitCause::ProtocolViolation.as_str(),
+                ExitCause::StartupFailed.as_str(),
+                ExitCause::Recycled.as_str(),
+                ExitCause::Unresponsive.as_str(),
+                ExitCause::AgentLost.as_str(),
+                ExitCause::Drained.as_str(),
+            ],
+        ),
+        (
+            metric::WORKER_KILLS_TOTAL,
+            "reason",
+            &[
+                KillReason::Unresponsive.as_str(),
+                KillReason::StartupTimeout.as_str(),
+                KillReason::ProtocolViolation.as_str(),
+                KillReason::DrainTimeout.as_str(),
+                KillReason::GraceExpired.as_str(),
+            ],
+        ),
+        (
+            metric::WORKER_RECYCLES_TOTAL,
+            "reason",
+            &[
+                RecycleReason::Age.as_str(),
+                RecycleReason::Requests.as_str(),
+                RecycleReason::Memory { rss_mb: 0 }.as_str(),
+            ],
+        ),
+        (
+            metric::QUEUE_REJECTIONS_TOTAL,
+            "reason",
+            &["saturated", "timeout"],
+        ),
+        (
+            metric::REQUEST_CANCELLATIONS_TOTAL,
+            "stage",
+            &["queued", "running"],
+        ),
+        (
+            metric::WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL,
+            "stream",
+            &["stdout", "stderr"],
+        ),
+    ];
+    for (name, label, values) in labelled {
+        for value in values {
+            counter!(name, "pool" => p(), label => *value).increment(0);
+        }
+    }
+    for name in [
+        metric::WORKERS_UP,
+        metric::QUEUE_DEPTH,
+        metric::POOL_DEGRADED,
+        metric::POOL_IN_FLIGHT,
+    ] {
+        gauge!(name, "pool" => p()).set(0.0);
+    }
+    for slot in 0..size {
+        gauge!(metric::WORKER_RSS_BYTES, "pool" => p(), "slot" => slot.to_string()).set(0.0);
+    }
+    // Families of the whole runtime, not of a pool.
+    counter!(metric::ORPHANS_REAPED_TOTAL).increment(0);
+    counter!(metric::STRAY_PROCESSES_ENDED_TOTAL).increment(0);
+    gauge!(metric::SESSIONS_ACTIVE).increment(0.0);
+    gauge!(metric::AGENTS_ATTACHED).increment(0.0);
+    for source in ["manual", "ttl", "dropped"] {
+        counter!(metric::SESSIONS_RELEASED_TOTAL, "source" => source).increment(0);
+        counter!(metric::SESSION_CLEANUP_ERRORS_TOTAL, "source" => source).increment(0);
+    }
+}
+
+/// Makes `snakepit_requests_total` exist at zero for each tool a pool's
+/// worker advertised and each of [`REGISTERED_OUTCOMES`]. Called when a
+/// worker says Hello; idempotent.
+pub(crate) fn register_tool_metrics<'a>(pool: &str, tools: impl IntoIterator<Item = &'a str>) {
+    for tool in tools {
+        for outcome in REGISTERED_OUTCOMES {
+            metrics::counter!(metric::REQUESTS_TOTAL, "pool" => pool.to_string(),
+                "tool" => tool.to_string(), "outcome" => *outcome)
+            .increment(0);
+        }
+    }
+}
+
+/// Sets (or, with `None`, zeroes) the resident memory gauge of a pool's slot.
+pub(crate) fn metric_worker_rss(pool: &str, slot: usize, bytes: Option<u64>) {
+    metrics::gauge!(metric::WORKER_RSS_BYTES, "pool" => pool.to_string(), "slot" => slot.to_string())
+        .set(bytes.unwrap_or(0) as f64);
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).

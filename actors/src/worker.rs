@@ -384,6 +384,8 @@ impl Actor for Worker {
         _myself: ActorRef<WorkerMessage>,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
+        // A successor in the slot sets it again on its next tick.
+        crate::telemetry::metric_worker_rss(&state.pool_name, state.key.slot, None);
         // Whatever happened, nothing of ours outlives the actor.
         if state.exit_status.is_none() || !state.group_ended {
             match &state.body {
@@ -563,6 +565,7 @@ fn on_hello(state: &mut WorkerState, hello: v1::Hello) -> bool {
         return false;
     }
     state.phase = Phase::Ready;
+    report_rss(state);
     let link = WorkerLink {
         conn: state.conn.clone(),
         capacity: hello.capacity.max(1),
@@ -622,11 +625,8 @@ fn tick(state: &mut WorkerState) -> bool {
     let due = if state.recycle_at.is_some_and(|at| Instant::now() >= at) {
         Some(RecycleReason::Age)
     } else {
+        let rss = report_rss(state);
         state.config.max_memory_mb.and_then(|limit| {
-            let rss = match &state.body {
-                Body::Local { .. } => process::resident_bytes(state.pid),
-                Body::Remote(control) => control.resident_bytes(),
-            };
             let rss_mb = rss? >> 20;
             (rss_mb > limit).then_some(RecycleReason::Memory { rss_mb })
         })
@@ -639,6 +639,16 @@ fn tick(state: &mut WorkerState) -> bool {
         });
     }
     true
+}
+
+/// Reads the worker's resident memory and sets its slot's gauge.
+fn report_rss(state: &WorkerState) -> Option<u64> {
+    let rss = match &state.body {
+        Body::Local { .. } => process::resident_bytes(state.pid),
+        Body::Remote(control) => control.resident_bytes(),
+    };
+    crate::telemetry::metric_worker_rss(&state.pool_name, state.key.slot, rss);
+    rss
 }
 
 /// Kills the worker process (SIGKILL); the rest of its group is ended once
