@@ -31,7 +31,6 @@ use snakepit_actors::PoolConfig;
 use snakepit_actors::agent::{AgentRun, AgentWorkers};
 use snakepit_proto::v1::agents_client::AgentsClient;
 use snakepit_proto::v1::{self, agent_message, host_message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::MetadataValue;
@@ -152,7 +151,7 @@ pub async fn run(options: AgentOptions) -> Result<AgentExit, Error> {
     health.turn(None);
     if let Some(addr) = options.health_addr {
         let metrics = crate::metrics::install()?;
-        serve_health(addr, health.clone(), metrics).await?;
+        serve_health(addr, health.clone(), metrics)?;
     }
     let register = register_message(&options).await;
     let mut reconnects = 0u32;
@@ -439,63 +438,30 @@ async fn python_version(python: &std::path::Path) -> String {
     }
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` on `addr`.
-async fn serve_health(
+/// Serves `/healthz`, `/readyz` and `/metrics` on `addr`, through the
+/// endpoint the host uses too.
+fn serve_health(
     addr: SocketAddr,
     health: Arc<Health>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::Config(format!("cannot serve health checks on {addr}: {e}")))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let health = health.clone();
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::with_capacity(512);
-                let mut buf = [0u8; 512];
-                let read = async {
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                };
-                if tokio::time::timeout(Duration::from_secs(5), read)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let line = String::from_utf8_lossy(&request);
-                let path = line.split_whitespace().nth(1).unwrap_or("/");
-                let (status, body) = match path {
-                    "/healthz" if health.live() => ("200 OK", "ok\n".to_string()),
-                    "/healthz" => (
-                        "503 Service Unavailable",
-                        "the agent's workers are crash-looping or its loop is stuck\n".into(),
-                    ),
-                    "/readyz" if health.ready() => ("200 OK", "ready\n".to_string()),
-                    "/readyz" => (
-                        "503 Service Unavailable",
-                        "not attached, draining, or no worker ready\n".into(),
-                    ),
-                    "/metrics" => ("200 OK", metrics.render()),
-                    _ => ("404 Not Found", "not found\n".into()),
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n\
-                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
-            });
-        }
+    let live_health = health.clone();
+    let live: crate::metrics::Check = Arc::new(move || {
+        let live = live_health.live();
+        Box::pin(async move {
+            live.then_some(()).ok_or_else(|| {
+                "the agent's workers are crash-looping or its loop is stuck\n".to_string()
+            })
+        })
     });
+    let ready: crate::metrics::Check = Arc::new(move || {
+        let ready = health.ready();
+        Box::pin(async move {
+            ready
+                .then_some(())
+                .ok_or_else(|| "not attached, draining, or no worker ready\n".to_string())
+        })
+    });
+    crate::metrics::serve_endpoint(addr, metrics, crate::metrics::Probes { live, ready })?;
     Ok(())
 }

@@ -179,6 +179,7 @@ impl SnakepitBuilder {
             telemetry,
         )
         .await?;
+        metrics::set_readiness(readiness(runtime.pools().cloned().collect()));
         let snakepit = Snakepit {
             runtime,
             auto_session: Arc::default(),
@@ -203,6 +204,29 @@ impl SnakepitBuilder {
         }
         Ok(snakepit)
     }
+}
+
+/// `/readyz` of the metrics endpoint: every pool has a worker up.
+fn readiness(pools: Vec<PoolHandle>) -> metrics::Check {
+    let pools = Arc::new(pools);
+    Arc::new(move || {
+        let pools = pools.clone();
+        Box::pin(async move {
+            let mut waiting = Vec::new();
+            for pool in pools.iter() {
+                match pool.status().await {
+                    Ok(status) if status.workers_up > 0 => {}
+                    Ok(_) => waiting.push(format!("pool {}: no worker up", pool.name())),
+                    Err(err) => waiting.push(format!("pool {}: {err}", pool.name())),
+                }
+            }
+            if waiting.is_empty() {
+                Ok(())
+            } else {
+                Err(waiting.join("\n") + "\n")
+            }
+        })
+    })
 }
 
 /// The interpreter workers run: `python` or the config's `interpreter`
