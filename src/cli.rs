@@ -19,15 +19,28 @@ use crate::RuntimeOpts;
 /// Exit code after SIGINT/SIGTERM.
 pub const EXIT_SIGNAL: u8 = 130;
 
+/// Logs to stderr, filtered by `SNAKEPIT_LOG` (or `RUST_LOG`; `warn`
+/// without either). `SNAKEPIT_LOG_FORMAT=json` writes one JSON object a
+/// line, for log shippers, with the current span and its parents; the
+/// text format has ANSI colours only when stderr is a terminal.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SNAKEPIT_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let json = std::env::var("SNAKEPIT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
+    } else {
+        fmt.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 /// The configuration `--config` names, or the embedded default.
