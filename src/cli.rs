@@ -22,25 +22,43 @@ pub const EXIT_SIGNAL: u8 = 130;
 /// Logs to stderr, filtered by `SNAKEPIT_LOG` (or `RUST_LOG`; `warn`
 /// without either). `SNAKEPIT_LOG_FORMAT=json` writes one JSON object a
 /// line, for log shippers, with the current span and its parents; the
-/// text format has ANSI colours only when stderr is a terminal.
-pub fn init_tracing() {
+/// text format has ANSI colours only when stderr is a terminal. With an
+/// exporter, the runtime's own spans (targets `snakepit*`, at info) also go
+/// to it, whatever the log filter says.
+pub fn init_tracing(otel: Option<&snakepit::otel::Otel>) {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SNAKEPIT_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = || {
+        EnvFilter::try_from_env("SNAKEPIT_LOG")
+            .or_else(|_| EnvFilter::try_from_default_env())
+            .unwrap_or_else(|_| EnvFilter::new("warn"))
+    };
     let json = std::env::var("SNAKEPIT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        fmt.json()
+    let (json_logs, text_logs) = if json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
             .with_current_span(true)
             .with_span_list(true)
-            .init();
+            .with_writer(std::io::stderr)
+            .with_filter(filter());
+        (Some(layer), None)
     } else {
-        fmt.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .with_filter(filter());
+        (None, Some(layer))
+    };
+    let spans = otel.map(|otel| {
+        otel.layer()
+            .with_filter(Targets::new().with_target("snakepit", tracing::Level::INFO))
+    });
+    tracing_subscriber::registry()
+        .with(json_logs)
+        .with(text_logs)
+        .with(spans)
+        .init();
 }
 
 /// The configuration `--config` names, or the embedded default.

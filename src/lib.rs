@@ -25,6 +25,7 @@ pub mod agent;
 mod attach;
 pub mod config;
 pub mod metrics;
+pub mod otel;
 pub mod python_env;
 pub mod remote;
 pub mod server;
@@ -180,6 +181,7 @@ impl SnakepitBuilder {
         )
         .await?;
         metrics::set_readiness(readiness(runtime.pools().cloned().collect()));
+        otel::follow(runtime.telemetry());
         let snakepit = Snakepit {
             runtime,
             auto_session: Arc::default(),

@@ -15,6 +15,10 @@ use clap::{Args, Parser, Subcommand};
     about = "Supervised pools of Python workers"
 )]
 struct Cli {
+    /// Export traces over OTLP/gRPC to this endpoint (http://HOST:4317)
+    /// [default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no export].
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,14 +75,44 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    cli::init_tracing();
     let args = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = rt.block_on(async move {
-        match args.command {
+        // The exporter's gRPC channel lives on this runtime.
+        let mut otel_config = snakepit::otel::OtelConfig::from_env();
+        if let Some(endpoint) = args.otlp_endpoint {
+            otel_config = otel_config.endpoint(endpoint);
+        }
+        let otel = match snakepit::otel::Otel::start(&otel_config) {
+            Ok(otel) => otel,
+            Err(err) => {
+                eprintln!("warning: traces are not exported: {err}");
+                None
+            }
+        };
+        cli::init_tracing(otel.as_ref());
+        let result = run(args.command).await;
+        if let Some(otel) = otel {
+            // Flush what is batched; the export needs this runtime running.
+            let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
+        }
+        result
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    {
+        match command {
             Command::Demo { runtime, linger } => cli::demo::run(runtime, linger).await,
             Command::Exec(args) => cli::exec::run(args).await,
             Command::Call(args) => cli::ffi::call(args).await,
@@ -94,13 +128,6 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Chaos(args) => cli::chaos::run(args).await,
             Command::New(args) => cli::new::run(args).await,
-        }
-    });
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
         }
     }
 }

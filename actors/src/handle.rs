@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use futures::Stream;
 use prost::Message;
@@ -245,6 +246,14 @@ impl PoolHandle {
 
     /// Runs `call` and returns its result.
     pub async fn execute(&self, call: Call) -> Result<Value, Error> {
+        let span = call_span(self.name(), &call, false);
+        let call = with_trace_context(call, &span);
+        let result = self.execute_traced(call).instrument(span.clone()).await;
+        span.record("outcome", outcome_label(&result));
+        result
+    }
+
+    async fn execute_traced(&self, call: Call) -> Result<Value, Error> {
         let started = Instant::now();
         let tool = call.tool.clone();
         let timeout = call.timeout.unwrap_or_else(|| self.config.call_timeout());
@@ -283,6 +292,8 @@ impl PoolHandle {
 
     /// Runs a streaming `call`; the stream yields the tool's chunks as they come.
     pub async fn execute_stream(&self, call: Call) -> Result<ExecStream, Error> {
+        let span = call_span(self.name(), &call, true);
+        let call = with_trace_context(call, &span);
         let started = Instant::now();
         let tool = call.tool.clone();
         let timeout = call.timeout.unwrap_or_else(|| self.config.stream_timeout());
@@ -299,8 +310,11 @@ impl PoolHandle {
                 consumed_since_credit: 0,
                 window: self.config.stream_window,
                 finished: false,
+                span,
+                chunks: 0,
             }),
             Err(err) => {
+                span.record("outcome", err.outcome());
                 self.record(&tool, &Err::<(), _>(err.clone()), started, true);
                 Err(err)
             }
@@ -567,6 +581,9 @@ pub struct ExecStream {
     consumed_since_credit: u32,
     window: u32,
     finished: bool,
+    /// The call's span, open while the stream is; its chunks are counted.
+    span: tracing::Span,
+    chunks: u64,
 }
 
 impl std::fmt::Debug for ExecStream {
@@ -583,6 +600,12 @@ impl ExecStream {
         if !self.finished {
             self.finished = true;
             self.pool.record(&self.tool, result, self.started, true);
+            let outcome = match result {
+                Ok(()) => "ok",
+                Err(err) => err.outcome(),
+            };
+            self.span.record("outcome", outcome);
+            self.span.record("chunks", self.chunks);
         }
     }
 }
@@ -597,6 +620,7 @@ impl Stream for ExecStream {
         }
         match this.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
+                this.chunks += 1;
                 this.consumed_since_credit += 1;
                 if this.consumed_since_credit >= (this.window / 2).max(1) {
                     let _ = this.pool.actor.cast(PoolMessage::Credit {
@@ -637,5 +661,45 @@ impl Drop for ExecStream {
             let _ = self.pool.actor.cast(PoolMessage::Cancel { id: self.id });
             self.finish(&Err(Error::Cancelled));
         }
+    }
+}
+
+/// The span of one call: `snakepit.call`, with its pool, tool, whether a
+/// session and a retry apply, and (recorded at its end) its outcome.
+fn call_span(pool: &str, call: &Call, stream: bool) -> tracing::Span {
+    tracing::info_span!(
+        target: "snakepit::call",
+        "snakepit.call",
+        otel.name = "snakepit.call",
+        otel.kind = "client",
+        pool = %pool,
+        tool = %call.tool,
+        session = call.session_id.is_some(),
+        idempotent = call.idempotent,
+        stream,
+        outcome = tracing::field::Empty,
+        chunks = tracing::field::Empty,
+    )
+}
+
+/// `call` with the span's W3C trace context in its metadata, unless the
+/// caller set one: the worker's spans nest under the call.
+fn with_trace_context(mut call: Call, span: &tracing::Span) -> Call {
+    if call.metadata.iter().any(|(k, _)| k == "traceparent") {
+        return call;
+    }
+    if let Some(tc) = span.in_scope(crate::telemetry::trace::current) {
+        call.metadata.push(("traceparent".into(), tc.traceparent));
+        if let Some(state) = tc.tracestate {
+            call.metadata.push(("tracestate".into(), state));
+        }
+    }
+    call
+}
+
+fn outcome_label(result: &Result<Value, Error>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(err) => err.outcome(),
     }
 }

@@ -14,6 +14,7 @@
 mod agents;
 mod events;
 mod services;
+pub mod trace;
 
 use std::sync::Arc;
 

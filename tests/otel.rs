@@ -1,0 +1,111 @@
+//! Traces: with an OTLP endpoint set, a call exports its `snakepit.call`
+//! span and the spans its Python tool opened, in one trace, Python's under
+//! the call's. The receiver is an OTLP/gRPC trace service (the protocol's
+//! own definition) in this test process.
+
+mod common;
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use serde_json::json;
+use snakepit::otel::{Otel, OtelConfig};
+use snakepit::{Snakepit, Value};
+use tokio::sync::mpsc;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+struct Receiver(mpsc::UnboundedSender<ExportTraceServiceRequest>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let _ = self.0.send(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_and_the_python_span_it_opened_share_one_trace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Receiver(tx)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let otel = Otel::start(&OtelConfig::default().endpoint(format!("http://{addr}")))
+        .expect("the exporter starts")
+        .expect("an endpoint was given");
+    tracing_subscriber::registry()
+        .with(
+            otel.layer()
+                .with_filter(Targets::new().with_target("snakepit", tracing::Level::INFO)),
+        )
+        .init();
+
+    let sp = Snakepit::builder()
+        .pool(common::fixture_pool("traced", "traced.TracedAdapter", 1))
+        .start()
+        .await
+        .unwrap();
+    let total = sp.execute("traced", json!({"n": 10})).await.unwrap();
+    assert_eq!(total, Value::Int(45));
+    // The Python span arrives as an event just before the result.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sp.shutdown().await;
+    tokio::task::spawn_blocking(move || otel.shutdown())
+        .await
+        .unwrap();
+
+    let mut spans: Vec<Span> = Vec::new();
+    while let Ok(Some(request)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        for resource in request.resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        if spans.iter().any(|s| s.name == "traced.work")
+            && spans.iter().any(|s| s.name == "snakepit.call")
+        {
+            break;
+        }
+    }
+    let named = |name: &str| {
+        spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            panic!(
+                "no `{name}` span among {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        })
+    };
+    let call = named("snakepit.call");
+    let python = named("traced.work");
+    assert_eq!(python.trace_id, call.trace_id, "one trace");
+    assert_eq!(
+        python.parent_span_id, call.span_id,
+        "Python's span is the call's child"
+    );
+    let attribute = |span: &Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.clone())
+            .unwrap_or_else(|| panic!("no {key} on {}", span.name))
+    };
+    let _ = attribute(call, "pool");
+    let _ = attribute(call, "outcome");
+    let _ = attribute(python, "items");
+}
