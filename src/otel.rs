@@ -26,6 +26,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use snakepit_actors::telemetry::trace::{TraceContext, set_trace_context_source};
 use snakepit_proto::Value;
+use tonic::codegen::http;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{Error, Event};
@@ -238,4 +239,37 @@ fn spawn_python_spans(
             }
         }
     })
+}
+
+/// The span of one gRPC request to `snakepit serve`: `snakepit.grpc`, a
+/// child of the caller's span when its `traceparent` header names one, so
+/// that the calls it makes continue the caller's trace.
+pub(crate) fn grpc_span(request: &http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "snakepit::grpc",
+        "snakepit.grpc",
+        otel.name = %request.uri().path(),
+        otel.kind = "server",
+        rpc.system = "grpc",
+    );
+    if PROVIDER.get().is_some() {
+        let cx = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&Headers(request.headers()))
+        });
+        let _ = span.set_parent(cx);
+    }
+    span
+}
+
+/// HTTP headers as OpenTelemetry reads a carrier.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }

@@ -356,7 +356,9 @@ pub(crate) async fn start(
     config: ServeConfig,
 ) -> Result<ListenAddr, ServeError> {
     config.validate()?;
-    let mut server = Server::builder().tcp_nodelay(true);
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .trace_fn(crate::otel::grpc_span);
     if let Some(tls) = config.tls_config()? {
         server = server
             .tls_config(tls)

@@ -4,6 +4,7 @@
 //! own definition) in this test process.
 
 mod common;
+mod grpc;
 
 use std::time::Duration;
 
@@ -58,11 +59,25 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
 
     let sp = Snakepit::builder()
         .pool(common::fixture_pool("traced", "traced.TracedAdapter", 1))
+        .serve(grpc::loopback())
         .start()
         .await
         .unwrap();
     let total = sp.execute("traced", json!({"n": 10})).await.unwrap();
     assert_eq!(total, Value::Int(45));
+    // A gRPC client's trace continues through `snakepit serve`.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let addr = sp.server_addr().cloned().unwrap();
+    let mut api = grpc::api(grpc::channel(&addr).await);
+    let mut request = tonic::Request::new(grpc::execute("traced", [("n", 3.into())]));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{client_trace}-{client_span}-01")
+            .parse()
+            .unwrap(),
+    );
+    api.execute(request).await.expect("a traced gRPC call");
     // The Python span arrives as an event just before the result.
     tokio::time::sleep(Duration::from_millis(300)).await;
     sp.shutdown().await;
@@ -106,6 +121,28 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
             .unwrap_or_else(|| panic!("no {key} on {}", span.name))
     };
     let _ = attribute(call, "pool");
+
+    // Over gRPC: the server's span is the client's child, the call the
+    // server span's, Python's the call's.
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let remote: Vec<&Span> = spans
+        .iter()
+        .filter(|s| hex(&s.trace_id) == client_trace)
+        .collect();
+    let server = remote
+        .iter()
+        .find(|s| hex(&s.parent_span_id) == client_span)
+        .unwrap_or_else(|| panic!("no span under the client's among {remote:?}"));
+    let remote_call = remote
+        .iter()
+        .find(|s| s.name == "snakepit.call" && s.parent_span_id == server.span_id)
+        .expect("the call under the server's span");
+    assert!(
+        remote
+            .iter()
+            .any(|s| s.name == "traced.work" && s.parent_span_id == remote_call.span_id),
+        "Python's span under the gRPC call's"
+    );
     let _ = attribute(call, "outcome");
     let _ = attribute(python, "items");
 }
