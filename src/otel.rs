@@ -24,7 +24,9 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use snakepit_actors::telemetry::trace::{TraceContext, set_trace_context_source};
+use snakepit_actors::telemetry::trace::{
+    TraceContext, set_remote_parent_setter, set_trace_context_source,
+};
 use snakepit_proto::Value;
 use tonic::codegen::http;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -91,6 +93,7 @@ impl Otel {
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
         set_trace_context_source(current_trace_context);
+        set_remote_parent_setter(set_parent_from);
         let _ = PROVIDER.set(provider.clone());
         Ok(Some(Self { provider }))
     }
@@ -259,6 +262,27 @@ pub(crate) fn grpc_span(request: &http::Request<()>) -> tracing::Span {
         let _ = span.set_parent(cx);
     }
     span
+}
+
+/// Makes `span` the child of a W3C `traceparent` that came from a worker.
+fn set_parent_from(span: &tracing::Span, traceparent: &str) {
+    let cx = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&Traceparent(traceparent))
+    });
+    let _ = span.set_parent(cx);
+}
+
+/// A lone `traceparent` as OpenTelemetry reads a carrier.
+struct Traceparent<'a>(&'a str);
+
+impl opentelemetry::propagation::Extractor for Traceparent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
 }
 
 /// HTTP headers as OpenTelemetry reads a carrier.

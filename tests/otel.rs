@@ -65,6 +65,21 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
         .unwrap();
     let total = sp.execute("traced", json!({"n": 10})).await.unwrap();
     assert_eq!(total, Value::Int(45));
+    // Python calls a host tool, which calls back into Python.
+    sp.register_host_tool(snakepit::HostTool::new(
+        "again",
+        |ctx: snakepit::HostCallContext, _args: snakepit::HostArgs| async move {
+            ctx.execute("traced", json!({"n": 2}))
+                .await
+                .map_err(|e| snakepit::HostToolError::failed(e.to_string()))
+        },
+    ))
+    .unwrap();
+    let nested = sp
+        .execute("traced_host", json!({"name": "again", "kwargs": {}}))
+        .await
+        .unwrap();
+    assert_eq!(nested, Value::Int(1));
     // A gRPC client's trace continues through `snakepit serve`.
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
@@ -121,6 +136,21 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
             .unwrap_or_else(|| panic!("no {key} on {}", span.name))
     };
     let _ = attribute(call, "pool");
+
+    // Python -> host -> Python: each hop is the child of the one before.
+    let outer = named("traced.outer");
+    let child_of = |parent: &Span, name: &str| -> Span {
+        spans
+            .iter()
+            .find(|s| s.name.starts_with(name) && s.parent_span_id == parent.span_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no `{name}` under `{}`", parent.name))
+    };
+    let host_call = child_of(outer, "snakepit.host_call");
+    assert_eq!(host_call.trace_id, outer.trace_id);
+    let back = child_of(&host_call, "snakepit.call");
+    let inner = child_of(&back, "traced.work");
+    assert_eq!(inner.trace_id, outer.trace_id, "one trace end to end");
 
     // Over gRPC: the server's span is the client's child, the call the
     // server span's, Python's the call's.

@@ -197,6 +197,7 @@ def host_call(
     timeout_ms: int,
     parent_request_id: int = 0,
     graceful: bool = False,
+    traceparent: str = "",
 ) -> bytes:
     """The HostCall frame `fid` calling host tool `tool` (for request
     `parent_request_id`, 0 for none). Raises EncodingError naming the argument
@@ -212,6 +213,8 @@ def host_call(
             f"host tool name or session id is not valid UTF-8: {safe_text(tool)!r}", python_type="str"
         ) from None
     hc.timeout_ms = timeout_ms
+    if traceparent:
+        hc.traceparent = traceparent
     if parent_request_id:
         hc.parent_request_id = parent_request_id
     for i, a in enumerate(args):

@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _frames
+from . import _frames, telemetry
 from ._codec import dec, decode
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled, Request
@@ -298,6 +298,7 @@ class HostCalls:
             kwargs,
             timeout_ms=timeout_ms,
             parent_request_id=st.id if st is not None else 0,
+            traceparent=telemetry.current_traceparent(),
             graceful=graceful,
         )
         size = len(data) - 4

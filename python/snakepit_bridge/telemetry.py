@@ -50,7 +50,7 @@ from ._codec import EncodingError, encode_into, safe_text
 from ._context import current_request, telemetry_sink
 from ._proto import snakepit_pb2 as pb
 
-__all__ = ["Span", "current_trace_context", "emit", "span"]
+__all__ = ["Span", "current_trace_context", "current_traceparent", "emit", "span"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,20 @@ class Span:
 
     def __repr__(self) -> str:
         return f"Span({self.name!r}, span_id={self.span_id!r})"
+
+
+def current_traceparent() -> str:
+    """The W3C ``traceparent`` of the calling code: its request's trace and
+    its innermost open span (else the request's own span); empty outside a
+    request that carries trace context."""
+    scope = current_request.get()
+    if scope is None:
+        return ""
+    m = _TRACEPARENT.match(scope.metadata.get("traceparent", "") or "")
+    if m is None:
+        return ""
+    span_id = _current_span.get() or m.group(2)
+    return f"00-{m.group(1)}-{span_id}-01"
 
 
 def _parent_span_id() -> str | None:

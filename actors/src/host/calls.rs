@@ -36,6 +36,19 @@ impl HostCalls for Calls {
     ) {
         let host = self.0.clone();
         let pool = pool.clone();
+        // Python's call, as a span under the Python span that made it; the
+        // calls the host tool makes back into Python are its children.
+        let span = tracing::info_span!(
+            target: "snakepit::host_call",
+            "snakepit.host_call",
+            otel.name = %format!("snakepit.host_call {}", call.tool),
+            otel.kind = "server",
+            pool = %pool,
+            tool = %call.tool,
+        );
+        if !call.traceparent.is_empty() {
+            crate::telemetry::trace::set_remote_parent(&span, &call.traceparent);
+        }
         let task = async move {
             let tool = call.tool.clone();
             let run = AssertUnwindSafe(run(&host, &pool, &push, call)).catch_unwind();
@@ -47,7 +60,9 @@ impl HostCalls for Calls {
             });
             reply.send(host_call_result(&tool, result)).await;
         };
-        self.0.tasks.spawn(task);
+        self.0
+            .tasks
+            .spawn(tracing::Instrument::instrument(task, span));
     }
 }
 

@@ -703,7 +703,10 @@ impl<C: Send + 'static> HostToolRegistry<C> {
         let func = Arc::clone(&tool.func);
         // The function is called inside the task, so a panic while building
         // the future is caught like one while running it.
-        let mut task = AbortOnDrop(tokio::spawn(async move { func(ctx, args).await }));
+        // In the host call's span: the calls it makes back into Python are
+        // its children.
+        let run = tracing::Instrument::in_current_span(async move { func(ctx, args).await });
+        let mut task = AbortOnDrop(tokio::spawn(run));
         match tokio::time::timeout(limit, &mut task.0).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) if join.is_panic() => {

@@ -29,3 +29,20 @@ pub fn set_trace_context_source(source: Source) {
 pub(crate) fn current() -> Option<TraceContext> {
     SOURCE.get().and_then(|source| source())
 }
+
+type ParentSetter = fn(&tracing::Span, &str);
+
+static PARENT: OnceLock<ParentSetter> = OnceLock::new();
+
+/// How a span is made the child of a W3C `traceparent` that came from a
+/// worker (once per process; later calls are ignored).
+pub fn set_remote_parent_setter(setter: ParentSetter) {
+    let _ = PARENT.set(setter);
+}
+
+/// Makes `span` the child of `traceparent`, when a setter is set.
+pub(crate) fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    if let Some(setter) = PARENT.get() {
+        setter(span, traceparent);
+    }
+}

@@ -306,7 +306,7 @@ class ReleaseRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., ref_id: _Optional[str] = ...) -> None: ...
 
 class HostCall(_message.Message):
-    __slots__ = ("session_id", "tool", "args", "kwargs", "timeout_ms", "parent_request_id")
+    __slots__ = ("session_id", "tool", "args", "kwargs", "timeout_ms", "parent_request_id", "traceparent")
     class KwargsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -320,13 +320,15 @@ class HostCall(_message.Message):
     KWARGS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     PARENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     tool: str
     args: _containers.RepeatedCompositeFieldContainer[Value]
     kwargs: _containers.MessageMap[str, Value]
     timeout_ms: int
     parent_request_id: int
-    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., parent_request_id: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., parent_request_id: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class HostCallResult(_message.Message):
     __slots__ = ("value", "error")
