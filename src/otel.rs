@@ -25,7 +25,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use snakepit_actors::telemetry::trace::{
-    TraceContext, set_remote_parent_setter, set_trace_context_source,
+    Phase, TraceContext, set_phase_recorder, set_remote_parent_setter, set_trace_context_source,
 };
 use snakepit_proto::Value;
 use tonic::codegen::http;
@@ -94,6 +94,7 @@ impl Otel {
         );
         set_trace_context_source(current_trace_context);
         set_remote_parent_setter(set_parent_from);
+        set_phase_recorder(record_phase);
         let _ = PROVIDER.set(provider.clone());
         Ok(Some(Self { provider }))
     }
@@ -262,6 +263,32 @@ pub(crate) fn grpc_span(request: &http::Request<()>) -> tracing::Span {
         let _ = span.set_parent(cx);
     }
     span
+}
+
+/// A part of a call that already happened, as an exported child of the
+/// call's span, with the times it really had.
+fn record_phase(span: &tracing::Span, phase: Phase<'_>) {
+    let Some(provider) = PROVIDER.get() else {
+        return;
+    };
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return;
+    }
+    let tracer = provider.tracer("snakepit");
+    let attributes: Vec<KeyValue> = phase
+        .attributes
+        .iter()
+        .map(|(k, v)| KeyValue::new(*k, v.to_string()))
+        .collect();
+    let builder = tracer
+        .span_builder(phase.name)
+        .with_kind(SpanKind::Internal)
+        .with_start_time(phase.start)
+        .with_end_time(phase.end)
+        .with_attributes(attributes);
+    let mut child = tracer.build_with_context(builder, &cx);
+    opentelemetry::trace::Span::end_with_timestamp(&mut child, phase.end);
 }
 
 /// Makes `span` the child of a W3C `traceparent` that came from a worker.

@@ -123,6 +123,12 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
     };
     let call = named("snakepit.call");
     let python = named("traced.work");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "snakepit.queue" && s.parent_span_id == call.span_id),
+        "the call's queue wait is its child"
+    );
     assert_eq!(python.trace_id, call.trace_id, "one trace");
     assert_eq!(
         python.parent_span_id, call.span_id,

@@ -298,7 +298,8 @@ impl PoolHandle {
         let tool = call.tool.clone();
         let timeout = call.timeout.unwrap_or_else(|| self.config.stream_timeout());
         let (tx, rx) = mpsc::unbounded_channel();
-        match self.submit(call, true, timeout, Sink::Stream(tx)) {
+        let submitted = span.in_scope(|| self.submit(call, true, timeout, Sink::Stream(tx)));
+        match submitted {
             Ok(id) => Ok(ExecStream {
                 pool: self.clone(),
                 id,
@@ -421,6 +422,7 @@ impl PoolHandle {
             affinity: call.affinity.unwrap_or(self.config.affinity),
             parent: call.parent,
             pin,
+            span: tracing::Span::current(),
         };
         self.actor
             .cast(PoolMessage::Submit(RequestBox(Box::new(request))))

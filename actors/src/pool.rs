@@ -449,6 +449,7 @@ fn dispatch(
         affinity,
         parent,
         pin,
+        span,
     } = *request;
     let pending = Pending {
         tool,
@@ -462,6 +463,18 @@ fn dispatch(
             conn.send(frames::execute(id, execute));
             member.in_flight += 1;
             let worker = member.id.clone();
+            if crate::telemetry::trace::recording() {
+                let end = std::time::SystemTime::now();
+                crate::telemetry::trace::record_phase(
+                    &span,
+                    crate::telemetry::trace::Phase {
+                        name: "snakepit.queue",
+                        start: end - enqueued.elapsed(),
+                        end,
+                        attributes: &[("worker", &worker)],
+                    },
+                );
+            }
             state.assigned.insert(id, key);
             if let Some(parent) = parent {
                 state.children.entry(parent).or_default().push(id);
@@ -494,6 +507,7 @@ fn dispatch(
                 affinity,
                 parent,
                 pin,
+                span,
             }))
         }
     }

@@ -62,6 +62,8 @@ pub(crate) struct Request {
     /// For a call carrying an object ref: the worker holding it, where the
     /// call must run whatever its affinity.
     pub pin: Option<Box<RefPin>>,
+    /// The call's span (disabled when nothing records spans).
+    pub span: tracing::Span,
 }
 
 /// The worker a call must run on because it carries a ref that worker holds.
@@ -285,6 +287,7 @@ pub(crate) struct Retry {
     pub session: Option<Arc<str>>,
     pub affinity: Affinity,
     pub parent: Option<u64>,
+    pub span: tracing::Span,
 }
 
 impl Retry {
@@ -295,6 +298,7 @@ impl Retry {
             session: request.session.clone(),
             affinity: request.affinity,
             parent: request.parent,
+            span: request.span.clone(),
         }
     }
 
@@ -313,6 +317,7 @@ impl Retry {
             parent: self.parent,
             // A call carrying a ref is never retried (see `submit`).
             pin: None,
+            span: self.span,
         }
     }
 }

@@ -46,3 +46,42 @@ pub(crate) fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
         setter(span, traceparent);
     }
 }
+
+/// A part of a call that already happened, to be recorded as a child span
+/// of the call's: its queue wait, its decoding, run and encoding in the
+/// worker (timed there).
+#[derive(Debug, Clone, Copy)]
+pub struct Phase<'a> {
+    /// The span's name, e.g. `snakepit.queue`.
+    pub name: &'static str,
+    /// When it began.
+    pub start: std::time::SystemTime,
+    /// When it ended.
+    pub end: std::time::SystemTime,
+    /// Its attributes.
+    pub attributes: &'a [(&'static str, &'a str)],
+}
+
+type PhaseRecorder = fn(&tracing::Span, Phase<'_>);
+
+static PHASES: OnceLock<PhaseRecorder> = OnceLock::new();
+
+/// How phases are recorded (once per process; later calls are ignored).
+pub fn set_phase_recorder(recorder: PhaseRecorder) {
+    let _ = PHASES.set(recorder);
+}
+
+/// Records `phase` under `span`, when a recorder is set and the span is
+/// enabled.
+pub(crate) fn record_phase(span: &tracing::Span, phase: Phase<'_>) {
+    if let Some(recorder) = PHASES.get()
+        && !span.is_disabled()
+    {
+        recorder(span, phase);
+    }
+}
+
+/// Whether phases are recorded at all (so that callers skip the work).
+pub(crate) fn recording() -> bool {
+    PHASES.get().is_some()
+}
