@@ -129,6 +129,18 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
             .any(|s| s.name == "snakepit.queue" && s.parent_span_id == call.span_id),
         "the call's queue wait is its child"
     );
+    for phase in [
+        "snakepit.worker.decode",
+        "snakepit.worker.run",
+        "snakepit.worker.encode",
+    ] {
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.name == phase && s.parent_span_id == call.span_id),
+            "the worker's `{phase}` is the call's child"
+        );
+    }
     assert_eq!(python.trace_id, call.trace_id, "one trace");
     assert_eq!(
         python.parent_span_id, call.span_id,

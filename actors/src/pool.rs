@@ -457,6 +457,7 @@ fn dispatch(
         retry: again,
         delivered: false,
         done_first: session.is_some(),
+        span: span.clone(),
     };
     match conn.register(id, pending) {
         Ok(()) => {

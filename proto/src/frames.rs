@@ -128,7 +128,13 @@ pub fn hello(hello: v1::Hello) -> Frame {
 
 /// Request `id` returned `value`.
 pub fn result(id: u64, value: v1::Value) -> Frame {
-    frame(id, Kind::Result(v1::Result { value: Some(value) }))
+    frame(
+        id,
+        Kind::Result(v1::Result {
+            value: Some(value),
+            timing: None,
+        }),
+    )
 }
 
 /// Item `seq` of stream `id`; the last one has `is_final` (and may carry no
@@ -299,7 +305,8 @@ mod tests {
         assert_eq!(
             kind(result(2, one.clone())),
             Kind::Result(v1::Result {
-                value: Some(one.clone())
+                value: Some(one.clone()),
+                timing: None,
             })
         );
         assert_eq!(

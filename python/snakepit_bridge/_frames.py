@@ -13,6 +13,7 @@ writes them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -128,10 +129,15 @@ def _sized(fid: int, body: bytes, limit: int) -> bytes:
     return pack_len(len(body)) + body
 
 
-def result(fid: int, value: Any, limit: int, graceful: bool = False) -> bytes:
+def result(
+    fid: int, value: Any, limit: int, graceful: bool = False, timing: list[int] | None = None
+) -> bytes:
     """The Result frame for `value`, or the Error frame saying why it cannot
     be sent (ENCODING, or PAYLOAD_TOO_LARGE past `limit` bytes). `graceful`:
-    objects without a wire form become refs, as FFI results do."""
+    objects without a wire form become refs, as FFI results do. `timing`:
+    perf_counter_ns() at the run's start, after binding and after the tool,
+    sent as the Result's WorkerTiming with the encoding's own time."""
+    encode_start = time.perf_counter_ns() if timing is not None else 0
     if value is None:
         vb = NULL_VALUE_BYTES
     elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
@@ -145,6 +151,14 @@ def result(fid: int, value: Any, limit: int, graceful: bool = False) -> bytes:
             return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
         vb = v.SerializeToString()
     r = b"\x0a" + varint(len(vb)) + vb
+    if timing is not None:
+        start, bound, ran = timing
+        wt = (
+            b"\x08" + varint(max(0, bound - start))
+            + b"\x10" + varint(max(0, ran - bound))
+            + b"\x18" + varint(max(0, time.perf_counter_ns() - encode_start))
+        )
+        r += b"\x12" + varint(len(wt)) + wt
     body = b"\x08" + varint(fid) + b"\x1a" + varint(len(r)) + r
     return _sized(fid, body, limit)
 

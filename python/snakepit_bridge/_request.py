@@ -43,6 +43,7 @@ class Request:
         "deadline",
         "shared",
         "context",
+        "timing",
     )
 
     def __init__(self, fid: int, execute: pb.Execute) -> None:
@@ -57,6 +58,9 @@ class Request:
         # one (from when it is queued until its run ends), False while it gave
         # it back to wait on the host, None once its run ended.
         self.slot: bool | None = True
+        # perf_counter_ns() at the run's start, after binding, after the
+        # tool: for a request that carries a traceparent (else None).
+        self.timing: list[int] | None = None
         # Threads of this request waiting on the host (under `work_lock`).
         self.host_waits = 0
         # time.monotonic() when the caller stops waiting; 0.0 for no deadline.

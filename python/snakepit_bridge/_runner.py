@@ -17,6 +17,7 @@ import inspect
 import socket
 import sys
 import threading
+import time
 import types
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -294,8 +295,12 @@ class Runner:
         scope_token = current_request.set(st)
         if type(plan) is FfiPlan:
             return self._run_ffi(st, plan, loop, scope_token)
+        timing = [time.perf_counter_ns(), 0, 0] if "traceparent" in ex.metadata else None
         try:
             args, kwargs = plan.bind(ex)
+            if timing is not None:
+                timing[1] = time.perf_counter_ns()
+                st.timing = timing
         except Exception as e:
             current_request.reset(scope_token)
             if not self.claim(st):
@@ -458,7 +463,10 @@ class Runner:
                 return chunk_frame(fid, 0, outcome, True, True, None, self.limit)
             except (EncodingError, TooLarge) as e:
                 return failure_frame(fid, e)
-        return result_frame(fid, outcome, self.limit)
+        timing = st.timing
+        if timing is not None:
+            timing[2] = time.perf_counter_ns()
+        return result_frame(fid, outcome, self.limit, timing=timing)
 
     def _invoke(
         self, st: Request, call: Callable[[Any], Any], target: Any, loop: asyncio.AbstractEventLoop

@@ -129,6 +129,7 @@ fn send_release(
         retry: None,
         delivered: false,
         done_first: true,
+        span: tracing::Span::none(),
     };
     link.conn.register(id, pending).ok()?;
     link.conn.send(frame(id));

@@ -401,6 +401,9 @@ fn dispatch<P, E: ConnectionEvents>(
             if done_first {
                 l.events.done(id);
             }
+            if let (Some(timing), Some(p)) = (result.timing, &entry) {
+                record_worker_timing(&p.span, &timing, &l.worker_id);
+            }
             if let Some(p) = entry
                 && let Sink::Unary(tx) = p.sink
             {
@@ -576,3 +579,30 @@ fn busy_reply(id: u64, tool: &str, limit: usize) -> Frame {
 
 #[cfg(test)]
 mod tests;
+
+/// The worker's own timing of a request (decode, run, encode, back to back,
+/// ending as its answer arrived) as spans under the call's span.
+fn record_worker_timing(span: &tracing::Span, timing: &v1::WorkerTiming, worker: &str) {
+    use crate::telemetry::trace::{Phase, record_phase};
+    use std::time::{Duration, SystemTime};
+    let encoded = SystemTime::now();
+    let ran = encoded - Duration::from_nanos(timing.encode_nanos);
+    let bound = ran - Duration::from_nanos(timing.run_nanos);
+    let started = bound - Duration::from_nanos(timing.decode_nanos);
+    let attributes: &[(&str, &str)] = &[("worker", worker)];
+    for (name, start, end) in [
+        ("snakepit.worker.decode", started, bound),
+        ("snakepit.worker.run", bound, ran),
+        ("snakepit.worker.encode", ran, encoded),
+    ] {
+        record_phase(
+            span,
+            Phase {
+                name,
+                start,
+                end,
+                attributes,
+            },
+        );
+    }
+}

@@ -67,6 +67,8 @@ pub(crate) struct Pending<P> {
     /// A stream chunk reached the caller (a stream that has started is never
     /// retried: the caller would see items twice).
     pub delivered: bool,
+    /// The call's span: the worker's timing of it is recorded under it.
+    pub span: tracing::Span,
     /// Tell the owner it is done before telling the caller: for session
     /// calls, so that the caller's next call finds the worker free again
     /// (affinity would otherwise see it busy and move the session). Other

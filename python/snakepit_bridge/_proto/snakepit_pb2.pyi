@@ -224,10 +224,22 @@ class Credit(_message.Message):
     def __init__(self, chunks: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("value",)
+    __slots__ = ("value", "timing")
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
     value: Value
-    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    timing: WorkerTiming
+    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., timing: _Optional[_Union[WorkerTiming, _Mapping]] = ...) -> None: ...
+
+class WorkerTiming(_message.Message):
+    __slots__ = ("decode_nanos", "run_nanos", "encode_nanos")
+    DECODE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    RUN_NANOS_FIELD_NUMBER: _ClassVar[int]
+    ENCODE_NANOS_FIELD_NUMBER: _ClassVar[int]
+    decode_nanos: int
+    run_nanos: int
+    encode_nanos: int
+    def __init__(self, decode_nanos: _Optional[int] = ..., run_nanos: _Optional[int] = ..., encode_nanos: _Optional[int] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("seq", "value", "is_final", "metadata")

@@ -116,6 +116,7 @@ fn pending(tx: oneshot::Sender<Result<Value, Error>>) -> Pending<()> {
         sink: Sink::Unary(tx),
         retry: None,
         delivered: false,
+        span: tracing::Span::none(),
         done_first: true,
     }
 }
