@@ -37,16 +37,80 @@ impl TraceService for Receiver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_and_the_python_span_it_opened_share_one_trace() {
+/// An OTLP trace receiver on loopback: its address, and what it receives.
+async fn receiver() -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(Receiver(tx)))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    (addr, rx)
+}
+
+/// The spans received until `enough` holds of them (or 10 s went by).
+async fn spans_until(
+    rx: &mut mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+    enough: impl Fn(&[Span]) -> bool,
+) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !enough(&spans) {
+        let Ok(Some(request)) = tokio::time::timeout_at(until, rx.recv()).await else {
+            break;
+        };
+        for resource in request.resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+    }
+    spans
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snakepit_exec_exports_its_call_and_the_python_span_with_the_endpoint_set() {
+    let (addr, mut rx) = receiver().await;
+    let out = common::snakepit_command()
+        .args([
+            "exec",
+            "traced",
+            "--adapter",
+            "traced.TracedAdapter",
+            "--python-path",
+        ])
+        .arg(common::fixtures_dir())
+        .args(["--args", r#"{"n": 4}"#])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("OTEL_SERVICE_NAME", "exec-test")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "6");
+    let spans = spans_until(&mut rx, |s| {
+        s.iter().any(|s| s.name == "traced.work") && s.iter().any(|s| s.name == "snakepit.call")
+    })
+    .await;
+    let call = spans
+        .iter()
+        .find(|s| s.name == "snakepit.call")
+        .expect("the host's span");
+    let python = spans
+        .iter()
+        .find(|s| s.name == "traced.work")
+        .expect("Python's span");
+    assert_eq!(python.trace_id, call.trace_id);
+    assert_eq!(python.parent_span_id, call.span_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_and_the_python_span_it_opened_share_one_trace() {
+    let (addr, mut rx) = receiver().await;
     let otel = Otel::start(&OtelConfig::default().endpoint(format!("http://{addr}")))
         .expect("the exporter starts")
         .expect("an endpoint was given");
@@ -100,19 +164,10 @@ async fn a_call_and_the_python_span_it_opened_share_one_trace() {
         .await
         .unwrap();
 
-    let mut spans: Vec<Span> = Vec::new();
-    while let Ok(Some(request)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
-        for resource in request.resource_spans {
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-        if spans.iter().any(|s| s.name == "traced.work")
-            && spans.iter().any(|s| s.name == "snakepit.call")
-        {
-            break;
-        }
-    }
+    let spans = spans_until(&mut rx, |s| {
+        s.iter().filter(|s| s.name == "traced.work").count() >= 3
+    })
+    .await;
     let named = |name: &str| {
         spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
             panic!(

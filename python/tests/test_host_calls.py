@@ -395,6 +395,23 @@ def test_cancel_while_waiting_on_the_host(spawn) -> None:
     assert result_of(c.reply(fid)) == 1
 
 
+def test_a_host_call_carries_the_trace_context_of_the_code_that_made_it(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    fid = c.execute("call_host", name="soon", metadata={"traceparent": tp})
+    call = next_host_call(c)
+    # No span open in the tool: the request's own span is the parent.
+    assert call.host_call.traceparent == tp
+    answer(c, call, ok(1))
+    assert result_of(c.reply(fid)) == 1
+    # Without trace context, none is sent.
+    fid = c.execute("call_host", name="soon")
+    call = next_host_call(c)
+    assert call.host_call.traceparent == ""
+    answer(c, call, ok(2))
+    assert result_of(c.reply(fid)) == 2
+
+
 def test_shutdown_while_waiting_on_the_host(spawn) -> None:
     c: WorkerClient = spawn(ADAPTER)
     fid = c.execute("call_host", name="never")

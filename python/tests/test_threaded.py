@@ -629,6 +629,32 @@ def test_span_and_emit_frames(spawn, profile: list[str]) -> None:
     assert 0 < inner.telemetry.duration_nanos <= outer.telemetry.duration_nanos
 
 
+def test_otel_style_spans_are_telemetry_spans_and_inject_their_context(spawn) -> None:
+    c = spawn("threaded_adapter.TracedAdapter")
+    fid = c.execute("otel_traced", metadata={"traceparent": TRACEPARENT})
+    events, final = until_final(c, fid)
+    (span,) = events
+    m = meta(span)
+    assert span.telemetry.name == "otel.work" and span.telemetry.duration_nanos > 0
+    assert (m["otel.scope"], m["model"], m["ok"]) == ("tests", "m", "yes")
+    assert dict(span.telemetry.measurements) == {"rows": 2.0}
+    assert m["parent_span_id"] == "b7ad6b7169203331"
+    # Inside the span, an outgoing call would carry the span as its parent.
+    trace_id = TRACEPARENT.split("-")[1]
+    assert result(final) == {"traceparent": f"00-{trace_id}-{m['span_id']}-01"}
+
+
+def test_a_traced_request_reports_the_workers_timing_and_an_untraced_one_does_not(spawn) -> None:
+    c = spawn("threaded_adapter.TracedAdapter")
+    fid = c.execute("otel_traced", metadata={"traceparent": TRACEPARENT})
+    _, final = until_final(c, fid)
+    timing = final.result.timing
+    assert final.result.HasField("timing") and timing.run_nanos > 0 and timing.encode_nanos > 0
+    fid = c.execute("otel_traced")
+    _, final = until_final(c, fid)
+    assert not final.result.HasField("timing")
+
+
 def test_span_of_a_failing_block(spawn) -> None:
     c = spawn("threaded_adapter.TracedAdapter")
     fid = c.execute("traced", fail=True)

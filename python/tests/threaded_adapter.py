@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 import numpy.typing as npt
 
-from snakepit_bridge import BaseAdapter, StreamChunk, telemetry
+from snakepit_bridge import BaseAdapter, StreamChunk, otel_tracing, telemetry
 from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool
 
 if TYPE_CHECKING:  # never imported at run time: the annotations below stay unresolvable text
@@ -151,6 +151,15 @@ class TracedAdapter(ThreadSafeAdapter):
             if fail:
                 raise ValueError("span failed")
         return telemetry.current_trace_context()
+
+    @tool
+    def otel_traced(self) -> Dict[str, str]:
+        """A span through the OpenTelemetry-style helpers; returns the
+        context an outgoing call would carry from inside it."""
+        tracer = otel_tracing.get_tracer("tests")
+        with tracer.start_as_current_span("otel.work", attributes={"rows": 2, "model": "m"}) as span:
+            span.set_attribute("ok", "yes")
+            return dict(otel_tracing.inject())
 
     @tool
     async def traced_async(self) -> str:
