@@ -4,51 +4,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::{add, showcase};
+use common::{add, http_get, metric_sample, showcase};
 use snakepit::{Call, Error, Snakepit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().unwrap()
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf))
-        .await
-        .expect("response within 5 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    (head.to_string(), body.to_string())
-}
-
-/// The value of the one sample of `metric` whose labels contain all of `labels`.
-fn sample(body: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    let mut found = None;
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix(metric) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue; // a longer metric name
-        }
-        let (series, value) = rest.rsplit_once(' ')?;
-        if labels.iter().all(|l| series.contains(l)) {
-            assert!(
-                found.is_none(),
-                "several samples match {metric} {labels:?}:\n{body}"
-            );
-            found = Some(value.trim().parse().expect("a number"));
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,11 +35,11 @@ async fn metrics_endpoint_counts_requests() {
         other => panic!("expected a Python error, got {other:?}"),
     }
 
-    let (head, body) = http_get(addr, "/metrics").await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (code, body) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200, "{body}");
     assert!(body.contains("snakepit_requests_total{"), "{body}");
     assert_eq!(
-        sample(
+        metric_sample(
             &body,
             "snakepit_requests_total",
             &[r#"pool="m""#, r#"tool="add""#, r#"outcome="ok""#]
@@ -86,7 +48,7 @@ async fn metrics_endpoint_counts_requests() {
         "{body}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &body,
             "snakepit_requests_total",
             &[
@@ -99,17 +61,17 @@ async fn metrics_endpoint_counts_requests() {
         "{body}"
     );
     assert_eq!(
-        sample(&body, "snakepit_workers_up", &[r#"pool="m""#]),
+        metric_sample(&body, "snakepit_workers_up", &[r#"pool="m""#]),
         Some(2.0),
         "{body}"
     );
     assert_eq!(
-        sample(&body, "snakepit_worker_spawns_total", &[r#"pool="m""#]),
+        metric_sample(&body, "snakepit_worker_spawns_total", &[r#"pool="m""#]),
         Some(2.0),
         "{body}"
     );
     assert_eq!(
-        sample(&body, "snakepit_pool_degraded", &[r#"pool="m""#]),
+        metric_sample(&body, "snakepit_pool_degraded", &[r#"pool="m""#]),
         Some(0.0),
         "{body}"
     );
@@ -126,7 +88,7 @@ async fn metrics_endpoint_counts_requests() {
     let (_, body) = http_get(addr, "/metrics").await;
     let exits = [r#"pool="m""#, r#"cause="crashed""#];
     assert_eq!(
-        sample(&body, "snakepit_worker_exits_total", &exits),
+        metric_sample(&body, "snakepit_worker_exits_total", &exits),
         Some(1.0),
         "{body}"
     );
@@ -136,7 +98,7 @@ async fn metrics_endpoint_counts_requests() {
         ("snakepit_workers_up", 2.0),
     ] {
         assert_eq!(
-            sample(&body, metric, &[r#"pool="m""#]),
+            metric_sample(&body, metric, &[r#"pool="m""#]),
             Some(value),
             "{metric}: {body}"
         );
@@ -163,7 +125,7 @@ async fn metrics_endpoint_counts_requests() {
     }
     let (_, body) = http_get(addr, "/metrics").await;
     assert_eq!(
-        sample(
+        metric_sample(
             &body,
             "snakepit_session_cleanup_errors_total",
             &[r#"source="manual""#]

@@ -13,55 +13,12 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{add, fixture_pool, showcase};
+use common::{add, fixture_pool, http_get, metric_sample, showcase};
 use snakepit::{Call, Snakepit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().unwrap()
-}
-
-/// The status code and body of `GET path`.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut buf))
-        .await
-        .expect("response within 10 s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (code, body.to_string())
-}
-
-/// The value of the one sample of `metric` whose labels contain all of `labels`.
-fn sample(body: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    let mut found = None;
-    for line in body.lines() {
-        let Some(rest) = line.strip_prefix(metric) else {
-            continue;
-        };
-        if !(rest.starts_with('{') || rest.starts_with(' ')) {
-            continue; // a longer metric name
-        }
-        let (series, value) = rest.rsplit_once(' ')?;
-        if labels.iter().all(|l| series.contains(l)) {
-            assert!(
-                found.is_none(),
-                "several samples match {metric} {labels:?}:\n{body}"
-            );
-            found = Some(value.trim().parse().expect("a number"));
-        }
-    }
-    found
 }
 
 /// Families by `# TYPE` line: name and type.
@@ -142,7 +99,7 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
     promtool_check(&body);
     let zero = |metric: &str, labels: &[&str]| {
         assert_eq!(
-            sample(&body, metric, labels),
+            metric_sample(&body, metric, labels),
             Some(0.0),
             "{metric}{labels:?} should exist at 0 from pool start:\n{body}"
         );
@@ -201,12 +158,12 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
     zero("snakepit_orphans_reaped_total", &[]);
     zero("snakepit_sessions_active", &[]);
     assert_eq!(
-        sample(&body, "snakepit_workers_up", &[r#"pool="e""#]),
+        metric_sample(&body, "snakepit_workers_up", &[r#"pool="e""#]),
         Some(2.0),
         "{body}"
     );
     assert_eq!(
-        sample(
+        metric_sample(
             &body,
             "snakepit_build_info",
             &[&format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"))]
@@ -215,7 +172,7 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
         "{body}"
     );
     for slot in ["0", "1"] {
-        let rss = sample(
+        let rss = metric_sample(
             &body,
             "snakepit_worker_rss_bytes",
             &[r#"pool="e""#, &format!(r#"slot="{slot}""#)],
@@ -231,7 +188,10 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
         "process_start_time_seconds",
         "process_cpu_seconds_total",
     ] {
-        assert!(sample(&body, process, &[]).is_some(), "{process}:\n{body}");
+        assert!(
+            metric_sample(&body, process, &[]).is_some(),
+            "{process}:\n{body}"
+        );
     }
 
     // A request in flight, and a Python span.
@@ -241,7 +201,7 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
         async move { pool.execute(Call::new("sleep").kwarg("ms", 1500)).await }
     });
     metrics_until(addr, "one request in flight", |b| {
-        sample(b, "snakepit_pool_in_flight", &[r#"pool="e""#]) == Some(1.0)
+        metric_sample(b, "snakepit_pool_in_flight", &[r#"pool="e""#]) == Some(1.0)
     })
     .await;
     sleeping.await.unwrap().expect("sleep returns");
@@ -256,7 +216,7 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
     })
     .await;
     assert_eq!(
-        sample(&body, "snakepit_pool_in_flight", &[r#"pool="e""#]),
+        metric_sample(&body, "snakepit_pool_in_flight", &[r#"pool="e""#]),
         Some(0.0)
     );
 
@@ -298,7 +258,7 @@ async fn the_endpoint_serves_checked_metrics_health_and_readiness() {
     let (_, body) = http_get(addr, "/metrics").await;
     for slot in ["0", "1"] {
         assert_eq!(
-            sample(
+            metric_sample(
                 &body,
                 "snakepit_worker_rss_bytes",
                 &[r#"pool="e""#, &format!(r#"slot="{slot}""#)]

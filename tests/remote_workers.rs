@@ -958,29 +958,11 @@ fn the_serve_binary_runs_calls_on_an_agents_workers() {
     assert!(status.success());
 }
 
-/// `GET path` on `addr`: the status code and the body.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut socket = std::net::TcpStream::connect(addr).expect("the health port answers");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(socket, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).unwrap();
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
-    (code, body.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agents_health_port_reflects_its_link_and_workers() {
     let h = host(vec![remote_pool("gpu", 1)], None).await;
     let health = format!("127.0.0.1:{}", free_port());
+    let health_addr: std::net::SocketAddr = health.parse().unwrap();
     // First it dials a port nobody listens on: alive, not ready.
     let nowhere = format!("http://127.0.0.1:{}", free_port());
     let mut lonely = agent(&nowhere, "gpu", 1, "node-h", &["--health-addr", &health]);
@@ -989,9 +971,9 @@ async fn the_agents_health_port_reflects_its_link_and_workers() {
         assert!(Instant::now() < until, "the health port never opened");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(http_get(&health, "/healthz").0, 200);
-    assert_eq!(http_get(&health, "/readyz").0, 503);
-    assert_eq!(http_get(&health, "/nope").0, 404);
+    assert_eq!(common::http_get(health_addr, "/healthz").await.0, 200);
+    assert_eq!(common::http_get(health_addr, "/readyz").await.0, 503);
+    assert_eq!(common::http_get(health_addr, "/nope").await.0, 404);
     lonely.signal(libc::SIGTERM);
     assert!(
         lonely.wait_exit(WAIT).success(),
@@ -1003,11 +985,11 @@ async fn the_agents_health_port_reflects_its_link_and_workers() {
     a.wait_line("snakepit: agent attached", WAIT);
     ready(&h.sp, "gpu", 1).await;
     let until = Instant::now() + WAIT;
-    while http_get(&health, "/readyz").0 != 200 {
+    while common::http_get(health_addr, "/readyz").await.0 != 200 {
         assert!(Instant::now() < until, "never ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (code, metrics) = http_get(&health, "/metrics");
+    let (code, metrics) = common::http_get(health_addr, "/metrics").await;
     assert_eq!(code, 200);
     assert!(metrics.contains("snakepit_agent_link_up 1"), "{metrics}");
     assert!(

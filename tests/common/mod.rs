@@ -315,3 +315,47 @@ pub fn count(report: &serde_json::Value, path: &str) -> u64 {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_else(|| panic!("no count at {path} in {report:#}"))
 }
+
+/// `GET path` from the HTTP server at `addr`: the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut buf))
+        .await
+        .expect("response within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_string())
+}
+
+/// The value of the one sample of `metric` in a Prometheus text `body`
+/// whose labels contain all of `labels`.
+pub fn metric_sample(body: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue; // a longer metric name
+        }
+        let (series, value) = rest.rsplit_once(' ')?;
+        if labels.iter().all(|l| series.contains(l)) {
+            assert!(
+                found.is_none(),
+                "several samples match {metric} {labels:?}:\n{body}"
+            );
+            found = Some(value.trim().parse().expect("a number"));
+        }
+    }
+    found
+}
