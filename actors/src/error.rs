@@ -227,6 +227,19 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A shared-memory arena is full (`max_shared_bytes`): nothing was
+    /// sent; retrying once other arrays are dropped may work.
+    #[error(
+        "shared memory is full: {requested} more bytes asked of an arena of {capacity} bytes, {in_use} in use (max_shared_bytes)"
+    )]
+    SharedMemoryExhausted {
+        /// Bytes asked for.
+        requested: u64,
+        /// The arena's size.
+        capacity: u64,
+        /// Bytes allocated at the time.
+        in_use: u64,
+    },
     /// A value could not cross the boundary.
     #[error("value could not be encoded: {message}")]
     Encoding {
@@ -322,6 +335,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::WorkerCrashed { .. } => "worker_crashed",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::SharedMemoryExhausted { .. } => "shared_memory_exhausted",
             Error::Encoding { .. } => "encoding",
             Error::Conversion(_) => "conversion",
             Error::UnknownPool(_) => "unknown_pool",
@@ -374,6 +388,14 @@ impl Error {
             K::Encoding => Error::Encoding {
                 message: err.message,
             },
+            K::SharedMemoryExhausted => {
+                let num = |k: &str| err.details.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+                Error::SharedMemoryExhausted {
+                    requested: num("requested"),
+                    capacity: num("capacity"),
+                    in_use: num("in_use"),
+                }
+            }
             K::ShuttingDown => Error::ShuttingDown,
             K::Protocol => Error::Protocol(err.message),
             K::StartupFailed => Error::WorkerStartFailed {

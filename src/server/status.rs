@@ -62,7 +62,8 @@ pub(crate) fn code_of(err: &Error) -> Code {
         Error::MissingVariables { .. } => Code::FailedPrecondition,
         Error::PoolSaturated { .. }
         | Error::SessionQuotaExceeded { .. }
-        | Error::PayloadTooLarge { .. } => Code::ResourceExhausted,
+        | Error::PayloadTooLarge { .. }
+        | Error::SharedMemoryExhausted { .. } => Code::ResourceExhausted,
         Error::WorkerBusy { .. }
         | Error::PoolDegraded { .. }
         | Error::ShuttingDown

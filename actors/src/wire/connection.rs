@@ -521,7 +521,8 @@ fn dispatch<P, E: ConnectionEvents>(
         | Kind::Ping(_)
         | Kind::Shutdown(_)
         | Kind::HostCallResult(_)
-        | Kind::VariableUpdate(_) => {
+        | Kind::VariableUpdate(_)
+        | Kind::ReleaseShared(_) => {
             return Err(format!("worker sent a host-only frame (id {id})"));
         }
     }

@@ -40,6 +40,7 @@ impl From<Value> for v1::Value {
                 dtype: a.dtype,
                 shape: a.shape,
                 data: a.data,
+                shared: None,
             }),
             Value::Ref(r) => Kind::Ref(r.into()),
             Value::StreamRef(r) => Kind::StreamRef(r.into()),
@@ -81,6 +82,10 @@ impl From<v1::Value> for Value {
             Some(Kind::Float(f)) => Value::Float(f),
             Some(Kind::Str(s)) => Value::Str(s),
             Some(Kind::Bytes(b)) => Value::Bytes(b),
+            // A region of shared memory becomes bytes where the frame was
+            // read (the worker connection maps it); anywhere else it names
+            // nothing this process can read.
+            Some(Kind::SharedBytes(_)) => Value::Bytes(bytes::Bytes::new()),
             Some(Kind::List(l)) => Value::List(list(l)),
             Some(Kind::Tuple(l)) => Value::Tuple(list(l)),
             Some(Kind::Set(l)) => Value::Set(list(l)),

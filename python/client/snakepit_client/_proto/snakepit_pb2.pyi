@@ -42,10 +42,17 @@ class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_KIND_CONSTRAINT: _ClassVar[ErrorKind]
     ERROR_KIND_TIMEOUT: _ClassVar[ErrorKind]
     ERROR_KIND_BUSY: _ClassVar[ErrorKind]
+    ERROR_KIND_SHARED_MEMORY_EXHAUSTED: _ClassVar[ErrorKind]
 
 class Null(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NULL_VALUE: _ClassVar[Null]
+
+class SharedArena(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHARED_ARENA_UNSPECIFIED: _ClassVar[SharedArena]
+    SHARED_ARENA_HOST: _ClassVar[SharedArena]
+    SHARED_ARENA_WORKER: _ClassVar[SharedArena]
 
 class TemporalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -77,14 +84,18 @@ ERROR_KIND_NOT_FOUND: ErrorKind
 ERROR_KIND_CONSTRAINT: ErrorKind
 ERROR_KIND_TIMEOUT: ErrorKind
 ERROR_KIND_BUSY: ErrorKind
+ERROR_KIND_SHARED_MEMORY_EXHAUSTED: ErrorKind
 NULL_VALUE: Null
+SHARED_ARENA_UNSPECIFIED: SharedArena
+SHARED_ARENA_HOST: SharedArena
+SHARED_ARENA_WORKER: SharedArena
 TEMPORAL_KIND_DATETIME: TemporalKind
 TEMPORAL_KIND_DATE: TemporalKind
 TEMPORAL_KIND_TIME: TemporalKind
 TEMPORAL_KIND_TIMEDELTA: TemporalKind
 
 class Frame(_message.Message):
-    __slots__ = ("id", "hello", "result", "chunk", "error", "host_call", "pong", "telemetry", "execute", "cancel", "credit", "release_session", "release_ref", "ping", "shutdown", "host_call_result", "variable_update")
+    __slots__ = ("id", "hello", "result", "chunk", "error", "host_call", "pong", "telemetry", "execute", "cancel", "credit", "release_session", "release_ref", "ping", "shutdown", "host_call_result", "variable_update", "release_shared")
     ID_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +113,7 @@ class Frame(_message.Message):
     SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
     HOST_CALL_RESULT_FIELD_NUMBER: _ClassVar[int]
     VARIABLE_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_SHARED_FIELD_NUMBER: _ClassVar[int]
     id: int
     hello: Hello
     result: Result
@@ -119,7 +131,8 @@ class Frame(_message.Message):
     shutdown: Shutdown
     host_call_result: HostCallResult
     variable_update: VariableUpdate
-    def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., host_call: _Optional[_Union[HostCall, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryEvent, _Mapping]] = ..., execute: _Optional[_Union[Execute, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., release_session: _Optional[_Union[ReleaseSession, _Mapping]] = ..., release_ref: _Optional[_Union[ReleaseRef, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., host_call_result: _Optional[_Union[HostCallResult, _Mapping]] = ..., variable_update: _Optional[_Union[VariableUpdate, _Mapping]] = ...) -> None: ...
+    release_shared: ReleaseShared
+    def __init__(self, id: _Optional[int] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., host_call: _Optional[_Union[HostCall, _Mapping]] = ..., pong: _Optional[_Union[Pong, _Mapping]] = ..., telemetry: _Optional[_Union[TelemetryEvent, _Mapping]] = ..., execute: _Optional[_Union[Execute, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., release_session: _Optional[_Union[ReleaseSession, _Mapping]] = ..., release_ref: _Optional[_Union[ReleaseRef, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ..., host_call_result: _Optional[_Union[HostCallResult, _Mapping]] = ..., variable_update: _Optional[_Union[VariableUpdate, _Mapping]] = ..., release_shared: _Optional[_Union[ReleaseShared, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("protocol_version", "pid", "python_version", "python_implementation", "gil_enabled", "profile", "capacity", "adapter", "tools", "bridge_version", "max_frame_bytes")
@@ -406,7 +419,7 @@ class TelemetryEvent(_message.Message):
     def __init__(self, name: _Optional[str] = ..., measurements: _Optional[_Mapping[str, float]] = ..., metadata: _Optional[_Mapping[str, Value]] = ..., duration_nanos: _Optional[int] = ...) -> None: ...
 
 class Value(_message.Message):
-    __slots__ = ("null", "bool", "int", "big_int", "float", "str", "bytes", "list", "tuple", "set", "frozenset", "map", "ndarray", "ref", "stream_ref", "callback", "temporal", "complex")
+    __slots__ = ("null", "bool", "int", "big_int", "float", "str", "bytes", "list", "tuple", "set", "frozenset", "map", "ndarray", "ref", "stream_ref", "callback", "temporal", "complex", "shared_bytes")
     NULL_FIELD_NUMBER: _ClassVar[int]
     BOOL_FIELD_NUMBER: _ClassVar[int]
     INT_FIELD_NUMBER: _ClassVar[int]
@@ -425,6 +438,7 @@ class Value(_message.Message):
     CALLBACK_FIELD_NUMBER: _ClassVar[int]
     TEMPORAL_FIELD_NUMBER: _ClassVar[int]
     COMPLEX_FIELD_NUMBER: _ClassVar[int]
+    SHARED_BYTES_FIELD_NUMBER: _ClassVar[int]
     null: Null
     bool: bool
     int: int
@@ -443,7 +457,8 @@ class Value(_message.Message):
     callback: Callback
     temporal: Temporal
     complex: Complex
-    def __init__(self, null: _Optional[_Union[Null, str]] = ..., bool: _Optional[bool] = ..., int: _Optional[int] = ..., big_int: _Optional[bytes] = ..., float: _Optional[float] = ..., str: _Optional[str] = ..., bytes: _Optional[bytes] = ..., list: _Optional[_Union[ValueList, _Mapping]] = ..., tuple: _Optional[_Union[ValueList, _Mapping]] = ..., set: _Optional[_Union[ValueList, _Mapping]] = ..., frozenset: _Optional[_Union[ValueList, _Mapping]] = ..., map: _Optional[_Union[ValueMap, _Mapping]] = ..., ndarray: _Optional[_Union[NdArray, _Mapping]] = ..., ref: _Optional[_Union[ObjectRef, _Mapping]] = ..., stream_ref: _Optional[_Union[StreamRef, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., temporal: _Optional[_Union[Temporal, _Mapping]] = ..., complex: _Optional[_Union[Complex, _Mapping]] = ...) -> None: ...
+    shared_bytes: SharedRegion
+    def __init__(self, null: _Optional[_Union[Null, str]] = ..., bool: _Optional[bool] = ..., int: _Optional[int] = ..., big_int: _Optional[bytes] = ..., float: _Optional[float] = ..., str: _Optional[str] = ..., bytes: _Optional[bytes] = ..., list: _Optional[_Union[ValueList, _Mapping]] = ..., tuple: _Optional[_Union[ValueList, _Mapping]] = ..., set: _Optional[_Union[ValueList, _Mapping]] = ..., frozenset: _Optional[_Union[ValueList, _Mapping]] = ..., map: _Optional[_Union[ValueMap, _Mapping]] = ..., ndarray: _Optional[_Union[NdArray, _Mapping]] = ..., ref: _Optional[_Union[ObjectRef, _Mapping]] = ..., stream_ref: _Optional[_Union[StreamRef, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., temporal: _Optional[_Union[Temporal, _Mapping]] = ..., complex: _Optional[_Union[Complex, _Mapping]] = ..., shared_bytes: _Optional[_Union[SharedRegion, _Mapping]] = ...) -> None: ...
 
 class ValueList(_message.Message):
     __slots__ = ("items",)
@@ -466,14 +481,32 @@ class MapEntry(_message.Message):
     def __init__(self, key: _Optional[_Union[Value, _Mapping]] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
 
 class NdArray(_message.Message):
-    __slots__ = ("dtype", "shape", "data")
+    __slots__ = ("dtype", "shape", "data", "shared")
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     data: bytes
-    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+    shared: SharedRegion
+    def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., shared: _Optional[_Union[SharedRegion, _Mapping]] = ...) -> None: ...
+
+class SharedRegion(_message.Message):
+    __slots__ = ("arena", "offset", "length")
+    ARENA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    arena: SharedArena
+    offset: int
+    length: int
+    def __init__(self, arena: _Optional[_Union[SharedArena, str]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ReleaseShared(_message.Message):
+    __slots__ = ("offsets",)
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, offsets: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ObjectRef(_message.Message):
     __slots__ = ("id", "session_id", "type_name", "repr")
