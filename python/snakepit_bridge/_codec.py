@@ -265,7 +265,8 @@ def _enc_ndarray(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     nd = out.ndarray
     nd.dtype = dtype.name
-    nd.shape.extend(arr.shape)
+    # obj's shape: ascontiguousarray makes a 0-d array 1-d.
+    nd.shape.extend(obj.shape)
     nd.data = arr.tobytes()
 
 
