@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "DecodingError",
     "EncodingError",
     "NestingError",
+    "SharedMemoryExhausted",
     "decode",
     "decode_into_kwargs",
     "decode_values",
@@ -85,6 +87,62 @@ class NestingError(EncodingError):
     """Containers nested deeper than protobuf lets a frame carry (see
     :data:`WIRE_DEPTH`), or than Python's recursion limit allows, while
     encoding: most likely a cyclic value."""
+
+
+class SharedMemoryExhausted(EncodingError):
+    """The worker's shared-memory arena has no room for a value (see
+    ``zero_copy``): the request fails with ERROR_KIND_SHARED_MEMORY_EXHAUSTED,
+    whose details are ``requested``, ``capacity`` and ``in_use`` (bytes)."""
+
+    def __init__(self, requested: int, capacity: int, in_use: int) -> None:
+        super().__init__(
+            f"shared memory exhausted: {requested} bytes requested, {in_use} of {capacity} bytes in use "
+            "(max_shared_bytes)",
+            python_type="SharedMemoryExhausted",
+        )
+        self.requested = requested
+        self.capacity = capacity
+        self.in_use = in_use
+
+
+# Shared memory (``_shm.install`` sets these when the worker has arenas): an
+# ndarray of at least _SHM_MIN bytes, or bytes that long, encoded while a
+# frame builder collects references on this thread (`_SHM_TL.refs`), goes to
+# the worker's arena; regions of the host's arena decode through it.
+_SHM_MIN = sys.maxsize
+
+
+class _ShmThreadState(threading.local):
+    refs: list[int] | None = None
+    last: list[int] | None = None
+    decoded: list[int] | None = None
+
+
+SHM_THREAD = _ShmThreadState()
+"""Per thread: the references of the frame being built (``refs``), of the
+last frame built (``last``), the host regions decoding took care of (``decoded``)."""
+_SHM_TL = SHM_THREAD
+_shm_encode_array: Callable[[Any, Any, Any, list[int]], None] | None = None
+_shm_encode_bytes: Callable[[Any, int, Any, list[int]], None] | None = None
+_shm_decode_array: Callable[[Any, Any, tuple[int, ...], int], Any] | None = None
+_shm_decode_bytes: Callable[[Any], bytes] | None = None
+
+
+def enable_shared_memory(
+    threshold: int,
+    encode_array: Callable[[Any, Any, Any, list[int]], None],
+    encode_bytes: Callable[[Any, int, Any, list[int]], None],
+    decode_array: Callable[[Any, Any, tuple[int, ...], int], Any],
+    decode_bytes: Callable[[Any], bytes],
+) -> None:
+    """Turns shared memory on (``_shm.install``): ndarrays and bytes of at
+    least `threshold` bytes go through the given functions."""
+    global _SHM_MIN, _shm_encode_array, _shm_encode_bytes, _shm_decode_array, _shm_decode_bytes
+    _shm_encode_array = encode_array
+    _shm_encode_bytes = encode_bytes
+    _shm_decode_array = decode_array
+    _shm_decode_bytes = decode_bytes
+    _SHM_MIN = threshold
 
 
 OnUnserializable = Callable[[Any, pb.Value], None]
@@ -150,6 +208,16 @@ def safe_text(text: str) -> str:
 
 
 def _enc_bytes(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
+    if len(obj) >= _SHM_MIN and (refs := _SHM_TL.refs) is not None:
+        _shm_encode_bytes(obj, len(obj), out, refs)  # type: ignore[misc]
+        return
+    out.bytes = bytes(obj)
+
+
+def _enc_memoryview(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
+    if obj.nbytes >= _SHM_MIN and (refs := _SHM_TL.refs) is not None:
+        _shm_encode_bytes(obj, obj.nbytes, out, refs)  # type: ignore[misc]
+        return
     out.bytes = bytes(obj)
 
 
@@ -260,6 +328,9 @@ def _enc_ndarray(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
             f"cannot encode numpy array of dtype {dtype} (object and structured dtypes have no wire form)",
             python_type="numpy.ndarray",
         )
+    if obj.nbytes >= _SHM_MIN and (refs := _SHM_TL.refs) is not None:
+        _shm_encode_array(obj, dtype, out.ndarray, refs)  # type: ignore[misc]
+        return
     arr = np.ascontiguousarray(obj)
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not _LITTLE):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
@@ -268,6 +339,14 @@ def _enc_ndarray(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) ->
     # obj's shape: ascontiguousarray makes a 0-d array 1-d.
     nd.shape.extend(obj.shape)
     nd.data = arr.tobytes()
+
+
+def _enc_torch(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
+    """A torch tensor on the CPU crosses as the ndarray it shares memory with."""
+    if obj.device.type != "cpu" or "numpy" not in sys.modules:
+        hook(obj, out)
+        return
+    _enc_ndarray(obj.detach().resolve_conj().resolve_neg().numpy(), out, depth, hook)
 
 
 def _enc_numpy_scalar(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
@@ -282,7 +361,7 @@ _ENCODERS: dict[type, Callable[[Any, pb.Value, int, OnUnserializable], None]] = 
     str: _enc_str,
     bytes: _enc_bytes,
     bytearray: _enc_bytes,
-    memoryview: _enc_bytes,
+    memoryview: _enc_memoryview,
     list: _enc_list,
     tuple: _enc_tuple,
     set: _enc_set,
@@ -301,7 +380,8 @@ _FALLBACKS: tuple[tuple[type | tuple[type, ...], Callable[[Any, pb.Value, int, O
     (int, _enc_int),
     (float, _enc_float),
     (str, _enc_str),
-    ((bytes, bytearray, memoryview), _enc_bytes),
+    (memoryview, _enc_memoryview),
+    ((bytes, bytearray), _enc_bytes),
     (Mapping, _enc_map),
     (list, _enc_list),
     (tuple, _enc_tuple),
@@ -324,6 +404,8 @@ def _enc_slow(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> No
             f = _enc_ndarray
         elif isinstance(obj, np.generic):
             f = _enc_numpy_scalar
+    if f is None and (torch := sys.modules.get("torch")) is not None and isinstance(obj, torch.Tensor):
+        f = _enc_torch
     if f is None:
         for base, enc in _FALLBACKS:
             if isinstance(obj, base):
@@ -473,6 +555,10 @@ def _dec_ndarray(v: pb.Value, depth: int) -> Any:
     shape = tuple(nd.shape)
     n = math.prod(shape)
     data = nd.data
+    if not data and nd.HasField("shared"):
+        if _shm_decode_array is None:
+            raise DecodingError("received an ndarray in shared memory, but this worker has no shared memory")
+        return _shm_decode_array(nd, dtype, shape, n)
     if len(data) != n * dtype.itemsize:
         raise DecodingError(
             f"ndarray data has {len(data)} bytes, dtype {nd.dtype} with shape {shape} needs {n * dtype.itemsize}"
@@ -480,6 +566,12 @@ def _dec_ndarray(v: pb.Value, depth: int) -> Any:
     if _LITTLE or dtype.itemsize == 1:
         return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
     return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+
+
+def _dec_shared_bytes(v: pb.Value, depth: int) -> Any:
+    if _shm_decode_bytes is None:
+        raise DecodingError("received bytes in shared memory, but this worker has no shared memory")
+    return _shm_decode_bytes(v)
 
 
 def _dec_unsupported(v: pb.Value, depth: int) -> Any:
@@ -503,6 +595,7 @@ _DECODERS: dict[str | None, Callable[[pb.Value, int], Any]] = {
     "ndarray": _dec_ndarray,
     "temporal": _dec_temporal,
     "complex": _dec_complex,
+    "shared_bytes": _dec_shared_bytes,
     "ref": _dec_unsupported,
     "stream_ref": _dec_unsupported,
     "callback": _dec_unsupported,

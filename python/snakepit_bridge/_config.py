@@ -35,6 +35,13 @@ class WorkerConfig:
     ref_ttl_ms: int = 0
     helper_dirs: tuple[str, ...] = ()
     helper_allow: tuple[str, ...] = ()
+    # Shared memory (local workers): the inherited memfds of the host's arena
+    # (mapped read-only) and of this worker's (read-write), their size, and
+    # the smallest ndarray/bytes that travels in them. -1: none, all inline.
+    shm_host_fd: int = -1
+    shm_worker_fd: int = -1
+    shm_bytes: int = 0
+    shm_threshold: int = 65536
 
     @property
     def capacity(self) -> int:
@@ -95,6 +102,16 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         help="FFI: fnmatch pattern over file.function a helper must match (repeatable; none: all allowed)",
     )
     p.add_argument("--no-ffi", action="store_true", help="do not serve the snakepit.ffi.* tools")
+    p.add_argument("--shm-host-fd", type=int, default=-1, metavar="FD", help="inherited memfd of the host's arena")
+    p.add_argument("--shm-worker-fd", type=int, default=-1, metavar="FD", help="inherited memfd of this worker's arena")
+    p.add_argument("--shm-bytes", type=int, default=0, metavar="N", help="size of each arena (max_shared_bytes)")
+    p.add_argument(
+        "--shm-threshold",
+        type=int,
+        default=65536,
+        metavar="N",
+        help="ndarrays and bytes of at least N bytes travel in shared memory (default 65536)",
+    )
     ns = p.parse_args(argv)
     if ns.threads < 1:
         p.error("--threads must be at least 1")
@@ -104,6 +121,11 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         p.error("--max-refs must be at least 1")
     if ns.ref_ttl_ms < 0:
         p.error("--ref-ttl-ms must not be negative")
+    shm_given = (ns.shm_host_fd >= 0, ns.shm_worker_fd >= 0, ns.shm_bytes > 0)
+    if any(shm_given) and not all(shm_given):
+        p.error("--shm-host-fd, --shm-worker-fd and --shm-bytes go together")
+    if ns.shm_threshold < 1:
+        p.error("--shm-threshold must be at least 1")
     return WorkerConfig(
         adapter=ns.adapter,
         fd=ns.fd,
@@ -120,4 +142,8 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         ref_ttl_ms=ns.ref_ttl_ms,
         helper_dirs=tuple(ns.helper_dir),
         helper_allow=tuple(ns.helper_allow),
+        shm_host_fd=ns.shm_host_fd if all(shm_given) else -1,
+        shm_worker_fd=ns.shm_worker_fd if all(shm_given) else -1,
+        shm_bytes=ns.shm_bytes if all(shm_given) else 0,
+        shm_threshold=ns.shm_threshold,
     )

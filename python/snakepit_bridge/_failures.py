@@ -14,7 +14,7 @@ import traceback
 
 from . import _ffi
 from ._codec import EncodingError
-from ._frames import TooLarge, error
+from ._frames import TooLarge, encoding_error, error
 from ._ml_errors import classify
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled
@@ -84,5 +84,5 @@ def failure_frame(fid: int, e: BaseException) -> bytes:
             fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}
         )
     if isinstance(e, EncodingError):
-        return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
+        return encoding_error(fid, e)
     return exception_frame(fid, e)

@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import _ffi
-from ._codec import EncodingError, encode_into, safe_text, surrogate_error
+from . import _ffi, _shm
+from ._codec import EncodingError, SharedMemoryExhausted, encode_into, safe_text, surrogate_error
 from ._proto import snakepit_pb2 as pb
 from ._wire import NULL_VALUE_BYTES, pack_len, scalar_value_bytes, varint
 
@@ -106,6 +106,31 @@ def error(
     return encode(pb.Frame(id=fid, error=err))
 
 
+def encoding_error(fid: int, e: EncodingError) -> bytes:
+    """The Error frame of a value that could not be encoded: ENCODING, or
+    SHARED_MEMORY_EXHAUSTED (with `requested`, `capacity`, `in_use`) when
+    the worker's arena was full."""
+    if isinstance(e, SharedMemoryExhausted):
+        return error(
+            fid,
+            pb.ERROR_KIND_SHARED_MEMORY_EXHAUSTED,
+            str(e),
+            python_type=e.python_type,
+            details={
+                "requested": str(e.requested),
+                "capacity": str(e.capacity),
+                "in_use": str(e.in_use),
+                "path": e.path,
+            },
+        )
+    return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
+
+
+def release_shared(offsets: Iterable[int]) -> bytes:
+    """A ReleaseShared (id 0): one reference given back per offset (both ways)."""
+    return encode(pb.Frame(id=0, release_shared=pb.ReleaseShared(offsets=offsets)))
+
+
 def _slot(mapping: Mapping[str, pb.Value], key: str, path: str) -> pb.Value:
     """The Value under `key` of a message's map field: an EncodingError at
     `path` when `key` is a str with a lone surrogate (not valid UTF-8)."""
@@ -138,18 +163,25 @@ def result(
     perf_counter_ns() at the run's start, after binding and after the tool,
     sent as the Result's WorkerTiming with the encoding's own time."""
     encode_start = time.perf_counter_ns() if timing is not None else 0
+    refs: list[int] | None = None
     if value is None:
         vb = NULL_VALUE_BYTES
     elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
         v = pb.Value()
+        refs = _shm.open_refs()
         try:
             if graceful:
                 _ffi.encode_graceful(value, v, "result")
             else:
                 encode_into(value, v, root="result")
+            vb = v.SerializeToString()
         except EncodingError as e:
-            return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
-        vb = v.SerializeToString()
+            _shm.close_refs(refs, False)
+            return encoding_error(fid, e)
+        except BaseException:
+            _shm.close_refs(refs, False)
+            raise
+        _shm.close_refs(refs, True)
     r = b"\x0a" + varint(len(vb)) + vb
     if timing is not None:
         start, bound, ran = timing
@@ -160,6 +192,9 @@ def result(
         )
         r += b"\x12" + varint(len(wt)) + wt
     body = b"\x08" + varint(fid) + b"\x1a" + varint(len(r)) + r
+    if refs and len(body) > limit:
+        # A reply too large is an Error instead: its regions are not sent.
+        _shm.unsend(refs)
     return _sized(fid, body, limit)
 
 
@@ -175,6 +210,7 @@ def chunk(
 ) -> bytes:
     """The Chunk frame `seq` of stream `fid` (`has_value`: `data` is its item).
     Raises EncodingError, or TooLarge past `limit` bytes."""
+    refs: list[int] | None = None
     if has_value and not metadata and (vb := scalar_value_bytes(data)) is not None:
         # Chunk fields by hand, in field order: seq 1 (absent when 0), value 2, is_final 3.
         cb = b"\x12" + varint(len(vb)) + vb
@@ -184,19 +220,26 @@ def chunk(
             cb += b"\x18\x01"
     else:
         c = pb.Chunk(seq=seq, is_final=is_final)
-        if has_value:
-            if graceful:
-                _ffi.encode_graceful(data, c.value, "chunk")
-            else:
-                encode_into(data, c.value, root=f"chunk[{seq}]")
-        if metadata:
-            for k, mv in metadata.items():
-                key = str(k)
-                slot = _slot(c.metadata, key, f"chunk[{seq}].metadata<key {key!r}>")
-                encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
-        cb = c.SerializeToString()
+        refs = _shm.open_refs()
+        try:
+            if has_value:
+                if graceful:
+                    _ffi.encode_graceful(data, c.value, "chunk")
+                else:
+                    encode_into(data, c.value, root=f"chunk[{seq}]")
+            if metadata:
+                for k, mv in metadata.items():
+                    key = str(k)
+                    slot = _slot(c.metadata, key, f"chunk[{seq}].metadata<key {key!r}>")
+                    encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
+            cb = c.SerializeToString()
+        except BaseException:
+            _shm.close_refs(refs, False)
+            raise
+        _shm.close_refs(refs, True)
     body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
     if len(body) > limit:
+        _shm.unsend(refs)
         raise TooLarge(f"chunk {seq} of {len(body)} bytes exceeds max_frame_bytes ({limit})", size=len(body), limit=limit)
     return pack_len(len(body)) + body
 
@@ -231,15 +274,22 @@ def host_call(
         hc.traceparent = traceparent
     if parent_request_id:
         hc.parent_request_id = parent_request_id
-    for i, a in enumerate(args):
-        if graceful:
-            _ffi.encode_graceful(a, hc.args.add(), f"{tool}() args[{i}]")
-        else:
-            encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
-    for k, v in kwargs.items():
-        encode_into(v, _slot(hc.kwargs, k, f"{tool}() <keyword {k!r}>"), root=f"{tool}() {k}")
-    frame.id = fid
-    return encode(frame)
+    refs = _shm.open_refs()
+    try:
+        for i, a in enumerate(args):
+            if graceful:
+                _ffi.encode_graceful(a, hc.args.add(), f"{tool}() args[{i}]")
+            else:
+                encode_into(a, hc.args.add(), root=f"{tool}() args[{i}]")
+        for k, v in kwargs.items():
+            encode_into(v, _slot(hc.kwargs, k, f"{tool}() <keyword {k!r}>"), root=f"{tool}() {k}")
+        frame.id = fid
+        data = encode(frame)
+    except BaseException:
+        _shm.close_refs(refs, False)
+        raise
+    _shm.close_refs(refs, True)
+    return data
 
 
 def pong(fid: int, sent_unix_nanos: int, in_flight: int) -> bytes:

@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import _ffi, telemetry
+from . import _ffi, _shm, telemetry
 from ._binding import NO_KWARGS, BadArguments, FfiPlan, Plan, ToolPlan, class_name
 from ._codec import EncodingError, dec, decode_values
 from ._config import THREAD_SAFETY_WARNING_EVENT
@@ -119,6 +119,8 @@ class Runner:
         # The link to the host given to every SessionContext (``_host_calls.HostCalls``).
         self.host = host
         self.profile = profile
+        # Whether the worker has shared-memory arenas (``_shm``).
+        self.shm = _shm.enabled()
         self.has_set_ctx = callable(getattr(cls, "set_session_context", None))
         self.initialize = getattr(cls, "initialize", None) if callable(getattr(cls, "initialize", None)) else None
         self.cleanup = getattr(cls, "cleanup", None) if callable(getattr(cls, "cleanup", None)) else None
@@ -275,12 +277,17 @@ class Runner:
     def run(self, st: Request, plan: Plan | None, loop: asyncio.AbstractEventLoop) -> bytes | None:
         """Run one request; return its final reply frame, or None if someone else answered."""
         if st.cancelled:
+            if self.shm:
+                # Never decoded: the host's regions it named go back.
+                _shm.release_undecoded(_shm.execute_values(st.execute))
             return None
         fid = st.id
         ex = st.execute
         if plan is None:
             if self.dynamic and not ex.tool.startswith(_ffi.FFI_PREFIX):
                 return self._run_dynamic(st, loop)
+            if self.shm:
+                _shm.release_undecoded(_shm.execute_values(ex))
             if not self.claim(st):
                 return None
             available = ", ".join(sorted(n for n, p in self.plans.items() if type(p) is ToolPlan)) or "none"
@@ -296,12 +303,19 @@ class Runner:
         if type(plan) is FfiPlan:
             return self._run_ffi(st, plan, loop, scope_token)
         timing = [time.perf_counter_ns(), 0, 0] if "traceparent" in ex.metadata else None
+        shm = self.shm
+        if shm:
+            _shm.begin_decode()
         try:
             args, kwargs = plan.bind(ex)
             if timing is not None:
                 timing[1] = time.perf_counter_ns()
                 st.timing = timing
+            if shm:
+                _shm.end_decode(None)
         except Exception as e:
+            if shm:
+                _shm.end_decode(_shm.execute_values(ex))
             current_request.reset(scope_token)
             if not self.claim(st):
                 return None
@@ -316,11 +330,18 @@ class Runner:
     def _run_dynamic(self, st: Request, loop: asyncio.AbstractEventLoop) -> bytes | None:
         ex = st.execute
         scope_token = current_request.set(st)
+        shm = self.shm
+        if shm:
+            _shm.begin_decode()
         try:
             if ex.args:
                 raise BadArguments(f"{ex.tool}() takes keyword arguments only", "")
             kwargs = {k: dec(v, 0) for k, v in ex.kwargs.items()}
+            if shm:
+                _shm.end_decode(None)
         except Exception as e:  # bad arguments, or values the codec could not make sense of
+            if shm:
+                _shm.end_decode(_shm.execute_values(ex))
             current_request.reset(scope_token)
             if not self.claim(st):
                 return None
@@ -346,6 +367,9 @@ class Runner:
         reply: bytes | None = None
         error: BaseException | None = None
         streamed_seq = -1
+        decoding = self.shm
+        if decoding:
+            _shm.begin_decode()
         try:
             args = decode_values(ex.args)
             if ex.kwargs:
@@ -354,6 +378,9 @@ class Runner:
                 kwargs = {k: dec(v, 0) for k, v in ex.kwargs.items()}
             else:
                 kwargs = NO_KWARGS
+            if decoding:
+                decoding = False
+                _shm.end_decode(None)
             outcome = plan.func(self.ffi, args, kwargs)
             if type(outcome) is types.CoroutineType:
                 outcome = self._run_coro(st, outcome, loop)
@@ -370,6 +397,8 @@ class Runner:
                     reply = result_frame(fid, outcome, self.limit, graceful=True)
         except BaseException as e:  # Cancelled, SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
             error = e
+            if decoding:
+                _shm.end_decode(_shm.execute_values(ex))
         finally:
             current_request.reset(scope_token)
         if st.cancelled:
@@ -526,6 +555,7 @@ class Runner:
         assert cond is not None
         fid = st.id
         seq = 0
+        shm = self.shm
         try:
             while True:
                 item = self._next_item(st, gen, loop)
@@ -541,13 +571,18 @@ class Runner:
                     if st.cancelled:
                         raise Cancelled
                     st.credits -= 1
+                if shm:
+                    _shm.take_last()
                 frame = chunk_frame(fid, seq, data, True, final, meta, self.limit, raw)
+                refs = _shm.take_last() if shm else None
                 try:
                     with self.wlock:
-                        if st.cancelled:
+                        if st.cancelled or (final and self.registry.pop(fid, None) is None):
+                            # Never sent: the regions it named are not the host's.
+                            _shm.unsend(refs)
                             raise Cancelled
-                        if final and self.registry.pop(fid, None) is None:
-                            raise Cancelled
+                        if shm and _shm.RELEASES:
+                            frame += _shm.drain_frames()
                         self.sock.sendall(frame)
                 except OSError:
                     self.finish(EXIT_OK, "")

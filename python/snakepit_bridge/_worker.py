@@ -67,7 +67,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import __version__, _ffi, _frames
+from . import __version__, _ffi, _frames, _shm
 from ._binding import FfiPlan, Plan, ToolPlan, check_profile, class_name, load_adapter, tools_of
 from ._codec import LIST_COST, MAP_COST, WIRE_DEPTH
 from ._config import WorkerConfig, parse_args
@@ -162,6 +162,10 @@ class _Worker:
         self.rbuf = bytearray(1 << 18)
         self.rview = memoryview(self.rbuf)
         self.wlock = threading.Lock()
+        # HOST-arena offsets queued for release (empty while shared memory is
+        # off): whatever writes to the socket sends them along.
+        self.releases = _shm.RELEASES
+        self.shm = _shm.enabled()
         self.shutting_down = False
         self.executors = [_Executor() for _ in range(config.capacity + 1)]
         self.released = 0
@@ -253,6 +257,8 @@ class _Worker:
                 else:
                     self.early_dropped += 1
                 return
+            if self.releases:
+                data += _shm.drain_frames()
             try:
                 self.sock.sendall(data)
             except OSError:
@@ -262,9 +268,13 @@ class _Worker:
     # ---------------------------------------------------------------- output
 
     def send(self, data: bytes) -> None:
+        """Writes `data`, and with it the shared-memory releases queued (see ``_shm``)."""
         try:
             with self.wlock:
-                self.sock.sendall(data)
+                if self.releases:
+                    data += _shm.drain_frames()
+                if data:
+                    self.sock.sendall(data)
         except OSError:
             # The host is gone: nobody is left to answer.
             self._finish(EXIT_OK, "")
@@ -282,7 +292,9 @@ class _Worker:
             "shutdown": self._on_shutdown,
             "host_call_result": self.host.on_result,
             "variable_update": self._on_variable_update,
+            "release_shared": self._on_release_shared,
         }
+        _shm.start_flusher(self.send)
         threading.Thread(target=self._watch_main, name="snakepit-watch", daemon=True).start()
         for i, ex in enumerate(self.executors[1:], start=1):
             threading.Thread(target=self._thread_main, args=(ex,), name=f"snakepit-worker-{i}", daemon=True).start()
@@ -372,9 +384,13 @@ class _Worker:
     def _on_execute(self, frame: pb.Frame) -> None:
         fid = frame.id
         if self.shutting_down:
+            if self.shm:
+                _shm.release_undecoded(_shm.execute_values(frame.execute))
             self.send(error_frame(fid, pb.ERROR_KIND_SHUTTING_DOWN, "worker is shutting down"))
             return
         if fid in self.registry:
+            if self.shm:
+                _shm.release_undecoded(_shm.execute_values(frame.execute))
             self.send(error_frame(fid, pb.ERROR_KIND_PROTOCOL, f"request id {fid} is already in flight"))
             return
         ex = frame.execute
@@ -432,6 +448,17 @@ class _Worker:
         # adapter's hook for refs of its own.
         self.ffi.store.release(rr.session_id, rr.ref_id)
         self.runner.release_hook(frame.id, "on_ref_release", rr.session_id, rr.ref_id)
+
+    def _on_release_shared(self, frame: pb.Frame) -> None:
+        """The host gave back references to regions of this worker's arena."""
+        offsets = frame.release_shared.offsets
+        s = _shm.STATE
+        if s is None:
+            sys.stderr.write(
+                f"snakepit worker: ignoring a ReleaseShared of {len(offsets)} offset(s): this worker has no shared memory\n"
+            )
+            return
+        s.worker.release_host(offsets)
 
     def _on_variable_update(self, frame: pb.Frame) -> None:
         self.host.watches.deliver(frame.variable_update)
@@ -637,6 +664,8 @@ class _Worker:
         if pending:
             self.send(b"".join(pending) if len(pending) > 1 else pending[0])
             pending.clear()
+        elif self.releases:
+            self.send(b"")
 
     def _execute(
         self,
@@ -847,6 +876,11 @@ def run(config: WorkerConfig) -> NoReturn:
         sock = socket.socket(fileno=config.fd)
     except OSError as e:
         _die(EXIT_STARTUP, f"snakepit worker: fd {config.fd} is not a usable socket: {e}\n")
+    if config.shm_host_fd >= 0:
+        try:
+            _shm.install(config.shm_host_fd, config.shm_worker_fd, config.shm_bytes, config.shm_threshold)
+        except (OSError, ValueError) as e:
+            _startup_failed(sock, config, e, "cannot map the shared-memory arenas for", with_traceback=False)
     try:
         cls = load_adapter(config.adapter)
         plans: dict[str, Plan] = {m.name: ToolPlan(cls, m) for m in tools_of(cls)}

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ._codec import SharedMemoryExhausted
+
 __all__ = [
     "HelperNotFoundError",
     "HostCallRejected",
@@ -33,6 +35,7 @@ __all__ = [
     "HostToolNotFound",
     "RefNotFoundError",
     "SessionMismatchError",
+    "SharedMemoryExhausted",
     "VariableConstraintError",
 ]
 
