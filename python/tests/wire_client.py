@@ -255,6 +255,7 @@ def start_worker(
     extra_args: Iterable[str] = (),
     read_hello: bool = True,
     use_default_fd: bool = False,
+    extra_fds: Iterable[int] = (),
 ) -> WorkerClient:
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ)
@@ -282,7 +283,7 @@ def start_worker(
             env=env,
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            pass_fds=(child.fileno(),),
+            pass_fds=(child.fileno(), *extra_fds),
         )
     child.close()
     client = WorkerClient(proc, parent)
