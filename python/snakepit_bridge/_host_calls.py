@@ -24,8 +24,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _frames, telemetry
-from ._codec import dec, decode
+from . import _frames, _shm, telemetry
+from ._codec import dec
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled, Request
 from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
@@ -142,8 +142,12 @@ class WatchTable:
         """Note that a watch call finished."""
         with self._lock:
             self._pending -= 1
+            dropped: list[pb.VariableUpdate] = []
             if not self._pending:
+                dropped = list(self._backlog)
                 self._backlog.clear()
+        if dropped:
+            _shm.drop_values([v for u in dropped for v in (u.old_value, u.new_value)])
 
     def add(self, watch_id: str, session_id: str, callback: WatchCallback) -> None:
         """Register a watch; updates for it that came early are delivered now."""
@@ -186,6 +190,8 @@ class WatchTable:
             if w is None:
                 if self._pending:
                     self._backlog.append(update)
+                else:
+                    _shm.drop_values([update.old_value, update.new_value])
                 return
         self._queue.put((w, update))
 
@@ -197,10 +203,11 @@ class WatchTable:
             with self._lock:
                 live = self._watches.get(w.id) is w
             if not live:
+                _shm.drop_values([u.old_value, u.new_value])
                 continue
             try:
-                old = decode(u.old_value) if u.HasField("old_value") else None
-                new = decode(u.new_value) if u.HasField("new_value") else None
+                old = _shm.decode_guarded(u.old_value) if u.HasField("old_value") else None
+                new = _shm.decode_guarded(u.new_value) if u.HasField("new_value") else None
                 meta = dict(u.metadata)
                 meta.setdefault("source", u.source)
                 meta.setdefault("name", u.name)
@@ -352,7 +359,7 @@ class HostCalls:
         assert res is not None
         which = res.WhichOneof("outcome")
         if which == "value":
-            return dec(res.value, 0)
+            return _shm.decode_guarded(res.value)
         if which == "error":
             raise error_from_pb(res.error, tool)
         return None
@@ -418,6 +425,9 @@ class HostCalls:
                 w.event.set()
                 return
             abandoned = fid in self.abandoned
+        if frame.host_call_result.WhichOneof("outcome") == "value":
+            # Nobody will decode it: shared regions in it go back.
+            _shm.drop_values([frame.host_call_result.value])
         if not abandoned:
             sys.stderr.write(f"snakepit worker: ignoring HostCallResult for id {fid}: no open host call has that id\n")
 

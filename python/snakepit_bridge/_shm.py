@@ -508,16 +508,21 @@ def release_undecoded(values: Iterable[pb.Value]) -> None:
         queue_release(off)
 
 
-def begin_decode() -> None:
-    """Starts noting, on this thread, the HOST regions decoding takes care of."""
+def begin_decode() -> list[int] | None:
+    """Starts noting, on this thread, the HOST regions decoding takes care of;
+    returns the note it replaces (for `end_decode`)."""
+    outer = _TL.decoded
     _TL.decoded = []
+    return outer
 
 
-def end_decode(values: Iterable[pb.Value] | None) -> None:
-    """Ends the note; when the decode failed (`values`: what it was decoding),
-    the regions it never reached are given back."""
+def end_decode(values: Iterable[pb.Value] | None, outer: list[int] | None = None) -> None:
+    """Ends the note (restoring `outer`); when the decode failed (`values`:
+    what it was decoding), the regions it never reached are given back."""
     done = _TL.decoded
-    _TL.decoded = None
+    _TL.decoded = outer
+    if outer is not None and done:
+        outer.extend(done)
     if values is None:
         return
     left = collections.Counter(host_regions(values))
@@ -525,6 +530,28 @@ def end_decode(values: Iterable[pb.Value] | None) -> None:
     for off, count in left.items():
         for _ in range(count):
             queue_release(off)
+
+
+def decode_guarded(v: pb.Value) -> Any:
+    """``_codec.dec(v, 0)``; if it fails, the HOST regions in `v` it never
+    reached are given back (host-call answers, variable updates)."""
+    if STATE is None:
+        return _codec.dec(v, 0)
+    outer = begin_decode()
+    try:
+        out = _codec.dec(v, 0)
+    except BaseException:
+        end_decode([v], outer)
+        raise
+    end_decode(None, outer)
+    return out
+
+
+def drop_values(values: Iterable[pb.Value]) -> None:
+    """Values that will never be decoded (an answer nobody waits for, an
+    update of a watch that is gone): their HOST regions go back."""
+    if STATE is not None:
+        release_undecoded(values)
 
 
 def stats() -> dict[str, Any]:
