@@ -168,7 +168,7 @@ def result(
         vb = NULL_VALUE_BYTES
     elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
         v = pb.Value()
-        refs = _shm.open_refs()
+        refs = _shm.open_refs() if _shm.STATE is not None else None
         try:
             if graceful:
                 _ffi.encode_graceful(value, v, "result")
@@ -176,12 +176,15 @@ def result(
                 encode_into(value, v, root="result")
             vb = v.SerializeToString()
         except EncodingError as e:
-            _shm.close_refs(refs, False)
+            if refs is not None:
+                _shm.close_refs(refs, False)
             return encoding_error(fid, e)
         except BaseException:
-            _shm.close_refs(refs, False)
+            if refs is not None:
+                _shm.close_refs(refs, False)
             raise
-        _shm.close_refs(refs, True)
+        if refs is not None:
+            _shm.close_refs(refs, True)
     r = b"\x0a" + varint(len(vb)) + vb
     if timing is not None:
         start, bound, ran = timing
@@ -220,7 +223,7 @@ def chunk(
             cb += b"\x18\x01"
     else:
         c = pb.Chunk(seq=seq, is_final=is_final)
-        refs = _shm.open_refs()
+        refs = _shm.open_refs() if _shm.STATE is not None else None
         try:
             if has_value:
                 if graceful:
@@ -234,9 +237,11 @@ def chunk(
                     encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
             cb = c.SerializeToString()
         except BaseException:
-            _shm.close_refs(refs, False)
+            if refs is not None:
+                _shm.close_refs(refs, False)
             raise
-        _shm.close_refs(refs, True)
+        if refs is not None:
+            _shm.close_refs(refs, True)
     body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
     if len(body) > limit:
         _shm.unsend(refs)
@@ -274,7 +279,7 @@ def host_call(
         hc.traceparent = traceparent
     if parent_request_id:
         hc.parent_request_id = parent_request_id
-    refs = _shm.open_refs()
+    refs = _shm.open_refs() if _shm.STATE is not None else None
     try:
         for i, a in enumerate(args):
             if graceful:
@@ -286,9 +291,11 @@ def host_call(
         frame.id = fid
         data = encode(frame)
     except BaseException:
-        _shm.close_refs(refs, False)
+        if refs is not None:
+            _shm.close_refs(refs, False)
         raise
-    _shm.close_refs(refs, True)
+    if refs is not None:
+        _shm.close_refs(refs, True)
     return data
 
 

@@ -98,6 +98,12 @@ class ShmAdapter(BaseAdapter):
             yield np.full(n, i, dtype=np.float32)
 
     @tool
+    def ask_host(self, name: str, arg: Any = None, timeout: float | None = None) -> Any:
+        """Calls host tool `name` with `arg`; returns what the tool saw of the answer."""
+        got = self.session_context.call_host_tool(name, arg, timeout=timeout)
+        return {"sum": float(got.sum()), "writeable": bool(got.flags.writeable), "shared": zero_copy.is_shared(got)}
+
+    @tool
     def build(self, recipe: str, dtype: str) -> Any:
         return build_array(recipe, dtype)
 

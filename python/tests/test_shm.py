@@ -472,6 +472,52 @@ def test_requests_never_decoded_release_their_regions(shm_host: ShmHost) -> None
     assert h.reply(slow).WhichOneof("kind") == "result"
 
 
+def test_host_call_arguments_and_answers_use_shared_memory(shm_host: ShmHost) -> None:
+    h = shm_host
+    fid = h.execute("ask_host", "double", np.arange(5000.0))
+    call = h.recv()
+    assert call.WhichOneof("kind") == "host_call"
+    regions: list[pb.SharedRegion] = []
+    arg = pb.Value()
+    arg.CopyFrom(call.host_call.args[0])
+    h.materialize(arg, regions)
+    assert len(regions) == 1  # the argument went through the worker arena
+    sent = decode(arg)
+    answer_value = h.put(sent * 2)
+    h.client.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(value=answer_value)))
+    f = h.reply(fid)
+    assert decode(f.result.value) == {"sum": float(np.arange(5000.0).sum() * 2), "writeable": False, "shared": True}
+    h.wait_released([answer_value.ndarray.shared.offset])
+    h.release([regions[0].offset])
+
+    # An answer that comes after the call gave up is never decoded: released all the same.
+    fid = h.execute("ask_host", "never", 1, timeout=0.2)
+    call = h.recv()
+    assert h.reply(fid).error.python_type == "HostCallTimeout"
+    late = h.put(np.ones(3000))
+    h.client.send(pb.Frame(id=call.id, host_call_result=pb.HostCallResult(value=late)))
+    h.wait_released([late.ndarray.shared.offset])
+    assert h.worker_stats()["allocations"] == 0
+
+
+def test_a_cancelled_stream_gives_back_a_chunk_it_did_not_send(shm_host: ShmHost) -> None:
+    h = shm_host
+    fid = h.execute("arrays", 3, 5000, stream=True, window=1)
+    first = h.reply(fid)
+    h.client.cancel(fid)
+    f = h.reply(fid)
+    assert f.error.kind == pb.ERROR_KIND_CANCELLED
+    regions: list[pb.SharedRegion] = []
+    v = pb.Value()
+    v.CopyFrom(first.chunk.value)
+    h.materialize(v, regions)
+    h.release([r.offset for r in regions])
+    deadline = time.monotonic() + 5
+    while (s := h.worker_stats())["allocations"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s["allocations"] == 0 and s["host_references"] == 0
+
+
 # ------------------------------------------------------------ arena exhausted
 
 
@@ -522,10 +568,11 @@ def test_without_shared_memory_everything_is_inline(spawn: Any) -> None:
 
 
 def test_thread_profile() -> None:
-    h = ShmHost(threshold=1024, extra_args=("--profile", "thread", "--threads", "4"))
+    h = ShmHost(size=1 << 20, threshold=1024, extra_args=("--profile", "thread", "--threads", "4"))
     try:
         assert h.client.hello is not None and h.client.hello.hello.profile == "thread"
-        fids = [h.execute("echo", h.put(np.full(3000, i))) for i in range(8)]
+        n = 40
+        fids = [h.execute("echo", h.put(np.full(3000, i))) for i in range(n)]
         offsets = []
         got = {}
         for _ in fids:
@@ -536,15 +583,15 @@ def test_thread_profile() -> None:
             h.materialize(v, regions)
             got[f.id] = decode(v)
             offsets += [r.offset for r in regions]
-        assert [int(got[fid][0]) for fid in fids] == list(range(8))
+        assert [int(got[fid][0]) for fid in fids] == list(range(n))
         h.release(offsets)
         deadline = time.monotonic() + 5
-        while len(h.released) < 8 and time.monotonic() < deadline:
+        while len(h.released) < n and time.monotonic() < deadline:
             try:
                 h.recv(timeout=0.1)
             except TimeoutError:
                 pass
-        assert len(h.released) == 8
+        assert len(h.released) == n
         assert h.worker_stats()["allocations"] == 0
     finally:
         h.close()
