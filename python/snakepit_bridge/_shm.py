@@ -230,6 +230,13 @@ def install(host_fd: int, worker_fd: int, size: int, threshold: int) -> None:
         if st.st_size < size:
             raise ValueError(f"the {name} arena (fd {fd}) holds {st.st_size} bytes, fewer than --shm-bytes {size}")
     STATE = _State(HostArena(host_fd, size), WorkerArena(worker_fd, size), threshold)
+    # The mappings hold their own references: the inherited fds are not
+    # needed any more (and no subprocess of a tool can inherit them).
+    for fd in {host_fd, worker_fd}:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     _codec.enable_shared_memory(threshold, encode_array, encode_bytes, decode_array, decode_bytes)
 
 

@@ -597,6 +597,27 @@ def test_thread_profile() -> None:
         h.close()
 
 
+def test_an_arena_smaller_than_shm_bytes_is_a_startup_failure() -> None:
+    fd = os.memfd_create("snakepit-test-small", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, PAGE)
+        c = start_worker(
+            "shm_adapter.ShmAdapter",
+            extra_fds=(fd,),
+            extra_args=["--shm-host-fd", str(fd), "--shm-worker-fd", str(fd), "--shm-bytes", str(1 << 20)],
+            read_hello=False,
+        )
+        try:
+            f = c.recv()
+            assert f.WhichOneof("kind") == "error" and f.error.kind == pb.ERROR_KIND_STARTUP_FAILED
+            assert "fewer than --shm-bytes" in f.error.message
+            assert c.wait_exit() == 3
+        finally:
+            c.close()
+    finally:
+        os.close(fd)
+
+
 def test_partial_shm_flags_are_refused() -> None:
     c = start_worker("shm_adapter.ShmAdapter", extra_args=["--shm-host-fd", "4"], read_hello=False)
     try:
@@ -639,3 +660,35 @@ def test_allocator_first_fit_coalescing_and_counts() -> None:
         del a
         gc.collect()
         os.close(fd)
+
+
+def test_cpu_torch_tensors_encode_as_their_ndarray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With torch imported, a CPU tensor crosses as the ndarray it shares
+    memory with (a stand-in module here: torch is optional)."""
+    import types
+
+    class Tensor:
+        def __init__(self, a: np.ndarray, device: str = "cpu") -> None:
+            self.a = a
+            self.device = types.SimpleNamespace(type=device)
+
+        def detach(self) -> Tensor:
+            return self
+
+        def resolve_conj(self) -> Tensor:
+            return self
+
+        def resolve_neg(self) -> Tensor:
+            return self
+
+        def numpy(self) -> np.ndarray:
+            return self.a
+
+    fake = types.ModuleType("torch")
+    fake.Tensor = Tensor  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "torch", fake)
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    got = decode(encode(Tensor(a)))
+    assert got.dtype == np.float32 and got.shape == (3, 4) and (got == a).all()
+    with pytest.raises(Exception, match="cannot encode"):
+        encode(Tensor(a, device="cuda"))
