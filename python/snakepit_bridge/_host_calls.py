@@ -297,6 +297,7 @@ class HostCalls:
         with lock:
             self.seq += 1
             hid = self.seq
+        _shm.take_last()
         data = _frames.host_call(
             hid,
             session_id,
@@ -310,6 +311,8 @@ class HostCalls:
         )
         size = len(data) - 4
         if size > self.limit:
+            # Never sent: the shared regions it named are not the host's.
+            _shm.unsend(_shm.take_last())
             raise HostToolError(
                 f"call of host tool {tool!r} is {size} bytes, more than max_frame_bytes ({self.limit})",
                 kind="payload_too_large",

@@ -367,6 +367,7 @@ class Runner:
         reply: bytes | None = None
         error: BaseException | None = None
         streamed_seq = -1
+        reply_refs: list[int] | None = None
         decoding = self.shm
         if decoding:
             _shm.begin_decode()
@@ -391,10 +392,14 @@ class Runner:
                 else:
                     outcome = self._collect(st, gen, loop, raw=True)
             if streamed_seq < 0 and not st.cancelled:
+                if self.shm:
+                    _shm.take_last()
                 if ex.stream:
                     reply = chunk_frame(fid, 0, outcome, True, True, None, self.limit, graceful=True)
                 else:
                     reply = result_frame(fid, outcome, self.limit, graceful=True)
+                if self.shm:
+                    reply_refs = _shm.take_last()
         except BaseException as e:  # Cancelled, SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
             error = e
             if decoding:
@@ -402,6 +407,8 @@ class Runner:
         finally:
             current_request.reset(scope_token)
         if st.cancelled:
+            # The reply (built before the cancellation was seen) is never sent.
+            _shm.unsend(reply_refs)
             return None
         if error is None and streamed_seq >= 0:
             # Closing chunk: no item, needs no credit.
@@ -410,6 +417,7 @@ class Runner:
                     return None
             return chunk_frame(fid, streamed_seq, None, False, True, None, self.limit)
         if not self.claim(st):
+            _shm.unsend(reply_refs)
             return None
         if error is None:
             return reply

@@ -340,10 +340,12 @@ def take_last() -> list[int] | None:
 
 
 def unsend(refs: list[int] | None) -> None:
-    """A frame naming `refs` was never sent: the host references go."""
+    """A frame naming `refs` was never sent: the host references go (and
+    `refs` is emptied, so that they cannot go twice)."""
     s = STATE
     if s is not None and refs:
         s.worker.release_host(refs, quiet=True)
+        refs.clear()
 
 
 def _region(nd_or_value: Any, off: int, length: int) -> None:

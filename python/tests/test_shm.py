@@ -518,6 +518,17 @@ def test_a_cancelled_stream_gives_back_a_chunk_it_did_not_send(shm_host: ShmHost
     assert s["allocations"] == 0 and s["host_references"] == 0
 
 
+def test_ffi_calls_use_shared_memory(shm_host: ShmHost) -> None:
+    h = shm_host
+    got, regions = h.call_keep("snakepit.ffi.call", "numpy", "ones", 8192)
+    assert got.shape == (8192,) and got.sum() == 8192 and len(regions) == 1
+    h.release([regions[0].offset])
+    v = h.put(np.arange(10000.0))
+    assert h.call("snakepit.ffi.call", "numpy", "sum", v) == float(np.arange(10000.0).sum())
+    h.wait_released([v.ndarray.shared.offset])
+    assert h.worker_stats()["allocations"] == 0
+
+
 # ------------------------------------------------------------ arena exhausted
 
 
