@@ -99,6 +99,7 @@ pub use reaper::{
     processes_with_run_id,
 };
 pub use runtime::{RuntimeConfig, RuntimeHandle};
+pub use wire::shm::{ArenaUsage, SharedBufferMut};
 pub use service::{ServiceFactory, ServiceFuture, ShutdownSignal};
 pub use sessions::{Session, SessionInfo, VariableWatch};
 pub use telemetry::{Event, Telemetry};
