@@ -121,6 +121,8 @@ fn sealed_memfd(name: &str, size: u64) -> io::Result<OwnedFd> {
 /// references on each.
 #[derive(Debug)]
 struct Allocator {
+    /// Follows `in_use`, when the arena is a pool's.
+    gauge: Option<metrics::Gauge>,
     capacity: u64,
     /// Free ranges by start; adjacent ones are merged.
     free: BTreeMap<u64, u64>,
@@ -132,6 +134,7 @@ struct Allocator {
 impl Allocator {
     fn new(capacity: u64) -> Self {
         Self {
+            gauge: None,
             capacity,
             free: BTreeMap::from([(0, capacity)]),
             used: BTreeMap::new(),
@@ -149,6 +152,7 @@ impl Allocator {
         }
         self.used.insert(start, (want, 1));
         self.in_use += want;
+        self.report();
         Some(start)
     }
 
@@ -156,6 +160,12 @@ impl Allocator {
     fn find(&self, offset: u64, len: u64) -> Option<u64> {
         let (&start, &(size, _)) = self.used.range(..=offset).next_back()?;
         (offset.checked_add(len)? <= start + size).then_some(start)
+    }
+
+    fn report(&self) {
+        if let Some(gauge) = &self.gauge {
+            gauge.set(self.in_use as f64);
+        }
     }
 
     fn incref(&mut self, start: u64) {
@@ -175,6 +185,7 @@ impl Allocator {
         let size = *size;
         self.used.remove(&start);
         self.in_use -= size;
+        self.report();
         let (mut start, mut size) = (start, size);
         if let Some((&prev, &prev_size)) = self.free.range(..start).next_back()
             && prev + prev_size == start
@@ -224,10 +235,19 @@ impl PoolArena {
     pub(crate) fn create(pool: &str, capacity: u64, threshold: u64) -> io::Result<Arc<Self>> {
         let fd = sealed_memfd(&format!("snakepit-pool-{pool}"), capacity)?;
         let map = Mapping::new(fd.as_raw_fd(), capacity as usize, true)?;
+        use crate::telemetry::metric;
+        metrics::gauge!(metric::SHARED_MEMORY_CAPACITY_BYTES, "pool" => pool.to_string())
+            .set(capacity as f64);
+        let mut alloc = Allocator::new(capacity);
+        alloc.gauge = Some(metrics::gauge!(
+            metric::SHARED_MEMORY_IN_USE_BYTES,
+            "pool" => pool.to_string()
+        ));
+        alloc.report();
         Ok(Arc::new(Self {
             fd,
             map,
-            alloc: Mutex::new(Allocator::new(capacity)),
+            alloc: Mutex::new(alloc),
             threshold,
         }))
     }
