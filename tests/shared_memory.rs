@@ -154,7 +154,10 @@ async fn round_trips(profile: Profile) {
             assert_eq!(back, sent, "{dtype} {shape:?} echoed");
         }
     }
-    assert!(shared > 20, "only {shared} arrays went through shared memory");
+    assert!(
+        shared > 20,
+        "only {shared} arrays went through shared memory"
+    );
     sp.shutdown().await;
 }
 
@@ -207,21 +210,32 @@ async fn a_killed_worker_leaves_no_segment_and_no_fd() {
     let common::Started { sp, .. } = common::start(arrays_pool("kill")).await;
     let pool = sp.default_pool();
     // Warm up once so that lazily opened fds of the runtime are counted.
-    call(pool, "total", vec![nd("uint8", &[MIB as u64], Bytes::from(vec![1; MIB]))])
-        .await
-        .unwrap();
+    call(
+        pool,
+        "total",
+        vec![nd("uint8", &[MIB as u64], Bytes::from(vec![1; MIB]))],
+    )
+    .await
+    .unwrap();
     let (fds, shm_files) = (open_fds(), dev_shm());
     let pid = call(
         pool,
         "hold",
-        vec![nd("uint8", &[4 * MIB as u64], Bytes::from(vec![2; 4 * MIB]))],
+        vec![nd(
+            "uint8",
+            &[4 * MIB as u64],
+            Bytes::from(vec![2; 4 * MIB]),
+        )],
     )
     .await
     .unwrap();
     let ours = call(pool, "ones", vec![Value::from(MIB / 8 * 3)])
         .await
         .unwrap();
-    assert!(pool.shared_usage().unwrap().allocations >= 1, "the worker holds one");
+    assert!(
+        pool.shared_usage().unwrap().allocations >= 1,
+        "the worker holds one"
+    );
     let pid = i64::try_from(pid).unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGKILL) };
     common::wait_gone(pid as u32, Duration::from_secs(10), "the killed worker").await;
@@ -233,14 +247,26 @@ async fn a_killed_worker_leaves_no_segment_and_no_fd() {
             .all(|x| f64::from_le_bytes(x.try_into().unwrap()) == 1.0)
     );
     drop(ours);
-    common::poll_status(pool, |s| s.workers.iter().any(|w| w.pid.is_some_and(|p| p != pid as u32)))
-        .await;
+    common::poll_status(pool, |s| {
+        s.workers
+            .iter()
+            .any(|w| w.pid.is_some_and(|p| p != pid as u32))
+    })
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while pool.shared_usage().unwrap().allocations != 0 {
-        assert!(std::time::Instant::now() < deadline, "the pool arena kept {:?}", pool.shared_usage());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool arena kept {:?}",
+            pool.shared_usage()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(open_fds(), fds, "the host's fds are back to where they were");
+    assert_eq!(
+        open_fds(),
+        fds,
+        "the host's fds are back to where they were"
+    );
     assert_eq!(dev_shm(), shm_files, "nothing was left in /dev/shm");
     sp.shutdown().await;
 }
@@ -262,7 +288,10 @@ async fn a_thousand_1mib_calls_leave_fds_and_rss_flat() {
     }
     let grown = common::rss_bytes(std::process::id()).saturating_sub(rss);
     assert_eq!(open_fds(), fds);
-    assert!(grown < 64 * MIB as u64, "the host's RSS grew by {grown} bytes");
+    assert!(
+        grown < 64 * MIB as u64,
+        "the host's RSS grew by {grown} bytes"
+    );
     assert_eq!(pool.shared_usage().unwrap().allocations, 0);
     sp.shutdown().await;
 }
@@ -282,11 +311,20 @@ async fn a_full_arena_is_a_typed_error_both_ways() {
         "{err:?}"
     );
     assert_eq!(err.outcome(), "shared_memory_exhausted");
-    let err = call(pool, "ones", vec![Value::from(MIB)]).await.unwrap_err();
-    assert!(matches!(err, Error::SharedMemoryExhausted { .. }), "{err:?}");
-    let total = call(pool, "total", vec![nd("uint8", &[MIB as u64], Bytes::from(vec![1; MIB]))])
+    let err = call(pool, "ones", vec![Value::from(MIB)])
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::SharedMemoryExhausted { .. }),
+        "{err:?}"
+    );
+    let total = call(
+        pool,
+        "total",
+        vec![nd("uint8", &[MIB as u64], Bytes::from(vec![1; MIB]))],
+    )
+    .await
+    .unwrap();
     assert_eq!(total, Value::Float(MIB as f64));
     sp.shutdown().await;
 }
@@ -326,7 +364,9 @@ async fn max_frame_bytes_does_not_limit_shared_memory() {
 async fn large_bytes_cross_both_ways() {
     let common::Started { sp, .. } = common::start(arrays_pool("bytes")).await;
     let pool = sp.default_pool();
-    let blob = call(pool, "blob", vec![Value::from(3 * MIB)]).await.unwrap();
+    let blob = call(pool, "blob", vec![Value::from(3 * MIB)])
+        .await
+        .unwrap();
     assert!(matches!(&blob, Value::Bytes(b) if b.len() == 3 * MIB && b.iter().all(|x| *x == 7)));
     let info = call(pool, "blob_info", vec![blob]).await.unwrap();
     assert_eq!(

@@ -387,9 +387,7 @@ impl PoolConfig {
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > u32::MAX as usize {
             return bad("max_frame_bytes must be between 1 KiB and 4 GiB");
         }
-        if self.max_shared_bytes != 0
-            && !(1 << 20..=1 << 40).contains(&self.max_shared_bytes)
-        {
+        if self.max_shared_bytes != 0 && !(1 << 20..=1 << 40).contains(&self.max_shared_bytes) {
             return bad("max_shared_bytes must be 0 (off) or between 1 MiB and 1 TiB");
         }
         if self.shared_threshold_bytes == 0 {

@@ -15,12 +15,12 @@ use ractor::ActorRef;
 use snakepit_proto::{Value, v1};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::wire::shm::{ArenaUsage, PoolArena, SharedBufferMut};
 use crate::ask::{Unanswered, ask};
 use crate::config::{Affinity, PoolConfig};
 use crate::error::Error;
 use crate::pool::{PoolMessage, PoolStatus, RefId, RefPin, Request, RequestBox, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
+use crate::wire::shm::{ArenaUsage, PoolArena, SharedBufferMut};
 use crate::wire::{Chunk, Sink};
 
 use crate::wire::next_request_id;

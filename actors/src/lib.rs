@@ -99,9 +99,9 @@ pub use reaper::{
     processes_with_run_id,
 };
 pub use runtime::{RuntimeConfig, RuntimeHandle};
-pub use wire::shm::{ArenaUsage, SharedBufferMut};
 pub use service::{ServiceFactory, ServiceFuture, ShutdownSignal};
 pub use sessions::{Session, SessionInfo, VariableWatch};
 pub use telemetry::{Event, Telemetry};
 pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};
 pub use wire::Chunk;
+pub use wire::shm::{ArenaUsage, SharedBufferMut};

@@ -52,13 +52,13 @@ pub(crate) use slots::RefId;
 use slots::{Role, Slot};
 use snakepit_proto::frames;
 
-use crate::wire::shm::PoolArena;
 use crate::config::PoolConfig;
 use crate::error::Error;
 use crate::remote::Agents;
 use crate::telemetry::{
     QueueSaturated, QueueTimedOut, RequestCancelled, RequestStarted, Telemetry, metric,
 };
+use crate::wire::shm::PoolArena;
 use crate::wire::{self, Pending};
 /// The pool actor.
 pub struct Pool;

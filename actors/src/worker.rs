@@ -35,7 +35,6 @@ use snakepit_proto::{frames, v1};
 use liveness::{Beat, Heartbeat};
 use rand::Rng;
 
-use crate::wire::shm::{PoolArena, WorkerShm};
 use crate::config::PoolConfig;
 use crate::error::{Error, ExitStatus, python_exception};
 use crate::pool::{PoolMessage, Retry, WorkerGone, WorkerKey, WorkerLink};
@@ -46,6 +45,7 @@ use crate::telemetry::{
     ExitCause, HeartbeatMissed, KillReason, RecycleReason, RequestRetryWithheld, Telemetry,
     WorkerKilled, WorkerSpawned,
 };
+use crate::wire::shm::{PoolArena, WorkerShm};
 use crate::wire::{self, Closed, Connection, ConnectionEvents, Listeners};
 
 /// Extra time after a grace period before the group gets SIGKILL.

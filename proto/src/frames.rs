@@ -201,7 +201,11 @@ pub fn visit_values<E>(
             Some(Outcome::Value(v)) => vec![v],
             _ => return Ok(()),
         },
-        Some(Kind::VariableUpdate(u)) => u.old_value.iter_mut().chain(u.new_value.iter_mut()).collect(),
+        Some(Kind::VariableUpdate(u)) => u
+            .old_value
+            .iter_mut()
+            .chain(u.new_value.iter_mut())
+            .collect(),
         Some(Kind::Telemetry(t)) => t.metadata.values_mut().collect(),
         _ => return Ok(()),
     };

@@ -266,7 +266,8 @@ mod tests {
         let kw = kwargs(HashMap::from([
             ("b".to_string(), v1::Value::from(Value::from(2))),
             ("a".to_string(), v1::Value::from(Value::from(1))),
-        ]));
+        ]))
+        .unwrap();
         assert_eq!(
             kw,
             vec![
@@ -274,6 +275,40 @@ mod tests {
                 ("b".to_string(), Value::Int(2))
             ]
         );
-        assert_eq!(value(None), Value::Null);
+        assert_eq!(value(None).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn values_naming_shared_memory_are_refused() {
+        let region = v1::SharedRegion {
+            arena: v1::SharedArena::Host as i32,
+            offset: 0,
+            length: 1 << 20,
+        };
+        let shared_bytes = v1::Value {
+            kind: Some(v1::value::Kind::SharedBytes(region)),
+        };
+        let shared_array = v1::Value {
+            kind: Some(v1::value::Kind::Ndarray(v1::NdArray {
+                dtype: "uint8".into(),
+                shape: vec![1 << 20],
+                data: Default::default(),
+                shared: Some(region),
+            })),
+        };
+        let nested = v1::Value::from(Value::List(vec![Value::Null]));
+        let mut nested = nested;
+        if let Some(v1::value::Kind::List(l)) = nested.kind.as_mut() {
+            l.items.push(shared_array.clone());
+        }
+        for (v, field) in [(shared_bytes, "value"), (nested, "value")] {
+            let err = value(Some(v)).unwrap_err();
+            assert!(
+                matches!(&err, Error::BadArguments { parameter: Some(p), .. } if p == field),
+                "{err:?}"
+            );
+        }
+        assert!(args(vec![shared_array.clone()]).is_err());
+        assert!(kwargs(HashMap::from([("x".to_string(), shared_array)])).is_err());
     }
 }

@@ -87,9 +87,9 @@ impl HostCallReply {
             (&self.shm, result.outcome.as_mut())
             && let Err(err) = shm.export_leased(value)
         {
-            result.outcome = Some(v1::host_call_result::Outcome::Error(
-                shared_memory_error(&err),
-            ));
+            result.outcome = Some(v1::host_call_result::Outcome::Error(shared_memory_error(
+                &err,
+            )));
         }
         let _ = self
             .replies
@@ -387,18 +387,18 @@ async fn read_loop<R: AsyncRead + Unpin, P, E: ConnectionEvents>(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let closed = loop {
         match framing::decode(&mut buf, max_frame_bytes) {
-            Ok(Some(mut frame)) => match resolve(&mut frame, &reader.shm)
-                .and_then(|()| dispatch(frame, &mut reader))
-            {
-                Ok(None) => continue,
-                // Waits while the answers queue is full: the worker is
-                // not read meanwhile.
-                Ok(Some(reply)) => {
-                    let _ = reader.host_calls.replies.send(reply).await;
-                    continue;
+            Ok(Some(mut frame)) => {
+                match resolve(&mut frame, &reader.shm).and_then(|()| dispatch(frame, &mut reader)) {
+                    Ok(None) => continue,
+                    // Waits while the answers queue is full: the worker is
+                    // not read meanwhile.
+                    Ok(Some(reply)) => {
+                        let _ = reader.host_calls.replies.send(reply).await;
+                        continue;
+                    }
+                    Err(reason) => break Closed::Protocol(reason),
                 }
-                Err(reason) => break Closed::Protocol(reason),
-            },
+            }
             Ok(None) => {}
             Err(err @ (FrameError::TooLarge { .. } | FrameError::Malformed { .. })) => {
                 break Closed::Protocol(err.to_string());
@@ -443,14 +443,17 @@ fn resolve(frame: &mut Frame, shm: &Option<Arc<ConnShm>>) -> Result<(), String> 
     match shm {
         Some(shm) => shm.resolve_in(frame),
         // Without shared memory no frame may name a region.
-        None => snakepit_proto::frames::visit_values(frame, &mut |v: &mut v1::Value| {
-            match v.kind.as_ref() {
-                Some(v1::value::Kind::SharedBytes(_)) => Err("a shared region without shared memory".to_string()),
-                Some(v1::value::Kind::Ndarray(nd)) if nd.shared.is_some() => {
-                    Err("a shared region without shared memory".to_string())
-                }
-                _ => Ok(()),
+        None => snakepit_proto::frames::visit_values(frame, &mut |v: &mut v1::Value| match v
+            .kind
+            .as_ref()
+        {
+            Some(v1::value::Kind::SharedBytes(_)) => {
+                Err("a shared region without shared memory".to_string())
             }
+            Some(v1::value::Kind::Ndarray(nd)) if nd.shared.is_some() => {
+                Err("a shared region without shared memory".to_string())
+            }
+            _ => Ok(()),
         }),
     }
 }

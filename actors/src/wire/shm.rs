@@ -57,16 +57,7 @@ impl Mapping {
         };
         // SAFETY: a fresh mapping of `len` bytes of a file of at least that
         // size (sealed against shrinking), at an address the kernel picks.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -385,7 +376,11 @@ impl AsRef<[u8]> for HostRegion {
 
 impl Drop for HostRegion {
     fn drop(&mut self) {
-        self.arena.alloc.lock().expect("arena lock").decref(self.start);
+        self.arena
+            .alloc
+            .lock()
+            .expect("arena lock")
+            .decref(self.start);
     }
 }
 
@@ -637,7 +632,6 @@ impl ConnShm {
             len: r.length,
         }))
     }
-
 }
 
 /// The pool-arena region `v` names, if it names one: (offset, length).

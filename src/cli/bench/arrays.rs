@@ -117,7 +117,8 @@ impl ArrayRow {
     }
 
     fn vs_pipe(&self) -> Option<f64> {
-        self.pipe_round_trip_ms.map(|p| round2(p / self.round_trip_ms))
+        self.pipe_round_trip_ms
+            .map(|p| round2(p / self.round_trip_ms))
     }
 }
 
@@ -150,7 +151,11 @@ pub(super) async fn run(python: &Path, peers: bool, json: bool) -> anyhow::Resul
     pool.adapter = format!("{MODULE}.ArraysBench");
     pool.python_path = vec![dir.0.clone()];
     let threshold = pool.shared_threshold_bytes;
-    let sp = Snakepit::builder().python(python).pool(pool).start().await?;
+    let sp = Snakepit::builder()
+        .python(python)
+        .pool(pool)
+        .start()
+        .await?;
     if !json {
         eprintln!("measuring arrays (1, 16, 64 MiB, both ways)...");
     }
@@ -246,22 +251,26 @@ async fn measure(sp: &Snakepit) -> anyhow::Result<Vec<ArrayRow>> {
         buf.copy_from_slice(&heap);
         let shared = buf.freeze();
 
-        let (py_to_rust, got) = median_ms(reps, || {
-            pool.execute(Call::new("make").arg(n as i64))
-        })
-        .await?;
+        let (py_to_rust, got) =
+            median_ms(reps, || pool.execute(Call::new("make").arg(n as i64))).await?;
         anyhow::ensure!(all_ones(&got, n), "make({n}) did not return {n} ones");
         drop(got);
         let (rust_to_py, got) = median_ms(reps, || {
             pool.execute(Call::new("nbytes").arg(ones(heap.clone(), n)))
         })
         .await?;
-        anyhow::ensure!(got == Value::from((mib * MIB) as i64), "nbytes said {got:?}");
+        anyhow::ensure!(
+            got == Value::from((mib * MIB) as i64),
+            "nbytes said {got:?}"
+        );
         let (rust_to_py_shared, got) = median_ms(reps, || {
             pool.execute(Call::new("nbytes").arg(ones(shared.clone(), n)))
         })
         .await?;
-        anyhow::ensure!(got == Value::from((mib * MIB) as i64), "nbytes said {got:?}");
+        anyhow::ensure!(
+            got == Value::from((mib * MIB) as i64),
+            "nbytes said {got:?}"
+        );
         let (round_trip, got) = median_ms(reps, || {
             pool.execute(Call::new("echo").arg(ones(heap.clone(), n)))
         })

@@ -18,8 +18,8 @@ fn ndarray(len: usize, fill: u8) -> v1::Value {
 
 fn region_of(v: &v1::Value) -> SharedRegion {
     match v.kind.as_ref() {
-        Some(V::Ndarray(nd)) => nd.shared.clone().expect("shared"),
-        Some(V::SharedBytes(r)) => r.clone(),
+        Some(V::Ndarray(nd)) => nd.shared.expect("shared"),
+        Some(V::SharedBytes(r)) => *r,
         other => panic!("not shared: {other:?}"),
     }
 }
@@ -85,7 +85,9 @@ fn export_moves_large_values_into_the_arena_and_leaves_small_ones() {
         Some(V::Ndarray(nd)) => assert!(nd.data.is_empty()),
         _ => unreachable!(),
     }
-    assert!(matches!(&small.kind, Some(V::Ndarray(nd)) if nd.shared.is_none() && nd.data.len() == 100));
+    assert!(
+        matches!(&small.kind, Some(V::Ndarray(nd)) if nd.shared.is_none() && nd.data.len() == 100)
+    );
     assert_eq!(region_of(&bytes).length, 70_000);
     assert_eq!(keep.len(), 2);
     assert!(keep[0].iter().all(|b| *b == 7));
@@ -196,11 +198,11 @@ fn worker_regions_become_bytes_that_send_themselves_back() {
                             dtype: "uint8".into(),
                             shape: vec![3000],
                             data: Bytes::new(),
-                            shared: Some(region.clone()),
+                            shared: Some(region),
                         })),
                     },
                     v1::Value {
-                        kind: Some(V::SharedBytes(region.clone())),
+                        kind: Some(V::SharedBytes(region)),
                     },
                 ],
             })),
@@ -222,7 +224,11 @@ fn worker_regions_become_bytes_that_send_themselves_back() {
     assert!(matches!(&items[1], Value::Bytes(b) if b.len() == 3000));
     let kept = a.data.clone();
     drop(items);
-    assert_eq!(releases.try_recv().unwrap(), 8192, "the bytes value's reference");
+    assert_eq!(
+        releases.try_recv().unwrap(),
+        8192,
+        "the bytes value's reference"
+    );
     assert!(releases.try_recv().is_err(), "the array is still held");
     drop(kept);
     assert_eq!(releases.try_recv().unwrap(), 8192);
