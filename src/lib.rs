@@ -17,6 +17,8 @@
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`server`]: the gRPC API of `snakepit serve` ([`Snakepit::serve`]).
 //! - [`remote`]: a Rust client of `snakepit serve` (the same pools over gRPC).
+//! - [`shm`]: buffers in a pool's shared memory, which reach its workers
+//!   without a copy.
 //! - The supervision tree itself lives in the `snakepit-actors` crate, the
 //!   wire protocol in `snakepit-proto`.
 #![warn(missing_docs)]
@@ -29,6 +31,7 @@ pub mod otel;
 pub mod python_env;
 pub mod remote;
 pub mod server;
+pub mod shm;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

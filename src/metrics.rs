@@ -407,6 +407,16 @@ fn describe() {
         "Requests routed to a worker and not finished yet, by pool."
     );
     describe_gauge!(
+        metric::SHARED_MEMORY_IN_USE_BYTES,
+        Unit::Bytes,
+        "Bytes allocated in a pool's shared-memory arena, by pool."
+    );
+    describe_gauge!(
+        metric::SHARED_MEMORY_CAPACITY_BYTES,
+        Unit::Bytes,
+        "Size of a pool's shared-memory arena (max_shared_bytes), by pool."
+    );
+    describe_gauge!(
         metric::BUILD_INFO,
         "Always 1, labelled with the version of snakepit that runs."
     );

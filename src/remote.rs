@@ -44,7 +44,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 pub use self::error::{RemoteError, RemoteStatus};
 use crate::ffi::{IntoArgs, IntoKwargs};
-use crate::server::convert::{affinity_to_proto, constraints_to_proto, value};
+use crate::server::convert::{affinity_to_proto, constraints_to_proto};
 use crate::{Affinity, Call, Constraints, ObjectRef, StreamRefValue, Value, VarType};
 
 /// How long [`RemoteClient::connect`] waits for the connection by default.
@@ -760,4 +760,9 @@ fn session_request(id: &str) -> v1::SessionRequest {
     v1::SessionRequest {
         session_id: id.into(),
     }
+}
+
+/// A value the server answered with (absent: `None`, as on the wire).
+fn value(value: Option<v1::Value>) -> Value {
+    value.map(Value::from).unwrap_or(Value::Null)
 }

@@ -259,8 +259,20 @@ pub struct PoolConfig {
     pub startup_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests before killing.
     pub shutdown_grace_ms: u64,
-    /// Largest frame either side may send.
+    /// Largest frame either side may send. Arrays and bytes that travel in
+    /// shared memory do not count (see `max_shared_bytes`).
     pub max_frame_bytes: usize,
+    /// Size of each shared-memory arena of a local pool, in bytes: the
+    /// pool's (the host writes, its workers read) and each worker's (the
+    /// worker writes, the host reads). Large ndarrays and bytes cross in
+    /// them without a copy through the socket; past this a call fails with
+    /// `SharedMemoryExhausted`. Pages are taken as they are used, not up
+    /// front. 0 turns shared memory off (everything inline, limited by
+    /// `max_frame_bytes`); remote pools always send inline.
+    pub max_shared_bytes: u64,
+    /// Arrays whose data, and bytes values whose length, reach this many
+    /// bytes travel in shared memory; smaller ones stay in the frame.
+    pub shared_threshold_bytes: u64,
     /// Requests sent to a worker beyond its capacity, so it never idles between
     /// two of them. 0 sends a request only to a worker with a free slot.
     pub pipeline_depth: u32,
@@ -319,6 +331,8 @@ impl Default for PoolConfig {
             startup_timeout_ms: 30_000,
             shutdown_grace_ms: 5_000,
             max_frame_bytes: snakepit_proto::framing::DEFAULT_MAX_FRAME_BYTES,
+            max_shared_bytes: 1 << 30,
+            shared_threshold_bytes: 64 * 1024,
             pipeline_depth: 2,
             stream_window: 256,
             max_host_calls: 64,
@@ -372,6 +386,12 @@ impl PoolConfig {
         }
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > u32::MAX as usize {
             return bad("max_frame_bytes must be between 1 KiB and 4 GiB");
+        }
+        if self.max_shared_bytes != 0 && !(1 << 20..=1 << 40).contains(&self.max_shared_bytes) {
+            return bad("max_shared_bytes must be 0 (off) or between 1 MiB and 1 TiB");
+        }
+        if self.shared_threshold_bytes == 0 {
+            return bad("shared_threshold_bytes must be at least 1");
         }
         if self.stream_window == 0 {
             return bad("stream_window must be at least 1");

@@ -20,6 +20,7 @@ use crate::config::{Affinity, PoolConfig};
 use crate::error::Error;
 use crate::pool::{PoolMessage, PoolStatus, RefId, RefPin, Request, RequestBox, ToolIndex};
 use crate::telemetry::{RequestException, RequestStopped, Telemetry};
+use crate::wire::shm::{ArenaUsage, PoolArena, SharedBufferMut};
 use crate::wire::{Chunk, Sink};
 
 use crate::wire::next_request_id;
@@ -146,6 +147,7 @@ pub struct PoolHandle {
     config: Arc<PoolConfig>,
     telemetry: Telemetry,
     tools: ToolIndex,
+    arena: Option<Arc<PoolArena>>,
 }
 
 impl std::fmt::Debug for PoolHandle {
@@ -162,13 +164,31 @@ impl PoolHandle {
         config: Arc<PoolConfig>,
         telemetry: Telemetry,
         tools: ToolIndex,
+        arena: Option<Arc<PoolArena>>,
     ) -> Self {
         Self {
             actor,
             config,
             telemetry,
             tools,
+            arena,
         }
+    }
+
+    /// A writable buffer of `len` bytes in the pool's shared-memory arena:
+    /// fill it, [`freeze`](SharedBufferMut::freeze) it, and use the bytes
+    /// as an [`NdArray`](snakepit_proto::NdArray)'s data (or as bytes): they
+    /// then reach any worker of the pool without a copy. `None` when the
+    /// pool has no shared memory (a remote pool, or `max_shared_bytes = 0`);
+    /// [`Error::SharedMemoryExhausted`] when the arena is full.
+    pub fn shared_buffer(&self, len: usize) -> Option<Result<SharedBufferMut, Error>> {
+        self.arena.as_ref().map(|arena| arena.buffer(len))
+    }
+
+    /// How much of the pool's shared-memory arena is in use (`None`: the
+    /// pool has none).
+    pub fn shared_usage(&self) -> Option<ArenaUsage> {
+        self.arena.as_ref().map(|arena| arena.usage())
     }
 
     pub(crate) fn actor(&self) -> &ActorRef<PoolMessage> {
@@ -388,7 +408,7 @@ impl PoolHandle {
             .map(Arc::from);
         let pin = pin_for_refs(&call)?;
         check_nesting(&call)?;
-        let execute = v1::Execute {
+        let mut execute = v1::Execute {
             tool: call.tool.clone(),
             session_id: call.session_id.unwrap_or_default(),
             args: call.args.into_iter().map(Into::into).collect(),
@@ -402,6 +422,14 @@ impl PoolHandle {
             stream_window: if stream { self.config.stream_window } else { 0 },
             metadata: call.metadata.into_iter().collect(),
         };
+        // Large arrays and bytes go in the pool's shared memory; what is
+        // left must fit in a frame.
+        let mut shared = Vec::new();
+        if let Some(arena) = &self.arena {
+            for value in execute.args.iter_mut().chain(execute.kwargs.values_mut()) {
+                arena.export(value, &mut shared)?;
+            }
+        }
         let size = execute.encoded_len() + FRAME_OVERHEAD;
         if size > self.config.max_frame_bytes {
             return Err(Error::PayloadTooLarge {
@@ -423,6 +451,7 @@ impl PoolHandle {
             parent: call.parent,
             pin,
             span: tracing::Span::current(),
+            shared,
         };
         self.actor
             .cast(PoolMessage::Submit(RequestBox(Box::new(request))))

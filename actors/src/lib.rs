@@ -104,3 +104,4 @@ pub use sessions::{Session, SessionInfo, VariableWatch};
 pub use telemetry::{Event, Telemetry};
 pub use variables::{Constraints, UpdateSource, VarType, Variable, VariableUpdate};
 pub use wire::Chunk;
+pub use wire::shm::{ArenaUsage, SharedBufferMut};

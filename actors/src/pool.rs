@@ -58,6 +58,7 @@ use crate::remote::Agents;
 use crate::telemetry::{
     QueueSaturated, QueueTimedOut, RequestCancelled, RequestStarted, Telemetry, metric,
 };
+use crate::wire::shm::PoolArena;
 use crate::wire::{self, Pending};
 /// The pool actor.
 pub struct Pool;
@@ -98,6 +99,8 @@ pub struct PoolArgs {
     pub(crate) telemetry: Telemetry,
     /// Where a remote pool's workers run; `None` for a local pool.
     pub(crate) agents: Option<Agents>,
+    /// The pool's shared-memory arena (a local pool with it on).
+    pub(crate) arena: Option<Arc<PoolArena>>,
 }
 
 /// The pool's state, built in `pre_start`.
@@ -133,6 +136,7 @@ pub struct PoolState {
     in_flight: Gauge,
     restarts: Restarts,
     agents: Option<Agents>,
+    arena: Option<Arc<PoolArena>>,
 }
 
 impl Actor for Pool {
@@ -155,6 +159,7 @@ impl Actor for Pool {
             // come as agents attach.
             booting: args.agents.is_none(),
             agents: args.agents,
+            arena: args.arena,
             tools: args.tools,
             host_calls: args.host_calls,
             config: args.config,
@@ -450,6 +455,7 @@ fn dispatch(
         parent,
         pin,
         span,
+        shared,
     } = *request;
     let pending = Pending {
         tool,
@@ -462,6 +468,7 @@ fn dispatch(
     match conn.register(id, pending) {
         Ok(()) => {
             conn.send(frames::execute(id, execute));
+            drop(shared);
             member.in_flight += 1;
             let worker = member.id.clone();
             if crate::telemetry::trace::recording() {
@@ -509,6 +516,7 @@ fn dispatch(
                 parent,
                 pin,
                 span,
+                shared,
             }))
         }
     }

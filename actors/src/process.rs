@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +22,12 @@ use crate::telemetry::{Telemetry, WorkerOutputTruncated};
 
 /// The fd number the worker finds its connection on.
 pub(crate) const WORKER_FD: i32 = 3;
+
+/// The fd number of the pool's shared-memory arena in a worker.
+pub(crate) const SHM_POOL_FD: i32 = 4;
+
+/// The fd number of the worker's own shared-memory arena.
+pub(crate) const SHM_WORKER_FD: i32 = 5;
 
 /// Environment variable carrying the host's run id into every worker.
 pub const RUN_ID_ENV: &str = "SNAKEPIT_RUN_ID";
@@ -45,6 +51,9 @@ pub(crate) struct SpawnSpec {
     pub env_passthrough: Option<Vec<String>>,
     pub worker_id: String,
     pub pool: String,
+    /// Fds of the host the child gets, each at the number given (open until
+    /// the spawn returns).
+    pub inherit: Vec<(RawFd, RawFd)>,
 }
 
 /// Whether the host variable `name` passes into a worker under `patterns`
@@ -92,6 +101,7 @@ impl StderrTail {
 pub(crate) fn spawn(spec: &SpawnSpec, telemetry: &Telemetry) -> io::Result<Spawned> {
     let (host, child_end) = std::os::unix::net::UnixStream::pair()?;
     let child_fd = child_end.as_raw_fd();
+    let inherit = spec.inherit.clone();
     let parent_pid = std::process::id();
 
     let mut cmd = Command::new(&spec.program);
@@ -124,14 +134,26 @@ pub(crate) fn spawn(spec: &SpawnSpec, telemetry: &Telemetry) -> io::Result<Spawn
                     return Err(io::Error::other("host exited while spawning"));
                 }
             }
-            if child_fd == WORKER_FD {
-                let flags = libc::fcntl(child_fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                {
+            // Every source is first moved above the targets, so that placing
+            // one never closes another that sits on its number.
+            let mut moves = [(child_fd, WORKER_FD); 4];
+            let mut n = 1;
+            for &(from, to) in inherit.iter().take(moves.len() - 1) {
+                moves[n] = (from, to);
+                n += 1;
+            }
+            for (from, _) in &mut moves[..n] {
+                let high = libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 64);
+                if high < 0 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(child_fd, WORKER_FD) < 0 {
-                return Err(io::Error::last_os_error());
+                *from = high;
+            }
+            // dup2 clears close-on-exec on the copy it makes.
+            for &(from, to) in &moves[..n] {
+                if libc::dup2(from, to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });

@@ -33,6 +33,7 @@ use crate::service::{
 };
 use crate::sessions::{OwnerMessage, Session, Sessions, SessionsArgs, SessionsMessage};
 use crate::telemetry::{OrphansReaped, ServiceFailed, Telemetry};
+use crate::wire::shm::PoolArena;
 
 /// What the runtime is started with.
 #[derive(Debug, Clone)]
@@ -125,6 +126,7 @@ impl Actor for Runtime {
         for pool in args.config.pools {
             let pool = Arc::new(pool);
             let tools = ToolIndex::default();
+            let arena = shared_arena(&pool);
             let pool_args = PoolArgs {
                 host_calls: args.bridge.calls(),
                 tools: tools.clone(),
@@ -133,11 +135,18 @@ impl Actor for Runtime {
                 run_id: args.config.run_id.clone(),
                 telemetry: args.telemetry.clone(),
                 agents: pool.remote.then(|| args.agents.clone()),
+                arena: arena.clone(),
             };
             let (actor, _) = Actor::spawn_linked(None, Pool, pool_args, myself.get_cell())
                 .await
                 .map_err(|e| format!("could not start pool `{}`: {e}", pool.name))?;
-            pools.push(PoolHandle::new(actor, pool, args.telemetry.clone(), tools));
+            pools.push(PoolHandle::new(
+                actor,
+                pool,
+                args.telemetry.clone(),
+                tools,
+                arena,
+            ));
         }
         args.bridge.set_pools(Arc::new(
             pools
@@ -536,6 +545,20 @@ pub(crate) async fn reap_and_register(
             |err| tracing::warn!(error = %err, "Could not record this run in the registry."),
         )
         .ok())
+}
+
+/// The shared-memory arena of `pool`: a local pool's, unless
+/// `max_shared_bytes` is 0 or the system refuses one (arrays then cross
+/// inline, and a warning says why).
+fn shared_arena(pool: &PoolConfig) -> Option<Arc<PoolArena>> {
+    if pool.remote || pool.max_shared_bytes == 0 {
+        return None;
+    }
+    PoolArena::create(&pool.name, pool.max_shared_bytes, pool.shared_threshold_bytes)
+        .inspect_err(|err| {
+            tracing::warn!(pool = %pool.name, error = %err, "No shared memory for this pool: large arrays cross inline.");
+        })
+        .ok()
 }
 
 #[cfg(test)]

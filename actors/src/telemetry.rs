@@ -119,6 +119,12 @@ pub mod metric {
     pub const POOL_IN_FLIGHT: &str = "snakepit_pool_in_flight";
     /// Gauge: 1, labelled with the version of snakepit that runs.
     pub const BUILD_INFO: &str = "snakepit_build_info";
+    /// Gauge: bytes allocated in a pool's shared-memory arena (arrays on
+    /// their way to workers, or held by them or by Rust), by pool.
+    pub const SHARED_MEMORY_IN_USE_BYTES: &str = "snakepit_shared_memory_in_use_bytes";
+    /// Gauge: the size of a pool's shared-memory arena (`max_shared_bytes`),
+    /// by pool; absent for a pool without shared memory.
+    pub const SHARED_MEMORY_CAPACITY_BYTES: &str = "snakepit_shared_memory_capacity_bytes";
 }
 
 /// The outcomes of `snakepit_requests_total` that exist at zero for every

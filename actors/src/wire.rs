@@ -13,9 +13,12 @@
 //!   worker that breaks the protocol, the bound on host calls.
 //! - `pending.rs`: a request waiting for its answer, where the answer goes
 //!   (`Sink`), and the table of them.
+//! - `shm.rs`: the shared-memory arenas large arrays and bytes cross in,
+//!   and the references each side holds on them.
 
 mod connection;
 mod pending;
+pub(crate) mod shm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

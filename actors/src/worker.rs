@@ -23,6 +23,7 @@ mod liveness;
 pub(crate) mod messages;
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -44,6 +45,7 @@ use crate::telemetry::{
     ExitCause, HeartbeatMissed, KillReason, RecycleReason, RequestRetryWithheld, Telemetry,
     WorkerKilled, WorkerSpawned,
 };
+use crate::wire::shm::{PoolArena, WorkerShm};
 use crate::wire::{self, Closed, Connection, ConnectionEvents, Listeners};
 
 /// Extra time after a grace period before the group gets SIGKILL.
@@ -101,6 +103,8 @@ pub struct WorkerArgs {
     pub(crate) telemetry: Telemetry,
     /// For a remote pool: the process an agent started for this worker.
     pub(crate) remote: Option<RemoteProcess>,
+    /// The pool's shared-memory arena, for a local worker.
+    pub(crate) arena: Option<Arc<PoolArena>>,
 }
 
 /// What runs the worker's Python.
@@ -406,7 +410,34 @@ fn start_local(
     limits: wire::Limits,
     listeners: Listeners<Events>,
 ) -> Result<Started, ActorProcessingErr> {
-    let spec = spawn_spec(&args.config, &args.python, &args.run_id, &args.id);
+    let mut spec = spawn_spec(&args.config, &args.python, &args.run_id, &args.id);
+    let shm = args.arena.as_ref().and_then(|arena| {
+        WorkerShm::create(arena, &args.id)
+            .inspect_err(|err| {
+                tracing::warn!(worker = %args.id, error = %err, "No shared memory for this worker (arrays cross inline).");
+            })
+            .ok()
+            .map(|shm| (arena, shm))
+    });
+    if let Some((arena, shm)) = &shm {
+        spec.inherit = vec![
+            (arena.fd(), process::SHM_POOL_FD),
+            (shm.worker_fd.as_raw_fd(), process::SHM_WORKER_FD),
+        ];
+        spec.args.extend(
+            [
+                "--shm-host-fd".to_string(),
+                process::SHM_POOL_FD.to_string(),
+                "--shm-worker-fd".into(),
+                process::SHM_WORKER_FD.to_string(),
+                "--shm-bytes".into(),
+                arena.capacity().to_string(),
+                "--shm-threshold".into(),
+                arena.threshold().to_string(),
+            ]
+            .map(OsString::from),
+        );
+    }
     let spawned = process::spawn(&spec, &args.telemetry).map_err(|err| {
         format!(
             "could not run {} for pool `{}`: {err}",
@@ -414,8 +445,11 @@ fn start_local(
             args.config.name
         )
     })?;
+    // The child has its copy of the worker arena's fd; the host keeps its
+    // mapping only.
+    let shared = shm.map(|(_, shm)| (shm.conn, shm.releases));
     let (read, write) = spawned.stream.into_split();
-    let conn = Connection::start(read, write, limits, listeners);
+    let conn = Connection::start(read, write, limits, listeners, shared);
     let mut child = spawned.child;
     let waiter = myself.clone();
     tokio::spawn(async move {
@@ -445,7 +479,7 @@ fn start_remote(
         mut events,
         control,
     } = remote;
-    let conn = Connection::start(read, write, limits, listeners);
+    let conn = Connection::start(read, write, limits, listeners, None);
     let me = myself.clone();
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
@@ -545,6 +579,7 @@ pub(crate) fn spawn_spec(
         env_passthrough: cfg.env_passthrough.clone(),
         worker_id: worker_id.to_string(),
         pool: cfg.name.clone(),
+        inherit: Vec::new(),
     }
 }
 

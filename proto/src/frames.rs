@@ -2,7 +2,8 @@
 //!
 //! Host → worker: [`execute`], [`cancel`], [`credit`], [`ping`],
 //! [`release_session`], [`release_ref`], [`shutdown`], [`host_call_result`]
-//! (and [`host_call_error`]), [`variable_update`].
+//! (and [`host_call_error`]), [`variable_update`]; both ways:
+//! [`release_shared`].
 //! Worker → host: [`hello`], [`result`], [`chunk`], [`error`], [`host_call`],
 //! [`pong`], [`telemetry`] (the Python worker builds these with the functions
 //! of the same names in `snakepit_bridge`; the host uses them in tests and
@@ -175,6 +176,68 @@ pub fn pong(seq: u64, sent_unix_nanos: u64, in_flight: u32) -> Frame {
 /// An event Python emitted, during request `id` (0 if none).
 pub fn telemetry(id: u64, event: v1::TelemetryEvent) -> Frame {
     frame(id, Kind::Telemetry(event))
+}
+
+// ---- both ways ----
+
+/// The sender is done with these regions of the receiver's shared-memory
+/// arena (one offset per reference it was given).
+pub fn release_shared(offsets: Vec<u64>) -> Frame {
+    frame(0, Kind::ReleaseShared(v1::ReleaseShared { offsets }))
+}
+
+/// Calls `f` on every value `frame` carries, containers before what they
+/// hold; stops at the first error. Frames that carry no value cost nothing.
+pub fn visit_values<E>(
+    frame: &mut Frame,
+    f: &mut impl FnMut(&mut v1::Value) -> Result<(), E>,
+) -> Result<(), E> {
+    let values: Vec<&mut v1::Value> = match frame.kind.as_mut() {
+        Some(Kind::Execute(e)) => e.args.iter_mut().chain(e.kwargs.values_mut()).collect(),
+        Some(Kind::HostCall(c)) => c.args.iter_mut().chain(c.kwargs.values_mut()).collect(),
+        Some(Kind::Result(r)) => r.value.iter_mut().collect(),
+        Some(Kind::Chunk(c)) => c.value.iter_mut().chain(c.metadata.values_mut()).collect(),
+        Some(Kind::HostCallResult(r)) => match r.outcome.as_mut() {
+            Some(Outcome::Value(v)) => vec![v],
+            _ => return Ok(()),
+        },
+        Some(Kind::VariableUpdate(u)) => u
+            .old_value
+            .iter_mut()
+            .chain(u.new_value.iter_mut())
+            .collect(),
+        Some(Kind::Telemetry(t)) => t.metadata.values_mut().collect(),
+        _ => return Ok(()),
+    };
+    for value in values {
+        visit_value(value, f)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` on `value` and every value inside it, containers first.
+pub fn visit_value<E>(
+    value: &mut v1::Value,
+    f: &mut impl FnMut(&mut v1::Value) -> Result<(), E>,
+) -> Result<(), E> {
+    use v1::value::Kind as V;
+    f(value)?;
+    match value.kind.as_mut() {
+        Some(V::List(l) | V::Tuple(l) | V::Set(l) | V::Frozenset(l)) => {
+            for item in &mut l.items {
+                visit_value(item, f)?;
+            }
+        }
+        Some(V::Map(m)) => {
+            for entry in &mut m.entries {
+                for v in entry.key.iter_mut().chain(entry.value.iter_mut()) {
+                    visit_value(v, f)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

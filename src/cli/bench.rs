@@ -7,7 +7,9 @@
 //! and from the Python client against a plain grpcio server (`bench/grpc.rs`);
 //! with `--remote`, workers on `snakepit agent` child processes against the
 //! local pool, and how soon a killed agent's calls are answered
-//! (`bench/remote.rs`). Prints tables and the ratios (`--json` for machines).
+//! (`bench/remote.rs`); float64 ndarrays of 1 to 64 MiB both ways through
+//! shared memory against a `multiprocessing.Pipe` (`bench/arrays.rs`).
+//! Prints tables and the ratios (`--json` for machines).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use snakepit::{Call, PoolConfig, PoolHandle, Profile, Snakepit};
 
 use self::ffi::ffi_report;
 
+mod arrays;
 mod ffi;
 mod grpc;
 mod remote;
@@ -61,6 +64,9 @@ pub struct BenchArgs {
     /// Skip the universal FFI measurement.
     #[arg(long)]
     no_ffi: bool,
+    /// Skip the arrays measurement (1, 16 and 64 MiB ndarrays both ways).
+    #[arg(long)]
+    no_arrays: bool,
     /// Calls of each kind in the FFI overhead measurement.
     #[arg(long, default_value_t = 20_000)]
     ffi_calls: usize,
@@ -90,6 +96,8 @@ enum Only {
     /// Workers on `snakepit agent` child processes against the local pool,
     /// and agent kills.
     Remote,
+    /// ndarrays of 1, 16 and 64 MiB both ways, and the `multiprocessing.Pipe` peer.
+    Arrays,
 }
 
 /// What the thread-profile measurement runs: `SLEEP_IN_FLIGHT` calls of a
@@ -312,6 +320,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.only == Some(Only::Arrays) {
+        let arrays = arrays::run(&env.python, !args.no_peers, args.json).await?;
+        if args.json {
+            let report = serde_json::json!({"machine": {"cores": cores()}, "arrays": arrays});
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            arrays.print();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let calls = (args.latency_calls, args.throughput_calls, args.in_flight);
     if args.only == Some(Only::Remote) {
         let remote = remote::run(&args.remote, &env.python, pool, calls, args.json).await?;
@@ -495,6 +513,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     drop(fixtures);
+    let arrays = match args.no_arrays {
+        true => None,
+        false => Some(arrays::run(&env.python, !args.no_peers, args.json).await?),
+    };
     let grpc = match args.grpc.no_grpc {
         true => None,
         false => Some(
@@ -550,6 +572,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "thread_profile": thread,
         "streaming": stream,
         "ffi": ffi,
+        "arrays": arrays,
         "grpc": grpc,
         "remote": remote,
         "goals": {"latency_p50_us_max": GOAL_LATENCY_P50_US as u64,
@@ -565,6 +588,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                   "ffi_stream_items_per_s_min": GOAL_FFI_STREAM_ITEMS_PER_S as u64,
                   "ffi_overhead_met": ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD),
                   "ffi_stream_met": ffi.as_ref().map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S),
+                  "arrays": arrays.as_ref().map(|a| &a.goals),
                   "grpc": grpc.as_ref().map(|g| &g.goals),
                   "remote": remote.as_ref().map(|r| &r.goals)},
     });
@@ -644,6 +668,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(f) = &ffi {
         f.print(args.workers);
+    }
+    if let Some(a) = &arrays {
+        a.print();
     }
     if let Some(g) = &grpc {
         g.print();

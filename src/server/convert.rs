@@ -54,13 +54,34 @@ pub(crate) fn bad_request(field: &str, message: impl Into<String>) -> Error {
 }
 
 /// An optional `Value` field: absent is `None` (Python's), as on the wire.
-pub(crate) fn value(value: Option<v1::Value>) -> Value {
-    value.map(Value::from).unwrap_or(Value::Null)
+pub(crate) fn value(value: Option<v1::Value>) -> Result<Value, Error> {
+    match value {
+        Some(v) => from_client(v, "value"),
+        None => Ok(Value::Null),
+    }
 }
 
 /// Positional arguments.
-pub(crate) fn args(args: Vec<v1::Value>) -> Vec<Value> {
-    args.into_iter().map(Value::from).collect()
+pub(crate) fn args(args: Vec<v1::Value>) -> Result<Vec<Value>, Error> {
+    args.into_iter().map(|v| from_client(v, "args")).collect()
+}
+
+/// A client's value. Regions of shared memory name memory of a worker's
+/// host, which a client cannot have: refused, never read as empty bytes.
+fn from_client(mut value: v1::Value, field: &str) -> Result<Value, Error> {
+    snakepit_proto::frames::visit_value(&mut value, &mut |v: &mut v1::Value| match &v.kind {
+        Some(v1::value::Kind::SharedBytes(_)) => Err(()),
+        Some(v1::value::Kind::Ndarray(nd)) if nd.shared.is_some() => Err(()),
+        _ => Ok(()),
+    })
+    .map_err(|()| {
+        bad_request(
+            field,
+            "a shared-memory region (NdArray.shared, Value.shared_bytes) names memory of the \
+             server's workers; send the bytes inline",
+        )
+    })?;
+    Ok(Value::from(value))
 }
 
 /// A request's metadata, sorted by key (a protobuf map keeps no order).
@@ -72,13 +93,13 @@ pub(crate) fn metadata(metadata: HashMap<String, String>) -> Vec<(String, String
 
 /// Keyword arguments, sorted by name: a protobuf map keeps no order, so the
 /// order Python sees is at least the same for the same call.
-pub(crate) fn kwargs(kwargs: HashMap<String, v1::Value>) -> Vec<(String, Value)> {
+pub(crate) fn kwargs(kwargs: HashMap<String, v1::Value>) -> Result<Vec<(String, Value)>, Error> {
     let mut kwargs: Vec<(String, Value)> = kwargs
         .into_iter()
-        .map(|(k, v)| (k, Value::from(v)))
-        .collect();
+        .map(|(k, v)| Ok((k, from_client(v, "kwargs")?)))
+        .collect::<Result<_, Error>>()?;
     kwargs.sort_by(|a, b| a.0.cmp(&b.0));
-    kwargs
+    Ok(kwargs)
 }
 
 /// One item of a stream.
@@ -245,7 +266,8 @@ mod tests {
         let kw = kwargs(HashMap::from([
             ("b".to_string(), v1::Value::from(Value::from(2))),
             ("a".to_string(), v1::Value::from(Value::from(1))),
-        ]));
+        ]))
+        .unwrap();
         assert_eq!(
             kw,
             vec![
@@ -253,6 +275,40 @@ mod tests {
                 ("b".to_string(), Value::Int(2))
             ]
         );
-        assert_eq!(value(None), Value::Null);
+        assert_eq!(value(None).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn values_naming_shared_memory_are_refused() {
+        let region = v1::SharedRegion {
+            arena: v1::SharedArena::Host as i32,
+            offset: 0,
+            length: 1 << 20,
+        };
+        let shared_bytes = v1::Value {
+            kind: Some(v1::value::Kind::SharedBytes(region)),
+        };
+        let shared_array = v1::Value {
+            kind: Some(v1::value::Kind::Ndarray(v1::NdArray {
+                dtype: "uint8".into(),
+                shape: vec![1 << 20],
+                data: Default::default(),
+                shared: Some(region),
+            })),
+        };
+        let nested = v1::Value::from(Value::List(vec![Value::Null]));
+        let mut nested = nested;
+        if let Some(v1::value::Kind::List(l)) = nested.kind.as_mut() {
+            l.items.push(shared_array.clone());
+        }
+        for (v, field) in [(shared_bytes, "value"), (nested, "value")] {
+            let err = value(Some(v)).unwrap_err();
+            assert!(
+                matches!(&err, Error::BadArguments { parameter: Some(p), .. } if p == field),
+                "{err:?}"
+            );
+        }
+        assert!(args(vec![shared_array.clone()]).is_err());
+        assert!(kwargs(HashMap::from([("x".to_string(), shared_array)])).is_err());
     }
 }

@@ -112,16 +112,20 @@ pub(super) fn op(op: &str, head: Vec<Value>, timeout: Option<Duration>) -> Call 
 }
 
 /// `op(module, function, *args, **kwargs)`: a call, a class, or a stream.
-pub(super) fn call(op_name: &str, req: &mut v1::FfiCallRequest, timeout: Option<Duration>) -> Call {
+pub(super) fn call(
+    op_name: &str,
+    req: &mut v1::FfiCallRequest,
+    timeout: Option<Duration>,
+) -> Result<Call, Error> {
     let head = vec![
         Value::from(std::mem::take(&mut req.module)),
         Value::from(std::mem::take(&mut req.function)),
     ];
     let mut call = op(op_name, head, timeout);
     call.args
-        .extend(convert::args(std::mem::take(&mut req.args)));
-    call.kwargs = convert::kwargs(std::mem::take(&mut req.kwargs));
-    call
+        .extend(convert::args(std::mem::take(&mut req.args))?);
+    call.kwargs = convert::kwargs(std::mem::take(&mut req.kwargs))?;
+    Ok(call)
 }
 
 /// An FFI operation's answer.

@@ -138,13 +138,13 @@ impl Api {
 }
 
 /// The call an ExecuteRequest asks for.
-fn tool_call(req: v1::ExecuteRequest, timeout: Option<std::time::Duration>) -> Call {
+fn tool_call(req: v1::ExecuteRequest, timeout: Option<std::time::Duration>) -> Result<Call, Error> {
     let mut call = Call::new(req.tool).idempotent(req.idempotent);
-    call.args = convert::args(req.args);
-    call.kwargs = convert::kwargs(req.kwargs);
+    call.args = convert::args(req.args)?;
+    call.kwargs = convert::kwargs(req.kwargs)?;
     call.timeout = timeout;
     call.metadata = convert::metadata(req.metadata);
-    call
+    Ok(call)
 }
 
 /// Chunks as stream items; an error ends the stream with its status.
@@ -170,7 +170,7 @@ impl Rpc for Api {
                 let target = self
                     .target(&req.session_id, req.pool.clone(), req.affinity)
                     .await?;
-                let value = self.run(&target, tool_call(req, timeout)).await?;
+                let value = self.run(&target, tool_call(req, timeout)?).await?;
                 Ok(v1::ExecuteResponse {
                     value: Some(value.into()),
                 })
@@ -191,7 +191,7 @@ impl Rpc for Api {
                 let target = self
                     .target(&req.session_id, req.pool.clone(), req.affinity)
                     .await?;
-                let stream = self.run_stream(&target, tool_call(req, timeout)).await?;
+                let stream = self.run_stream(&target, tool_call(req, timeout)?).await?;
                 Ok(items(stream))
             })
             .await
@@ -253,7 +253,7 @@ impl Rpc for Api {
         self.observer
             .unary("FfiCall", async move {
                 let scope = Scope::open(self, &req.session_id, None).await?;
-                let call = ffi::call(ffi::ops::CALL, &mut req, timeout);
+                let call = ffi::call(ffi::ops::CALL, &mut req, timeout)?;
                 ffi::response(scope.run(req.pool, call).await)
             })
             .await
@@ -284,7 +284,7 @@ impl Rpc for Api {
         self.observer
             .unary("FfiCallClass", async move {
                 let scope = Scope::open(self, &req.session_id, None).await?;
-                let call = ffi::call(ffi::ops::CALL_CLASS, &mut req, timeout);
+                let call = ffi::call(ffi::ops::CALL_CLASS, &mut req, timeout)?;
                 ffi::response(scope.run(req.pool, call).await)
             })
             .await
@@ -305,8 +305,8 @@ impl Rpc for Api {
                     vec![Value::Ref(target), Value::from(req.name)],
                     timeout,
                 );
-                call.args.extend(convert::args(req.args));
-                call.kwargs = convert::kwargs(req.kwargs);
+                call.args.extend(convert::args(req.args)?);
+                call.kwargs = convert::kwargs(req.kwargs)?;
                 ffi::response(scope.run(req.pool, call).await)
             })
             .await
@@ -342,7 +342,7 @@ impl Rpc for Api {
                 let head = vec![
                     Value::Ref(target),
                     Value::from(req.name),
-                    convert::value(req.value),
+                    convert::value(req.value)?,
                 ];
                 let call = ffi::op(ffi::ops::SET_ATTR, head, timeout);
                 ffi::response(scope.run(req.pool, call).await)
@@ -361,7 +361,7 @@ impl Rpc for Api {
         self.observer
             .stream("FfiStream", async move {
                 let scope = Scope::open(self, &req.session_id, None).await?;
-                let call = ffi::call(ffi::ops::STREAM, &mut req, timeout);
+                let call = ffi::call(ffi::ops::STREAM, &mut req, timeout)?;
                 scope.stream(req.pool, call).await
             })
             .await
@@ -424,7 +424,7 @@ impl Rpc for Api {
                     .register_described_variable(
                         &req.name,
                         var_type,
-                        convert::value(req.initial),
+                        convert::value(req.initial)?,
                         constraints,
                         &req.description,
                     )
@@ -458,7 +458,7 @@ impl Rpc for Api {
                 let entry = self.session(&req.session_id).await?;
                 let variable = entry
                     .session
-                    .set_variable(&req.variable, convert::value(req.value))
+                    .set_variable(&req.variable, convert::value(req.value)?)
                     .await?;
                 Ok(convert::variable(variable))
             })

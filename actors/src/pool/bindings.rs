@@ -25,34 +25,60 @@ pub(crate) struct Binding {
     pub earlier: Vec<(WorkerKey, String)>,
 }
 
-/// Session → its binding.
+/// Session → its binding, and how many sessions each worker has.
 #[derive(Default)]
-pub(crate) struct Bindings(HashMap<Arc<str>, Binding>);
+pub(crate) struct Bindings {
+    sessions: HashMap<Arc<str>, Binding>,
+    per_worker: HashMap<WorkerKey, usize>,
+}
 
 impl Bindings {
     pub fn get(&self, session: &str) -> Option<&Binding> {
-        self.0.get(session)
+        self.sessions.get(session)
     }
 
     pub fn remove(&mut self, session: &str) -> Option<Binding> {
-        self.0.remove(session)
+        let binding = self.sessions.remove(session)?;
+        self.count(binding.key, false);
+        Some(binding)
+    }
+
+    /// Sessions living on `key`.
+    pub fn on(&self, key: WorkerKey) -> usize {
+        self.per_worker.get(&key).copied().unwrap_or(0)
+    }
+
+    fn count(&mut self, key: WorkerKey, add: bool) {
+        let n = self.per_worker.entry(key).or_default();
+        if add {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_worker.remove(&key);
+            }
+        }
     }
 
     /// The session now lives on `key` (named `worker`); for `hint`, this
     /// moves it, and the worker it left is remembered for its release.
     pub fn bind(&mut self, session: Arc<str>, key: WorkerKey, worker: &str) {
-        match self.0.get_mut(&session) {
+        match self.sessions.get_mut(&session) {
             Some(b) if b.key != key => {
                 let old = (b.key, std::mem::replace(&mut b.worker, worker.to_string()));
+                let left = old.0;
                 b.earlier.retain(|(k, _)| *k != key);
                 if !b.earlier.iter().any(|(k, _)| *k == old.0) {
                     b.earlier.push(old);
                 }
                 b.key = key;
+                self.count(left, false);
+                self.count(key, true);
             }
             Some(_) => {}
             None => {
-                self.0.insert(
+                self.count(key, true);
+                self.sessions.insert(
                     session,
                     Binding {
                         key,

@@ -72,6 +72,7 @@ pub(super) async fn start_member(
         run_id: state.run_id.clone(),
         pool: myself.clone(),
         telemetry: state.telemetry.clone(),
+        arena: state.arena.clone(),
     };
     match Actor::spawn_linked(None, Worker, args, myself.get_cell()).await {
         Ok((actor, _)) => {

@@ -64,6 +64,9 @@ pub(crate) struct Request {
     pub pin: Option<Box<RefPin>>,
     /// The call's span (disabled when nothing records spans).
     pub span: tracing::Span,
+    /// The bytes of the shared-memory regions `execute` names, held until
+    /// the request is sent (the worker then holds references of its own).
+    pub shared: Vec<bytes::Bytes>,
 }
 
 /// The worker a call must run on because it carries a ref that worker holds.
@@ -288,6 +291,7 @@ pub(crate) struct Retry {
     pub affinity: Affinity,
     pub parent: Option<u64>,
     pub span: tracing::Span,
+    pub shared: Vec<bytes::Bytes>,
 }
 
 impl Retry {
@@ -299,6 +303,7 @@ impl Retry {
             affinity: request.affinity,
             parent: request.parent,
             span: request.span.clone(),
+            shared: request.shared.clone(),
         }
     }
 
@@ -318,6 +323,7 @@ impl Retry {
             // A call carrying a ref is never retried (see `submit`).
             pin: None,
             span: self.span,
+            shared: self.shared,
         }
     }
 }

@@ -94,7 +94,13 @@ impl<L: Capacity, A> View<'_, L, A> {
             return any();
         };
         let Some(binding) = self.bindings.get(session) else {
-            return any();
+            // A new session: the least loaded worker, and of those the one
+            // with the fewest sessions, so that sessions spread and `hint`
+            // rarely finds its worker busy with another session's call.
+            return match self.least_loaded_by(|key| self.bindings.on(key)) {
+                Some(slot) => Place::Worker(self.slots[slot].current.as_ref().expect("ready").key),
+                None => Place::Wait,
+            };
         };
         let member = self.slots[binding.key.slot]
             .current
@@ -174,13 +180,21 @@ impl<L: Capacity, A> View<'_, L, A> {
         // Ties go to the lowest slot: a worker that just answered is the one
         // most likely still awake (polling), so back-to-back calls stay fast,
         // while concurrent calls still spread because loads differ.
-        let mut best: Option<(usize, u32)> = None;
+        self.least_loaded_by(|_| 0)
+    }
+
+    /// As [`least_loaded`](Self::least_loaded), ties broken by the least
+    /// `then`.
+    fn least_loaded_by(&self, then: impl Fn(WorkerKey) -> usize) -> Option<usize> {
+        let mut best: Option<(usize, (u32, usize))> = None;
         for (slot, s) in self.slots.iter().enumerate() {
             if let Some(m) = &s.current
                 && m.has_room(self.depth)
-                && best.is_none_or(|(_, load)| m.in_flight < load)
             {
-                best = Some((slot, m.in_flight));
+                let load = (m.in_flight, then(m.key));
+                if best.is_none_or(|(_, best)| load < best) {
+                    best = Some((slot, load));
+                }
             }
         }
         best.map(|(slot, _)| slot)

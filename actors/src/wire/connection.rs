@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::pending::{Chunk, Owner, Pending, Sink, Table};
+use super::shm::ConnShm;
 use crate::error::Error;
 use crate::telemetry::{HostCallRejected, PythonEvent, Telemetry};
 
@@ -74,17 +75,53 @@ pub(crate) struct HostCallReply {
     id: u64,
     permit: OwnedSemaphorePermit,
     replies: mpsc::Sender<Frame>,
+    shm: Option<Arc<ConnShm>>,
 }
 
 impl HostCallReply {
     /// Queues the answer (waiting for room); a worker that is gone no longer
-    /// waits for it.
-    pub async fn send(self, result: v1::HostCallResult) {
+    /// waits for it. Large arrays and bytes go through shared memory, when
+    /// the worker has it; a full arena makes the answer that error.
+    pub async fn send(self, mut result: v1::HostCallResult) {
+        if let (Some(shm), Some(v1::host_call_result::Outcome::Value(value))) =
+            (&self.shm, result.outcome.as_mut())
+            && let Err(err) = shm.export_leased(value)
+        {
+            result.outcome = Some(v1::host_call_result::Outcome::Error(shared_memory_error(
+                &err,
+            )));
+        }
         let _ = self
             .replies
             .send(frames::host_call_result(self.id, result))
             .await;
         drop(self.permit);
+    }
+}
+
+/// The wire form of an `Error::SharedMemoryExhausted` for Python.
+fn shared_memory_error(err: &Error) -> v1::Error {
+    let mut details = std::collections::HashMap::new();
+    if let Error::SharedMemoryExhausted {
+        requested,
+        capacity,
+        in_use,
+    } = err
+    {
+        for (k, v) in [
+            ("requested", requested),
+            ("capacity", capacity),
+            ("in_use", in_use),
+        ] {
+            details.insert(k.to_string(), v.to_string());
+        }
+    }
+    v1::Error {
+        kind: v1::ErrorKind::SharedMemoryExhausted as i32,
+        python_type: "SharedMemoryExhausted".into(),
+        message: err.to_string(),
+        details,
+        ..Default::default()
     }
 }
 
@@ -118,6 +155,7 @@ const REPLY_QUEUE: usize = 256;
 pub(crate) struct Connection<P> {
     frames: mpsc::UnboundedSender<Frame>,
     table: Arc<Mutex<Table<P>>>,
+    shm: Option<Arc<ConnShm>>,
 }
 
 impl<P> Clone for Connection<P> {
@@ -125,6 +163,7 @@ impl<P> Clone for Connection<P> {
         Self {
             frames: self.frames.clone(),
             table: self.table.clone(),
+            shm: self.shm.clone(),
         }
     }
 }
@@ -142,8 +181,16 @@ pub(crate) enum Closed {
 
 impl<P: Send + 'static> Connection<P> {
     /// Starts the reader task on `read` and the writer task on `write`,
-    /// reporting to `listeners`.
-    pub fn start<R, W, E>(read: R, write: W, limits: Limits, listeners: Listeners<E>) -> Self
+    /// reporting to `listeners`. `shared` is the worker's shared memory (a
+    /// local worker's, when the pool has it) and the references its
+    /// dropped bytes give back.
+    pub fn start<R, W, E>(
+        read: R,
+        write: W,
+        limits: Limits,
+        listeners: Listeners<E>,
+        shared: Option<(Arc<ConnShm>, mpsc::UnboundedReceiver<u64>)>,
+    ) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -152,8 +199,18 @@ impl<P: Send + 'static> Connection<P> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (replies_tx, replies_rx) = mpsc::channel(REPLY_QUEUE);
         let table = Arc::new(Mutex::new(Table::default()));
-        tokio::spawn(write_loop(write, rx, replies_rx, limits.max_frame_bytes));
+        let (shm, releases) = shared.unzip();
+        tokio::spawn(write_loop(
+            write,
+            Queues {
+                frames: rx,
+                replies: replies_rx,
+                releases,
+            },
+            limits.max_frame_bytes,
+        ));
         let reader = Reader {
+            shm: shm.clone(),
             table: table.clone(),
             listeners,
             host_calls: HostCallBound {
@@ -170,7 +227,11 @@ impl<P: Send + 'static> Connection<P> {
             limits.busy_poll,
             reader,
         ));
-        Self { frames: tx, table }
+        Self {
+            frames: tx,
+            table,
+            shm,
+        }
     }
 
     /// Records `pending` under `id`. Fails (handing it back) once the
@@ -185,8 +246,13 @@ impl<P: Send + 'static> Connection<P> {
     }
 
     /// Queues a frame for the writer. Frames queued after the connection died
-    /// are dropped; their requests are failed by the drain.
-    pub fn send(&self, frame: Frame) {
+    /// are dropped; their requests are failed by the drain. The regions of
+    /// shared memory a request names become the worker's references now,
+    /// while the request still holds them.
+    pub fn send(&self, mut frame: Frame) {
+        if let Some(shm) = &self.shm {
+            shm.count_out(&mut frame);
+        }
         let _ = self.frames.send(frame);
     }
 
@@ -209,15 +275,30 @@ impl<P: Send + 'static> Connection<P> {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut write: W,
-    mut frames: mpsc::UnboundedReceiver<Frame>,
-    mut replies: mpsc::Receiver<Frame>,
-    max_frame_bytes: usize,
-) {
+/// What the writer sends: the connection's frames, host-call answers, and
+/// references to the worker's shared memory the host no longer holds.
+struct Queues {
+    frames: mpsc::UnboundedReceiver<Frame>,
+    replies: mpsc::Receiver<Frame>,
+    releases: Option<mpsc::UnboundedReceiver<u64>>,
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut write: W, queues: Queues, max_frame_bytes: usize) {
     const BATCH_BYTES: usize = 256 * 1024;
+    let Queues {
+        mut frames,
+        mut replies,
+        mut releases,
+    } = queues;
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let put = |frame: Frame, buf: &mut BytesMut| encode_or_log(&frame, buf, max_frame_bytes);
     loop {
+        let released = async {
+            match releases.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let frame = tokio::select! {
             biased;
             frame = frames.recv() => match frame {
@@ -225,13 +306,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None => break,
             },
             Some(frame) = replies.recv() => frame,
+            Some(offset) = released => {
+                let mut offsets = vec![offset];
+                if let Some(r) = releases.as_mut() {
+                    while let Ok(offset) = r.try_recv() {
+                        offsets.push(offset);
+                    }
+                }
+                frames::release_shared(offsets)
+            }
         };
-        encode_or_log(&frame, &mut buf, max_frame_bytes);
+        put(frame, &mut buf);
         while buf.len() < BATCH_BYTES {
             match frames.try_recv() {
-                Ok(frame) => encode_or_log(&frame, &mut buf, max_frame_bytes),
+                Ok(frame) => put(frame, &mut buf),
                 Err(_) => match replies.try_recv() {
-                    Ok(frame) => encode_or_log(&frame, &mut buf, max_frame_bytes),
+                    Ok(frame) => put(frame, &mut buf),
                     Err(_) => break,
                 },
             }
@@ -281,6 +371,7 @@ struct HostCallBound {
 
 /// What the reader task keeps.
 struct Reader<P, E> {
+    shm: Option<Arc<ConnShm>>,
     table: Arc<Mutex<Table<P>>>,
     listeners: Listeners<E>,
     host_calls: HostCallBound,
@@ -296,16 +387,18 @@ async fn read_loop<R: AsyncRead + Unpin, P, E: ConnectionEvents>(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let closed = loop {
         match framing::decode(&mut buf, max_frame_bytes) {
-            Ok(Some(frame)) => match dispatch(frame, &mut reader) {
-                Ok(None) => continue,
-                // Waits while the answers queue is full: the worker is
-                // not read meanwhile.
-                Ok(Some(reply)) => {
-                    let _ = reader.host_calls.replies.send(reply).await;
-                    continue;
+            Ok(Some(mut frame)) => {
+                match resolve(&mut frame, &reader.shm).and_then(|()| dispatch(frame, &mut reader)) {
+                    Ok(None) => continue,
+                    // Waits while the answers queue is full: the worker is
+                    // not read meanwhile.
+                    Ok(Some(reply)) => {
+                        let _ = reader.host_calls.replies.send(reply).await;
+                        continue;
+                    }
+                    Err(reason) => break Closed::Protocol(reason),
                 }
-                Err(reason) => break Closed::Protocol(reason),
-            },
+            }
             Ok(None) => {}
             Err(err @ (FrameError::TooLarge { .. } | FrameError::Malformed { .. })) => {
                 break Closed::Protocol(err.to_string());
@@ -339,7 +432,30 @@ async fn read_loop<R: AsyncRead + Unpin, P, E: ConnectionEvents>(
             Err(err) => break Closed::Io(err.to_string()),
         }
     };
+    if let Some(shm) = &reader.shm {
+        shm.close();
+    }
     reader.listeners.events.closed(closed);
+}
+
+/// Replaces the shared-memory regions `frame` names with their bytes.
+fn resolve(frame: &mut Frame, shm: &Option<Arc<ConnShm>>) -> Result<(), String> {
+    match shm {
+        Some(shm) => shm.resolve_in(frame),
+        // Without shared memory no frame may name a region.
+        None => snakepit_proto::frames::visit_values(frame, &mut |v: &mut v1::Value| match v
+            .kind
+            .as_ref()
+        {
+            Some(v1::value::Kind::SharedBytes(_)) => {
+                Err("a shared region without shared memory".to_string())
+            }
+            Some(v1::value::Kind::Ndarray(nd)) if nd.shared.is_some() => {
+                Err("a shared region without shared memory".to_string())
+            }
+            _ => Ok(()),
+        }),
+    }
 }
 
 /// Polls the socket without sleeping for up to `budget` while answers are
@@ -472,6 +588,10 @@ fn dispatch<P, E: ConnectionEvents>(
         Kind::Pong(_) => {
             l.events.pong(id);
         }
+        Kind::ReleaseShared(release) => match &r.shm {
+            Some(shm) => shm.release_in(&release.offsets)?,
+            None => return Err("a shared-memory release without shared memory".into()),
+        },
         Kind::HostCall(call) => {
             let calls = &r.host_calls;
             match calls.running.clone().try_acquire_owned() {
@@ -480,6 +600,7 @@ fn dispatch<P, E: ConnectionEvents>(
                         id,
                         permit,
                         replies: calls.replies.clone(),
+                        shm: r.shm.clone(),
                     };
                     let push = calls.frames.clone();
                     l.host_calls.start(&l.pool_name, call, reply, push);
@@ -521,8 +642,7 @@ fn dispatch<P, E: ConnectionEvents>(
         | Kind::Ping(_)
         | Kind::Shutdown(_)
         | Kind::HostCallResult(_)
-        | Kind::VariableUpdate(_)
-        | Kind::ReleaseShared(_) => {
+        | Kind::VariableUpdate(_) => {
             return Err(format!("worker sent a host-only frame (id {id})"));
         }
     }

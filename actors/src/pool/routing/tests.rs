@@ -470,3 +470,17 @@ fn a_pinned_call_on_a_starting_worker_waits() {
     pool.current(0).state = MemberState::Starting;
     assert_wait(pool.place(pinned(&pin(0, 1))));
 }
+
+#[test]
+fn a_new_session_goes_where_fewest_sessions_live_when_loads_tie() {
+    let mut pool = Pool::new(3);
+    pool.bind("a", 0).bind("b", 0).bind("c", 1);
+    assert_worker(pool.place(session(Affinity::Hint)), 2);
+    // Load still comes first.
+    pool.load(2, 1);
+    assert_worker(pool.place(session(Affinity::Hint)), 1);
+    // A session moved by `hint` counts where it lives now.
+    pool.bind("a", 2).bind("b", 2);
+    pool.load(2, 0);
+    assert_worker(pool.place(session(Affinity::Hint)), 0);
+}

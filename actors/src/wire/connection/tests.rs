@@ -100,6 +100,7 @@ fn start(max_host_calls: usize, calls: Calls) -> Harness {
             worker_id: Arc::from("p-0.0"),
             telemetry: Telemetry::default(),
         },
+        None,
     );
     Harness {
         conn,
