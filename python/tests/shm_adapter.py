@@ -86,6 +86,10 @@ class ShmAdapter(BaseAdapter):
             return bytearray(b)
         if kind == "memoryview":
             return memoryview(b)
+        if kind == "strided":
+            return memoryview(b + b)[::2]  # not contiguous: its n bytes are b[0::2] + b[0::2]
+        if kind == "doubles":
+            return memoryview(np.frombuffer(b[: n // 16 * 16], dtype=np.float64).reshape(-1, 2) if n >= 16 else b)
         return b
 
     @tool

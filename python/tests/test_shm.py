@@ -270,11 +270,18 @@ def test_host_arena_arrays_round_trip_and_come_back(shared_host: ShmHost, dtype:
 
 def test_bytes_cross_through_the_worker_arena(shared_host: ShmHost) -> None:
     h = shared_host
+    b = bytes(range(256)) * 19 + bytes(5000 % 256)
     for kind in ("bytes", "bytearray", "memoryview"):
         got, regions = h.call_keep("blob", 5000, kind)
-        assert got == bytes(range(256)) * 19 + bytes(5000 % 256)
+        assert got == b
         assert len(regions) == 1 and regions[0].length == 5000
         h.release([regions[0].offset])
+    got, regions = h.call_keep("blob", 5000, "strided")
+    assert got == b[0::2] + b[0::2] and regions[0].length == 5000
+    h.release([regions[0].offset])
+    got, regions = h.call_keep("blob", 5000, "doubles")  # a 2-d memoryview of float64: its raw bytes
+    assert got == b[:4992] and regions[0].length == 4992
+    h.release([regions[0].offset])
     assert h.worker_stats()["allocations"] == 0
 
 
