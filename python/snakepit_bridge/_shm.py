@@ -403,6 +403,8 @@ class _Lease:
     alive; when it goes, its offset is given back to the host."""
 
     __slots__ = ("__array_interface__", "offset", "__weakref__")
+    __array_interface__: dict[str, Any]
+    offset: int
 
     def __del__(self) -> None:
         try:

@@ -39,6 +39,8 @@ class _Block:
     (a local owner in the allocation's count until it is collected)."""
 
     __slots__ = ("__array_interface__", "offset", "__weakref__")
+    __array_interface__: dict[str, Any]
+    offset: int
 
     def __del__(self) -> None:
         s = _shm.STATE
