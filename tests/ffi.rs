@@ -720,6 +720,9 @@ async fn a_pool_with_the_ffi_off_refuses_it() {
 async fn callers_that_give_up_huge_payloads_and_dying_workers_are_typed() {
     let mut cfg = ffi_pool(1);
     cfg.max_frame_bytes = 64 * 1024;
+    // The frame limit alone: large bytes would otherwise cross in shared
+    // memory (tests/shared_memory.rs).
+    cfg.max_shared_bytes = 0;
     let sp = start(cfg).await;
     let session = sp.new_session().await.unwrap();
 

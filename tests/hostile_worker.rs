@@ -441,6 +441,8 @@ async fn host_tool_answers_python_cannot_read_are_typed_errors() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cfg = hostile("unreadable", 1);
     cfg.max_frame_bytes = 1 << 20;
+    // Without shared memory, through which a 2 MiB answer would cross.
+    cfg.max_shared_bytes = 0;
     let s = start(cfg).await;
     s.sp.register_host_tool(HostTool::new(
         "deep",

@@ -15,6 +15,9 @@ use snakepit::{Call, Error, Ffi, NdArray, PoolConfig, PoolHandle, Profile, Value
 
 const MIB: usize = 1 << 20;
 
+/// The tests that count this process's fds run alone; the others share.
+static FDS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn arrays_pool(name: &str) -> PoolConfig {
     common::fixture_pool(name, "arrays.ArraysAdapter", 1)
 }
@@ -86,6 +89,7 @@ const SHAPES: [&[u64]; 5] = [&[], &[0], &[3], &[40_000], &[20, 30, 70]];
 /// Rust: the bytes arrive exactly, in C order, both ways, whether they
 /// crossed in the frame or in shared memory (the threshold is 1 KiB here).
 async fn round_trips(profile: Profile) {
+    let _shared = FDS.read().await;
     let mut cfg = arrays_pool(&format!("rt-{profile:?}"));
     cfg.profile = profile;
     cfg.shared_threshold_bytes = 1024;
@@ -176,6 +180,7 @@ async fn every_dtype_and_layout_round_trips_in_the_thread_profile() {
 /// made read-only as it is returned, so later writes do not take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_cannot_change_what_rust_holds() {
+    let _shared = FDS.read().await;
     let common::Started { sp, .. } = common::start(arrays_pool("iso")).await;
     let pool = sp.default_pool();
     let mut buf = shm::buffer(pool, MIB).unwrap();
@@ -207,6 +212,7 @@ async fn python_cannot_change_what_rust_holds() {
 /// arena is empty, no fd is left open and nothing was left in /dev/shm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_leaves_no_segment_and_no_fd() {
+    let _alone = FDS.write().await;
     let common::Started { sp, .. } = common::start(arrays_pool("kill")).await;
     let pool = sp.default_pool();
     // Warm up once so that lazily opened fds of the runtime are counted.
@@ -275,6 +281,7 @@ async fn a_killed_worker_leaves_no_segment_and_no_fd() {
 /// change and its resident memory stays within a bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_1mib_calls_leave_fds_and_rss_flat() {
+    let _alone = FDS.write().await;
     let common::Started { sp, .. } = common::start(arrays_pool("flat")).await;
     let pool = sp.default_pool();
     let array = nd("float64", &[(MIB / 8) as u64], Bytes::from(vec![3u8; MIB]));
@@ -299,6 +306,7 @@ async fn a_thousand_1mib_calls_leave_fds_and_rss_flat() {
 /// Past `max_shared_bytes`, both ways: a typed error, and the pool serves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_arena_is_a_typed_error_both_ways() {
+    let _shared = FDS.read().await;
     let mut cfg = arrays_pool("cap");
     cfg.max_shared_bytes = 4 * MIB as u64;
     let common::Started { sp, .. } = common::start(cfg).await;
@@ -333,6 +341,7 @@ async fn a_full_arena_is_a_typed_error_both_ways() {
 /// frame; without it, a large array is refused as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_frame_bytes_does_not_limit_shared_memory() {
+    let _shared = FDS.read().await;
     let mut with = arrays_pool("with");
     with.max_frame_bytes = 256 * 1024;
     let mut without = arrays_pool("without");
@@ -362,6 +371,7 @@ async fn max_frame_bytes_does_not_limit_shared_memory() {
 /// Large bytes values cross in shared memory too, and arrive as `bytes`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bytes_cross_both_ways() {
+    let _shared = FDS.read().await;
     let common::Started { sp, .. } = common::start(arrays_pool("bytes")).await;
     let pool = sp.default_pool();
     let blob = call(pool, "blob", vec![Value::from(3 * MIB)])
@@ -379,6 +389,7 @@ async fn large_bytes_cross_both_ways() {
 /// Arrays in stream chunks come through shared memory, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_chunks_carry_arrays() {
+    let _shared = FDS.read().await;
     let common::Started { sp, .. } = common::start(arrays_pool("stream")).await;
     let pool = sp.default_pool();
     let mut call = Call::new("stream_arrays");
@@ -404,6 +415,7 @@ async fn stream_chunks_carry_arrays() {
 /// host, set by Python and read from Rust.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tensor_session_variables_go_through_shared_memory() {
+    let _shared = FDS.read().await;
     let common::Started { sp, .. } = common::start(arrays_pool("vars")).await;
     let session = sp.new_session().await.unwrap();
     let data: Vec<u8> = (0..MIB / 8).flat_map(|_| 2.0f64.to_le_bytes()).collect();
@@ -443,6 +455,7 @@ async fn tensor_session_variables_go_through_shared_memory() {
 /// `numpy.sum`, with `max_frame_bytes` at its default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numpy_through_the_ffi_without_a_frame_limit() {
+    let _shared = FDS.read().await;
     let common::Started { sp, .. } = common::start(common::showcase("default", 1)).await;
     assert_eq!(
         sp.default_pool().config().max_frame_bytes,
