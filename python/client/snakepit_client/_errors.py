@@ -147,7 +147,8 @@ class WorkerCrashedError(SnakepitError):
 class ResourceExhaustedError(SnakepitError):
     """A limit was reached: the pool's queue (``saturated``), sessions
     (``session_quota_exceeded``), a message's size (``payload_too_large``),
-    memory (``out_of_memory`` is a :class:`PythonError`)."""
+    a pool's shared memory (``shared_memory_exhausted``), memory
+    (``out_of_memory`` is a :class:`PythonError`)."""
 
 
 class DeadlineExceeded(SnakepitError):
@@ -194,6 +195,7 @@ _BY_KIND: dict[str, type[SnakepitError]] = {
     "saturated": ResourceExhaustedError,
     "session_quota_exceeded": ResourceExhaustedError,
     "payload_too_large": ResourceExhaustedError,
+    "shared_memory_exhausted": ResourceExhaustedError,
     "resource_exhausted": ResourceExhaustedError,
     "timeout": DeadlineExceeded,
     "queue_timeout": DeadlineExceeded,
