@@ -1,0 +1,108 @@
+"""Chunk frames of a stream held for one write.
+
+Sending one small chunk per ``sendall`` costs a system call and the write lock
+per item, more than encoding it. A stream therefore holds the frames its
+generator produces and writes them at once: when they reach ``BATCH_BYTES``,
+on the final chunk, before the stream waits (for credits, for an async
+generator's await) or ends, and at the latest ``BOUND_S`` after the first held
+frame. The stream itself checks that bound at every item; a ``Flusher`` thread
+checks it while the generator blocks inside ``next()`` (a sync generator gives
+no other sign that it waits), so a slow generator's chunk is not held.
+
+Frames are held under ``Held.lock`` and written under it too (then under the
+worker's write lock), so whoever writes them, the stream or the flusher, they
+leave in order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+__all__: list[str] = []
+
+# Write the held frames once they reach this many bytes.
+BATCH_BYTES = 64 * 1024
+# At the latest this long after the first held frame.
+BOUND_S = 0.0002
+
+_clock = time.perf_counter
+
+
+class Held:
+    """The frames of one stream not written yet."""
+
+    __slots__ = ("frames", "size", "since", "lock", "armed", "done", "write")
+
+    def __init__(self, write: Callable[[Held, bool], None]) -> None:
+        self.frames: list[bytes] = []
+        self.size = 0
+        # When the first held frame was added.
+        self.since = 0.0
+        self.lock = threading.Lock()
+        # Whether the flusher watches this stream (under `lock`).
+        self.armed = False
+        # The stream ended: the flusher forgets it.
+        self.done = False
+        # Writes the frames (called under `lock`, with them non-empty):
+        # `write(held, final)`; never raises to the flusher.
+        self.write = write
+
+    def take(self) -> bytes:
+        """The held frames as one buffer, and none held (under `lock`)."""
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self.frames = []
+        self.size = 0
+        return data
+
+
+class Flusher:
+    """A thread writing the frames a stream has held for `BOUND_S` while its
+    generator is busy elsewhere (blocked in ``next()``). Started on first use;
+    one per worker."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.watched: list[Held] = []
+        self.thread: threading.Thread | None = None
+
+    def watch(self, held: Held) -> None:
+        """Watch `held`, which just got its first frame (called under `held.lock`)."""
+        held.armed = True
+        with self.cond:
+            self.watched.append(held)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="snakepit-stream-flusher", daemon=True)
+                self.thread.start()
+            elif len(self.watched) == 1:
+                self.cond.notify()
+
+    def _run(self) -> None:
+        cond = self.cond
+        while True:
+            with cond:
+                while not self.watched:
+                    cond.wait()
+                due = min(h.since for h in self.watched) + BOUND_S
+                left = due - _clock()
+                if left > 0:
+                    cond.wait(left)
+                    continue
+                watched = self.watched
+                self.watched = []
+            now = _clock()
+            again = []
+            for held in watched:
+                with held.lock:
+                    if held.done or not held.frames:
+                        held.armed = False
+                    elif now - held.since >= BOUND_S:
+                        held.write(held, False)
+                        held.armed = False
+                    else:
+                        again.append(held)
+            if again:
+                with cond:
+                    self.watched.extend(again)

@@ -1,0 +1,116 @@
+"""Chunks batched into one write: order, credits, cancellation, errors, and
+a paused generator's chunks delivered without waiting for the batch.
+
+No assertion depends on timing: a paused generator waits for a file the test
+creates only after it has received the chunks made before the pause."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from snakepit_bridge._codec import decode
+from snakepit_bridge._proto import snakepit_pb2 as pb
+from wire_client import WorkerClient, start_worker
+
+ADAPTER = "stream_batch_adapter.StreamBatchAdapter"
+
+
+@pytest.fixture(scope="module", params=["process", "thread"])
+def worker(request: pytest.FixtureRequest) -> Iterator[WorkerClient]:
+    extra = ["--profile", "thread", "--threads", "4"] if request.param == "thread" else []
+    c = start_worker(ADAPTER, extra_args=extra)
+    yield c
+    c.close()
+
+
+def chunks_of(c: WorkerClient, fid: int, count: int) -> list[pb.Chunk]:
+    out = []
+    for _ in range(count):
+        f = c.reply(fid)
+        assert f.WhichOneof("kind") == "chunk", f
+        out.append(f.chunk)
+    return out
+
+
+def test_many_small_chunks_arrive_in_order(worker: WorkerClient) -> None:
+    n = 20000
+    fid = worker.execute("ints", n=n, stream=True, window=1 << 20)
+    chunks = chunks_of(worker, fid, n + 1)
+    assert [c.seq for c in chunks] == list(range(n + 1))
+    assert [decode(c.value) for c in chunks[:n]] == list(range(n))
+    assert not any(c.is_final for c in chunks[:n])
+    assert chunks[n].is_final and not chunks[n].HasField("value")
+    worker.recv_nothing(0.05)
+
+
+def test_final_chunk_ends_a_batch(worker: WorkerClient) -> None:
+    fid = worker.execute("ends_final", n=500, stream=True, window=1000)
+    chunks = chunks_of(worker, fid, 500)
+    assert [decode(c.value) for c in chunks] == list(range(500))
+    assert chunks[-1].is_final and not any(c.is_final for c in chunks[:-1])
+    worker.recv_nothing(0.1)  # no closing chunk after a final one
+
+
+def test_every_chunk_takes_a_credit(worker: WorkerClient) -> None:
+    # The generator is never slower than the window: the held chunks go out
+    # when the credits run out, and not one more is made.
+    fid = worker.execute("tagged", tag="credits", stream=True, window=50)
+    assert [c.seq for c in chunks_of(worker, fid, 50)] == list(range(50))
+    worker.recv_nothing(0.2)
+    seq = 50
+    for extra in (1, 7, 100):
+        worker.credit(fid, extra)
+        assert [c.seq for c in chunks_of(worker, fid, extra)] == list(range(seq, seq + extra))
+        seq += extra
+        worker.recv_nothing(0.1)
+    worker.cancel(fid)
+    assert worker.reply(fid).error.kind == pb.ERROR_KIND_CANCELLED
+
+
+def test_cancel_stops_a_batched_stream(worker: WorkerClient) -> None:
+    tag = f"cancel-{time.monotonic_ns()}"
+    fid = worker.execute("tagged", tag=tag, stream=True, window=1 << 20)
+    first = chunks_of(worker, fid, 100)
+    assert [c.seq for c in first] == list(range(100))
+    worker.cancel(fid, reason="enough")
+    # Chunks written before the cancel was read may still come, in order; then the error, then nothing.
+    seq = 100
+    while True:
+        f = worker.reply(fid)
+        if f.WhichOneof("kind") == "error":
+            assert f.error.kind == pb.ERROR_KIND_CANCELLED and "enough" in f.error.message
+            break
+        assert f.chunk.seq == seq
+        seq += 1
+    worker.recv_nothing(0.2)
+    deadline = time.monotonic() + 5
+    while tag not in worker.call("closed"):
+        assert time.monotonic() < deadline, "GeneratorExit never reached the generator"
+        time.sleep(0.01)
+
+
+def test_chunks_made_before_an_error_come_before_it(worker: WorkerClient) -> None:
+    fid = worker.execute("fails_after", n=300, stream=True, window=1000)
+    chunks = chunks_of(worker, fid, 300)
+    assert [decode(c.value) for c in chunks] == list(range(300))
+    e = worker.reply(fid).error
+    assert e.kind == pb.ERROR_KIND_PYTHON_EXCEPTION and "failed after 300" in e.message
+
+
+@pytest.mark.parametrize("tool", ["pairs", "async_pairs"])
+def test_a_paused_generator_chunks_are_not_held(worker: WorkerClient, tool: str, tmp_path: Path) -> None:
+    # Each step yields two items at once, then waits for the test, which
+    # releases the step only once it got both chunks: they cannot have been
+    # written for the batch's size, a final chunk or a lack of credits.
+    steps = 5
+    fid = worker.execute(tool, gate=str(tmp_path), steps=steps, stream=True, window=1000)
+    for step in range(steps):
+        got = chunks_of(worker, fid, 2)
+        assert [decode(c.value) for c in got] == [2 * step, 2 * step + 1]
+        assert [c.seq for c in got] == [2 * step, 2 * step + 1]
+        (tmp_path / str(step)).touch()
+    closing = worker.reply(fid).chunk
+    assert closing.is_final and closing.seq == 2 * steps
