@@ -599,13 +599,10 @@ class Runner:
                             watch(held)
                     frames.append(frame)
                     held.size += len(frame)
-                    if (
-                        final
-                        or held.size >= BATCH_BYTES
-                        or now - held.since >= BOUND_S
-                        or now - last >= BOUND_S
-                    ) and not self._write_held(st, held, final):
-                        raise Cancelled
+                    if final or held.size >= BATCH_BYTES or now - held.since >= BOUND_S or now - last >= BOUND_S:
+                        held.writes += 1
+                        if not self._write_held(st, held, final):
+                            raise Cancelled
                 last = now
                 seq += 1
                 if final:
@@ -634,8 +631,10 @@ class Runner:
         """Writes the frames `held` holds, if any; `strict`: raises Cancelled
         when they may not go out (the request was cancelled)."""
         with held.lock:
-            if held.frames and not self._write_held(st, held, False) and strict:
-                raise Cancelled
+            if held.frames:
+                held.writes += 1
+                if not self._write_held(st, held, False) and strict:
+                    raise Cancelled
 
     def _write_held(self, st: Request, held: Held, final: bool) -> bool:
         """Writes the frames `held` holds in one write (under `held.lock`);

@@ -7,7 +7,9 @@ on the final chunk, before the stream waits (for credits, for an async
 generator's await) or ends, and at the latest ``BOUND_S`` after the first held
 frame. The stream itself checks that bound at every item; a ``Flusher`` thread
 checks it while the generator blocks inside ``next()`` (a sync generator gives
-no other sign that it waits), so a slow generator's chunk is not held.
+no other sign that it waits), so a slow generator's chunk is not held (the
+flusher looks less often at a stream busy writing its own batches: see
+``Flusher``).
 
 Frames are held under ``Held.lock`` and written under it too (then under the
 worker's write lock), so whoever writes them, the stream or the flusher, they
@@ -26,6 +28,8 @@ __all__: list[str] = []
 BATCH_BYTES = 64 * 1024
 # At the latest this long after the first held frame.
 BOUND_S = 0.0002
+# How often the flusher looks at a stream busy writing its own batches.
+ACTIVE_TICK_S = 0.001
 
 _clock = time.perf_counter
 
@@ -33,9 +37,9 @@ _clock = time.perf_counter
 class Held:
     """The frames of one stream not written yet."""
 
-    __slots__ = ("frames", "size", "since", "lock", "armed", "done", "write")
+    __slots__ = ("frames", "size", "since", "lock", "armed", "done", "write", "writes", "seen", "deadline")
 
-    def __init__(self, write: Callable[[Held, bool], None]) -> None:
+    def __init__(self, write: Callable[[Held, bool], bool]) -> None:
         self.frames: list[bytes] = []
         self.size = 0
         # When the first held frame was added.
@@ -48,6 +52,11 @@ class Held:
         # Writes the frames (called under `lock`, with them non-empty):
         # `write(held, final)`; never raises to the flusher.
         self.write = write
+        # Writes the stream made itself, and how many the flusher saw last.
+        self.writes = 0
+        self.seen = 0
+        # When the flusher looks at this stream next.
+        self.deadline = 0.0
 
     def take(self) -> bytes:
         """The held frames as one buffer, and none held (under `lock`)."""
@@ -61,48 +70,63 @@ class Held:
 class Flusher:
     """A thread writing the frames a stream has held for `BOUND_S` while its
     generator is busy elsewhere (blocked in ``next()``). Started on first use;
-    one per worker."""
+    one per worker.
+
+    Each look costs the stream's thread a hand-over of the GIL, so while a
+    stream keeps writing its batches itself the flusher looks only every
+    `ACTIVE_TICK_S`: a generator that blocks right after a burst has its last
+    chunks written within about two ticks; one that yields a few items and
+    blocks, within `BOUND_S`."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.watched: list[Held] = []
         self.thread: threading.Thread | None = None
+        # When the thread's wait ends (inf: it waits to be told).
+        self.until = float("inf")
 
     def watch(self, held: Held) -> None:
         """Watch `held`, which just got its first frame (called under `held.lock`)."""
         held.armed = True
+        held.seen = held.writes
+        deadline = held.deadline = held.since + BOUND_S
         with self.cond:
             self.watched.append(held)
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="snakepit-stream-flusher", daemon=True)
                 self.thread.start()
-            elif len(self.watched) == 1:
+            elif deadline < self.until:
                 self.cond.notify()
 
     def _run(self) -> None:
         cond = self.cond
         while True:
             with cond:
-                while not self.watched:
+                if not self.watched:
+                    self.until = float("inf")
                     cond.wait()
-                due = min(h.since for h in self.watched) + BOUND_S
-                left = due - _clock()
-                if left > 0:
-                    cond.wait(left)
                     continue
-                watched = self.watched
-                self.watched = []
-            now = _clock()
+                due = min(h.deadline for h in self.watched)
+                now = _clock()
+                if due > now:
+                    self.until = due
+                    cond.wait(due - now)
+                    continue
+                self.until = now
+                looked = [h for h in self.watched if h.deadline <= now]
+                self.watched = [h for h in self.watched if h.deadline > now]
             again = []
-            for held in watched:
+            for held in looked:
                 with held.lock:
-                    if held.done or not held.frames:
-                        held.armed = False
-                    elif now - held.since >= BOUND_S:
+                    if not held.done and held.frames and now - held.since >= BOUND_S:
                         held.write(held, False)
+                    active = held.writes != held.seen
+                    held.seen = held.writes
+                    if held.done or not (held.frames or active):
                         held.armed = False
-                    else:
-                        again.append(held)
+                        continue
+                    held.deadline = now + ACTIVE_TICK_S if active else held.since + BOUND_S
+                    again.append(held)
             if again:
                 with cond:
                     self.watched.extend(again)
