@@ -34,7 +34,7 @@ from ._frames import error as error_frame
 from ._frames import result as result_frame
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled, HookScope, Request
-from ._stream_batch import BATCH_BYTES, BOUND_S, Flusher, Held
+from ._stream_batch import BATCH_BYTES, BOUND_S, Flusher, Held, chunk_prefix, scalar_chunk
 from ._stream_chunk import StreamChunk
 from .base_adapter import OWN_CONTEXT, BaseAdapter, RequestScopedContext
 from .errors import RefNotFoundError, SessionMismatchError
@@ -552,6 +552,7 @@ class Runner:
         assert cond is not None
         fid = st.id
         limit = self.limit
+        prefix = chunk_prefix(fid)
         seq = 0
         # Credits taken from st.credits, each owed by one chunk still to make.
         budget = 0
@@ -572,7 +573,8 @@ class Runner:
                 if item is _END:
                     self._flush_held(st, held, True)
                     return seq
-                if raw:
+                t = type(item)
+                if raw or (t is not StreamChunk and t is not dict):
                     data, final, meta = item, False, None
                 else:
                     data, final, meta = _unwrap_item(item)
@@ -589,7 +591,11 @@ class Runner:
                 elif st.cancelled:
                     raise Cancelled
                 budget -= 1
-                frame = chunk_frame(fid, seq, data, True, final, meta, limit, raw)
+                frame = None
+                if not (final or meta):
+                    frame = scalar_chunk(prefix, seq, data, limit)
+                if frame is None:
+                    frame = chunk_frame(fid, seq, data, True, final, meta, limit, raw)
                 with lock:
                     now = clock()
                     frames = held.frames

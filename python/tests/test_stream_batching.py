@@ -114,3 +114,21 @@ def test_a_paused_generator_chunks_are_not_held(worker: WorkerClient, tool: str,
         (tmp_path / str(step)).touch()
     closing = worker.reply(fid).chunk
     assert closing.is_final and closing.seq == 2 * steps
+
+
+def test_scalar_chunks_are_the_frames_the_codec_makes() -> None:
+    from snakepit_bridge._frames import chunk as chunk_frame
+    from snakepit_bridge._stream_batch import chunk_prefix, scalar_chunk
+
+    values = [0, 1, -1, 63, 64, -64, -65, 127, 128, 2**31, -(2**31), 2**63 - 1, -(2**63)]
+    values += [0.0, -2.5, float("inf"), "", "x", "é" * 100, "y" * 300, True, False]
+    for fid in (1, 127, 128, 2**40):
+        prefix = chunk_prefix(fid)
+        for seq in (0, 1, 127, 128, 16383, 16384, 2**21, 2**35):
+            for v in values:
+                assert scalar_chunk(prefix, seq, v, 1 << 20) == chunk_frame(fid, seq, v, True, False, None, 1 << 20)
+    prefix = chunk_prefix(1)
+    # Not scalars, or too large: left to the codec.
+    for v in (2**63, -(2**63) - 1, None, b"x", [1], {"a": 1}, 1j):
+        assert scalar_chunk(prefix, 0, v, 1 << 20) is None
+    assert scalar_chunk(prefix, 0, "z" * 100, 50) is None
