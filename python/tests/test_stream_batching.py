@@ -121,10 +121,11 @@ def test_scalar_chunks_are_the_frames_the_codec_makes() -> None:
     from snakepit_bridge._stream_batch import chunk_prefix, scalar_chunk
 
     values = [0, 1, -1, 63, 64, -64, -65, 127, 128, 2**31, -(2**31), 2**63 - 1, -(2**63)]
-    values += [0.0, -2.5, float("inf"), "", "x", "é" * 100, "y" * 300, True, False]
+    values += [0.0, -2.5, float("inf"), "", "x", "é" * 100, "y" * 300, "a" * 120, "a" * 125, "a" * 126, True, False]
+    values += list(range(-300, 300)) + [8191, 8192, 2**20 - 1, 2**20, 2**21]
     for fid in (1, 127, 128, 2**40):
         prefix = chunk_prefix(fid)
-        for seq in (0, 1, 127, 128, 16383, 16384, 2**21, 2**35):
+        for seq in (0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**35):
             for v in values:
                 assert scalar_chunk(prefix, seq, v, 1 << 20) == chunk_frame(fid, seq, v, True, False, None, 1 << 20)
     prefix = chunk_prefix(1)
