@@ -6,13 +6,19 @@ creates only after it has received the chunks made before the pause."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from snakepit_bridge._codec import decode
 from snakepit_bridge._proto import snakepit_pb2 as pb
+from snakepit_bridge._request import Request
+from snakepit_bridge._runner import Runner
+from snakepit_bridge._stream_batch import Flusher
+from snakepit_bridge._wire import unpack_len
 from wire_client import WorkerClient, start_worker
 
 ADAPTER = "stream_batch_adapter.StreamBatchAdapter"
@@ -44,6 +50,22 @@ def test_many_small_chunks_arrive_in_order(worker: WorkerClient) -> None:
     assert not any(c.is_final for c in chunks[:n])
     assert chunks[n].is_final and not chunks[n].HasField("value")
     worker.recv_nothing(0.05)
+
+
+def test_concurrent_streams_each_keep_their_order(worker: WorkerClient) -> None:
+    # Thread profile: both run at once, their batches interleave on the socket.
+    n = 5000
+    fids = [worker.execute("ints", n=n, stream=True, window=1 << 20) for _ in range(2)]
+    seqs: dict[int, list[int]] = {fid: [] for fid in fids}
+    closed = set()
+    while len(closed) < 2:
+        f = worker.recv()
+        assert f.WhichOneof("kind") == "chunk" and f.id in seqs, f
+        seqs[f.id].append(f.chunk.seq)
+        if f.chunk.is_final:
+            closed.add(f.id)
+    for fid in fids:
+        assert seqs[fid] == list(range(n + 1))
 
 
 def test_final_chunk_ends_a_batch(worker: WorkerClient) -> None:
@@ -133,3 +155,92 @@ def test_scalar_chunks_are_the_frames_the_codec_makes() -> None:
     for v in (2**63, -(2**63) - 1, None, b"x", [1], {"a": 1}, 1j):
         assert scalar_chunk(prefix, 0, v, 1 << 20) is None
     assert scalar_chunk(prefix, 0, "z" * 100, 50) is None
+
+
+class _Sink:
+    """A socket that keeps what is written, for the in-process tests."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lock = threading.Lock()
+
+    def sendall(self, b: bytes) -> None:
+        with self.lock:
+            self.data += b
+
+    def seqs(self) -> list[int]:
+        with self.lock:
+            data = bytes(self.data)
+        out, pos = [], 0
+        while pos + 4 <= len(data):
+            (n,) = unpack_len(data, pos)
+            out.append(pb.Frame.FromString(data[pos + 4 : pos + 4 + n]).chunk.seq)
+            pos += 4 + n
+        return out
+
+
+def _runner_without_flusher(monkeypatch: pytest.MonkeyPatch) -> tuple[Runner, _Sink]:
+    """A Runner with just what `_stream` uses, whose flusher never writes:
+    what reaches the socket was written by the stream itself."""
+    monkeypatch.setattr(Flusher, "watch", lambda self, held: setattr(held, "armed", True))
+    r = Runner.__new__(Runner)
+    sink = _Sink()
+    r.limit, r.sock, r.wlock, r.registry = 1 << 20, sink, threading.Lock(), {}
+    r.flusher, r.held = Flusher(), {}
+    return r, sink
+
+
+def _eventually(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def _request(fid: int, credits: int) -> Request:
+    st = Request(fid, pb.Execute(tool="t", stream=True))
+    st.cond = threading.Condition()
+    st.credits = credits
+    return st
+
+
+def test_held_chunks_go_out_before_waiting_for_credits(monkeypatch: pytest.MonkeyPatch) -> None:
+    r, sink = _runner_without_flusher(monkeypatch)
+    st = _request(1, 3)
+    r.registry[1] = st
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(r._stream(st, iter_gen(5), asyncio.new_event_loop())), daemon=True)
+    t.start()
+    # Three credits: three chunks, written although nothing else made them go.
+    _eventually(lambda: sink.seqs() == [0, 1, 2])
+    with st.cond:
+        st.credits += 2
+        st.cond.notify_all()
+    t.join(10)
+    assert done == [5] and sink.seqs() == [0, 1, 2, 3, 4]
+
+
+def test_held_chunks_go_out_when_an_async_generator_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    r, sink = _runner_without_flusher(monkeypatch)
+    st = _request(2, 100)
+    r.registry[2] = st
+    go = threading.Event()
+
+    async def agen():
+        yield 0
+        yield 1
+        while not go.is_set():
+            await asyncio.sleep(0.001)
+        yield 2
+
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(r._stream(st, agen(), asyncio.new_event_loop())), daemon=True)
+    t.start()
+    _eventually(lambda: sink.seqs() == [0, 1])
+    go.set()
+    t.join(10)
+    assert done == [3] and sink.seqs() == [0, 1, 2]
+
+
+def iter_gen(n: int):
+    yield from range(n)
