@@ -34,6 +34,7 @@ from ._frames import error as error_frame
 from ._frames import result as result_frame
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled, HookScope, Request
+from ._stream_batch import BATCH_BYTES, BOUND_S, Flusher, Held, chunk_prefix, scalar_chunk
 from ._stream_chunk import StreamChunk
 from .base_adapter import OWN_CONTEXT, BaseAdapter, RequestScopedContext
 from .errors import RefNotFoundError, SessionMismatchError
@@ -77,6 +78,11 @@ def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
     return item, False, None
 
 
+def _if_pending(task: asyncio.Task[Any], on_wait: Callable[[], None]) -> None:
+    if not task.done():
+        on_wait()
+
+
 def _run_awaitable(r: Any) -> None:
     """Runs a coroutine outside any request, on a loop of its own."""
     loop = asyncio.new_event_loop()
@@ -113,6 +119,10 @@ class Runner:
         # Streams send their chunks themselves, under the worker's write lock.
         self.sock = sock
         self.wlock = wlock
+        # Writes what streams hold while their generators block.
+        self.flusher = Flusher()
+        # The frames each running stream holds, by request id.
+        self.held: dict[int, Held] = {}
         self.send = send
         self.finish = finish
         self.ffi = ffi
@@ -252,12 +262,19 @@ class Runner:
         """Takes `st` from the registry: True for the one caller that may send its final frame."""
         return self.registry.pop(st.id, None) is not None
 
-    def _run_coro(self, st: Request, coro: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    def _run_coro(
+        self, st: Request, coro: Any, loop: asyncio.AbstractEventLoop, on_wait: Callable[[], None] | None = None
+    ) -> Any:
+        """Runs `coro` as the request's task; `on_wait` is called if it
+        awaits something not ready at once (its first step did not end it)."""
         task = loop.create_task(coro)
         st.loop = loop
         st.task = task
         if st.cancelled:
             task.cancel()
+        if on_wait is not None:
+            # Runs right after the task's first step, in the same pass of the loop.
+            loop.call_soon(_if_pending, task, on_wait)
         try:
             return loop.run_until_complete(task)
         finally:
@@ -520,11 +537,13 @@ class Runner:
             return self._collect(st, outcome, loop), -1
         return outcome, -1
 
-    def _next_item(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    def _next_item(
+        self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop, on_wait: Callable[[], None] | None = None
+    ) -> Any:
         if isinstance(gen, types.GeneratorType):
             return next(gen, _END)
         try:
-            return self._run_coro(st, gen.__anext__(), loop)
+            return self._run_coro(st, gen.__anext__(), loop, on_wait)
         except StopAsyncIteration:
             return _END
 
@@ -558,46 +577,136 @@ class Runner:
         """Send the generator's items as chunks; return the seq of the closing chunk, or -1 if none is needed.
 
         `raw` (FFI streams): each item is the data as it is (no StreamChunk or
-        envelope dicts understood), encoded gracefully."""
+        envelope dicts understood), encoded gracefully.
+
+        Each chunk takes a credit when it is made; the frames are held and
+        written together (see ``_stream_batch``): at BATCH_BYTES, on the final
+        chunk, BOUND_S after the first held one, right away when the generator
+        took that long for its item (a slow generator's chunks are not held),
+        and before anything waits: credits, an async generator's await, the
+        end of the stream or its error."""
         cond = st.cond
         assert cond is not None
         fid = st.id
+        limit = self.limit
+        prefix = chunk_prefix(fid)
         seq = 0
         shm = self.shm
+        # Credits taken from st.credits, each owed by one chunk still to make.
+        budget = 0
+        held = Held(lambda h, final: self._write_held(st, h, final))
+        self.held[fid] = held
+        lock = held.lock
+        watch = self.flusher.watch
+        sync = isinstance(gen, types.GeneratorType)
+        on_wait = None if sync else (lambda: self._flush_held(st, held, False))
+        clock = time.perf_counter
+        last = clock()
         try:
             while True:
-                item = self._next_item(st, gen, loop)
+                if sync:
+                    item = next(gen, _END)
+                else:
+                    item = self._next_item(st, gen, loop, on_wait)
                 if item is _END:
+                    self._flush_held(st, held, True)
                     return seq
-                if raw:
+                t = type(item)
+                if raw or (t is not StreamChunk and t is not dict):
                     data, final, meta = item, False, None
                 else:
                     data, final, meta = _unwrap_item(item)
-                with cond:
-                    while st.credits <= 0 and not st.cancelled:
-                        cond.wait()
-                    if st.cancelled:
-                        raise Cancelled
-                    st.credits -= 1
-                if shm:
-                    _shm.take_last()
-                frame = chunk_frame(fid, seq, data, True, final, meta, self.limit, raw)
-                refs = _shm.take_last() if shm else None
-                try:
-                    with self.wlock:
-                        if st.cancelled or (final and self.registry.pop(fid, None) is None):
-                            # Never sent: the regions it named are not the host's.
-                            _shm.unsend(refs)
+                if budget <= 0:
+                    # Never hold chunks while waiting for credits.
+                    self._flush_held(st, held, True)
+                    with cond:
+                        while st.credits <= 0 and not st.cancelled:
+                            cond.wait()
+                        if st.cancelled:
                             raise Cancelled
-                        if shm and _shm.RELEASES:
-                            frame += _shm.drain_frames()
-                        self.sock.sendall(frame)
-                except OSError:
-                    self.finish(EXIT_OK, "")
+                        budget = st.credits
+                        st.credits = 0
+                elif st.cancelled:
+                    raise Cancelled
+                budget -= 1
+                frame = None
+                refs = None
+                if not (final or meta):
+                    frame = scalar_chunk(prefix, seq, data, limit)
+                if frame is None:
+                    if shm:
+                        _shm.take_last()
+                    frame = chunk_frame(fid, seq, data, True, final, meta, limit, raw)
+                    if shm:
+                        refs = _shm.take_last()
+                with lock:
+                    if refs:
+                        held.refs.extend(refs)
+                    now = clock()
+                    frames = held.frames
+                    if not frames:
+                        held.since = now
+                        if not held.armed:
+                            watch(held)
+                    frames.append(frame)
+                    held.size += len(frame)
+                    if final or held.size >= BATCH_BYTES or now - held.since >= BOUND_S or now - last >= BOUND_S:
+                        held.writes += 1
+                        if not self._write_held(st, held, final):
+                            raise Cancelled
+                last = now
                 seq += 1
                 if final:
                     st.cancelled = True  # already answered: nothing more may be sent
                     return -1
+        except BaseException:
+            # The chunks made before a failure go out before its error.
+            if not st.cancelled:
+                self._flush_held(st, held, False)
+            raise
         finally:
+            held.done = True
+            self.held.pop(fid, None)
+            with lock:
+                if held.refs:
+                    # Chunks dropped unsent (the stream was cancelled).
+                    held.frames = []
+                    _shm.unsend(held.refs)
             self._close(st, gen, loop)
 
+    def flush_stream(self, fid: int) -> None:
+        """Writes the chunks stream `fid` holds, if any: what the generator
+        sends itself (telemetry) follows the chunks it made before."""
+        held = self.held.get(fid)
+        if held is not None and held.frames:
+            with held.lock:
+                if held.frames:
+                    held.write(held, False)
+
+    def _flush_held(self, st: Request, held: Held, strict: bool) -> None:
+        """Writes the frames `held` holds, if any; `strict`: raises Cancelled
+        when they may not go out (the request was cancelled)."""
+        with held.lock:
+            if held.frames:
+                held.writes += 1
+                if not self._write_held(st, held, False) and strict:
+                    raise Cancelled
+
+    def _write_held(self, st: Request, held: Held, final: bool) -> bool:
+        """Writes the frames `held` holds in one write (under `held.lock`);
+        False when they were dropped instead: the request was cancelled, or
+        (`final`: they end with the final chunk) already answered."""
+        data = held.take()
+        refs, held.refs = held.refs, []
+        try:
+            with self.wlock:
+                if st.cancelled or (final and self.registry.pop(st.id, None) is None):
+                    # Never sent: the shared regions they named are not the host's.
+                    _shm.unsend(refs)
+                    return False
+                if self.shm and _shm.RELEASES:
+                    data += _shm.drain_frames()
+                self.sock.sendall(data)
+        except OSError:
+            self.finish(EXIT_OK, "")
+        return True

@@ -25,7 +25,7 @@ unpack_len = struct.Struct(">I").unpack_from
 #: The serialized Value of None.
 NULL_VALUE_BYTES = pb.Value(null=pb.NULL_VALUE).SerializeToString()
 
-_SMALL_VARINTS = [bytes([i]) for i in range(0x80)]
+SMALL_VARINTS = [bytes([i]) for i in range(0x80)]
 _pack_double = struct.Struct("<d").pack
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -34,7 +34,7 @@ _INT64_MAX = 2**63 - 1
 def varint(n: int) -> bytes:
     """The protobuf varint of non-negative `n`."""
     if n < 0x80:
-        return _SMALL_VARINTS[n]
+        return SMALL_VARINTS[n]
     # Two and three bytes without a loop: frame ids, stream seqs and sizes.
     if n < 0x4000:
         return bytes(((n & 0x7F) | 0x80, n >> 7))

@@ -249,6 +249,8 @@ class _Worker:
                 f"max_frame_bytes ({self.max})\n"
             )
             return
+        # After the chunks the stream made before the event.
+        self.runner.flush_stream(fid)
         with self.wlock:
             early = self.early
             if early is not None:

@@ -113,6 +113,9 @@ const GOAL_LATENCY_P50_US: f64 = 60.0;
 const GOAL_THROUGHPUT_PER_S: f64 = 25_000.0;
 const GOAL_THREAD_CALLS_PER_S: f64 = 700.0;
 const GOAL_STREAM_CHUNKS_PER_S: f64 = 100_000.0;
+/// The stream's chunks/s over `multiprocessing.Pipe` sending one item per
+/// `send()`, measured in the same run.
+const GOAL_STREAM_VS_PIPE: f64 = 1.5;
 /// An FFI call (`operator.add(1, 2)`) may cost this much more than a plain
 /// adapter tool call doing the same (p50).
 const GOAL_FFI_OVERHEAD: f64 = 1.3;
@@ -239,6 +242,8 @@ struct StreamReport {
     snakepit_busy_poll_off: Option<Rate>,
     /// A child process sending the same ints through a `multiprocessing.Pipe`.
     multiprocessing_pipe: Option<Rate>,
+    /// `snakepit` over `multiprocessing_pipe` (chunks/s).
+    vs_pipe: Option<f64>,
 }
 
 /// Calls or chunks, and how many per second.
@@ -462,6 +467,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             snakepit,
             snakepit_busy_poll_off: no_poll,
             multiprocessing_pipe: None,
+            vs_pipe: None,
         });
     }
 
@@ -509,6 +515,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
             if let Some(s) = &mut stream {
                 s.multiprocessing_pipe = extra.stream_pipe;
+                s.vs_pipe = extra
+                    .stream_pipe
+                    .map(|py| round2(s.snakepit.per_s / py.per_s));
             }
         }
     }
@@ -558,6 +567,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let stream_met = stream
         .as_ref()
         .map(|s| s.snakepit.per_s >= GOAL_STREAM_CHUNKS_PER_S);
+    // Null when the stream or the pipe was not measured (--no-stream, --no-peers).
+    let stream_vs_pipe_met = stream
+        .as_ref()
+        .and_then(|s| s.vs_pipe)
+        .map(|r| r >= GOAL_STREAM_VS_PIPE);
     let report = serde_json::json!({
         "machine": {"cores": cores()},
         "workers": args.workers,
@@ -584,6 +598,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                   // Null when the section was skipped.
                   "thread_met": thread_met,
                   "stream_met": stream_met,
+                  "stream_vs_pipe_min": GOAL_STREAM_VS_PIPE,
+                  "stream_vs_pipe_met": stream_vs_pipe_met,
                   "ffi_overhead_max": GOAL_FFI_OVERHEAD,
                   "ffi_stream_items_per_s_min": GOAL_FFI_STREAM_ITEMS_PER_S as u64,
                   "ffi_overhead_met": ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD),
@@ -661,8 +677,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "multiprocessing.Pipe, send() per item", py.per_s
             );
             println!(
-                "\nsnakepit vs multiprocessing.Pipe: {:.2}x the chunks/s",
-                s.snakepit.per_s / py.per_s
+                "\nsnakepit vs multiprocessing.Pipe: {:.2}x the chunks/s (goal >= {:.1}x: {})",
+                s.snakepit.per_s / py.per_s,
+                GOAL_STREAM_VS_PIPE,
+                verdict(stream_vs_pipe_met)
             );
         }
     }
@@ -681,11 +699,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "\ngoals: latency p50 <= 60 us: {}; throughput >= 25,000/s: {}; \
          thread profile >= 700 calls/s: {}; streaming >= 100,000 chunks/s: {}; \
+         streaming >= {:.1}x multiprocessing.Pipe: {}; \
          FFI overhead <= 1.3x: {}; FFI streaming >= 100,000 items/s: {}",
         verdict(Some(ours.latency_p50_us <= GOAL_LATENCY_P50_US)),
         verdict(Some(ours.throughput_per_s >= GOAL_THROUGHPUT_PER_S)),
         verdict(thread_met),
         verdict(stream_met),
+        GOAL_STREAM_VS_PIPE,
+        verdict(stream_vs_pipe_met),
         verdict(ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD)),
         verdict(
             ffi.as_ref()
