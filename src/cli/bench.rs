@@ -108,6 +108,9 @@ const SLEEP_THREADS: u32 = 8;
 const SLEEP_IN_FLIGHT: usize = 32;
 const SLEEP_WINDOW: Duration = Duration::from_secs(2);
 
+/// Streams measured (snakepit's and the pipe peer's); the best counts.
+const STREAM_RUNS: usize = 3;
+
 /// Goals the summary checks.
 const GOAL_LATENCY_P50_US: f64 = 60.0;
 const GOAL_THROUGHPUT_PER_S: f64 = 25_000.0;
@@ -187,7 +190,16 @@ def _produce(conn, n):
     conn.close()
 
 
-def stream_pipe(n):
+def stream_pipe(n, runs):
+    best = (0, 0.0)
+    for _ in range(runs):
+        count, rate = stream_pipe_once(n)
+        if rate > best[1]:
+            best = (count, rate)
+    return best
+
+
+def stream_pipe_once(n):
     rx, tx = mp.Pipe(duplex=False)
     child = mp.Process(target=_produce, args=(tx, n))
     child.start()
@@ -209,7 +221,7 @@ if __name__ == "__main__":
         calls, rate = sleep_threads(args["threads"], args["in_flight"], args["ms"], args["seconds"])
         out["sleep_threads"] = {"count": calls, "per_s": round(rate, 1)}
     if args["stream"]:
-        chunks, rate = stream_pipe(args["chunks"])
+        chunks, rate = stream_pipe(args["chunks"], args["runs"])
         out["stream_pipe"] = {"count": chunks, "per_s": round(rate, 1)}
     print(json.dumps(out))
 "#;
@@ -503,6 +515,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "seconds": SLEEP_WINDOW.as_secs_f64(),
                 "stream": stream.is_some(),
                 "chunks": args.stream_chunks,
+                "runs": STREAM_RUNS,
             });
             let out = tokio::process::Command::new(&env.python)
                 .arg(fixtures.0.join("peers.py"))
@@ -659,7 +672,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(s) = &stream {
         println!(
-            "\nStreaming (`ints`): {} small-int chunks drained by a Rust consumer, window {}\n",
+            "\nStreaming (`ints`): {} small-int chunks drained by a Rust consumer, window {}, best of {STREAM_RUNS} runs (the pipe too)\n",
             s.snakepit.count, s.stream_window
         );
         println!("{:<48} {:>12}", "", "chunks");
@@ -757,7 +770,9 @@ async fn sleep_rate(pool: &PoolHandle) -> anyhow::Result<Rate> {
     Ok(Rate::new(count, t.elapsed()))
 }
 
-/// Chunks per second of one stream of `chunks` small ints, consumed as they arrive.
+/// Chunks per second of a stream of `chunks` small ints, consumed as they
+/// arrive: the best of `STREAM_RUNS` streams (the pipe peer gets the same),
+/// since one half-second run swings with whatever else the machine does.
 async fn stream_rate(pool: &PoolHandle, chunks: u64) -> anyhow::Result<Rate> {
     let drain = |n: u64| async move {
         let mut stream = pool
@@ -772,9 +787,15 @@ async fn stream_rate(pool: &PoolHandle, chunks: u64) -> anyhow::Result<Rate> {
         anyhow::Ok(count)
     };
     drain(1_000).await?;
-    let t = Instant::now();
-    let count = drain(chunks).await?;
-    Ok(Rate::new(count, t.elapsed()))
+    let mut best: Option<Rate> = None;
+    for _ in 0..STREAM_RUNS {
+        let t = Instant::now();
+        let rate = Rate::new(drain(chunks).await?, t.elapsed());
+        if best.is_none_or(|b| rate.per_s > b.per_s) {
+            best = Some(rate);
+        }
+    }
+    Ok(best.expect("at least one run"))
 }
 
 async fn measure(
