@@ -167,24 +167,19 @@ def result(
     if value is None:
         vb = NULL_VALUE_BYTES
     elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
-        v = pb.Value()
-        refs = _shm.open_refs() if _shm.STATE is not None else None
-        try:
+
+        def build() -> bytes:
+            v = pb.Value()
             if graceful:
                 _ffi.encode_graceful(value, v, "result")
             else:
                 encode_into(value, v, root="result")
-            vb = v.SerializeToString()
+            return v.SerializeToString()
+
+        try:
+            vb, refs = _shm.collect(build)
         except EncodingError as e:
-            if refs is not None:
-                _shm.close_refs(refs, False)
             return encoding_error(fid, e)
-        except BaseException:
-            if refs is not None:
-                _shm.close_refs(refs, False)
-            raise
-        if refs is not None:
-            _shm.close_refs(refs, True)
     r = b"\x0a" + varint(len(vb)) + vb
     if timing is not None:
         start, bound, ran = timing
@@ -222,9 +217,9 @@ def chunk(
         if is_final:
             cb += b"\x18\x01"
     else:
-        c = pb.Chunk(seq=seq, is_final=is_final)
-        refs = _shm.open_refs() if _shm.STATE is not None else None
-        try:
+
+        def build() -> bytes:
+            c = pb.Chunk(seq=seq, is_final=is_final)
             if has_value:
                 if graceful:
                     _ffi.encode_graceful(data, c.value, "chunk")
@@ -235,13 +230,9 @@ def chunk(
                     key = str(k)
                     slot = _slot(c.metadata, key, f"chunk[{seq}].metadata<key {key!r}>")
                     encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
-            cb = c.SerializeToString()
-        except BaseException:
-            if refs is not None:
-                _shm.close_refs(refs, False)
-            raise
-        if refs is not None:
-            _shm.close_refs(refs, True)
+            return c.SerializeToString()
+
+        cb, refs = _shm.collect(build)
     body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
     if len(body) > limit:
         _shm.unsend(refs)
@@ -279,8 +270,8 @@ def host_call(
         hc.traceparent = traceparent
     if parent_request_id:
         hc.parent_request_id = parent_request_id
-    refs = _shm.open_refs() if _shm.STATE is not None else None
-    try:
+
+    def build() -> bytes:
         for i, a in enumerate(args):
             if graceful:
                 _ffi.encode_graceful(a, hc.args.add(), f"{tool}() args[{i}]")
@@ -289,14 +280,9 @@ def host_call(
         for k, v in kwargs.items():
             encode_into(v, _slot(hc.kwargs, k, f"{tool}() <keyword {k!r}>"), root=f"{tool}() {k}")
         frame.id = fid
-        data = encode(frame)
-    except BaseException:
-        if refs is not None:
-            _shm.close_refs(refs, False)
-        raise
-    if refs is not None:
-        _shm.close_refs(refs, True)
-    return data
+        return encode(frame)
+
+    return _shm.collect(build)[0]
 
 
 def pong(fid: int, sent_unix_nanos: int, in_flight: int) -> bytes:

@@ -36,11 +36,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _codec
 from ._codec import DecodingError, SharedMemoryExhausted
 from ._proto import snakepit_pb2 as pb
+
+T = TypeVar("T")
 
 __all__: list[str] = []
 
@@ -329,6 +331,20 @@ def close_refs(refs: list[int] | None, built: bool) -> None:
         _TL.last = refs
     elif refs:
         unsend(refs)
+
+
+def collect(build: Callable[[], T]) -> tuple[T, list[int] | None]:
+    """Runs `build()` (encoding a frame) collecting the WORKER references it
+    adds: its result and them (None without shared memory). A build that
+    raises gives them back before the exception goes on."""
+    refs = open_refs() if STATE is not None else None
+    try:
+        out = build()
+    except BaseException:
+        close_refs(refs, False)
+        raise
+    close_refs(refs, True)
+    return out, refs
 
 
 def take_last() -> list[int] | None:
