@@ -37,6 +37,13 @@ fn as_nd(v: &Value) -> &NdArray {
     }
 }
 
+/// Whether every element of a float64 array is `x`.
+fn all_f64(a: &NdArray, x: f64) -> bool {
+    a.data
+        .chunks_exact(8)
+        .all(|b| f64::from_le_bytes(b.try_into().unwrap()) == x)
+}
+
 fn items(v: Value) -> Vec<Value> {
     match v {
         Value::List(items) => items,
@@ -198,12 +205,7 @@ async fn python_cannot_change_what_rust_holds() {
     let took = call(pool, "write_held", vec![]).await.unwrap();
     assert_eq!(took, Value::Int(0), "the returned buffer was frozen");
     assert_eq!(as_nd(&got).data, before);
-    assert!(
-        as_nd(&got)
-            .data
-            .chunks_exact(8)
-            .all(|x| f64::from_le_bytes(x.try_into().unwrap()) == 1.0)
-    );
+    assert!(all_f64(as_nd(&got), 1.0));
     sp.shutdown().await;
 }
 
@@ -246,12 +248,7 @@ async fn a_killed_worker_leaves_no_segment_and_no_fd() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     common::wait_gone(pid as u32, Duration::from_secs(10), "the killed worker").await;
     // Rust's array, mapped from the dead worker's arena, still reads.
-    assert!(
-        as_nd(&ours)
-            .data
-            .chunks_exact(8)
-            .all(|x| f64::from_le_bytes(x.try_into().unwrap()) == 1.0)
-    );
+    assert!(all_f64(as_nd(&ours), 1.0));
     drop(ours);
     common::poll_status(pool, |s| {
         s.workers
@@ -443,11 +440,7 @@ async fn tensor_session_variables_go_through_shared_memory() {
     let var = session.get_variable("weights").await.unwrap();
     let a = as_nd(&var.value);
     assert_eq!(a.shape, vec![200_000]);
-    assert!(
-        a.data
-            .chunks_exact(8)
-            .all(|x| f64::from_le_bytes(x.try_into().unwrap()) == 1.0)
-    );
+    assert!(all_f64(a, 1.0));
     sp.shutdown().await;
 }
 
