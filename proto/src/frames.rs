@@ -192,27 +192,27 @@ pub fn visit_values<E>(
     frame: &mut Frame,
     f: &mut impl FnMut(&mut v1::Value) -> Result<(), E>,
 ) -> Result<(), E> {
-    let values: Vec<&mut v1::Value> = match frame.kind.as_mut() {
-        Some(Kind::Execute(e)) => e.args.iter_mut().chain(e.kwargs.values_mut()).collect(),
-        Some(Kind::HostCall(c)) => c.args.iter_mut().chain(c.kwargs.values_mut()).collect(),
-        Some(Kind::Result(r)) => r.value.iter_mut().collect(),
-        Some(Kind::Chunk(c)) => c.value.iter_mut().chain(c.metadata.values_mut()).collect(),
-        Some(Kind::HostCallResult(r)) => match r.outcome.as_mut() {
-            Some(Outcome::Value(v)) => vec![v],
-            _ => return Ok(()),
-        },
-        Some(Kind::VariableUpdate(u)) => u
-            .old_value
-            .iter_mut()
-            .chain(u.new_value.iter_mut())
-            .collect(),
-        Some(Kind::Telemetry(t)) => t.metadata.values_mut().collect(),
-        _ => return Ok(()),
+    let mut each = |values: &mut dyn Iterator<Item = &mut v1::Value>| {
+        for v in values {
+            visit_value(v, &mut *f)?;
+        }
+        Ok(())
     };
-    for value in values {
-        visit_value(value, f)?;
+    match frame.kind.as_mut() {
+        Some(Kind::Execute(e)) => each(&mut e.args.iter_mut().chain(e.kwargs.values_mut())),
+        Some(Kind::HostCall(c)) => each(&mut c.args.iter_mut().chain(c.kwargs.values_mut())),
+        Some(Kind::Result(r)) => each(&mut r.value.iter_mut()),
+        Some(Kind::Chunk(c)) => each(&mut c.value.iter_mut().chain(c.metadata.values_mut())),
+        Some(Kind::HostCallResult(r)) => match r.outcome.as_mut() {
+            Some(Outcome::Value(v)) => each(&mut std::iter::once(v)),
+            _ => Ok(()),
+        },
+        Some(Kind::VariableUpdate(u)) => {
+            each(&mut u.old_value.iter_mut().chain(u.new_value.iter_mut()))
+        }
+        Some(Kind::Telemetry(t)) => each(&mut t.metadata.values_mut()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Calls `f` on `value` and every value inside it, containers first.
