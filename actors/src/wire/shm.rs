@@ -522,12 +522,13 @@ impl ConnShm {
     pub fn export_leased(&self, value: &mut v1::Value) -> Result<(), Error> {
         let mut keep = Vec::new();
         self.pool.export(value, &mut keep)?;
-        let mut regions = Vec::new();
-        let _ = snakepit_proto::frames::visit_value(value, &mut |v: &mut v1::Value| {
-            regions.extend(host_region(v));
-            Ok::<(), ()>(())
-        });
-        self.lease(regions);
+        // Each kept bytes is one region the value names.
+        let base = self.pool.map.base();
+        self.lease(
+            keep.iter()
+                .map(|b| ((b.as_ptr() as usize - base) as u64, b.len() as u64))
+                .collect(),
+        );
         Ok(())
     }
 
