@@ -148,6 +148,7 @@ pub fn chunk(id: u64, seq: u64, value: Option<v1::Value>, is_final: bool) -> Fra
             value,
             is_final,
             metadata: Default::default(),
+            run: Vec::new(),
         }),
     )
 }
@@ -202,7 +203,13 @@ pub fn visit_values<E>(
         Some(Kind::Execute(e)) => each(&mut e.args.iter_mut().chain(e.kwargs.values_mut())),
         Some(Kind::HostCall(c)) => each(&mut c.args.iter_mut().chain(c.kwargs.values_mut())),
         Some(Kind::Result(r)) => each(&mut r.value.iter_mut()),
-        Some(Kind::Chunk(c)) => each(&mut c.value.iter_mut().chain(c.metadata.values_mut())),
+        Some(Kind::Chunk(c)) => each(
+            &mut c
+                .value
+                .iter_mut()
+                .chain(c.metadata.values_mut())
+                .chain(c.run.iter_mut()),
+        ),
         Some(Kind::HostCallResult(r)) => match r.outcome.as_mut() {
             Some(Outcome::Value(v)) => each(&mut std::iter::once(v)),
             _ => Ok(()),
@@ -378,7 +385,8 @@ mod tests {
                 seq: 4,
                 value: None,
                 is_final: true,
-                metadata: Default::default()
+                metadata: Default::default(),
+                run: Vec::new(),
             })
         );
         let err = v1::Error {

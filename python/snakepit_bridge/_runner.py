@@ -34,7 +34,7 @@ from ._frames import error as error_frame
 from ._frames import result as result_frame
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled, HookScope, Request
-from ._stream_batch import BATCH_BYTES, BOUND_S, Flusher, Held, chunk_prefix, scalar_chunk
+from ._stream_batch import BATCH_BYTES, BOUND_S, RUN_ITEM_MAX, Flusher, Held, chunk_prefix, run_item, scalar_chunk
 from ._stream_chunk import StreamChunk
 from .base_adapter import OWN_CONTEXT, BaseAdapter, RequestScopedContext
 from .errors import RefNotFoundError, SessionMismatchError
@@ -594,10 +594,17 @@ class Runner:
         shm = self.shm
         # Credits taken from st.credits, each owed by one chunk still to make.
         budget = 0
-        held = Held(lambda h, final: self._write_held(st, h, final))
+        held = Held(lambda h, final: self._write_held(st, h, final), prefix)
         self.held[fid] = held
         lock = held.lock
         watch = self.flusher.watch
+        run = held.run
+        # Runs only where a full one fits well within the frame limit.
+        run_cap = min(BATCH_BYTES, limit - 2 * RUN_ITEM_MAX)
+        # Bytes in the run since the stream last emptied it.
+        run_bytes = 0
+        # Nothing held since the stream last wrote.
+        empty = True
         sync = isinstance(gen, types.GeneratorType)
         on_wait = None if sync else (lambda: self._flush_held(st, held, False))
         clock = time.perf_counter
@@ -618,7 +625,14 @@ class Runner:
                     data, final, meta = _unwrap_item(item)
                 if budget <= 0:
                     # Never hold chunks while waiting for credits.
-                    self._flush_held(st, held, True)
+                    with lock:
+                        if held.pending():
+                            held.writes += 1
+                            if not self._write_held(st, held, False):
+                                raise Cancelled
+                        held.restart_run(seq)
+                    run_bytes = 0
+                    empty = True
                     with cond:
                         while st.credits <= 0 and not st.cancelled:
                             cond.wait()
@@ -629,6 +643,32 @@ class Runner:
                 elif st.cancelled:
                     raise Cancelled
                 budget -= 1
+                now = clock()
+                element = None if (final or meta or run_cap <= 0) else run_item(data)
+                if element is not None:
+                    # The usual small item: no frame, no lock.
+                    run.append(element)
+                    run_bytes += len(element)
+                    if empty or not held.armed:
+                        # Nothing was held before this item (the stream or the
+                        # flusher wrote it all): the bound counts from now.
+                        with lock:
+                            held.since = now
+                            if not held.armed:
+                                watch(held)
+                        empty = False
+                    if held.size + run_bytes >= run_cap or now - held.since >= BOUND_S or now - last >= BOUND_S:
+                        with lock:
+                            held.writes += 1
+                            ok = self._write_held(st, held, False)
+                            held.restart_run(seq + 1)
+                        run_bytes = 0
+                        empty = True
+                        if not ok:
+                            raise Cancelled
+                    last = now
+                    seq += 1
+                    continue
                 frame = None
                 refs = None
                 if not (final or meta):
@@ -640,9 +680,11 @@ class Runner:
                     if shm:
                         refs = _shm.take_last()
                 with lock:
+                    held.seal()
+                    held.restart_run(seq + 1)
+                    run_bytes = 0
                     if refs:
                         held.refs.extend(refs)
-                    now = clock()
                     frames = held.frames
                     if not frames:
                         held.since = now
@@ -652,8 +694,11 @@ class Runner:
                     held.size += len(frame)
                     if final or held.size >= BATCH_BYTES or now - held.since >= BOUND_S or now - last >= BOUND_S:
                         held.writes += 1
+                        empty = True
                         if not self._write_held(st, held, final):
                             raise Cancelled
+                    else:
+                        empty = False
                 last = now
                 seq += 1
                 if final:
@@ -678,16 +723,16 @@ class Runner:
         """Writes the chunks stream `fid` holds, if any: what the generator
         sends itself (telemetry) follows the chunks it made before."""
         held = self.held.get(fid)
-        if held is not None and held.frames:
+        if held is not None and held.pending():
             with held.lock:
-                if held.frames:
+                if held.pending():
                     held.write(held, False)
 
     def _flush_held(self, st: Request, held: Held, strict: bool) -> None:
         """Writes the frames `held` holds, if any; `strict`: raises Cancelled
         when they may not go out (the request was cancelled)."""
         with held.lock:
-            if held.frames:
+            if held.pending():
                 held.writes += 1
                 if not self._write_held(st, held, False) and strict:
                     raise Cancelled

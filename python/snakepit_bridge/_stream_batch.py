@@ -14,6 +14,15 @@ flusher looks less often at a stream busy writing its own batches: see
 Frames are held under ``Held.lock`` and written under it too (then under the
 worker's write lock), so whoever writes them, the stream or the flusher, they
 leave in order.
+
+Small items (ints, floats, bools, short strs, with no metadata and not final)
+do not get a frame each: the stream appends their encoded values to
+``Held.run`` without taking the lock, and whoever writes seals the items not
+sealed yet into one Chunk frame carrying a run (``Chunk.run``, seq of its
+first item), so a stream of small items pays per frame what it used to pay
+per item. Only the stream appends to the run and only the stream empties it
+(under the lock); the flusher seals up to the length it sees, so an item
+appended meanwhile is sealed later, in order, never lost.
 """
 
 from __future__ import annotations
@@ -92,12 +101,63 @@ def scalar_chunk(prefix: bytes, seq: int, data: object, limit: int) -> bytes | N
     return pack_len(n) + prefix + lcb + cb
 
 
+# The largest encoded item a run takes; a bigger one gets a frame of its own.
+RUN_ITEM_MAX = 1024
+# A run element: Chunk.run (field 5, length-delimited) around a Value.
+_RUN_TAG = b"*"
+# The run elements of small ints (Value field 3, zigzag varint under 0x80).
+_RUN_INT_SMALL = [_RUN_TAG + b"\x02\x18" + v for v in SMALL_VARINTS]
+
+
+def run_item(data: object) -> bytes | None:
+    """The run element of the int, float, bool or short str `data`, None for
+    any other item (it then gets a frame of its own)."""
+    if type(data) is int and -0x8000000000000000 <= data <= 0x7FFFFFFFFFFFFFFF:
+        z = (data << 1) ^ (data >> 63)
+        if z < 0x80:
+            return _RUN_INT_SMALL[z]
+        v = b"\x18" + varint(z)
+    else:
+        v = scalar_value_bytes(data)
+        if v is None or len(v) > RUN_ITEM_MAX:
+            return None
+    lv = len(v)
+    return _RUN_TAG + (SMALL_VARINTS[lv] if lv < 0x80 else varint(lv)) + v
+
+
+def run_frame(prefix: bytes, seq: int, items: list[bytes]) -> bytes:
+    """The Chunk frame carrying the run elements `items`, the first of them
+    item `seq`, with `prefix` from `chunk_prefix`."""
+    body = b"".join(items)
+    if seq:
+        body = b"\x08" + varint(seq) + body
+    lc = varint(len(body))
+    return pack_len(len(prefix) + len(lc) + len(body)) + prefix + lc + body
+
+
 class Held:
-    """The frames of one stream not written yet."""
+    """The frames of one stream not written yet, and its run of small items
+    not sealed into a frame yet."""
 
-    __slots__ = ("frames", "refs", "size", "since", "lock", "armed", "done", "write", "writes", "seen", "deadline")
+    __slots__ = (
+        "frames",
+        "refs",
+        "size",
+        "since",
+        "lock",
+        "armed",
+        "done",
+        "write",
+        "writes",
+        "seen",
+        "deadline",
+        "prefix",
+        "run",
+        "sealed",
+        "run_seq",
+    )
 
-    def __init__(self, write: Callable[[Held, bool], bool]) -> None:
+    def __init__(self, write: Callable[[Held, bool], bool], prefix: bytes = b"") -> None:
         self.frames: list[bytes] = []
         # The worker-arena regions the held frames name (host references
         # once they are written, given back if they never are).
@@ -118,9 +178,39 @@ class Held:
         self.seen = 0
         # When the flusher looks at this stream next.
         self.deadline = 0.0
+        # The stream's `chunk_prefix`, for run frames.
+        self.prefix = prefix
+        # Run elements (see `run_item`): appended by the stream alone, without
+        # the lock; run[:sealed] are in `frames` already; run[0] is item run_seq.
+        self.run: list[bytes] = []
+        self.sealed = 0
+        self.run_seq = 0
+
+    def seal(self) -> None:
+        """Moves the run's items not sealed yet into a frame (under `lock`)."""
+        s = self.sealed
+        tail = self.run[s:]
+        if tail:
+            frame = run_frame(self.prefix, self.run_seq + s, tail)
+            self.frames.append(frame)
+            self.size += len(frame)
+            self.sealed = s + len(tail)
+
+    def restart_run(self, seq: int) -> None:
+        """Empties the sealed run; its next item will be `seq` (under `lock`,
+        by the stream only, after `seal`)."""
+        self.run.clear()
+        self.sealed = 0
+        self.run_seq = seq
+
+    def pending(self) -> bool:
+        """Whether anything is held: frames, or run items not sealed."""
+        return bool(self.frames) or len(self.run) > self.sealed
 
     def take(self) -> bytes:
-        """The held frames as one buffer, and none held (under `lock`)."""
+        """The held frames (the run sealed first) as one buffer, and none
+        held (under `lock`)."""
+        self.seal()
         frames = self.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.frames = []
@@ -179,13 +269,18 @@ class Flusher:
             again = []
             for held in looked:
                 with held.lock:
-                    if not held.done and held.frames and now - held.since >= BOUND_S:
+                    # Cleared before looking at the run: the stream, appending
+                    # without the lock, re-arms unless this look sees its item.
+                    held.armed = False
+                    if held.done:
+                        continue
+                    if now - held.since >= BOUND_S and held.pending():
                         held.write(held, False)
                     active = held.writes != held.seen
                     held.seen = held.writes
-                    if held.done or not (held.frames or active):
-                        held.armed = False
+                    if not (active or held.pending()):
                         continue
+                    held.armed = True
                     held.deadline = now + ACTIVE_TICK_S if active else held.since + BOUND_S
                     again.append(held)
             if again:

@@ -76,6 +76,19 @@ class StreamBatchAdapter(BaseAdapter):
         for i in range(n):
             yield {"data": i, "is_final": i == n - 1}
 
+    @tool(supports_streaming=True)
+    def mixed(self, rounds: int):
+        """Small items between ones that need a frame of their own: a long
+        str, a dict, an item with metadata; the last item final."""
+        from snakepit_bridge import StreamChunk
+
+        for r in range(rounds):
+            yield from (r, -r * 1000003, r / 3, r % 2 == 0, f"s{r}")
+            yield "x" * 3000
+            yield {"data": {"round": r}, "is_final": False}
+            yield StreamChunk(data=r, metadata={"round": r})
+        yield {"data": "end", "is_final": True}
+
     @tool
     def closed(self) -> List[Any]:
         """Tags of the streams whose generator was closed."""

@@ -138,6 +138,64 @@ def test_a_paused_generator_chunks_are_not_held(worker: WorkerClient, tool: str,
     assert closing.is_final and closing.seq == 2 * steps
 
 
+def test_small_items_travel_as_runs(worker: WorkerClient) -> None:
+    n = 5000
+    fid = worker.execute("ints", n, stream=True, window=n + 1)
+    frames, items = 0, []
+    while True:
+        f = worker.recv_raw()
+        assert f.id == fid and f.WhichOneof("kind") == "chunk", f
+        c = f.chunk
+        frames += 1
+        if c.run:
+            assert not c.is_final and not c.HasField("value") and not c.metadata
+            assert c.seq == len(items)
+            items.extend(decode(v) for v in c.run)
+        elif c.is_final:
+            assert c.seq == n and not c.HasField("value")
+            break
+        else:
+            assert c.seq == len(items)
+            items.append(decode(c.value))
+    assert items == list(range(n))
+    # A few frames, not one per item (how few depends on the batch bound).
+    assert frames < n // 10
+
+
+def test_runs_keep_order_around_items_with_frames_of_their_own(worker: WorkerClient) -> None:
+    rounds = 40
+    fid = worker.execute("mixed", rounds, stream=True, window=1000)
+    expected: list[tuple[object, dict[str, object]]] = []
+    for r in range(rounds):
+        expected += [(v, {}) for v in (r, -r * 1000003, r / 3, r % 2 == 0, f"s{r}", "x" * 3000, {"round": r})]
+        expected.append((r, {"round": r}))
+    got = []
+    for seq in range(len(expected) + 1):
+        c = worker.reply(fid).chunk
+        assert c.seq == seq
+        got.append((decode(c.value), {k: decode(v) for k, v in c.metadata.items()}))
+        if seq == len(expected):
+            assert c.is_final and got[-1][0] == "end"
+    assert got[:-1] == expected
+    worker.recv_nothing(0.1)
+
+
+def test_run_frames_are_what_protobuf_makes() -> None:
+    from snakepit_bridge._codec import encode
+    from snakepit_bridge._stream_batch import chunk_prefix, run_frame, run_item
+
+    items = [0, 1, -1, 63, 64, -65, 2**40, -(2**63), 2**63 - 1, 1.5, True, False, "", "héllo", "z" * 1000]
+    for fid in (1, 300, 2**40):
+        for seq in (0, 1, 127, 128, 2**21):
+            made = run_frame(chunk_prefix(fid), seq, [run_item(v) for v in items])
+            want = pb.Frame(id=fid, chunk=pb.Chunk(seq=seq, run=[encode(v) for v in items])).SerializeToString()
+            (n,) = unpack_len(made, 0)
+            assert n == len(made) - 4 and made[4:] == want
+    # Items a run does not take: they get frames of their own.
+    for v in (2**63, "z" * 1100, b"bytes", None, [1], {"a": 1}):
+        assert run_item(v) is None
+
+
 def test_scalar_chunks_are_the_frames_the_codec_makes() -> None:
     from snakepit_bridge._frames import chunk as chunk_frame
     from snakepit_bridge._stream_batch import chunk_prefix, scalar_chunk
@@ -174,7 +232,8 @@ class _Sink:
         out, pos = [], 0
         while pos + 4 <= len(data):
             (n,) = unpack_len(data, pos)
-            out.append(pb.Frame.FromString(data[pos + 4 : pos + 4 + n]).chunk.seq)
+            c = pb.Frame.FromString(data[pos + 4 : pos + 4 + n]).chunk
+            out.extend(range(c.seq, c.seq + len(c.run)) if c.run else [c.seq])
             pos += 4 + n
         return out
 

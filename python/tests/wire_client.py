@@ -6,6 +6,7 @@ protobuf to it, exactly as the host does.
 
 from __future__ import annotations
 
+import collections
 import os
 import select
 import socket
@@ -39,6 +40,8 @@ class WorkerClient:
         self.buf = bytearray()
         self.next_id = 1
         self.hello: pb.Frame | None = None
+        # Per-item chunks of a run frame not returned yet.
+        self.unrun: collections.deque[pb.Frame] = collections.deque()
 
     # -------------------------------------------------------------- raw I/O
 
@@ -54,6 +57,22 @@ class WorkerClient:
         self.sock.sendall(pack_len(len(body)) + body)
 
     def recv(self, timeout: float = 5.0) -> pb.Frame:
+        """The next frame; a Chunk carrying a run of items comes as one
+        Chunk frame per item, as the host hands them on (`recv_raw` keeps it)."""
+        if self.unrun:
+            return self.unrun.popleft()
+        f = self.recv_raw(timeout)
+        if f.WhichOneof("kind") == "chunk" and f.chunk.run:
+            for i, v in enumerate(f.chunk.run):
+                one = pb.Frame(id=f.id)
+                one.chunk.seq = f.chunk.seq + i
+                one.chunk.value.CopyFrom(v)
+                self.unrun.append(one)
+            return self.unrun.popleft()
+        return f
+
+    def recv_raw(self, timeout: float = 5.0) -> pb.Frame:
+        """The next frame as the worker wrote it."""
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 4:

@@ -542,6 +542,33 @@ fn dispatch<P, E: ConnectionEvents>(
                 p.sink.fail(Error::from_wire(err, &l.pool_name, &p.tool));
             }
         }
+        Kind::Chunk(chunk) if !chunk.run.is_empty() => {
+            if chunk.is_final || chunk.value.is_some() {
+                return Err(format!(
+                    "a run of chunks for request {id} that is final or carries a value"
+                ));
+            }
+            let mut t = table.lock().expect("pending table lock");
+            let t = &mut *t;
+            if let Some(p) = t.pending.get_mut(&id) {
+                let Sink::Stream(tx) = &p.sink else {
+                    return Err(format!("a chunk for request {id}, which is not a stream"));
+                };
+                p.delivered = true;
+                for (seq, value) in (chunk.seq..).zip(chunk.run) {
+                    let item = Chunk {
+                        seq,
+                        value: Value::from(value),
+                        metadata: Vec::new(),
+                    };
+                    if tx.send(Ok(item)).is_err() {
+                        break;
+                    }
+                }
+            } else if !(t.closed || t.forgotten.contains(&id)) {
+                return Err(not_ours("a chunk", id));
+            }
+        }
         Kind::Chunk(chunk) => {
             let last = chunk.is_final;
             let item = chunk.value.map(|value| Chunk {

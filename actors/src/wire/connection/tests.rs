@@ -298,3 +298,48 @@ async fn a_host_call_answer_too_large_to_send_becomes_an_error() {
     let e = host_call_error(answer);
     assert_eq!(e.kind, v1::ErrorKind::PayloadTooLarge as i32);
 }
+
+fn run_frame(id: u64, seq: u64, run: Vec<v1::Value>, is_final: bool) -> Frame {
+    let mut frame = frames::chunk(id, seq, None, is_final);
+    if let Some(Kind::Chunk(c)) = frame.kind.as_mut() {
+        c.run = run;
+    }
+    frame
+}
+
+#[tokio::test]
+async fn a_run_of_items_reaches_the_stream_one_chunk_each() {
+    let mut h = start(4, Calls::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut p = pending(oneshot::channel().0);
+    p.sink = Sink::Stream(tx);
+    assert!(h.conn.register(9, p).is_ok());
+    h.send(run_frame(9, 0, vec![int(10), int(11), int(12)], false))
+        .await;
+    h.send(frames::chunk(9, 3, Some(int(13)), false)).await;
+    h.send(run_frame(9, 4, vec![int(14)], false)).await;
+    h.send(frames::chunk(9, 5, None, true)).await;
+    let mut got = Vec::new();
+    while let Some(item) = rx.recv().await {
+        let c = item.unwrap();
+        assert!(c.metadata.is_empty());
+        got.push((c.seq, c.value));
+    }
+    let want: Vec<_> = (0..5).map(|i| (i, Value::from(10 + i as i64))).collect();
+    assert_eq!(got, want);
+    assert!(matches!(h.event().await, Ev::Done(9)));
+}
+
+#[tokio::test]
+async fn a_run_that_claims_to_be_final_breaks_the_protocol() {
+    let mut h = start(4, Calls::default());
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let mut p = pending(oneshot::channel().0);
+    p.sink = Sink::Stream(tx);
+    assert!(h.conn.register(4, p).is_ok());
+    h.send(run_frame(4, 0, vec![int(1)], true)).await;
+    match h.event().await {
+        Ev::Closed(Closed::Protocol(why)) => assert!(why.contains("run"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

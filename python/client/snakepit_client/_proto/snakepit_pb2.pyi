@@ -255,7 +255,7 @@ class WorkerTiming(_message.Message):
     def __init__(self, decode_nanos: _Optional[int] = ..., run_nanos: _Optional[int] = ..., encode_nanos: _Optional[int] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("seq", "value", "is_final", "metadata")
+    __slots__ = ("seq", "value", "is_final", "metadata", "run")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,11 +267,13 @@ class Chunk(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     seq: int
     value: Value
     is_final: bool
     metadata: _containers.MessageMap[str, Value]
-    def __init__(self, seq: _Optional[int] = ..., value: _Optional[_Union[Value, _Mapping]] = ..., is_final: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+    run: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, seq: _Optional[int] = ..., value: _Optional[_Union[Value, _Mapping]] = ..., is_final: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, Value]] = ..., run: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("kind", "python_type", "message", "traceback", "parameter", "details")
