@@ -147,7 +147,7 @@ def set_correlation_id(correlation_id: str | None) -> contextvars.Token[Any]:
 
     It holds for the calling thread or asyncio task (and for tasks and copied
     contexts started from it afterwards), for the request the code serves now.
-    ``None`` means "no id", even in a request the host gave one.
+    ``None`` (or ``""``) means "no id", even in a request the host gave one.
     """
     scope = current_request.get()
     ref: _ScopeRef | None = None
@@ -156,7 +156,7 @@ def set_correlation_id(correlation_id: str | None) -> contextvars.Token[Any]:
             ref = weakref.ref(scope)
         except TypeError:
             ref = _strong(scope)
-    cid = None if correlation_id is None else str(correlation_id)
+    cid = None if correlation_id is None else (str(correlation_id) or None)
     return _own_correlation.set((ref, cid))
 
 
@@ -473,7 +473,7 @@ def span(
     span_id = os.urandom(8).hex()
     cid_token: contextvars.Token[Any] | None = None
     if correlation_id is not None:
-        cid = str(correlation_id)
+        cid: str | None = str(correlation_id) or None
         cid_token = set_correlation_id(cid)
     else:
         cid = get_correlation_id()
