@@ -4,7 +4,8 @@ Write an adapter class deriving from :class:`BaseAdapter` (or
 :class:`ThreadSafeAdapter`, to serve concurrent requests in the thread
 profile), mark methods with :func:`tool`, and run it with
 ``python -m snakepit_bridge.worker --adapter module.Class``. Tools report
-timings and events to the host with :mod:`snakepit_bridge.telemetry`.
+timings and events to the host with :mod:`snakepit_bridge.telemetry`, and log
+with :func:`get_logger` (records carry the request's correlation id).
 """
 
 from . import telemetry
@@ -12,6 +13,7 @@ from ._stream_chunk import StreamChunk
 from .base_adapter import BaseAdapter, tool
 from .base_adapter_threaded import ThreadSafeAdapter, is_thread_safe, thread_safe_method
 from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
+from .logging_config import configure_logging, get_logger
 from .session_context import SessionContext
 from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue, ThreadSafetyWarning
 
@@ -32,6 +34,8 @@ __all__ = [
     "ThreadSafetyWarning",
     "VariableConstraintError",
     "__version__",
+    "configure_logging",
+    "get_logger",
     "is_thread_safe",
     "telemetry",
     "thread_safe_method",

@@ -44,6 +44,7 @@ class Request:
         "shared",
         "context",
         "timing",
+        "__weakref__",
     )
 
     def __init__(self, fid: int, execute: pb.Execute) -> None:
@@ -85,7 +86,7 @@ class Request:
 class HookScope:
     """The request scope of a release hook run on the shared instance (frame id 0)."""
 
-    __slots__ = ("shared", "context")
+    __slots__ = ("shared", "context", "__weakref__")
 
     id = 0
     metadata: typing.Mapping[str, str] = types.MappingProxyType({})

@@ -79,6 +79,7 @@ from ._proto import snakepit_pb2 as pb
 from ._request import Request
 from ._runner import Runner
 from ._wire import peek_frame, unpack_len
+from .logging_config import configure_logging
 from .thread_safety_checker import ThreadSafetyError
 
 __all__ = ["WorkerConfig", "main", "parse_args", "run"]
@@ -872,6 +873,7 @@ def _startup_failed(
 
 def run(config: WorkerConfig) -> NoReturn:
     """Start the worker described by ``config``; never returns."""
+    configure_logging()
     for d in reversed(config.python_path):
         sys.path.insert(0, d)
     try:
