@@ -515,7 +515,19 @@ class Runner:
             return chunk_frame(fid, streamed_seq, None, False, True, None, self.limit)
         if not self.claim(st):
             return None
-        if ex.stream:
+        if self.unserializable == "ref":
+            # Refs are stored under the session of the request current.
+            scope_token = current_request.set(st)
+            try:
+                return self._reply(st, outcome)
+            finally:
+                current_request.reset(scope_token)
+        return self._reply(st, outcome)
+
+    def _reply(self, st: Request, outcome: Any) -> bytes:
+        """The final frame of a request whose tool returned `outcome`."""
+        fid = st.id
+        if st.execute.stream:
             try:
                 return chunk_frame(fid, 0, outcome, True, True, None, self.limit, self.unserializable)
             except (EncodingError, TooLarge) as e:
