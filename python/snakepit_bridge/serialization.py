@@ -305,6 +305,7 @@ def convert(obj: Any) -> tuple[bool, Any]:
     dropped; either way ``(False, None)``. Classes are never converted."""
     if isinstance(obj, type):
         return False, None
+    limit = 0
     for name in CONVERSION_METHODS:
         try:
             method = getattr(obj, name, None)

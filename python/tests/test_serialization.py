@@ -377,6 +377,8 @@ def test_result_frames_by_mode() -> None:
     plain = _frames.result(1, fine, 1 << 20)
     assert _frames.result(1, fine, 1 << 20, "marker") == plain
     assert _frames.result(1, fine, 1 << 20, "ref") == plain
+    chunk = _frames.chunk(1, 2, fine, True, False, {"m": 1}, 1 << 20)
+    assert _frames.chunk(1, 2, fine, True, False, {"m": 1}, 1 << 20, "marker") == chunk
 
     def parse(frame: bytes) -> pb.Frame:
         f = pb.Frame()
@@ -388,6 +390,12 @@ def test_result_frames_by_mode() -> None:
     assert err.kind == pb.ERROR_KIND_ENCODING and err.details["path"] == "result['a'][1]"
     assert f"{__name__}.Plain" in err.message
     assert decode(parse(_frames.result(1, bad, 1 << 20, "marker")).result.value) == {"a": [1, PLAIN]}
+    # Chunk metadata is never marked: it must encode.
+    with pytest.raises(EncodingError) as info:
+        _frames.chunk(1, 0, bad, True, False, {"m": Plain()}, 1 << 20, "marker")
+    assert info.value.path == "chunk[0].metadata['m']"
+    marked = parse(_frames.chunk(1, 0, bad, True, False, {"m": 1}, 1 << 20, "marker")).chunk
+    assert decode(marked.value) == {"a": [1, PLAIN]} and decode(marked.metadata["m"]) == 1
 
 
 # ---------------------------------------------------------------- variables
