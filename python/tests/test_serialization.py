@@ -562,3 +562,8 @@ def test_ref_mode(spawn: Callable[..., WorkerClient]) -> None:
         )
     )
     assert decode(reply(c, fid).result.value) == "hello"
+    fid = c.execute("items", stream=True, session_id="s1")
+    chunks = [reply(c, fid).chunk for _ in range(3)]
+    obj = {e.key.str: e.value for e in chunks[1].value.map.entries}["obj"].ref
+    assert obj.type_name == "serialization_adapter.InternalState" and obj.session_id == "s1"
+    assert chunks[2].is_final
