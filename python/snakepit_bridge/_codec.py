@@ -426,7 +426,9 @@ def enc_value(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> No
         f(obj, out, depth, hook)
 
 
-def _finish_error(e: EncodingError, root: str) -> None:
+def finish_error(e: EncodingError, root: str) -> None:
+    """Complete ``e`` raised while encoding the value named ``root``: its
+    ``path`` from the parts gathered on the way up, and the path in its message."""
     e.path = root + "".join(reversed(e._parts))
     shown = e.path if len(e.path) <= 200 else e.path[:200] + "..."
     e.reason = f"{e.reason} at {shown}"
@@ -449,7 +451,7 @@ def encode_into(
         else:
             f(obj, out, 0, hook)
     except EncodingError as e:
-        _finish_error(e, root)
+        finish_error(e, root)
         raise
     except RecursionError:
         raise NestingError(f"value nested too deeply to encode at {root}", path=root) from None

@@ -42,6 +42,10 @@ class WorkerConfig:
     shm_worker_fd: int = -1
     shm_bytes: int = 0
     shm_threshold: int = 65536
+    # What becomes of an object in a tool's result or stream item that has
+    # no wire form: "marker" (converted, or a marker map), "ref" (an FFI
+    # object ref) or "error" (the request fails); see ``serialization``.
+    unserializable: str = "marker"
 
     @property
     def capacity(self) -> int:
@@ -112,6 +116,14 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         metavar="N",
         help="ndarrays and bytes of at least N bytes travel in shared memory (default 65536)",
     )
+    p.add_argument(
+        "--unserializable",
+        choices=("marker", "ref", "error"),
+        default="marker",
+        help="objects without a wire form in tool results and stream items: converted (model_dump, to_dict, "
+        "_asdict, tolist, isoformat) or replaced by a marker map (marker, the default), kept in the worker "
+        "as object refs (ref), or an ENCODING error (error)",
+    )
     ns = p.parse_args(argv)
     if ns.threads < 1:
         p.error("--threads must be at least 1")
@@ -146,4 +158,5 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         shm_worker_fd=ns.shm_worker_fd if all(shm_given) else -1,
         shm_bytes=ns.shm_bytes if all(shm_given) else 0,
         shm_threshold=ns.shm_threshold,
+        unserializable=ns.unserializable,
     )

@@ -466,14 +466,14 @@ _type_names: dict[type, str] = {}
 def _type_name(t: type) -> str:
     name = _type_names.get(t)
     if name is None:
-        mod = _public_module(t)
+        mod = public_module(t)
         qual = getattr(t, "__qualname__", t.__name__)
         name = _codec.safe_text(qual if mod in ("builtins", "", None) else f"{mod}.{qual}")
         _type_names[t] = name
     return name
 
 
-def _public_module(t: type) -> str:
+def public_module(t: type) -> str:
     """The module a user names `t` by: its own, or the nearest enclosing
     package that exposes it under the same name when its own is private
     (``pathlib.PosixPath``, defined in ``pathlib._local`` since Python 3.13,
@@ -542,7 +542,7 @@ _LIST_KINDS: dict[type, str] = {list: "list", tuple: "tuple", set: "set", frozen
 _SCALARS = (str, bytes, bytearray, memoryview, int, float, complex)
 
 
-def _container_kind(obj: Any) -> str | None:
+def container_kind(obj: Any) -> str | None:
     """How the codec encodes ``obj`` if it is a container (same order as its fallbacks)."""
     kind = _LIST_KINDS.get(type(obj))
     if kind is not None:
@@ -561,7 +561,7 @@ def _encode_careful(obj: Any, out: pb.Value, depth: int, path: set[int]) -> None
     """Graceful encoding that tracks the containers being encoded (`path`):
     one met again inside itself, or one nested deeper than a frame can carry
     (`depth` counts protobuf levels, see _codec.WIRE_DEPTH), becomes a ref."""
-    kind = _container_kind(obj)
+    kind = container_kind(obj)
     if kind is None:
         _codec.enc_value(obj, out, depth, _ref_hook)
         return

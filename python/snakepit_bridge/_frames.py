@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import _ffi, _shm
+from . import _ffi, _graceful, _shm
 from ._codec import EncodingError, SharedMemoryExhausted, encode_into, safe_text, surrogate_error
 from ._proto import snakepit_pb2 as pb
 from ._wire import NULL_VALUE_BYTES, pack_len, scalar_value_bytes, varint
@@ -154,12 +154,20 @@ def _sized(fid: int, body: bytes, limit: int) -> bytes:
     return pack_len(len(body)) + body
 
 
+def _can_mark(e: EncodingError, unserializable: str) -> bool:
+    """Whether a value that failed to encode with `e` is encoded again with
+    markers: in the ``marker`` mode, when markers can help."""
+    return unserializable == "marker" and _graceful.recoverable(e)
+
+
 def result(
-    fid: int, value: Any, limit: int, graceful: bool = False, timing: list[int] | None = None
+    fid: int, value: Any, limit: int, unserializable: str = "error", timing: list[int] | None = None
 ) -> bytes:
     """The Result frame for `value`, or the Error frame saying why it cannot
-    be sent (ENCODING, or PAYLOAD_TOO_LARGE past `limit` bytes). `graceful`:
-    objects without a wire form become refs, as FFI results do. `timing`:
+    be sent (ENCODING, or PAYLOAD_TOO_LARGE past `limit` bytes).
+    `unserializable` (``error``, ``marker``, ``ref``): what becomes of objects
+    without a wire form (see ``serialization``, ``_graceful``); FFI results use ``ref``. The
+    marker walk only runs when the plain encoding failed. `timing`:
     perf_counter_ns() at the run's start, after binding and after the tool,
     sent as the Result's WorkerTiming with the encoding's own time."""
     encode_start = time.perf_counter_ns() if timing is not None else 0
@@ -170,7 +178,7 @@ def result(
 
         def build() -> bytes:
             v = pb.Value()
-            if graceful:
+            if unserializable == "ref":
                 _ffi.encode_graceful(value, v, "result")
             else:
                 encode_into(value, v, root="result")
@@ -179,7 +187,18 @@ def result(
         try:
             vb, refs = _shm.collect(build)
         except EncodingError as e:
-            return encoding_error(fid, e)
+            if not _can_mark(e, unserializable):
+                return encoding_error(fid, e)
+
+            def build_marked() -> bytes:
+                v = pb.Value()
+                _graceful.encode_with_markers(value, v, "result")
+                return v.SerializeToString()
+
+            try:
+                vb, refs = _shm.collect(build_marked)
+            except EncodingError as e2:
+                return encoding_error(fid, e2)
     r = b"\x0a" + varint(len(vb)) + vb
     if timing is not None:
         start, bound, ran = timing
@@ -204,10 +223,11 @@ def chunk(
     is_final: bool,
     metadata: Any,
     limit: int,
-    graceful: bool = False,
+    unserializable: str = "error",
 ) -> bytes:
-    """The Chunk frame `seq` of stream `fid` (`has_value`: `data` is its item).
-    Raises EncodingError, or TooLarge past `limit` bytes."""
+    """The Chunk frame `seq` of stream `fid` (`has_value`: `data` is its item;
+    `unserializable` as for :func:`result`, for the item only: metadata must
+    encode). Raises EncodingError, or TooLarge past `limit` bytes."""
     refs: list[int] | None = None
     if has_value and not metadata and (vb := scalar_value_bytes(data)) is not None:
         # Chunk fields by hand, in field order: seq 1 (absent when 0), value 2, is_final 3.
@@ -217,14 +237,24 @@ def chunk(
         if is_final:
             cb += b"\x18\x01"
     else:
+        root = "chunk" if unserializable == "ref" else f"chunk[{seq}]"
+        marked = False
+        value_failed = False
 
         def build() -> bytes:
+            nonlocal value_failed
             c = pb.Chunk(seq=seq, is_final=is_final)
             if has_value:
-                if graceful:
-                    _ffi.encode_graceful(data, c.value, "chunk")
-                else:
-                    encode_into(data, c.value, root=f"chunk[{seq}]")
+                try:
+                    if marked:
+                        _graceful.encode_with_markers(data, c.value, root)
+                    elif unserializable == "ref":
+                        _ffi.encode_graceful(data, c.value, root)
+                    else:
+                        encode_into(data, c.value, root=root)
+                except EncodingError:
+                    value_failed = True
+                    raise
             if metadata:
                 for k, mv in metadata.items():
                     key = str(k)
@@ -232,7 +262,13 @@ def chunk(
                     encode_into(mv, slot, root=f"chunk[{seq}].metadata[{k!r}]")
             return c.SerializeToString()
 
-        cb, refs = _shm.collect(build)
+        try:
+            cb, refs = _shm.collect(build)
+        except EncodingError as e:
+            if not (value_failed and _can_mark(e, unserializable)):
+                raise
+            marked = True
+            cb, refs = _shm.collect(build)
     body = b"\x08" + varint(fid) + b'"' + varint(len(cb)) + cb
     if len(body) > limit:
         _shm.unsend(refs)

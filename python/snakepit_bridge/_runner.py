@@ -110,6 +110,7 @@ class Runner:
         host: Any,
         profile: str,
         thread_safety_check: bool,
+        unserializable: str = "marker",
     ) -> None:
         self.cls = cls
         self.plans = plans
@@ -129,6 +130,8 @@ class Runner:
         # The link to the host given to every SessionContext (``_host_calls.HostCalls``).
         self.host = host
         self.profile = profile
+        # What becomes of tool results' objects without a wire form (``serialization``).
+        self.unserializable = unserializable
         # Whether the worker has shared-memory arenas (``_shm``).
         self.shm = _shm.enabled()
         self.has_set_ctx = callable(getattr(cls, "set_session_context", None))
@@ -412,9 +415,9 @@ class Runner:
                 if self.shm:
                     _shm.take_last()
                 if ex.stream:
-                    reply = chunk_frame(fid, 0, outcome, True, True, None, self.limit, graceful=True)
+                    reply = chunk_frame(fid, 0, outcome, True, True, None, self.limit, "ref")
                 else:
-                    reply = result_frame(fid, outcome, self.limit, graceful=True)
+                    reply = result_frame(fid, outcome, self.limit, "ref")
                 if self.shm:
                     reply_refs = _shm.take_last()
         except BaseException as e:  # Cancelled, SystemExit, KeyboardInterrupt, GeneratorExit: the request's error
@@ -512,15 +515,27 @@ class Runner:
             return chunk_frame(fid, streamed_seq, None, False, True, None, self.limit)
         if not self.claim(st):
             return None
-        if ex.stream:
+        if self.unserializable == "ref":
+            # Refs are stored under the session of the request current.
+            scope_token = current_request.set(st)
             try:
-                return chunk_frame(fid, 0, outcome, True, True, None, self.limit)
+                return self._reply(st, outcome)
+            finally:
+                current_request.reset(scope_token)
+        return self._reply(st, outcome)
+
+    def _reply(self, st: Request, outcome: Any) -> bytes:
+        """The final frame of a request whose tool returned `outcome`."""
+        fid = st.id
+        if st.execute.stream:
+            try:
+                return chunk_frame(fid, 0, outcome, True, True, None, self.limit, self.unserializable)
             except (EncodingError, TooLarge) as e:
                 return failure_frame(fid, e)
         timing = st.timing
         if timing is not None:
             timing[2] = time.perf_counter_ns()
-        return result_frame(fid, outcome, self.limit, timing=timing)
+        return result_frame(fid, outcome, self.limit, self.unserializable, timing)
 
     def _invoke(
         self, st: Request, call: Callable[[Any], Any], target: Any, loop: asyncio.AbstractEventLoop
@@ -592,6 +607,7 @@ class Runner:
         prefix = chunk_prefix(fid)
         seq = 0
         shm = self.shm
+        mode = "ref" if raw else self.unserializable
         # Credits taken from st.credits, each owed by one chunk still to make.
         budget = 0
         held = Held(lambda h, final: self._write_held(st, h, final), prefix)
@@ -676,7 +692,7 @@ class Runner:
                 if frame is None:
                     if shm:
                         _shm.take_last()
-                    frame = chunk_frame(fid, seq, data, True, final, meta, limit, raw)
+                    frame = chunk_frame(fid, seq, data, True, final, meta, limit, mode)
                     if shm:
                         refs = _shm.take_last()
                 with lock:

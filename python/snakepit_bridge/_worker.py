@@ -209,6 +209,7 @@ class _Worker:
             host=self.host,
             profile=config.profile,
             thread_safety_check=config.thread_safety_check,
+            unserializable=config.unserializable,
         )
         # Bound once: the executors call these for every request.
         self.run_request = self.runner.run

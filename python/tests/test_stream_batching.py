@@ -245,7 +245,7 @@ def _runner_without_flusher(monkeypatch: pytest.MonkeyPatch) -> tuple[Runner, _S
     r = Runner.__new__(Runner)
     sink = _Sink()
     r.limit, r.sock, r.wlock, r.registry = 1 << 20, sink, threading.Lock(), {}
-    r.flusher, r.held, r.shm = Flusher(), {}, False
+    r.flusher, r.held, r.shm, r.unserializable = Flusher(), {}, False, "error"
     return r, sink
 
 

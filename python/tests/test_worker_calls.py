@@ -168,10 +168,16 @@ def test_variadic_parameters(example: WorkerClient) -> None:
     assert example.call("many", 1, 2, x="y") == {"values": [1, 2], "options": {"x": "y"}}
 
 
-def test_unencodable_result_is_encoding_error(example: WorkerClient) -> None:
-    e = example.call_frame("unencodable").error
-    assert e.kind == pb.ERROR_KIND_ENCODING
-    assert "result['a'][2]" in e.message and "object" in e.message
+def test_unencodable_part_of_a_result_becomes_a_marker(example: WorkerClient) -> None:
+    # The default --unserializable mode; the error mode: test_serialization.py.
+    fid = example.execute("unencodable")
+    f = example.recv()
+    while f.WhichOneof("kind") == "telemetry":
+        f = example.recv()
+    assert f.id == fid and f.WhichOneof("kind") == "result"
+    assert decode(f.result.value) == {
+        "a": [1, 2, {"__ffi_unserializable__": True, "__type__": "builtins.object"}]
+    }
 
 
 def test_session_and_metadata_reach_the_tool(example: WorkerClient) -> None:
