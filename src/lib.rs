@@ -44,7 +44,8 @@ pub use snakepit_actors::{
     Affinity, Call, Chunk, Constraints, Error, Event, ExecStream, ExitStatus, HeartbeatConfig,
     HostArgs, HostCallContext, HostTool, HostToolError, PoolConfig, PoolHandle, PoolStatus,
     Profile, PythonException, RestartPolicy, SHOWCASE_ADAPTER, Session, SessionInfo,
-    SessionsConfig, Telemetry, UpdateSource, VarType, Variable, VariableUpdate, VariableWatch,
+    SessionsConfig, Telemetry, Unserializable, UpdateSource, VarType, Variable, VariableUpdate,
+    VariableWatch,
     WorkerStatus,
 };
 use snakepit_actors::{RuntimeConfig, RuntimeHandle};
@@ -53,6 +54,27 @@ pub use snakepit_proto::{
 };
 
 pub use crate::attach::AttachConfig;
+
+/// Markers a worker sends in place of Python objects with no wire form
+/// (pool option `unserializable = "marker"`, the default), and how to read
+/// them. [`Value::is_unserializable_marker`] and
+/// [`Value::unserializable_info`] do the same as methods.
+pub mod serialization {
+    pub use snakepit_proto::{REPR_KEY, TYPE_KEY, UNSERIALIZABLE_KEY, UnserializableInfo};
+
+    use snakepit_proto::Value;
+
+    /// Whether `value` is such a marker.
+    pub fn is_unserializable(value: &Value) -> bool {
+        value.is_unserializable_marker()
+    }
+
+    /// The type (and repr, when sent) of the object the marker `value`
+    /// stands in for; `None` when it is not a marker.
+    pub fn unserializable_info(value: &Value) -> Option<UnserializableInfo<'_>> {
+        value.unserializable_info()
+    }
+}
 use crate::config::Config;
 use crate::python_env::PythonEnvConfig;
 pub use crate::server::{ListenAddr, ServeConfig, ServeError};

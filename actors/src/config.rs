@@ -34,6 +34,34 @@ impl Profile {
     }
 }
 
+/// What a worker does with a tool result (or stream item) holding a Python
+/// object that has no wire form, after trying its conversion methods
+/// (`model_dump`, `to_dict`, `_asdict`, `tolist`, `isoformat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unserializable {
+    /// Replace that object with a marker map (`__ffi_unserializable__`,
+    /// `__type__`, and `__repr__` when `SNAKEPIT_UNSERIALIZABLE_DETAIL` asks
+    /// for it); see [`Value::unserializable_info`](snakepit_proto::Value::unserializable_info).
+    #[default]
+    Marker,
+    /// Keep the object in the worker and send an object ref in its place.
+    Ref,
+    /// Fail the call with an encoding error naming the type and where it is.
+    Error,
+}
+
+impl Unserializable {
+    /// The name used on the worker's command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unserializable::Marker => "marker",
+            Unserializable::Ref => "ref",
+            Unserializable::Error => "error",
+        }
+    }
+}
+
 /// How a call that belongs to a session picks its worker.
 ///
 /// A session's first call binds it to the worker that runs it; later calls
@@ -247,6 +275,9 @@ pub struct PoolConfig {
     /// warnings arrive as `snakepit.python.event` events named
     /// `snakepit.thread_safety.warning`. For development: it costs time.
     pub thread_safety_check: bool,
+    /// What a result holding an object with no wire form becomes: `marker`
+    /// (the default), `ref` or `error`.
+    pub unserializable: Unserializable,
     /// Requests that may wait for a worker before callers get `PoolSaturated`.
     pub queue_capacity: usize,
     /// How long a request may wait for a worker before `QueueTimeout`.
@@ -333,6 +364,7 @@ impl Default for PoolConfig {
             max_frame_bytes: snakepit_proto::framing::DEFAULT_MAX_FRAME_BYTES,
             max_shared_bytes: 1 << 30,
             shared_threshold_bytes: 64 * 1024,
+            unserializable: Unserializable::default(),
             pipeline_depth: 2,
             stream_window: 256,
             max_host_calls: 64,

@@ -133,6 +133,26 @@ impl Call {
         self
     }
 
+    /// Sets the call's correlation id (request metadata
+    /// [`CORRELATION_HEADER`](crate::telemetry::trace::CORRELATION_HEADER)):
+    /// it reaches Python's telemetry and log records and the host's events
+    /// for this call. Without one, the call gets a fresh id when submitted.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.metadata
+            .retain(|(k, _)| k != crate::telemetry::trace::CORRELATION_HEADER);
+        self.metadata
+            .push((crate::telemetry::trace::CORRELATION_HEADER.into(), id.into()));
+        self
+    }
+
+    /// The call's correlation id, when it has one (a non-empty value).
+    pub fn correlation(&self) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, v)| k == crate::telemetry::trace::CORRELATION_HEADER && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Marks the call safe to retry once on another worker if its worker dies.
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
@@ -266,14 +286,18 @@ impl PoolHandle {
 
     /// Runs `call` and returns its result.
     pub async fn execute(&self, call: Call) -> Result<Value, Error> {
-        let span = call_span(self.name(), &call, false);
+        let (call, correlation) = with_correlation_id(call);
+        let span = call_span(self.name(), &call, false, &correlation);
         let call = with_trace_context(call, &span);
-        let result = self.execute_traced(call).instrument(span.clone()).await;
+        let result = self
+            .execute_traced(call, correlation)
+            .instrument(span.clone())
+            .await;
         span.record("outcome", outcome_label(&result));
         result
     }
 
-    async fn execute_traced(&self, call: Call) -> Result<Value, Error> {
+    async fn execute_traced(&self, call: Call, correlation: Arc<str>) -> Result<Value, Error> {
         let started = Instant::now();
         let tool = call.tool.clone();
         let timeout = call.timeout.unwrap_or_else(|| self.config.call_timeout());
@@ -306,13 +330,14 @@ impl PoolHandle {
                 outcome
             }
         };
-        self.record(&tool, &result, started, false);
+        self.record(&tool, &result, started, false, &correlation);
         result
     }
 
     /// Runs a streaming `call`; the stream yields the tool's chunks as they come.
     pub async fn execute_stream(&self, call: Call) -> Result<ExecStream, Error> {
-        let span = call_span(self.name(), &call, true);
+        let (call, correlation) = with_correlation_id(call);
+        let span = call_span(self.name(), &call, true, &correlation);
         let call = with_trace_context(call, &span);
         let started = Instant::now();
         let tool = call.tool.clone();
@@ -333,10 +358,11 @@ impl PoolHandle {
                 finished: false,
                 span,
                 chunks: 0,
+                correlation,
             }),
             Err(err) => {
                 span.record("outcome", err.outcome());
-                self.record(&tool, &Err::<(), _>(err.clone()), started, true);
+                self.record(&tool, &Err::<(), _>(err.clone()), started, true, &correlation);
                 Err(err)
             }
         }
@@ -459,7 +485,14 @@ impl PoolHandle {
         Ok(id)
     }
 
-    fn record<T>(&self, tool: &str, result: &Result<T, Error>, started: Instant, stream: bool) {
+    fn record<T>(
+        &self,
+        tool: &str,
+        result: &Result<T, Error>,
+        started: Instant,
+        stream: bool,
+        correlation: &Arc<str>,
+    ) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(err) => err.outcome(),
@@ -472,6 +505,7 @@ impl PoolHandle {
                 tool: tool.to_string(),
                 python_type: exc.python_type.clone(),
                 message: exc.message.clone(),
+                correlation_id: correlation.clone(),
             }
             .emit(&self.telemetry);
         }
@@ -487,6 +521,7 @@ impl PoolHandle {
             outcome,
             duration: started.elapsed(),
             stream,
+            correlation_id: correlation.clone(),
         }
         .emit(&self.telemetry);
     }
@@ -615,6 +650,7 @@ pub struct ExecStream {
     /// The call's span, open while the stream is; its chunks are counted.
     span: tracing::Span,
     chunks: u64,
+    correlation: Arc<str>,
 }
 
 impl std::fmt::Debug for ExecStream {
@@ -622,15 +658,22 @@ impl std::fmt::Debug for ExecStream {
         f.debug_struct("ExecStream")
             .field("tool", &self.tool)
             .field("id", &self.id)
+            .field("correlation_id", &self.correlation)
             .finish()
     }
 }
 
 impl ExecStream {
+    /// The call's correlation id (the caller's, or the one it was given).
+    pub fn correlation_id(&self) -> &str {
+        &self.correlation
+    }
+
     fn finish(&mut self, result: &Result<(), Error>) {
         if !self.finished {
             self.finished = true;
-            self.pool.record(&self.tool, result, self.started, true);
+            self.pool
+                .record(&self.tool, result, self.started, true, &self.correlation);
             let outcome = match result {
                 Ok(()) => "ok",
                 Err(err) => err.outcome(),
@@ -697,7 +740,7 @@ impl Drop for ExecStream {
 
 /// The span of one call: `snakepit.call`, with its pool, tool, whether a
 /// session and a retry apply, and (recorded at its end) its outcome.
-fn call_span(pool: &str, call: &Call, stream: bool) -> tracing::Span {
+fn call_span(pool: &str, call: &Call, stream: bool, correlation: &str) -> tracing::Span {
     tracing::info_span!(
         target: "snakepit::call",
         "snakepit.call",
@@ -705,12 +748,26 @@ fn call_span(pool: &str, call: &Call, stream: bool) -> tracing::Span {
         otel.kind = "client",
         pool = %pool,
         tool = %call.tool,
+        correlation_id = %correlation,
         session = call.session_id.is_some(),
         idempotent = call.idempotent,
         stream,
         outcome = tracing::field::Empty,
         chunks = tracing::field::Empty,
     )
+}
+
+/// `call` with a correlation id (a fresh one unless the caller set one), and
+/// that id.
+fn with_correlation_id(mut call: Call) -> (Call, Arc<str>) {
+    if let Some(id) = call.correlation() {
+        let id = Arc::from(id);
+        return (call, id);
+    }
+    let id = crate::telemetry::trace::new_correlation_id();
+    let shared = Arc::from(id.as_str());
+    call = call.correlation_id(id);
+    (call, shared)
 }
 
 /// `call` with the span's W3C trace context in its metadata, unless the

@@ -352,6 +352,7 @@ mod tests {
             outcome: "ok",
             duration: Duration::ZERO,
             stream: false,
+            correlation_id: "c".into(),
         }
         .emit(&telemetry);
         PoolRecovered {

@@ -538,6 +538,8 @@ pub(crate) fn spawn_spec(
         cfg.name.clone().into(),
         "--busy-poll-us".into(),
         cfg.busy_poll_us.to_string().into(),
+        "--unserializable".into(),
+        cfg.unserializable.as_str().into(),
     ];
     if cfg.thread_safety_check {
         argv.push("--thread-safety-check".into());

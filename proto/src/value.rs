@@ -179,7 +179,62 @@ const LIST_LEVELS: u32 = 2;
 /// Wire levels a map adds ([`Value::wire_depth`]).
 const MAP_LEVELS: u32 = 3;
 
+/// The key that marks a map as standing in for a Python object with no
+/// wire form (its value is `true`).
+pub const UNSERIALIZABLE_KEY: &str = "__ffi_unserializable__";
+/// The marker's key for the object's type, `module.QualName`.
+pub const TYPE_KEY: &str = "__type__";
+/// The marker's key for the object's repr (present only when the worker's
+/// `SNAKEPIT_UNSERIALIZABLE_DETAIL` asks for it; redacted and truncated).
+pub const REPR_KEY: &str = "__repr__";
+
+/// What a marker says of the object it stands in for
+/// ([`Value::unserializable_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnserializableInfo<'a> {
+    /// The object's type, `module.QualName` (`builtins.object`, `mymod.Model`).
+    pub type_name: &'a str,
+    /// Its repr, when the worker sent one.
+    pub repr: Option<&'a str>,
+}
+
 impl Value {
+    /// Whether this is the marker map a worker sends in place of a Python
+    /// object that had no wire form and no conversion method (pool option
+    /// `unserializable = "marker"`, the default): `__ffi_unserializable__`
+    /// is `true` and `__type__` a string.
+    pub fn is_unserializable_marker(&self) -> bool {
+        self.unserializable_info().is_some()
+    }
+
+    /// The type (and repr, when sent) of the object a marker stands in for;
+    /// `None` when this is not a marker.
+    pub fn unserializable_info(&self) -> Option<UnserializableInfo<'_>> {
+        let Value::Map(entries) = self else {
+            return None;
+        };
+        let get = |key: &str| {
+            entries.iter().find_map(|(k, v)| match k {
+                Value::Str(k) if k == key => Some(v),
+                _ => None,
+            })
+        };
+        if get(UNSERIALIZABLE_KEY) != Some(&Value::Bool(true)) {
+            return None;
+        }
+        let Some(Value::Str(type_name)) = get(TYPE_KEY) else {
+            return None;
+        };
+        let repr = match get(REPR_KEY) {
+            Some(Value::Str(r)) => Some(r.as_str()),
+            _ => None,
+        };
+        Some(UnserializableInfo {
+            type_name,
+            repr,
+        })
+    }
+
     /// The Python type name of this value (`int`, `str`, `dict`, ...).
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -2,6 +2,10 @@
 //! Streaming tools print one JSON line per chunk. Errors go to stderr and the
 //! exit code is non-zero. With `--server` the tool runs on a serving host's
 //! pools (`super::remote`), printed alike.
+//!
+//! The tool runs in a session, as calls from a service do: `--session ID`,
+//! or a new one with a generated id, released (its release hooks run) when
+//! the tool returns. So `session_context.session_id` is never empty.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +36,10 @@ pub struct ExecArgs {
     /// Pool to run on, when the configuration has several.
     #[arg(long)]
     pool: Option<String>,
+    /// Session to run in (created if needed, kept afterwards); default: a
+    /// new session with a generated id, released when the tool returns.
+    #[arg(long)]
+    session: Option<String>,
     /// How the one-worker pool runs requests (with --adapter / --python-path).
     #[arg(long, value_enum, default_value_t = ProfileArg::Process)]
     profile: ProfileArg,
@@ -49,8 +57,14 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--args is not valid JSON: {e}"))?;
     if opts.server.is_remote() {
         let client = opts.server.connect(&opts.runtime).await?;
-        return super::remote::exec(client, &opts.tool, opts.pool.as_deref(), Value::from(args))
-            .await;
+        return super::remote::exec(
+            client,
+            &opts.tool,
+            opts.pool.as_deref(),
+            opts.session.as_deref(),
+            Value::from(args),
+        )
+        .await;
     }
     let mut builder = super::builder(&opts.runtime)?;
     if opts.adapter.is_some() || !opts.python_path.is_empty() || opts.runtime.config.is_none() {
@@ -86,9 +100,13 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
             .tools
             .iter()
             .any(|t| t.name == opts.tool && t.supports_streaming);
+        let session = match &opts.session {
+            Some(id) => snakepit.session(id).await?,
+            None => snakepit.new_session().await?,
+        };
         let call = snakepit::call(&opts.tool, Value::from(args))?;
         let result: Result<(), Error> = if streaming {
-            match pool.execute_stream(call).await {
+            match session.run_stream_on(Some(pool.name()), call).await {
                 Ok(mut stream) => {
                     let mut result = Ok(());
                     while let Some(item) = stream.next().await {
@@ -105,10 +123,16 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
                 Err(err) => Err(err),
             }
         } else {
-            pool.execute(call)
+            session
+                .run_on(Some(pool.name()), call)
                 .await
                 .map(|value| println!("{}", value.to_json_tagged()))
         };
+        if opts.session.is_none()
+            && let Err(err) = session.release().await
+        {
+            eprintln!("warning: releasing session {}: {err}", session.id());
+        }
         Ok(result)
     })
     .await?;

@@ -11,7 +11,9 @@ use anyhow::Context as _;
 use clap::Args;
 use futures::StreamExt as _;
 use snakepit::Value;
-use snakepit::remote::{ClientIdentity, PoolState, RemoteClient, RemoteError, RemoteOptions};
+use snakepit::remote::{
+    ClientIdentity, PoolState, RemoteClient, RemoteError, RemoteOptions, SessionOptions,
+};
 
 use crate::RuntimeOpts;
 
@@ -106,6 +108,7 @@ pub async fn exec(
     client: RemoteClient,
     tool: &str,
     pool: Option<&str>,
+    session: Option<&str>,
     args: Value,
 ) -> anyhow::Result<ExitCode> {
     let call = snakepit::call(tool, args)?;
@@ -120,15 +123,38 @@ pub async fn exec(
                 .iter()
                 .any(|t| t.name == tool && t.supports_streaming)
         });
-        if streaming {
-            let mut stream = client.execute_stream(call).await?;
-            while let Some(item) = stream.next().await {
-                println!("{}", item?.to_json_tagged());
+        // A session of the call's own unless one is named (kept then).
+        let id = match session {
+            Some(id) => id.to_string(),
+            None => {
+                client
+                    .create_session(SessionOptions {
+                        pool: pool.map(str::to_string),
+                        ..SessionOptions::default()
+                    })
+                    .await?
+                    .id
             }
-        } else {
-            println!("{}", client.execute(call).await?.to_json_tagged());
+        };
+        let call = call.session(id.clone());
+        let result = async {
+            if streaming {
+                let mut stream = client.execute_stream(call).await?;
+                while let Some(item) = stream.next().await {
+                    println!("{}", item?.to_json_tagged());
+                }
+            } else {
+                println!("{}", client.execute(call).await?.to_json_tagged());
+            }
+            Ok::<_, RemoteError>(())
         }
-        Ok::<_, RemoteError>(())
+        .await;
+        if session.is_none()
+            && let Err(err) = client.release_session(&id).await
+        {
+            eprintln!("warning: releasing session {id}: {err}");
+        }
+        result
     };
     Ok(match until_signal(run).await {
         Some(Ok(())) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The typed events. Names follow `snakepit.<area>.<noun>.<verb>`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -316,12 +317,15 @@ pub struct RequestStopped {
     pub duration: Duration,
     /// Whether it was a stream.
     pub stream: bool,
+    /// The call's correlation id (see `trace::CORRELATION_HEADER`).
+    pub correlation_id: Arc<str>,
 }
 
 impl RequestStopped {
     pub(crate) fn emit(self, t: &Telemetry) {
         debug!(pool = %self.pool, tool = %self.tool, outcome = self.outcome,
-            duration_us = self.duration.as_micros() as u64, "Request finished.");
+            duration_us = self.duration.as_micros() as u64,
+            correlation_id = %self.correlation_id, "Request finished.");
         counter!(metric::REQUESTS_TOTAL, "pool" => self.pool.clone(), "tool" => self.tool.clone(),
             "outcome" => self.outcome)
         .increment(1);
@@ -342,12 +346,15 @@ pub struct RequestException {
     pub python_type: String,
     /// Its message.
     pub message: String,
+    /// The call's correlation id (see `trace::CORRELATION_HEADER`).
+    pub correlation_id: Arc<str>,
 }
 
 impl RequestException {
     pub(crate) fn emit(self, t: &Telemetry) {
         debug!(pool = %self.pool, tool = %self.tool, python_type = %self.python_type,
-            message = %self.message, "Tool raised a Python exception.");
+            message = %self.message, correlation_id = %self.correlation_id,
+            "Tool raised a Python exception.");
         t.publish_call(|| Event::RequestException(self));
     }
 }
@@ -780,6 +787,17 @@ pub struct PythonEvent {
     pub metadata: Vec<(String, snakepit_proto::Value)>,
     /// How long the span took; `None` for a plain event.
     pub duration: Option<Duration>,
+}
+
+impl PythonEvent {
+    /// The correlation id Python attached (its `correlation_id` metadata:
+    /// the request's, or one the code chose).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.metadata.iter().find_map(|(k, v)| match v {
+            snakepit_proto::Value::Str(s) if k == "correlation_id" => Some(s.as_str()),
+            _ => None,
+        })
+    }
 }
 
 /// Python chooses event names; metric labels must stay bounded. The first

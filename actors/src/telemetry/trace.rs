@@ -6,6 +6,22 @@
 
 use std::sync::OnceLock;
 
+/// The request-metadata key (and gRPC header) of a call's correlation id:
+/// one id for everything a call causes, host-side events and logs, and the
+/// worker's spans, events and log records. A call without one gets a fresh
+/// id when it is submitted.
+pub const CORRELATION_HEADER: &str = "x-snakepit-correlation-id";
+
+/// A fresh correlation id: a random UUID (version 4), as Python's
+/// `telemetry.new_correlation_id()` makes them.
+pub fn new_correlation_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = |r: std::ops::Range<usize>| -> String { b[r].iter().map(|x| format!("{x:02x}")).collect() };
+    format!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+}
+
 /// A W3C trace context, as metadata carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {

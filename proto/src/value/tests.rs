@@ -133,6 +133,65 @@ fn tagged_round_trip(v: &Value) -> Value {
         .unwrap_or_else(|e| panic!("{v:?} does not come back: {e}"))
 }
 
+fn marker(entries: &[(&str, Value)]) -> Value {
+    Value::Map(
+        entries
+            .iter()
+            .map(|(k, v)| (Value::Str(k.to_string()), v.clone()))
+            .collect(),
+    )
+}
+
+#[test]
+fn an_unserializable_marker_says_its_type_and_repr() {
+    let bare = marker(&[
+        (UNSERIALIZABLE_KEY, Value::Bool(true)),
+        (TYPE_KEY, Value::Str("mymod.Model".into())),
+    ]);
+    assert!(bare.is_unserializable_marker());
+    assert_eq!(
+        bare.unserializable_info(),
+        Some(UnserializableInfo {
+            type_name: "mymod.Model",
+            repr: None
+        })
+    );
+    let detailed = marker(&[
+        (TYPE_KEY, Value::Str("builtins.object".into())),
+        (REPR_KEY, Value::Str("<object at 0x...>".into())),
+        (UNSERIALIZABLE_KEY, Value::Bool(true)),
+    ]);
+    let info = detailed.unserializable_info().unwrap();
+    assert_eq!(
+        (info.type_name, info.repr),
+        ("builtins.object", Some("<object at 0x...>"))
+    );
+}
+
+#[test]
+fn maps_that_only_look_like_markers_are_not() {
+    for v in [
+        marker(&[(TYPE_KEY, Value::Str("x.Y".into()))]),
+        marker(&[(UNSERIALIZABLE_KEY, Value::Bool(true))]),
+        marker(&[
+            (UNSERIALIZABLE_KEY, Value::Bool(false)),
+            (TYPE_KEY, Value::Str("x.Y".into())),
+        ]),
+        marker(&[
+            (UNSERIALIZABLE_KEY, Value::Int(1)),
+            (TYPE_KEY, Value::Str("x.Y".into())),
+        ]),
+        marker(&[
+            (UNSERIALIZABLE_KEY, Value::Bool(true)),
+            (TYPE_KEY, Value::Int(3)),
+        ]),
+        Value::Str(UNSERIALIZABLE_KEY.into()),
+        Value::Null,
+    ] {
+        assert!(!v.is_unserializable_marker(), "{v:?}");
+    }
+}
+
 fn assert_tagged_round_trip(v: &Value) {
     let back = tagged_round_trip(v);
     assert!(same(&back, v), "{v:?} came back as {back:?}");
