@@ -10,10 +10,24 @@ timings and events to the host with :mod:`snakepit_bridge.telemetry`.
 from . import telemetry
 from ._stream_chunk import StreamChunk
 from .base_adapter import BaseAdapter, tool
-from .base_adapter_threaded import ThreadSafeAdapter, is_thread_safe, thread_safe_method
+from .base_adapter_threaded import (
+    RequestTracker,
+    ThreadLocalStorage,
+    ThreadSafeAdapter,
+    is_thread_safe,
+    require_thread_safe,
+    thread_safe_method,
+    validate_thread_safety,
+)
 from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 from .session_context import SessionContext
-from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue, ThreadSafetyWarning
+from .thread_safety_checker import (
+    NotThreadSafeError,
+    ThreadSafetyChecker,
+    ThreadSafetyError,
+    ThreadSafetyIssue,
+    ThreadSafetyWarning,
+)
 
 __version__ = "0.1.0"
 
@@ -23,8 +37,11 @@ __all__ = [
     "HostCallTimeout",
     "HostToolError",
     "HostToolNotFound",
+    "NotThreadSafeError",
+    "RequestTracker",
     "SessionContext",
     "StreamChunk",
+    "ThreadLocalStorage",
     "ThreadSafeAdapter",
     "ThreadSafetyChecker",
     "ThreadSafetyError",
@@ -33,7 +50,9 @@ __all__ = [
     "VariableConstraintError",
     "__version__",
     "is_thread_safe",
+    "require_thread_safe",
     "telemetry",
     "thread_safe_method",
     "tool",
+    "validate_thread_safety",
 ]
