@@ -743,9 +743,14 @@ def ensure_thread_safe(adapter: Any) -> None:
     instance) declares ``__thread_safe__ = True``."""
     if _declares_thread_safety(adapter):
         return
+    from .base_adapter import BaseAdapter
+
     cls = adapter if isinstance(adapter, type) else type(adapter)
-    declared = getattr(cls, "__thread_safe__", None)
-    how = "does not declare thread safety" if declared is None else f"declares __thread_safe__ = {declared!r}"
+    owner = next((k for k in cls.__mro__ if "__thread_safe__" in vars(k)), None)
+    if owner is None or owner is BaseAdapter:
+        how = "does not declare thread safety"
+    else:
+        how = f"declares __thread_safe__ = {vars(owner)['__thread_safe__']!r}"
     raise NotThreadSafeError(
         f"adapter {cls.__qualname__} {how}: set __thread_safe__ = True on a class that is safe "
         "for concurrent requests, or use the process profile"
