@@ -179,9 +179,6 @@ def test_threaded_showcase_in_the_thread_profile(
         nums = batch["request_numbers"]
         assert nums == sorted(nums) and len(set(nums)) == 3
 
-        first = m.submit("stream_progress", steps=3, stream=True).result(5)
-        assert decode(first.chunk.value)["step"] == 1 and decode(first.chunk.value)["total"] == 3
-
         stats = m.call("get_thread_stats")
         assert stats["adapter_class"] == "ThreadedShowcaseAdapter" and stats["thread_safe"] is True
         assert stats["requests_by_method"]["compute_intensive"] == 40
@@ -196,6 +193,9 @@ def test_threaded_showcase_in_the_thread_profile(
         assert tracker["total_requests"] == stats["total_requests"]  # get_thread_stats counted itself
         assert tracker["active_requests"] == 0 and 1 <= tracker["threads_seen"] <= 5
         assert m.call("reset") == {"dropped": 40}
+
+        first = m.submit("stream_progress", steps=3, stream=True).result(5)
+        assert decode(first.chunk.value)["step"] == 1 and decode(first.chunk.value)["total"] == 3
     finally:
         m.close()
 
