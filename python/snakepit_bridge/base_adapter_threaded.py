@@ -53,9 +53,10 @@ the thread profile. It keeps the method's signature and ``@tool`` metadata
 (in either decorator order), works on plain, async and generator methods,
 marks the function with ``__thread_safe__ = True``, and around every call:
 
-* counts it in the adapter's statistics (:meth:`ThreadSafeAdapter.get_stats_dict`):
-  calls, calls running now, the most that ran at once, failures, time, and
-  calls per thread and per method;
+* counts it in the adapter's statistics (:meth:`ThreadSafeAdapter.get_stats_dict`
+  and the instance's :class:`RequestTracker`, ``self._tracker``): calls, calls
+  running now, the most that ran at once, failures, time, and calls per
+  thread and per method;
 * reports it to every enabled
   :class:`~snakepit_bridge.thread_safety_checker.ThreadSafetyChecker`, which
   can then tell which methods run concurrently on one instance, and flag
@@ -254,9 +255,11 @@ class ThreadSafeAdapter(BaseAdapter):
     Declares ``__thread_safe__ = True`` (subclasses inherit the declaration;
     the guide recommends repeating it in each class as documentation) and
     provides the tools of the guide's three patterns: a reentrant lock for
-    shared mutable state (:meth:`acquire_lock`), thread-local storage
-    (:meth:`get_thread_local` and friends) and statistics
-    (:meth:`get_stats_dict`). See the module documentation for the lifecycle.
+    shared mutable state (:meth:`acquire_lock`, also ``self._lock``),
+    thread-local storage (:meth:`get_thread_local` and friends, over
+    ``self._thread_local``) and statistics (:meth:`get_stats_dict`,
+    :meth:`get_stats`, the :class:`RequestTracker` at ``self._tracker``,
+    :meth:`track_request`). See the module documentation for the lifecycle.
 
     While a :class:`~snakepit_bridge.thread_safety_checker.ThreadSafetyChecker`
     is enabled, every attribute assignment on an instance is reported to it
