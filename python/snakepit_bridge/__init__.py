@@ -11,11 +11,25 @@ with :func:`get_logger` (records carry the request's correlation id).
 from . import telemetry
 from ._stream_chunk import StreamChunk
 from .base_adapter import BaseAdapter, tool
-from .base_adapter_threaded import ThreadSafeAdapter, is_thread_safe, thread_safe_method
+from .base_adapter_threaded import (
+    RequestTracker,
+    ThreadLocalStorage,
+    ThreadSafeAdapter,
+    is_thread_safe,
+    require_thread_safe,
+    thread_safe_method,
+    validate_thread_safety,
+)
 from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 from .logging_config import configure_logging, get_logger
 from .session_context import SessionContext
-from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyError, ThreadSafetyIssue, ThreadSafetyWarning
+from .thread_safety_checker import (
+    NotThreadSafeError,
+    ThreadSafetyChecker,
+    ThreadSafetyError,
+    ThreadSafetyIssue,
+    ThreadSafetyWarning,
+)
 
 __version__ = "0.1.0"
 
@@ -25,8 +39,11 @@ __all__ = [
     "HostCallTimeout",
     "HostToolError",
     "HostToolNotFound",
+    "NotThreadSafeError",
+    "RequestTracker",
     "SessionContext",
     "StreamChunk",
+    "ThreadLocalStorage",
     "ThreadSafeAdapter",
     "ThreadSafetyChecker",
     "ThreadSafetyError",
@@ -37,7 +54,9 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "is_thread_safe",
+    "require_thread_safe",
     "telemetry",
     "thread_safe_method",
     "tool",
+    "validate_thread_safety",
 ]

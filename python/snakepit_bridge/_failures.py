@@ -18,6 +18,7 @@ from ._frames import TooLarge, encoding_error, error
 from ._ml_errors import classify
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled
+from .errors import DrainDeadlineExceeded
 
 __all__: list[str] = []
 
@@ -79,6 +80,14 @@ def failure_frame(fid: int, e: BaseException) -> bytes:
         return error(fid, pb.ERROR_KIND_CANCELLED, "cancelled")
     if isinstance(e, _ffi.FfiArgumentError):
         return error(fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None)
+    if isinstance(e, DrainDeadlineExceeded):
+        return error(
+            fid,
+            pb.ERROR_KIND_TIMEOUT,
+            str(e),
+            python_type=type(e).__name__,
+            details={"tool": e.tool, "items": str(e.items), "timeout_ms": str(e.timeout_ms)},
+        )
     if isinstance(e, TooLarge):
         return error(
             fid, pb.ERROR_KIND_PAYLOAD_TOO_LARGE, str(e), details={"size": str(e.size), "limit": str(e.limit)}

@@ -37,7 +37,7 @@ from ._request import Cancelled, HookScope, Request
 from ._stream_batch import BATCH_BYTES, BOUND_S, RUN_ITEM_MAX, Flusher, Held, chunk_prefix, run_item, scalar_chunk
 from ._stream_chunk import StreamChunk
 from .base_adapter import OWN_CONTEXT, BaseAdapter, RequestScopedContext
-from .errors import RefNotFoundError, SessionMismatchError
+from .errors import DrainDeadlineExceeded, RefNotFoundError, SessionMismatchError
 from .session_context import SessionContext
 from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyIssue
 
@@ -67,15 +67,61 @@ def _bind_failure_frame(fid: int, e: Exception) -> bytes:
     return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
 
 
+# Types of yielded items that are the chunk's data as they are: never a
+# StreamChunk, an envelope dict, or an object with `data` and `is_final`.
+_PLAIN_ITEMS = frozenset({int, float, str, bool, bytes, type(None), list, tuple})
+
+_MISSING = object()
+
+
 def _unwrap_item(item: Any) -> tuple[Any, bool, Any]:
-    """(data, is_final, metadata) of one yielded item."""
-    if type(item) is StreamChunk:
+    """(data, is_final, metadata) of one yielded item.
+
+    A :class:`StreamChunk` (or subclass), a dict of exactly ``data`` and
+    ``is_final`` (and optionally ``metadata``), or any object with ``data``
+    and ``is_final`` attributes (an adapter's own chunk class; its
+    ``metadata`` attribute is used when it is a dict) controls its chunk;
+    anything else is the data."""
+    t = type(item)
+    if t is StreamChunk:
         return item.data, item.is_final, item.metadata
-    if type(item) is dict and "data" in item and "is_final" in item:
-        keys = item.keys()
-        if len(keys) == 2 or (len(keys) == 3 and "metadata" in item):
-            return item["data"], bool(item["is_final"]), item.get("metadata")
+    if t is dict:
+        if "data" in item and "is_final" in item:
+            keys = item.keys()
+            if len(keys) == 2 or (len(keys) == 3 and "metadata" in item):
+                return item["data"], bool(item["is_final"]), item.get("metadata")
+        return item, False, None
+    if isinstance(item, StreamChunk):
+        return item.data, item.is_final, item.metadata
+    final = getattr(item, "is_final", _MISSING)
+    if final is not _MISSING:
+        data = getattr(item, "data", _MISSING)
+        if data is not _MISSING:
+            meta = getattr(item, "metadata", None)
+            return data, bool(final), meta if type(meta) is dict else None
     return item, False, None
+
+
+def _size_floor(data: Any) -> int:
+    """A lower bound of the bytes `data` takes as one item of a list value:
+    at least 2 per value, a str's or bytes' length, the same for the items of
+    a container one level down. Bounds what a generator drained into a list
+    may collect before its reply is certain to exceed the frame limit."""
+    t = type(data)
+    if t is str or t is bytes or t is bytearray:
+        return len(data) + 2
+    if t is list or t is tuple or t is set or t is frozenset:
+        n = 2
+        for x in data:
+            tx = type(x)
+            n += len(x) + 2 if (tx is str or tx is bytes) else 2
+        return n
+    if t is dict:
+        n = 2
+        for k, v in data.items():
+            n += (len(k) + 2 if type(k) is str else 2) + (len(v) + 2 if (type(v) is str or type(v) is bytes) else 2)
+        return n
+    return 2
 
 
 def _if_pending(task: asyncio.Task[Any], on_wait: Callable[[], None]) -> None:
@@ -570,23 +616,64 @@ class Runner:
 
     def _collect(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop, raw: bool = False) -> list[Any]:
         """The generator's items as a list (`raw`: the items themselves, no
-        StreamChunk or envelope dicts understood)."""
+        StreamChunk or envelope dicts understood), for a call made without
+        streaming.
+
+        Never forever: once the items are certain to exceed the frame limit
+        (``_size_floor``) it raises TooLarge, and past the request's deadline
+        DrainDeadlineExceeded (checked between items; an async generator's
+        wait for its next item is cut at the deadline too); either way the
+        generator is closed."""
         items: list[Any] = []
+        limit = self.limit
+        deadline = st.deadline
+        size = 0
+        sync = isinstance(gen, types.GeneratorType)
         try:
             while not st.cancelled:
-                item = self._next_item(st, gen, loop)
+                if sync or not deadline:
+                    item = self._next_item(st, gen, loop)
+                else:
+                    item = self._next_item_until(st, gen, loop, deadline, len(items))
                 if item is _END:
                     return items
-                if raw:
-                    items.append(item)
-                    continue
-                data, final, _ = _unwrap_item(item)
+                if raw or type(item) in _PLAIN_ITEMS:
+                    data, final = item, False
+                else:
+                    data, final, _ = _unwrap_item(item)
                 items.append(data)
+                size += _size_floor(data)
+                if size > limit:
+                    raise TooLarge(
+                        f"tool {st.execute.tool!r} returned a generator, called without streaming: its "
+                        f"{len(items)} items so far need more than max_frame_bytes ({limit}) as one reply; "
+                        "call it as a stream",
+                        size=size,
+                        limit=limit,
+                    )
                 if final:
                     return items
+                if deadline and time.monotonic() > deadline:
+                    raise DrainDeadlineExceeded(st.execute.tool, len(items), st.execute.timeout_ms)
             raise Cancelled
         finally:
             self._close(st, gen, loop)
+
+    def _next_item_until(
+        self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop, deadline: float, count: int
+    ) -> Any:
+        """The async generator's next item, waiting for it until `deadline` at most."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DrainDeadlineExceeded(st.execute.tool, count, st.execute.timeout_ms)
+        try:
+            return self._run_coro(st, asyncio.wait_for(gen.__anext__(), left), loop)
+        except StopAsyncIteration:
+            return _END
+        except asyncio.TimeoutError:
+            if st.cancelled:
+                raise
+            raise DrainDeadlineExceeded(st.execute.tool, count, st.execute.timeout_ms) from None
 
     def _stream(self, st: Request, gen: Any, loop: asyncio.AbstractEventLoop, raw: bool = False) -> int:
         """Send the generator's items as chunks; return the seq of the closing chunk, or -1 if none is needed.
@@ -634,8 +721,7 @@ class Runner:
                 if item is _END:
                     self._flush_held(st, held, True)
                     return seq
-                t = type(item)
-                if raw or (t is not StreamChunk and t is not dict):
+                if raw or type(item) in _PLAIN_ITEMS:
                     data, final, meta = item, False, None
                 else:
                     data, final, meta = _unwrap_item(item)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar, overload
 from ._context import current_request
 from .session_context import SessionContext
 
-__all__ = ["BaseAdapter", "ToolMetadata", "tool"]
+__all__ = ["BaseAdapter", "RequestScopedContext", "SessionIdOfContext", "ToolMetadata", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +61,8 @@ def tool(func: F, /) -> F: ...
 
 @overload
 def tool(
+    description_: str | None = None,
+    /,
     *,
     name: str | None = None,
     description: str | None = None,
@@ -70,7 +72,7 @@ def tool(
 
 
 def tool(
-    func: Callable[..., Any] | None = None,
+    func: Callable[..., Any] | str | None = None,
     /,
     *,
     name: str | None = None,
@@ -80,11 +82,19 @@ def tool(
 ) -> Any:
     """Mark an adapter method as a tool.
 
-    Usable bare (``@tool``) or with options
-    (``@tool(description=..., supports_streaming=True, required_variables=[...])``).
-    The description defaults to the method's cleaned docstring. Generator
-    methods (sync or async) stream their items when the caller asks for a stream.
+    Usable bare (``@tool``), with the description as its one positional
+    argument (``@tool("Add two numbers")``), or with options
+    (``@tool(description=..., supports_streaming=True, required_variables=[...])``;
+    a positional description combines with the other options, not with
+    ``description=``). The description defaults to the method's cleaned
+    docstring. Generator methods (sync or async) stream their items when the
+    caller asks for a stream.
     """
+    if isinstance(func, str):
+        if description is not None:
+            raise TypeError("tool() got the description both positionally and as description=")
+        description = func
+        func = None
 
     def decorate(f: F) -> F:
         meta = _make_metadata(
@@ -136,6 +146,23 @@ class RequestScopedContext:
         self.__set__(instance, None)
 
 
+class SessionIdOfContext:
+    """The ``session_id`` attribute of adapters: the session of the request being served.
+
+    Read through ``self.session_context`` (so on an instance shared by
+    concurrent requests each request sees its own); ``""`` when the request
+    belongs to no session or no context is set. It is a non-data descriptor:
+    an adapter that assigns ``self.session_id`` itself keeps its own value.
+    """
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        ctx = instance.session_context
+        sid = getattr(ctx, "session_id", None) if ctx is not None else None
+        return sid if isinstance(sid, str) else ""
+
+
 class BaseAdapter:
     """Base class of snakepit adapters.
 
@@ -152,6 +179,9 @@ class BaseAdapter:
     __thread_safe__: ClassVar[bool] = False
 
     session_context: SessionContext | None = RequestScopedContext()  # type: ignore[assignment]
+
+    #: The session id of the request being served (``""`` for none); see :class:`SessionIdOfContext`.
+    session_id: str = SessionIdOfContext()  # type: ignore[assignment]
 
     def __init__(self) -> None:
         # session_context reads None until a context is set: nothing to do here.

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from ._codec import SharedMemoryExhausted
 
 __all__ = [
+    "DrainDeadlineExceeded",
     "HelperNotFoundError",
     "HostCallRejected",
     "HostCallTimeout",
@@ -147,3 +148,24 @@ class HostError(RuntimeError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class DrainDeadlineExceeded(TimeoutError):
+    """A generator called without streaming was still yielding when the call's deadline passed.
+
+    Such a call answers with the list of the generator's items, so the worker
+    collects them until the generator ends; past the deadline it stops,
+    closes the generator and fails the call with this error (kind
+    ``TIMEOUT``). ``tool`` is the tool, ``items`` how many items had come,
+    ``timeout_ms`` the call's deadline. Call the tool as a stream to get an
+    endless generator's items.
+    """
+
+    def __init__(self, tool: str, items: int, timeout_ms: int) -> None:
+        super().__init__(
+            f"tool {tool!r} returned a generator, called without streaming: {items} item(s) collected "
+            f"and it had not ended when the call's deadline ({timeout_ms} ms) passed; call it as a stream"
+        )
+        self.tool = tool
+        self.items = items
+        self.timeout_ms = timeout_ms

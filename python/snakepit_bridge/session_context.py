@@ -282,5 +282,26 @@ class SessionContext:
             return False
         return True
 
+    # ------------------------------------------------------------ lifetime
+
+    def cleanup(self) -> None:
+        """Forget what this context cached: the host tool list and the metadata dict.
+
+        The next use fetches them again. Nothing on the host changes: the
+        session belongs to the host, and watches made through this context
+        belong to the session (stop one with :meth:`unwatch_variable`). Safe
+        to call more than once. The worker's own contexts need no call (they
+        live for one request); it is there for contexts built by hand, and
+        runs when a ``with SessionContext(...) as ctx:`` block ends.
+        """
+        self._host_tools = None
+        self._metadata_dict = None
+
+    def __enter__(self) -> SessionContext:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.cleanup()
+
     def __repr__(self) -> str:
         return f"SessionContext(session_id={self.session_id!r}, cancelled={self.cancelled})"

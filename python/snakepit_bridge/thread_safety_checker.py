@@ -67,11 +67,21 @@ from typing import Any, TypeVar
 
 __all__ = [
     "UNSAFE_LIBRARIES",
-    "active_checkers",
+    "NotThreadSafeError",
     "ThreadSafetyChecker",
     "ThreadSafetyError",
     "ThreadSafetyIssue",
     "ThreadSafetyWarning",
+    "active_checkers",
+    "check_common_pitfalls",
+    "check_thread_safe",
+    "disable_checking",
+    "enable_checking",
+    "ensure_thread_safe",
+    "get_global_checker",
+    "print_thread_safety_report",
+    "require_thread_safe_adapter",
+    "validate_adapter_thread_safety",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,6 +127,12 @@ class ThreadSafetyError(RuntimeError):
     reported by the worker when an adapter that does not declare
     ``__thread_safe__ = True`` is started in the thread profile.
     """
+
+
+class NotThreadSafeError(ThreadSafetyError, ValueError):
+    """An adapter that does not declare ``__thread_safe__ = True`` was given
+    where a thread-safe one is required (:func:`ensure_thread_safe` and the
+    decorators built on it). Also a ``ValueError``."""
 
 
 class ThreadSafetyWarning(RuntimeWarning):
@@ -673,3 +689,151 @@ class ThreadSafetyChecker:
             f"ThreadSafetyChecker(enabled={self._enabled}, strict_mode={self.strict_mode}, "
             f"warnings={len(self._issues)})"
         )
+
+
+# ------------------------------------------------------- the global checker
+
+# The process's global checker: created disabled, switched by enable_checking().
+_global_checker = ThreadSafetyChecker(enabled=False)
+
+
+def get_global_checker() -> ThreadSafetyChecker:
+    """The process's global checker (disabled until :func:`enable_checking`).
+
+    It is always the same object; :func:`check_thread_safe` reports to it.
+    """
+    return _global_checker
+
+
+def enable_checking(strict_mode: bool = False) -> ThreadSafetyChecker:
+    """Start the global checker afresh (its record reset) and return it.
+
+    From now on it observes every ``@thread_safe_method`` call, every
+    :func:`check_thread_safe` function and every ``ThreadSafeAdapter``
+    attribute assignment in the process, like any enabled checker;
+    ``strict_mode`` raises :class:`ThreadSafetyError` instead of warning.
+    """
+    checker = _global_checker
+    checker.strict_mode = strict_mode
+    checker.reset()
+    checker.enable()
+    logger.info("thread safety checking enabled%s", " (strict mode)" if strict_mode else "")
+    return checker
+
+
+def disable_checking() -> None:
+    """Stop the global checker; its report keeps what it recorded."""
+    _global_checker.disable()
+    logger.info("thread safety checking disabled")
+
+
+def check_thread_safe(func: F) -> F:
+    """Decorate a function (or method) so that the global checker tracks every call.
+
+    While :func:`enable_checking` is in force each call is recorded as with
+    :meth:`ThreadSafetyChecker.track_execution` (a method's ``self`` is the
+    adapter); otherwise the call just runs. Works on plain, generator and
+    ``async`` functions.
+    """
+    return _global_checker.track_execution(func)  # type: ignore[no-any-return]
+
+
+def ensure_thread_safe(adapter: Any) -> None:
+    """Raise :class:`NotThreadSafeError` unless ``adapter`` (a class or an
+    instance) declares ``__thread_safe__ = True``."""
+    if _declares_thread_safety(adapter):
+        return
+    from .base_adapter import BaseAdapter
+
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    owner = next((k for k in cls.__mro__ if "__thread_safe__" in vars(k)), None)
+    if owner is None or owner is BaseAdapter:
+        how = "does not declare thread safety"
+    else:
+        how = f"declares __thread_safe__ = {vars(owner)['__thread_safe__']!r}"
+    raise NotThreadSafeError(
+        f"adapter {cls.__qualname__} {how}: set __thread_safe__ = True on a class that is safe "
+        "for concurrent requests, or use the process profile"
+    )
+
+
+def require_thread_safe_adapter(func: F) -> F:
+    """Decorate a function whose first argument is an adapter: it runs only for thread-safe ones
+    (else :class:`NotThreadSafeError`, before ``func`` runs)."""
+
+    @functools.wraps(func)
+    def wrapper(adapter: Any, *args: Any, **kwargs: Any) -> Any:
+        ensure_thread_safe(adapter)
+        return func(adapter, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def validate_adapter_thread_safety(adapter_class: Any) -> bool:
+    """Whether an adapter class (or instance) declares ``__thread_safe__ = True``.
+
+    While the global checker is enabled in strict mode, an undeclared class
+    raises :class:`NotThreadSafeError` instead of returning False.
+    """
+    if _declares_thread_safety(adapter_class):
+        return True
+    if _global_checker.enabled and _global_checker.strict_mode:
+        ensure_thread_safe(adapter_class)
+    return False
+
+
+def check_common_pitfalls(adapter: Any) -> list[str]:
+    """Sentences about what looks unsafe in an adapter instance, without running it.
+
+    Looks for: no ``__thread_safe__ = True`` declaration; public attributes
+    holding a mutable ``list``, ``dict`` or ``set`` on an instance that has
+    no lock (neither ``acquire_lock()`` nor a lock attribute); objects of
+    libraries known not to be thread-safe kept on the instance (a pandas
+    ``DataFrame``, a matplotlib ``Figure``, a sqlite3 connection). An empty
+    list means none of these was found, not that the adapter is safe.
+    """
+    found: list[str] = []
+    name = _class_name(adapter)
+    if not _declares_thread_safety(adapter):
+        found.append(f"adapter {name} does not declare __thread_safe__ = True")
+    attrs = _attributes(adapter)
+    has_lock = callable(getattr(adapter, "acquire_lock", None)) or any(
+        callable(getattr(v, "_is_owned", None)) or isinstance(v, _LOCK_TYPE) for v in attrs.values()
+    )
+    if not has_lock:
+        mutable = sorted(k for k, v in attrs.items() if not k.startswith("_") and isinstance(v, (list, dict, set)))
+        if mutable:
+            found.append(
+                f"adapter {name} keeps mutable shared state ({', '.join(mutable)}) and has no lock: "
+                "guard it with a lock, or derive from ThreadSafeAdapter and use acquire_lock()"
+            )
+    for attr, value in sorted(attrs.items()):
+        t = type(value)
+        lib = _UNSAFE_ATTRIBUTE_TYPES.get((t.__module__.partition(".")[0], t.__name__))
+        if lib is not None:
+            found.append(
+                f"adapter {name} keeps a {lib} {t.__name__} in self.{attr}, which every thread reaches: "
+                f"{UNSAFE_LIBRARIES[lib]['safe_pattern']}"
+            )
+    return found
+
+
+def print_thread_safety_report(file: Any = None) -> None:
+    """Print the global checker's report as text (to ``file``, default stdout)."""
+    report = _global_checker.get_report()
+    out = file if file is not None else sys.stdout
+    lines = [
+        "Thread safety report",
+        f"  enabled: {report['enabled']}  strict mode: {report['strict_mode']}",
+        f"  runtime: {report['total_runtime']:.2f} s  threads seen: {report['total_threads_seen']}  "
+        f"methods tracked: {report['total_methods_tracked']}  warnings: {report['warnings_issued']}",
+    ]
+    if report["concurrent_accesses"]:
+        lines.append("  concurrent accesses (most threads at once):")
+        lines += [f"    {m}: {n}" for m, n in sorted(report["concurrent_accesses"].items())]
+    if report["warnings"]:
+        lines.append("  warnings:")
+        lines += [f"    {w}" for w in report["warnings"]]
+    lines.append("  recommendations:")
+    lines += [f"    {r}" for r in report["recommendations"]]
+    print("\n".join(lines), file=out)
