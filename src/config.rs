@@ -34,7 +34,7 @@
 //! [[pools]]
 //! name = "default"
 //! size = 2
-//! adapter = "snakepit_bridge.showcase.ShowcaseAdapter"
+//! adapter = "snakepit_bridge.adapters.showcase.ShowcaseAdapter"
 //! queue_timeout_ms = 5000
 //! env_passthrough = ["HOME", "LANG", "LC_*"]  # unset: the whole host environment
 //! ```

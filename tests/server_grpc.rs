@@ -817,3 +817,46 @@ async fn a_runtime_serves_once_even_when_asked_twice_at_once() {
     assert_eq!(sp.server_addr(), Some(&served));
     sp.shutdown().await;
 }
+
+// The correlation id a gRPC caller sends as the `x-snakepit-correlation-id`
+// header (or in the request's metadata) is the call's: Python sees it, and
+// the host's request events carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correlation_id_header_reaches_python_and_the_hosts_events() {
+    let pool = fixture_pool("default", "migrated_adapter.MigratedAdapter", 1);
+    let mut s = serve(vec![pool], loopback()).await;
+    let mut c = client(&s.addr).await;
+    let mut request = tonic::Request::new(execute("summarise", [("text", "a b".into())]));
+    request.metadata_mut().insert(
+        "x-snakepit-correlation-id",
+        "grpc-corr-1".parse().expect("ascii"),
+    );
+    let r = value(c.execute(request).await.unwrap().into_inner().value);
+    assert_eq!(
+        common::field(&r, "correlation_id"),
+        &Value::Str("grpc-corr-1".into())
+    );
+    let Event::RequestStopped(done) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
+        matches!(e, Event::RequestStopped(r) if r.tool == "summarise")
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(&*done.correlation_id, "grpc-corr-1");
+    // In the request's metadata it wins over the header.
+    let mut req = execute("summarise", [("text", "a".into())]);
+    req.metadata
+        .insert("x-snakepit-correlation-id".into(), "in-metadata".into());
+    let mut request = tonic::Request::new(req);
+    request.metadata_mut().insert(
+        "x-snakepit-correlation-id",
+        "in-header".parse().expect("ascii"),
+    );
+    let r = value(c.execute(request).await.unwrap().into_inner().value);
+    assert_eq!(
+        common::field(&r, "correlation_id"),
+        &Value::Str("in-metadata".into())
+    );
+    s.sp.shutdown().await;
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// The showcase adapter shipped with the bridge package.
-pub const SHOWCASE_ADAPTER: &str = "snakepit_bridge.showcase.ShowcaseAdapter";
+pub const SHOWCASE_ADAPTER: &str = "snakepit_bridge.adapters.showcase.ShowcaseAdapter";
 
 /// How a worker process runs requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -155,9 +155,11 @@ def _sized(fid: int, body: bytes, limit: int) -> bytes:
 
 
 def _can_mark(e: EncodingError, unserializable: str) -> bool:
-    """Whether a value that failed to encode with `e` is encoded again with
-    markers: in the ``marker`` mode, when markers can help."""
-    return unserializable == "marker" and _graceful.recoverable(e)
+    """Whether a value that failed to encode with `e` is walked again, its
+    objects converted: in the ``marker`` mode (what conversion cannot help
+    becomes a marker) and the ``error`` mode (it fails the value), when the
+    walk can help."""
+    return unserializable != "ref" and _graceful.recoverable(e)
 
 
 def result(
@@ -192,7 +194,7 @@ def result(
 
             def build_marked() -> bytes:
                 v = pb.Value()
-                _graceful.encode_with_markers(value, v, "result")
+                _graceful.encode_with_markers(value, v, "result", strict=unserializable == "error")
                 return v.SerializeToString()
 
             try:
@@ -247,7 +249,7 @@ def chunk(
             if has_value:
                 try:
                     if marked:
-                        _graceful.encode_with_markers(data, c.value, root)
+                        _graceful.encode_with_markers(data, c.value, root, strict=unserializable == "error")
                     elif unserializable == "ref":
                         _ffi.encode_graceful(data, c.value, root)
                     else:

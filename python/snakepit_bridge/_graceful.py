@@ -1,9 +1,11 @@
-"""The ``marker`` mode of tool results and stream items on the wire.
+"""The ``marker`` and ``error`` modes of tool results and stream items on the wire.
 
 Only used once the codec has failed to encode a value (``_frames``): the value
 is encoded again into a ``snakepit.v1.Value`` with objects that have no wire
-form converted or replaced by markers (``serialization.convert`` and
-``serialization.make_marker``); everything with a wire form keeps it.
+form converted (``serialization.convert``); what still has none is replaced
+by a marker (``serialization.make_marker``), or, in the ``error`` mode, fails
+the value with an ``EncodingError`` naming its type and where it is.
+Everything with a wire form keeps it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from . import _codec, _ffi
 from ._codec import LIST_COST, MAP_COST, WIRE_DEPTH, EncodingError, NestingError
 from ._proto import snakepit_pb2 as pb
-from .serialization import convert, make_marker
+from .serialization import convert, make_marker, type_name
 
 __all__ = ["encode_with_markers", "recoverable"]
 
@@ -27,12 +29,14 @@ class _MarkerWalk:
     (:meth:`hook`) converts what has no wire form and walks the converted
     value again. Conversions nest at most ``WIRE_DEPTH`` times."""
 
-    __slots__ = ("path", "depth", "hops")
+    __slots__ = ("path", "depth", "hops", "strict")
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
         self.path: set[int] = set()
         self.depth = 0
         self.hops = 0
+        # The error mode: what has no wire form after conversion fails the value.
+        self.strict = strict
 
     def value(self, obj: Any, out: pb.Value, depth: int, hops: int) -> None:
         kind = _ffi.container_kind(obj)
@@ -94,16 +98,20 @@ class _MarkerWalk:
         self.marker(obj, out, depth)
 
     def marker(self, obj: Any, out: pb.Value, depth: int) -> None:
+        if self.strict:
+            name = type_name(obj)
+            raise EncodingError(f"cannot encode object of type {name}", python_type=name)
         out.Clear()
         _codec.enc_value(make_marker(obj), out, depth, self.hook)
 
 
-def encode_with_markers(obj: Any, out: pb.Value, root: str = "value") -> None:
+def encode_with_markers(obj: Any, out: pb.Value, root: str = "value", strict: bool = False) -> None:
     """Fill ``out`` (an empty Value) with ``obj``, objects without a wire form
     converted or replaced by markers. Raises :class:`EncodingError` only for
-    what neither can help (a ``str`` that is not valid UTF-8)."""
+    what neither can help (a ``str`` that is not valid UTF-8), or, `strict`
+    (the ``error`` mode), for the first object conversion cannot help."""
     try:
-        _MarkerWalk().value(obj, out, 0, 0)
+        _MarkerWalk(strict).value(obj, out, 0, 0)
     except EncodingError as e:
         _codec.finish_error(e, root)
         raise

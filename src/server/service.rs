@@ -137,14 +137,34 @@ impl Api {
     }
 }
 
-/// The call an ExecuteRequest asks for.
-fn tool_call(req: v1::ExecuteRequest, timeout: Option<std::time::Duration>) -> Result<Call, Error> {
+/// The call an ExecuteRequest asks for; `correlation`: the request's
+/// correlation-id header, used when its metadata names none.
+fn tool_call(
+    req: v1::ExecuteRequest,
+    timeout: Option<std::time::Duration>,
+    correlation: Option<String>,
+) -> Result<Call, Error> {
     let mut call = Call::new(req.tool).idempotent(req.idempotent);
     call.args = convert::args(req.args)?;
     call.kwargs = convert::kwargs(req.kwargs)?;
     call.timeout = timeout;
     call.metadata = convert::metadata(req.metadata);
+    if let Some(id) = correlation
+        && call.correlation().is_none()
+    {
+        call = call.correlation_id(id);
+    }
     Ok(call)
+}
+
+/// The `x-snakepit-correlation-id` header of a request, when it has a
+/// non-empty one.
+fn correlation_header(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get(snakepit_actors::telemetry::trace::CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// Chunks as stream items; an error ends the stream with its status.
@@ -164,13 +184,16 @@ impl Rpc for Api {
         request: Request<v1::ExecuteRequest>,
     ) -> Result<Response<v1::ExecuteResponse>, Status> {
         let timeout = deadline::call_timeout(request.metadata());
+        let correlation = correlation_header(request.metadata());
         let req = request.into_inner();
         self.observer
             .unary("Execute", async move {
                 let target = self
                     .target(&req.session_id, req.pool.clone(), req.affinity)
                     .await?;
-                let value = self.run(&target, tool_call(req, timeout)?).await?;
+                let value = self
+                    .run(&target, tool_call(req, timeout, correlation)?)
+                    .await?;
                 Ok(v1::ExecuteResponse {
                     value: Some(value.into()),
                 })
@@ -185,13 +208,16 @@ impl Rpc for Api {
         request: Request<v1::ExecuteRequest>,
     ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
         let timeout = deadline::call_timeout(request.metadata());
+        let correlation = correlation_header(request.metadata());
         let req = request.into_inner();
         self.observer
             .stream("ExecuteStream", async move {
                 let target = self
                     .target(&req.session_id, req.pool.clone(), req.affinity)
                     .await?;
-                let stream = self.run_stream(&target, tool_call(req, timeout)?).await?;
+                let stream = self
+                    .run_stream(&target, tool_call(req, timeout, correlation)?)
+                    .await?;
                 Ok(items(stream))
             })
             .await

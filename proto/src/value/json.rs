@@ -69,7 +69,8 @@ impl Value {
     /// variant. Plain JSON converts as
     /// `From<serde_json::Value>` does (objects become string-keyed `dict`s,
     /// arrays `list`s); an object with a `"__type__"` key must be one of the
-    /// tagged forms, or this fails.
+    /// tagged forms, or this fails, unless it is an unserializable marker
+    /// (`"__ffi_unserializable__": true`), which is a plain `dict`.
     ///
     /// Two things do not come back as they were: an `int` tagged although it
     /// fits in 64 bits comes back as [`Value::Int`] (as it does from the wire),
@@ -81,6 +82,16 @@ impl Value {
         use serde_json::Value as J;
         match json {
             J::Array(items) => json_items(items).map(Value::List),
+            J::Object(obj)
+                if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) =>
+            {
+                // An unserializable marker: a plain dict whose `__type__` is
+                // the object's type, not a tag.
+                obj.into_iter()
+                    .map(|(k, v)| Ok((Value::Str(k), Value::from_json_tagged(v)?)))
+                    .collect::<Result<_, _>>()
+                    .map(Value::Map)
+            }
             J::Object(mut obj) => match obj.remove(TAG) {
                 None => obj
                     .into_iter()
@@ -116,9 +127,17 @@ fn map_to_json(entries: &[(Value, Value)]) -> serde_json::Value {
             .map(|(k, v)| json!([k.to_json_tagged(), v.to_json_tagged()]))
             .collect::<Vec<_>>()})
     };
+    // A marker's `__type__` is its own (the object's type), and its
+    // `__ffi_unserializable__` key, which no tagged form has, says so.
+    let marker = || {
+        entries
+            .iter()
+            .any(|(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(true)) if k == super::UNSERIALIZABLE_KEY))
+    };
     if !entries
         .iter()
         .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
+        && !(entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker())
     {
         return tagged();
     }

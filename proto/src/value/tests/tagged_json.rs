@@ -452,3 +452,32 @@ fn bad_tagged_json_is_a_conversion_error() {
         "expected a known __type__ tag, found __type__ \"nope\""
     );
 }
+
+#[test]
+fn an_unserializable_marker_prints_as_the_plain_dict_it_is() {
+    let m = marker(&[
+        (UNSERIALIZABLE_KEY, Value::Bool(true)),
+        (TYPE_KEY, Value::Str("mymod.Opaque".into())),
+        (REPR_KEY, Value::Str("<Opaque>".into())),
+    ]);
+    let printed = m.to_json_tagged();
+    assert_eq!(
+        printed,
+        json!({"__ffi_unserializable__": true, "__type__": "mymod.Opaque", "__repr__": "<Opaque>"})
+    );
+    let back = Value::from_json_tagged(printed).unwrap();
+    assert_eq!(
+        back.unserializable_info(),
+        Some(UnserializableInfo {
+            type_name: "mymod.Opaque",
+            repr: Some("<Opaque>")
+        })
+    );
+    // Inside other values too, and a dict that only has a `__type__` key is
+    // still tagged.
+    let nested = Value::List(vec![m.clone(), Value::Int(1)]);
+    assert_tagged_round_trip(&nested);
+    let lookalike = marker(&[(TYPE_KEY, Value::Str("x".into()))]);
+    assert_eq!(lookalike.to_json_tagged()["__type__"], "dict");
+    assert_tagged_round_trip(&lookalike);
+}
