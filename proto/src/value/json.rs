@@ -82,9 +82,7 @@ impl Value {
         use serde_json::Value as J;
         match json {
             J::Array(items) => json_items(items).map(Value::List),
-            J::Object(obj)
-                if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) =>
-            {
+            J::Object(obj) if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) => {
                 // An unserializable marker: a plain dict whose `__type__` is
                 // the object's type, not a tag.
                 obj.into_iter()
@@ -127,18 +125,19 @@ fn map_to_json(entries: &[(Value, Value)]) -> serde_json::Value {
             .map(|(k, v)| json!([k.to_json_tagged(), v.to_json_tagged()]))
             .collect::<Vec<_>>()})
     };
-    // A marker's `__type__` is its own (the object's type), and its
+    // Plain when every key is a string other than the tag, or when the map
+    // is a marker: its `__type__` is its own (the object's type), and its
     // `__ffi_unserializable__` key, which no tagged form has, says so.
-    let marker = || {
-        entries
-            .iter()
-            .any(|(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(true)) if k == super::UNSERIALIZABLE_KEY))
-    };
-    if !entries
+    let strings = entries.iter().all(|(k, _)| matches!(k, Value::Str(_)));
+    let untagged = entries
         .iter()
-        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
-        && !(entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker())
-    {
+        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG));
+    let marker = || {
+        entries.iter().any(|(k, v)| {
+            matches!((k, v), (Value::Str(k), Value::Bool(true)) if k == super::UNSERIALIZABLE_KEY)
+        })
+    };
+    if !(untagged || (strings && marker())) {
         return tagged();
     }
     let mut obj = JsonMap::new();
