@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use common::{fixture_pool, wait_event};
 use serde_json::Value as Json;
-use snakepit::{Call, Error, Event, Profile, Unserializable, Value};
+use snakepit::{
+    Call, Error, Event, HostArgs, HostCallContext, HostTool, Profile, Unserializable, Value,
+};
 
 /// `snakepit exec ARGS` from the package root: (success, stdout, stderr).
 fn exec(args: &[&str]) -> (bool, String, String) {
@@ -234,5 +236,37 @@ async fn the_pool_chooses_what_an_object_with_no_wire_form_becomes() {
         Error::Encoding { message } => assert!(message.contains("Opaque"), "{message}"),
         other => panic!("expected an encoding error, got {other:?}"),
     }
+    s.sp.shutdown().await;
+}
+
+// A host tool sees the correlation id of the Python code that called it, and
+// its calls back into Python carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_call_carries_the_correlation_id_there_and_back() {
+    let s = common::start(fixture_pool("m", "migrated_adapter.MigratedAdapter", 1)).await;
+    s.sp.register_host_tool(HostTool::new(
+        "whoami",
+        |ctx: HostCallContext, _args: HostArgs| async move {
+            let host_saw = ctx.correlation_id().map(str::to_string);
+            let python_saw = ctx
+                .execute("my_correlation", Value::Null)
+                .await
+                .map_err(|e| snakepit::HostToolError::failed(e.to_string()))?;
+            Ok(Value::List(vec![Value::from(host_saw), python_saw]))
+        },
+    ))
+    .unwrap();
+    let session = s.sp.new_session().await.unwrap();
+    let r = session
+        .run(Call::new("ask_host").correlation_id("chain-42"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Value::List(vec![
+            Value::Str("chain-42".into()),
+            Value::Str("chain-42".into())
+        ])
+    );
     s.sp.shutdown().await;
 }

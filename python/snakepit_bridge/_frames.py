@@ -289,6 +289,7 @@ def host_call(
     parent_request_id: int = 0,
     graceful: bool = False,
     traceparent: str = "",
+    correlation_id: str | None = None,
 ) -> bytes:
     """The HostCall frame `fid` calling host tool `tool` (for request
     `parent_request_id`, 0 for none). Raises EncodingError naming the argument
@@ -306,6 +307,8 @@ def host_call(
     hc.timeout_ms = timeout_ms
     if traceparent:
         hc.traceparent = traceparent
+    if correlation_id:
+        hc.correlation_id = safe_text(correlation_id)
     if parent_request_id:
         hc.parent_request_id = parent_request_id
 

@@ -307,6 +307,7 @@ class HostCalls:
             timeout_ms=timeout_ms,
             parent_request_id=st.id if st is not None else 0,
             traceparent=telemetry.current_traceparent(),
+            correlation_id=telemetry.get_correlation_id(),
             graceful=graceful,
         )
         size = len(data) - 4

@@ -103,6 +103,21 @@ def test_host_call_frame_and_result(spawn) -> None:
     assert result_of(c.reply(fid)) is None
 
 
+def test_a_host_call_carries_the_requests_correlation_id(spawn) -> None:
+    c: WorkerClient = spawn(ADAPTER)
+    fid = c.execute("call_host", name="greet", metadata={"x-snakepit-correlation-id": "cid-9"})
+    call = next_host_call(c)
+    assert call.host_call.correlation_id == "cid-9"
+    answer(c, call, ok(1))
+    assert result_of(c.reply(fid)) == 1
+    # None on the request: none on the call.
+    fid = c.execute("call_host", name="greet")
+    call = next_host_call(c)
+    assert call.host_call.correlation_id == ""
+    answer(c, call, ok(2))
+    assert result_of(c.reply(fid)) == 2
+
+
 def test_values_of_every_kind_round_trip_through_a_host_call(spawn) -> None:
     c: WorkerClient = spawn(ADAPTER)
     values = [

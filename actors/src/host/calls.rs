@@ -45,6 +45,7 @@ impl HostCalls for Calls {
             otel.kind = "server",
             pool = %pool,
             tool = %call.tool,
+            correlation_id = %call.correlation_id,
         );
         if !call.traceparent.is_empty() {
             crate::telemetry::trace::set_remote_parent(&span, &call.traceparent);
@@ -131,6 +132,7 @@ async fn run(
         pool: pool_handle,
         parent: call.parent_request_id,
         deadline: tokio::time::Instant::now() + timeout,
+        correlation: (!call.correlation_id.is_empty()).then(|| call.correlation_id.clone()),
     };
     if let Some(id) = call.tool.strip_prefix(CALLBACK_PREFIX) {
         return host

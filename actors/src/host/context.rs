@@ -22,6 +22,8 @@ pub struct HostCallContext {
     pub(super) parent: u64,
     /// When the Python caller stops waiting for this host call.
     pub(super) deadline: tokio::time::Instant,
+    /// The correlation id of the Python code that called, when it had one.
+    pub(super) correlation: Option<String>,
 }
 
 impl std::fmt::Debug for HostCallContext {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for HostCallContext {
                 &self.session.as_ref().map(|s| s.id().to_string()),
             )
             .field("pool", &self.pool.name())
+            .field("correlation_id", &self.correlation)
             .finish()
     }
 }
@@ -45,6 +48,12 @@ impl HostCallContext {
     /// The pool of the calling worker.
     pub fn pool(&self) -> &PoolHandle {
         &self.pool
+    }
+
+    /// The correlation id of the Python code that called (its request's, or
+    /// one it set), when it had one; calls back into Python carry it.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation.as_deref()
     }
 
     /// Calls `tool` back in Python, in the caller's session, on the caller's
@@ -80,6 +89,11 @@ impl HostCallContext {
         }
         if self.parent != 0 {
             call.parent = Some(self.parent);
+        }
+        if let Some(id) = &self.correlation
+            && call.correlation().is_none()
+        {
+            call = call.correlation_id(id.clone());
         }
         call
     }

@@ -333,7 +333,7 @@ class ReleaseRef(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., ref_id: _Optional[str] = ...) -> None: ...
 
 class HostCall(_message.Message):
-    __slots__ = ("session_id", "tool", "args", "kwargs", "timeout_ms", "parent_request_id", "traceparent")
+    __slots__ = ("session_id", "tool", "args", "kwargs", "timeout_ms", "parent_request_id", "traceparent", "correlation_id")
     class KwargsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -348,6 +348,7 @@ class HostCall(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     PARENT_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     tool: str
     args: _containers.RepeatedCompositeFieldContainer[Value]
@@ -355,7 +356,8 @@ class HostCall(_message.Message):
     timeout_ms: int
     parent_request_id: int
     traceparent: str
-    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., parent_request_id: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    correlation_id: str
+    def __init__(self, session_id: _Optional[str] = ..., tool: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., parent_request_id: _Optional[int] = ..., traceparent: _Optional[str] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
 class HostCallResult(_message.Message):
     __slots__ = ("value", "error")
