@@ -294,7 +294,7 @@ def _enc_map(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> Non
         raise
 
 
-def _iso_encoder(kind: int) -> Callable[[Any, pb.Value, int, OnUnserializable], None]:
+def _iso_encoder(kind: pb.TemporalKind) -> Callable[[Any, pb.Value, int, OnUnserializable], None]:
     """Encoder for a datetime type that crosses as ISO 8601 text."""
 
     def encode(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
