@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from . import _numpy
 from ._proto import snakepit_pb2 as pb
 
 __all__ = [
@@ -542,11 +543,9 @@ def _dec_temporal(v: pb.Value, depth: int) -> Any:
 
 def _dec_ndarray(v: pb.Value, depth: int) -> Any:
     try:
-        import numpy as np
-    except ImportError:
-        raise DecodingError(
-            "received an ndarray value but numpy is not installed in this worker's environment"
-        ) from None
+        np = _numpy.load("an ndarray value")
+    except ModuleNotFoundError as e:
+        raise DecodingError(str(e)) from None
     nd = v.ndarray
     try:
         dtype = np.dtype(nd.dtype)

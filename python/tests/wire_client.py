@@ -345,10 +345,13 @@ def start_worker(
     read_hello: bool = True,
     use_default_fd: bool = False,
     extra_fds: Iterable[int] = (),
+    python_path: Iterable[str] = (),
 ) -> WorkerClient:
+    """A worker serving `adapter` on one end of a socketpair; `python_path`
+    goes on its PYTHONPATH after the package's directory."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), *python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     cmd = [sys.executable, "-m", "snakepit_bridge.worker", "--adapter", adapter]
     cmd += ["--python-path", str(TESTS_DIR)]
     if use_default_fd:
