@@ -68,7 +68,7 @@ def load_model() -> object:
     return object()
 
 
-from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool  # noqa: E402
+from snakepit_bridge.base_adapter_threaded import ThreadSafeAdapter, thread_safe_method, tool
 
 class CounterAdapter(ThreadSafeAdapter):
     __thread_safe__ = True
