@@ -132,11 +132,13 @@ fn map_to_json(entries: &[(Value, Value)]) -> serde_json::Value {
             .iter()
             .any(|(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(true)) if k == super::UNSERIALIZABLE_KEY))
     };
-    if !entries
-        .iter()
-        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
-        && !(entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker())
-    {
+    let plain_keys = || {
+        entries
+            .iter()
+            .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
+    };
+    let marker_keys = || entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker();
+    if !(plain_keys() || marker_keys()) {
         return tagged();
     }
     let mut obj = JsonMap::new();
