@@ -14,6 +14,7 @@ fn main() {
             "requirements.txt",
             "requirements-test.txt",
             "README.md",
+            "LICENSE",
         ],
         "snakepit_bridge",
         "BRIDGE_FILES",
@@ -23,7 +24,7 @@ fn main() {
     // clients (and whose `_bench` module is the harness).
     embed(
         &python.join("client"),
-        &["pyproject.toml", "README.md"],
+        &["pyproject.toml", "README.md", "LICENSE"],
         "snakepit_client",
         "CLIENT_FILES",
         "client_files.rs",

@@ -165,14 +165,14 @@ def _classify_text(text: str) -> tuple[str, bool, bool]:
             name, checked, _ = _classify_text(rest[0])
             return name, checked, len(rest) != len(parts)
         return "any", False, False
-    name = _STRING_ANNOTATIONS.get(text)
-    if name:
-        return name, True, False
+    known = _STRING_ANNOTATIONS.get(text)
+    if known:
+        return known, True, False
     head, bracket, _ = text.partition("[")
     if bracket and text.endswith("]"):
-        name = _STRING_GENERICS.get(head.strip())
-        if name:
-            return name, True, False
+        known = _STRING_GENERICS.get(head.strip())
+        if known:
+            return known, True, False
     return "any", False, False
 
 
@@ -268,6 +268,7 @@ def _optional_checker(chk: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return check
 
 
+@typing.final
 class ToolPlan:
     """Everything the hot path needs about one tool, computed once."""
 
@@ -404,6 +405,7 @@ class ToolPlan:
         )
 
 
+@typing.final
 class FfiPlan:
     """A ``snakepit.ffi.*`` operation among the worker's plans: `fast` drives
     the inline run as for a tool; the runner runs it with no adapter instance."""
@@ -450,7 +452,8 @@ def tools_of(cls: type) -> list[ToolMetadata]:
     get_tools = getattr(cls, "get_tools", None)
     if callable(get_tools):
         return list(get_tools())
-    return BaseAdapter.get_tools.__func__(cls)  # type: ignore[attr-defined]
+    tools: list[ToolMetadata] = BaseAdapter.get_tools.__func__(cls)  # type: ignore[attr-defined]
+    return tools
 
 
 def check_profile(profile: str, cls: type) -> None:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from . import _numpy
 from ._proto import snakepit_pb2 as pb
 
 __all__ = [
@@ -294,7 +295,7 @@ def _enc_map(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> Non
         raise
 
 
-def _iso_encoder(kind: int) -> Callable[[Any, pb.Value, int, OnUnserializable], None]:
+def _iso_encoder(kind: pb.TemporalKind) -> Callable[[Any, pb.Value, int, OnUnserializable], None]:
     """Encoder for a datetime type that crosses as ISO 8601 text."""
 
     def encode(obj: Any, out: pb.Value, depth: int, hook: OnUnserializable) -> None:
@@ -542,11 +543,9 @@ def _dec_temporal(v: pb.Value, depth: int) -> Any:
 
 def _dec_ndarray(v: pb.Value, depth: int) -> Any:
     try:
-        import numpy as np
-    except ImportError:
-        raise DecodingError(
-            "received an ndarray value but numpy is not installed in this worker's environment"
-        ) from None
+        np = _numpy.load("an ndarray value")
+    except ModuleNotFoundError as e:
+        raise DecodingError(str(e)) from None
     nd = v.ndarray
     try:
         dtype = np.dtype(nd.dtype)

@@ -78,7 +78,7 @@ class FfiArgumentError(TypeError):
         self.details = details or {}
 
 
-def wire_error(e: BaseException) -> tuple[int, dict[str, str]] | None:
+def wire_error(e: BaseException) -> tuple[pb.ErrorKind, dict[str, str]] | None:
     """(error kind, details) of the Error frame for the FFI's typed exceptions, else None."""
     if not isinstance(e, _TYPED):
         return None
@@ -425,8 +425,9 @@ class _Helpers:
             ) from None
         if not callable(f):
             raise HelperNotFoundError(f"helper {name!r} not found: {function!r} is a {type(f).__name__}", name)
-        self._functions[name] = f
-        return f
+        found: Callable[..., Any] = f
+        self._functions[name] = found
+        return found
 
     def _module(self, name: str, file: str) -> types.ModuleType:
         with self._lock:

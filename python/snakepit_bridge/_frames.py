@@ -84,7 +84,7 @@ def hello(
 
 def error(
     fid: int,
-    kind: int,
+    kind: pb.ErrorKind,
     message: str,
     *,
     python_type: str = "",

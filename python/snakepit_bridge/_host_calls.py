@@ -218,7 +218,7 @@ class WatchTable:
                 if inspect.isawaitable(r):
                     if loop is None:
                         loop = asyncio.new_event_loop()
-                    loop.run_until_complete(r)  # type: ignore[arg-type]
+                    loop.run_until_complete(r)
             except BaseException:  # SystemExit and the like too: the dispatcher serves on
                 sys.stderr.write(
                     f"snakepit worker: callback of variable watch {w.id} ({u.name!r}) raised:\n{traceback.format_exc()}"
@@ -394,7 +394,7 @@ class HostCalls:
 
         watches.begin()
         try:
-            return self.host_call(
+            watch_id: str = self.host_call(
                 request,
                 session_id,
                 "snakepit.variables.watch",
@@ -403,6 +403,7 @@ class HostCalls:
                 timeout=timeout,
                 on_value=register,
             )
+            return watch_id
         finally:
             watches.end()
 

@@ -97,4 +97,5 @@ class HookScope:
 
     @property
     def session_id(self) -> str:
-        return self.context.session_id
+        session_id: str = self.context.session_id
+        return session_id

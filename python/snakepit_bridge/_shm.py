@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from . import _codec
+from . import _codec, _numpy
 from ._codec import DecodingError, SharedMemoryExhausted
 from ._proto import snakepit_pb2 as pb
 
@@ -202,8 +202,7 @@ class HostArena:
     @property
     def addr(self) -> int:
         if not self._addr:
-            import numpy as np
-
+            np = _numpy.load("an ndarray in shared memory")
             self._anchor = np.frombuffer(self.mm, dtype=np.uint8)
             self._addr = int(self._anchor.__array_interface__["data"][0])
         return self._addr
@@ -454,8 +453,7 @@ def _decoded(off: int) -> None:
 
 def decode_array(nd: pb.NdArray, dtype: Any, shape: tuple[int, ...], n: int) -> Any:
     """A read-only numpy array over the HOST-arena region `nd.shared`."""
-    import numpy as np
-
+    np = _numpy.load("an ndarray in shared memory")
     off, length = _checked_region(nd.shared, "an ndarray")
     _decoded(off)
     if length != n * dtype.itemsize:

@@ -63,6 +63,7 @@ def scalar_chunk(prefix: bytes, seq: int, data: object, limit: int) -> bytes | N
     (``_frames.chunk`` then encodes it, or refuses it). A stream's small items
     spend most of their time here: no message object, no call per varint for
     the usual sizes, one join."""
+    v: bytes | None
     if type(data) is int and -0x8000000000000000 <= data <= 0x7FFFFFFFFFFFFFFF:
         z = (data << 1) ^ (data >> 63)
         if z < 0x80:
@@ -112,6 +113,7 @@ _RUN_INT_SMALL = [_RUN_TAG + b"\x02\x18" + v for v in SMALL_VARINTS]
 def run_item(data: object) -> bytes | None:
     """The run element of the int, float, bool or short str `data`, None for
     any other item (it then gets a frame of its own)."""
+    v: bytes | None
     if type(data) is int and -0x8000000000000000 <= data <= 0x7FFFFFFFFFFFFFFF:
         z = (data << 1) ^ (data >> 63)
         if z < 0x80:

@@ -60,7 +60,7 @@ def scalar_value_bytes(value: Any) -> bytes | None:
         return None
     if t is str:
         try:
-            b = value.encode()
+            b: bytes = value.encode()
         except UnicodeEncodeError:  # lone surrogates: let protobuf refuse it
             return None
         return b"2" + varint(len(b)) + b

@@ -342,7 +342,7 @@ class _Worker:
                 self._on_undecodable(body, e)
                 continue
             kind = frame.WhichOneof("kind")
-            h = handlers.get(kind)  # type: ignore[arg-type]
+            h = handlers.get(kind)
             try:
                 if h is not None:
                     h(frame)

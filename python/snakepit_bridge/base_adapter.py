@@ -125,17 +125,28 @@ class RequestScopedContext:
     on it, reading and assigning ``self.session_context`` reach that
     request's context, so each request sees its own even when they overlap.
     Outside such a request the instance's own value is used.
+
+    Typed as :class:`SessionContext`: tools run with a context injected, so
+    ``self.session_context.call_host_tool(...)`` type-checks as it is. It
+    reads ``None`` only before the worker injects one (in ``__init__``, or on
+    an instance built by hand). On the class it reads this descriptor.
     """
 
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> RequestScopedContext: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> SessionContext: ...
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
         if instance is None:
-            return None
+            return self
         scope = current_request.get()
         if scope is not None and scope.shared is instance:
             return scope.context
         return instance.__dict__.get(OWN_CONTEXT)
 
-    def __set__(self, instance: Any, value: Any) -> None:
+    def __set__(self, instance: Any, value: SessionContext | None) -> None:
         scope = current_request.get()
         if scope is not None and scope.shared is instance:
             scope.context = value
@@ -178,7 +189,8 @@ class BaseAdapter:
     #: Whether one instance may serve several requests at once (required by the thread profile).
     __thread_safe__: ClassVar[bool] = False
 
-    session_context: SessionContext | None = RequestScopedContext()  # type: ignore[assignment]
+    #: The context of the request being served (see :class:`RequestScopedContext`).
+    session_context = RequestScopedContext()
 
     #: The session id of the request being served (``""`` for none); see :class:`SessionIdOfContext`.
     session_id: str = SessionIdOfContext()  # type: ignore[assignment]

@@ -230,7 +230,8 @@ class _AdapterState:
 
     def _is_owned(self) -> bool:
         # Lets the thread-safety checker see that acquire_lock() is held.
-        return self.lock._is_owned()  # type: ignore[attr-defined]
+        owned: bool = self.lock._is_owned()  # type: ignore[attr-defined]
+        return owned
 
 
 def _state_of(adapter: Any) -> _AdapterState:
@@ -239,7 +240,7 @@ def _state_of(adapter: Any) -> _AdapterState:
     Created here rather than only in ``__init__`` so that a subclass whose
     ``__init__`` forgets ``super().__init__()`` still gets a lock."""
     d = adapter.__dict__
-    st = d.get(_STATE)
+    st: _AdapterState | None = d.get(_STATE)
     if st is None:
         with _state_lock:
             st = d.get(_STATE)
@@ -547,7 +548,7 @@ def thread_safe_method(func: F) -> F:
     if isinstance(meta, ToolMetadata):
         # @thread_safe_method over @tool: the tool is the wrapper now.
         setattr(wrapper, TOOL_ATTR, dataclasses.replace(meta, function=wrapper))
-    wrapper.__thread_safe__ = True  # type: ignore[attr-defined]
+    setattr(wrapper, "__thread_safe__", True)
     return wrapper  # type: ignore[return-value]
 
 

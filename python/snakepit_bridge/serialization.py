@@ -268,7 +268,8 @@ def _estimated_elements(obj: Any) -> int | None:
         if hasattr(obj, "nnz") and hasattr(obj, "shape"):
             shape = tuple(obj.shape)
             if all(isinstance(d, int) for d in shape):
-                return math.prod(shape)
+                dense: int = math.prod(shape)
+                return dense
         if hasattr(obj, "values") and hasattr(obj, "size"):
             size = obj.size
             if isinstance(size, int):

@@ -192,7 +192,8 @@ class SessionContext:
             constraints=dict(constraints) if constraints else {},
             description=description,
         )
-        return info["id"] if isinstance(info, Mapping) else info
+        variable_id: str = info["id"] if isinstance(info, Mapping) else info
+        return variable_id
 
     def get_variable(self, identifier: str) -> Any:
         """The current value of the variable with this name or id.
@@ -203,7 +204,8 @@ class SessionContext:
 
     def get_variable_info(self, identifier: str) -> dict[str, Any]:
         """The variable with this name or id as a dict: ``id name type value constraints version description``."""
-        return self.call_host_tool("snakepit.variables.get", identifier=identifier)
+        info: dict[str, Any] = self.call_host_tool("snakepit.variables.get", identifier=identifier)
+        return info
 
     def set_variable(self, identifier: str, value: Any, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Give the variable with this name or id a new value and return the updated variable.
@@ -213,7 +215,10 @@ class SessionContext:
         :class:`~snakepit_bridge.errors.VariableConstraintError`.
         """
         meta = {str(k): str(v) for k, v in metadata.items()} if metadata else {}
-        return self.call_host_tool("snakepit.variables.set", identifier=identifier, value=value, metadata=meta)
+        info: dict[str, Any] = self.call_host_tool(
+            "snakepit.variables.set", identifier=identifier, value=value, metadata=meta
+        )
+        return info
 
     def list_variables(self) -> dict[str, Any]:
         """The session's variables as name -> current value."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import _codec, _shm
+from . import _codec, _numpy, _shm
 from ._codec import SharedMemoryExhausted
 from ._proto import snakepit_pb2 as pb
 
@@ -59,8 +59,7 @@ def empty(shape: Any, dtype: Any = "float64") -> Any:
     arena: returned from a tool (or yielded as a chunk) it crosses without a
     copy. ``numpy.empty`` when the worker has no shared memory (or the array
     is empty). Raises :class:`SharedMemoryExhausted` when the arena is full."""
-    import numpy as np
-
+    np = _numpy.load("zero_copy.empty")
     dt = np.dtype(dtype)
     if dt.hasobject or dt.fields is not None:
         raise TypeError(f"dtype {dt} has no wire form")
@@ -127,8 +126,7 @@ def is_shared(arr: Any) -> bool:
 
 def writable(arr: Any) -> Any:
     """A writable private copy of `arr` (an array from the host is read-only)."""
-    import numpy as np
-
+    np = _numpy.load("zero_copy.writable")
     if isinstance(arr, ZeroCopyRef):
         arr = arr.array
     return np.array(arr, copy=True)

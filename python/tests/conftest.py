@@ -13,23 +13,37 @@ _PYTHON_DIR = str(Path(__file__).resolve().parent.parent)
 if sys.path[:1] != [_PYTHON_DIR]:
     sys.path.insert(0, _PYTHON_DIR)
 
-from wire_client import WorkerClient, start_worker  # noqa: E402
+from wire_client import Shared, WorkerClient, start_worker  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def showcase() -> Iterator[WorkerClient]:
-    """One showcase worker shared by a test module (stateless tools only)."""
-    c = start_worker()
-    yield c
-    c.close()
+def shared_showcase() -> Iterator[Shared[WorkerClient]]:
+    """The showcase worker of a test module (see `showcase`)."""
+    s = Shared(start_worker)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def showcase(shared_showcase: Shared[WorkerClient]) -> WorkerClient:
+    """One showcase worker shared by a test module (stateless tools only),
+    replaced when a previous test left it broken."""
+    return shared_showcase.live()
 
 
 @pytest.fixture(scope="module")
-def example() -> Iterator[WorkerClient]:
-    """One worker serving tests/example_adapter.py's ExampleAdapter."""
-    c = start_worker("example_adapter.ExampleAdapter")
-    yield c
-    c.close()
+def shared_example() -> Iterator[Shared[WorkerClient]]:
+    """The example worker of a test module (see `example`)."""
+    s = Shared(lambda: start_worker("example_adapter.ExampleAdapter"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def example(shared_example: Shared[WorkerClient]) -> WorkerClient:
+    """One worker serving tests/example_adapter.py's ExampleAdapter, shared by
+    a test module and replaced when a previous test left it broken."""
+    return shared_example.live()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from snakepit_bridge._ffi import RefStore
 from snakepit_bridge._ml_errors import classify
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from snakepit_bridge.errors import RefNotFoundError, SessionMismatchError
-from wire_client import TESTS_DIR, ConcurrentClient, WorkerClient, start_worker
+from wire_client import TESTS_DIR, ConcurrentClient, Shared, WorkerClient, start_worker
 
 HELPERS = str(TESTS_DIR / "ffi_helpers")
 WORKER_ID = "w1"
@@ -187,11 +187,16 @@ def callback(cb_id: str, arity: int) -> pb.Value:
 
 
 @pytest.fixture(scope="module")
-def ffi() -> Iterator[WorkerClient]:
+def shared_ffi() -> Iterator[Shared[WorkerClient]]:
+    s = Shared(lambda: start_worker(extra_args=["--worker-id", WORKER_ID, "--helper-dir", HELPERS]))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ffi(shared_ffi: Shared[WorkerClient]) -> WorkerClient:
     """One worker (showcase adapter) with helpers, shared by the tests below."""
-    c = start_worker(extra_args=["--worker-id", WORKER_ID, "--helper-dir", HELPERS])
-    yield c
-    c.close()
+    return shared_ffi.live()
 
 
 # -------------------------------------------------------------- operations

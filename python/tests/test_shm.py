@@ -18,7 +18,7 @@ from snakepit_bridge import _frames, _shm
 from snakepit_bridge._codec import SharedMemoryExhausted, decode, encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
 from shm_adapter import build_array
-from wire_client import WorkerClient, start_worker
+from wire_client import Shared, WorkerClient, start_worker
 
 HOST = pb.SHARED_ARENA_HOST
 WORKER = pb.SHARED_ARENA_WORKER
@@ -82,6 +82,9 @@ class ShmHost:
                 *extra_args,
             ],
         )
+
+    def healthy(self) -> bool:
+        return self.client.healthy()
 
     def close(self) -> None:
         self.client.close()
@@ -222,10 +225,16 @@ def shm_host() -> Iterator[ShmHost]:
 
 
 @pytest.fixture(scope="module")
-def shared_host() -> Iterator[ShmHost]:
-    h = ShmHost(threshold=1)
-    yield h
-    h.close()
+def shared_hosts() -> Iterator[Shared[ShmHost]]:
+    s = Shared(lambda: ShmHost(threshold=1))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def shared_host(shared_hosts: Shared[ShmHost]) -> ShmHost:
+    """A host with a worker shared by a module's tests, replaced when a previous test left it broken."""
+    return shared_hosts.live()
 
 
 def expected_of(recipe: str, dtype: str) -> np.ndarray:

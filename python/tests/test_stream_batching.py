@@ -19,17 +19,22 @@ from snakepit_bridge._request import Request
 from snakepit_bridge._runner import Runner
 from snakepit_bridge._stream_batch import Flusher
 from snakepit_bridge._wire import unpack_len
-from wire_client import WorkerClient, start_worker
+from wire_client import Shared, WorkerClient, start_worker
 
 ADAPTER = "stream_batch_adapter.StreamBatchAdapter"
 
 
 @pytest.fixture(scope="module", params=["process", "thread"])
-def worker(request: pytest.FixtureRequest) -> Iterator[WorkerClient]:
+def shared_worker(request: pytest.FixtureRequest) -> Iterator[Shared[WorkerClient]]:
     extra = ["--profile", "thread", "--threads", "4"] if request.param == "thread" else []
-    c = start_worker(ADAPTER, extra_args=extra)
-    yield c
-    c.close()
+    s = Shared(lambda: start_worker(ADAPTER, extra_args=extra))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def worker(shared_worker: Shared[WorkerClient]) -> WorkerClient:
+    return shared_worker.live()
 
 
 def chunks_of(c: WorkerClient, fid: int, count: int) -> list[pb.Chunk]:

@@ -11,18 +11,21 @@ import pytest
 
 from snakepit_bridge._codec import decode
 from snakepit_bridge._proto import snakepit_pb2 as pb
-from wire_client import WorkerClient
+from wire_client import Shared, WorkerClient, start_worker
 
 ADAPTER = "duck_stream_adapter.DuckStreamAdapter"
 
 
 @pytest.fixture(scope="module")
-def duck() -> Iterator[WorkerClient]:
-    from wire_client import start_worker
+def shared_duck() -> Iterator[Shared[WorkerClient]]:
+    s = Shared(lambda: start_worker(ADAPTER))
+    yield s
+    s.close()
 
-    c = start_worker(ADAPTER)
-    yield c
-    c.close()
+
+@pytest.fixture
+def duck(shared_duck: Shared[WorkerClient]) -> WorkerClient:
+    return shared_duck.live()
 
 
 def stream(c: WorkerClient, tool: str, **kwargs: Any) -> list[pb.Chunk]:

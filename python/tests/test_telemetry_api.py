@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from wire_client import WorkerClient
+from wire_client import Shared, WorkerClient, start_worker
 
 from snakepit_bridge import telemetry
 from snakepit_bridge._codec import decode
@@ -325,12 +325,15 @@ def md_of(f: pb.Frame) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def obs() -> Iterator[WorkerClient]:
-    from wire_client import start_worker
+def shared_obs() -> Iterator[Shared[WorkerClient]]:
+    s = Shared(lambda: start_worker("obs_adapter.ObsAdapter"))
+    yield s
+    s.close()
 
-    c = start_worker("obs_adapter.ObsAdapter")
-    yield c
-    c.close()
+
+@pytest.fixture
+def obs(shared_obs: Shared[WorkerClient]) -> WorkerClient:
+    return shared_obs.live()
 
 
 def test_the_host_s_id_is_the_tool_s(obs: WorkerClient) -> None:

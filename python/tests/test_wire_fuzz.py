@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from snakepit_bridge import _frames
 from snakepit_bridge._codec import encode
 from snakepit_bridge._proto import snakepit_pb2 as pb
-from wire_client import WorkerClient, field, start_worker, varint
+from wire_client import Shared, WorkerClient, field, start_worker, varint
 
 # Ids of the Pings the test sends, out of the range the random frames use.
 _PING_BASE = 1 << 60
@@ -32,10 +32,15 @@ FUZZ = settings(
 
 
 @pytest.fixture(scope="module")
-def worker() -> Iterator[WorkerClient]:
-    c = start_worker(extra_args=["--max-frame-bytes", "65536"])
-    yield c
-    c.close()
+def shared_worker() -> Iterator[Shared[WorkerClient]]:
+    s = Shared(lambda: start_worker(extra_args=["--max-frame-bytes", "65536"]))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def worker(shared_worker: Shared[WorkerClient]) -> WorkerClient:
+    return shared_worker.live()
 
 
 _pings = iter(range(_PING_BASE, _PING_BASE + 1_000_000))

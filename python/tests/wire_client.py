@@ -7,6 +7,7 @@ protobuf to it, exactly as the host does.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import select
 import socket
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from snakepit_bridge import _frames
 from snakepit_bridge._codec import decode, encode
@@ -26,6 +27,10 @@ from snakepit_bridge._wire import pack_len, unpack_len, varint  # varint: tests 
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
+
+
+# Ids of the Pings that check a shared worker, far from the ids tests use.
+_HEALTH_PING_IDS = itertools.count((1 << 62) + 1)
 
 
 def field(number: int, payload: bytes) -> bytes:
@@ -42,6 +47,8 @@ class WorkerClient:
         self.hello: pb.Frame | None = None
         # Per-item chunks of a run frame not returned yet.
         self.unrun: collections.deque[pb.Frame] = collections.deque()
+        # Requests sent with `execute` whose final reply has not arrived.
+        self.pending: set[int] = set()
 
     # -------------------------------------------------------------- raw I/O
 
@@ -80,7 +87,11 @@ class WorkerClient:
                 if len(self.buf) >= 4 + n:
                     body = bytes(self.buf[4 : 4 + n])
                     del self.buf[: 4 + n]
-                    return pb.Frame.FromString(body)
+                    f = pb.Frame.FromString(body)
+                    kind = f.WhichOneof("kind")
+                    if kind in ("result", "error") or (kind == "chunk" and f.chunk.is_final):
+                        self.pending.discard(f.id)
+                    return f
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no frame from the worker in time")
@@ -119,6 +130,7 @@ class WorkerClient:
         **kwargs: Any,
     ) -> int:
         fid = self.new_id()
+        self.pending.add(fid)
         encoded = {k: encode(v) for k, v in kwargs.items()}
         encoded.update(raw_kwargs or {})
         self.send(
@@ -158,6 +170,23 @@ class WorkerClient:
 
     # ------------------------------------------------------------- process
 
+    def healthy(self, timeout: float = 2.0) -> bool:
+        """Whether the worker can serve another test as a new one would:
+        running, connected, every request sent with `execute` answered,
+        nothing received and unread, and a Ping answered first, promptly and
+        with nothing in flight."""
+        if self.proc.poll() is not None or self.sock.fileno() < 0:
+            return False
+        if self.pending or self.buf or self.unrun:
+            return False
+        fid = next(_HEALTH_PING_IDS)
+        try:
+            self.send(_frames.ping(fid))
+            f = self.recv_raw(timeout)
+        except Exception:  # a closed socket, no answer in time, or a frame protobuf refuses
+            return False
+        return f.id == fid and f.WhichOneof("kind") == "pong" and f.pong.in_flight == 0
+
     def wait_exit(self, timeout: float = 5.0) -> int:
         return self.proc.wait(timeout=timeout)
 
@@ -177,6 +206,47 @@ class WorkerClient:
                     self.proc.wait()
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
+
+
+class Servable(Protocol):
+    """What a :class:`Shared` hands out: a worker (or something around one)."""
+
+    def healthy(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Servable)
+
+
+class Shared(Generic[S]):
+    """A worker shared by the tests of a module or session, handed to each
+    test live: one that a previous test left dead, disconnected, with a
+    request unanswered or a frame unread is closed and replaced by a new one,
+    so that a failing test never breaks the tests after it."""
+
+    def __init__(self, start: Callable[[], S]) -> None:
+        self._start = start
+        self._current: S | None = None
+        #: How many times a broken worker was replaced.
+        self.replaced = 0
+
+    def live(self) -> S:
+        """The shared worker, started or replaced as needed."""
+        current = self._current
+        if current is not None:
+            if current.healthy():
+                return current
+            self._current = None
+            self.replaced += 1
+            current.close()
+        self._current = self._start()
+        return self._current
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
 
 
 class ConcurrentClient:
@@ -275,10 +345,13 @@ def start_worker(
     read_hello: bool = True,
     use_default_fd: bool = False,
     extra_fds: Iterable[int] = (),
+    python_path: Iterable[str] = (),
 ) -> WorkerClient:
+    """A worker serving `adapter` on one end of a socketpair; `python_path`
+    goes on its PYTHONPATH after the package's directory."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), *python_path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     cmd = [sys.executable, "-m", "snakepit_bridge.worker", "--adapter", adapter]
     cmd += ["--python-path", str(TESTS_DIR)]
     if use_default_fd:
