@@ -82,9 +82,7 @@ impl Value {
         use serde_json::Value as J;
         match json {
             J::Array(items) => json_items(items).map(Value::List),
-            J::Object(obj)
-                if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) =>
-            {
+            J::Object(obj) if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) => {
                 // An unserializable marker: a plain dict whose `__type__` is
                 // the object's type, not a tag.
                 obj.into_iter()
