@@ -132,11 +132,11 @@ fn map_to_json(entries: &[(Value, Value)]) -> serde_json::Value {
             .iter()
             .any(|(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(true)) if k == super::UNSERIALIZABLE_KEY))
     };
-    if !entries
+    let plain = entries
         .iter()
-        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
-        && !(entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker())
-    {
+        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG));
+    let marked = entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker();
+    if !(plain || marked) {
         return tagged();
     }
     let mut obj = JsonMap::new();
