@@ -95,7 +95,7 @@ enum Command {
     /// powershell) to stdout.
     Completions(cli::completions::CompletionsArgs),
     /// Print the manual page (roff) to stdout: `snakepit man | man -l -`.
-    Man,
+    Man(cli::completions::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -152,6 +152,6 @@ async fn run(command: Command, runtime: RuntimeOpts) -> anyhow::Result<std::proc
         Command::Chaos(args) => cli::chaos::run(args).await,
         Command::New(args) => cli::new::run(args).await,
         Command::Completions(args) => cli::completions::completions(args, Cli::command()),
-        Command::Man => cli::completions::man(Cli::command()),
+        Command::Man(args) => cli::completions::man(args, Cli::command()),
     }
 }

@@ -273,6 +273,16 @@ fn completions_and_the_manual_page_name_the_subcommands() {
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.contains(".TH snakepit 1"), "{page}");
     assert!(page.contains("completions"), "{page}");
+    assert!(page.contains(r#".SH "EXIT STATUS""#), "{page}");
+    assert!(page.contains("SNAKEPIT_CONFIG"), "{page}");
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = run_snakepit(&["man", "--dir", dir.path().to_str().unwrap()], LIMIT);
+    assert!(out.status.success(), "{out:?}");
+    for page in ["snakepit.1", "snakepit-exec.1", "snakepit-new-adapter.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).expect(page);
+        assert!(text.starts_with(".ie"), "{page}: {text}");
+    }
 
     let out = run_snakepit(&["--help"], LIMIT);
     let help = String::from_utf8_lossy(&out.stdout);
