@@ -109,6 +109,7 @@ fn exit_codes_tell_a_failed_call_from_usage_and_environment_errors() {
         &["nosuchcommand"][..],
         &["exec"],
         &["exec", "add", "--args", "{"],
+        &["call", "math", "sqrt", "--kwargs", "[1]"],
         &["--log-level", "a[[", "exec", "add"],
         &["completions", "nosuchshell"],
     ] {

@@ -65,9 +65,10 @@ pub async fn call(opts: CallArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCo
         .iter()
         .enumerate()
         .map(|(i, text)| cli_arg(text).with_context(|| format!("argument {}", i + 1)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|e| super::UsageError(format!("{e:#}")))?;
     let kwargs = match &opts.kwargs {
-        Some(text) => cli_kwargs(text)?,
+        Some(text) => cli_kwargs(text).map_err(|e| super::UsageError(format!("{e:#}")))?,
         None => Value::Null,
     };
     if opts.server.is_remote() {
