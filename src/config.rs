@@ -37,7 +37,15 @@
 //! adapter = "snakepit_bridge.adapters.showcase.ShowcaseAdapter"
 //! queue_timeout_ms = 5000
 //! env_passthrough = ["HOME", "LANG", "LC_*"]  # unset: the whole host environment
+//! python_path = ["."]       # directories prepended to the workers' sys.path
 //! ```
+//!
+//! In a file read with [`Config::load`], a relative directory or file path is
+//! relative to the file's own directory, wherever snakepit runs from: a
+//! pool's `python_path` and `ffi.helper_dirs`, and the `token_file`,
+//! `tls_cert`, `tls_key` and `client_ca` of `[server]` and `[remote]`.
+//! Interpreters (`[python]`, a pool's `python`) are left as written: a bare
+//! name such as `python3` is looked up on `PATH`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -166,20 +174,100 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and parses a file.
+    /// Reads and parses a file; its relative paths are then relative to the
+    /// file's directory (see the module's documentation).
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,
-        })
+        })?;
+        let dir = std::path::absolute(path)
+            .map_err(|e| Error::Config(format!("cannot resolve {}: {e}", path.display())))?;
+        config.resolve_paths(dir.parent().unwrap_or(Path::new("/")));
+        Ok(config)
+    }
+
+    /// Makes the relative directory and file paths relative to `dir`.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                let mut joined = dir.to_path_buf();
+                joined.extend(
+                    path.components()
+                        .filter(|c| *c != std::path::Component::CurDir),
+                );
+                *path = joined;
+            }
+        };
+        for section in [
+            (
+                &mut self.server.token_file,
+                &mut self.server.tls_cert,
+                &mut self.server.tls_key,
+                &mut self.server.client_ca,
+            ),
+            (
+                &mut self.remote.token_file,
+                &mut self.remote.tls_cert,
+                &mut self.remote.tls_key,
+                &mut self.remote.client_ca,
+            ),
+        ] {
+            let (token, cert, key, ca) = section;
+            for path in [token, cert, key, ca].into_iter().flatten() {
+                resolve(path);
+            }
+        }
+        for pool in &mut self.pools {
+            pool.python_path.iter_mut().for_each(resolve);
+            pool.ffi.helper_dirs.iter_mut().for_each(resolve);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loaded_file_resolves_its_relative_paths_against_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("snakepit.toml");
+        std::fs::write(
+            &file,
+            r#"
+            [server]
+            token_file = "secrets/token"
+            tls_cert = "/etc/cert.pem"
+            [[pools]]
+            name = "a"
+            python = "python3"
+            python_path = [".", "lib", "/opt/x"]
+            ffi = { helper_dirs = ["helpers"] }
+            "#,
+        )
+        .unwrap();
+        let config = Config::load(&file).unwrap();
+        let pool = &config.pools[0];
+        let root = dir.path();
+        assert_eq!(
+            pool.python_path,
+            [
+                root.to_path_buf(),
+                root.join("lib"),
+                PathBuf::from("/opt/x")
+            ]
+        );
+        assert_eq!(pool.ffi.helper_dirs, [root.join("helpers")]);
+        assert_eq!(pool.python.as_deref(), Some(Path::new("python3")));
+        assert_eq!(config.server.token_file, Some(root.join("secrets/token")));
+        assert_eq!(
+            config.server.tls_cert.as_deref(),
+            Some(Path::new("/etc/cert.pem"))
+        );
+    }
 
     #[test]
     fn the_embedded_default_has_one_showcase_pool() {

@@ -1,45 +1,67 @@
 //! The `snakepit` command: `demo`, `exec`, `call`, `shell`, `serve`,
-//! `doctor`, `bench`, `chaos` and `new`.
+//! `agent`, `doctor`, `bench`, `chaos`, `new`, `completions` and `man`.
 
 mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "snakepit",
     version,
-    about = "Supervised pools of Python workers"
+    about = "Supervised pools of Python workers",
+    after_help = cli::EXIT_CODES_HELP
 )]
 struct Cli {
     /// Export traces over OTLP/gRPC to this endpoint (http://HOST:4317)
     /// [default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no export].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// Log filter, as `SNAKEPIT_LOG` takes it (`debug`,
+    /// `warn,snakepit=info`) [default: $SNAKEPIT_LOG, else $RUST_LOG, else
+    /// warn].
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+    #[command(flatten)]
+    runtime: RuntimeOpts,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Options of every command that starts pools.
+/// Options of every command that starts pools; accepted before or after
+/// the subcommand, ignored by the commands that start none.
 #[derive(Args, Clone, Debug, Default)]
 struct RuntimeOpts {
-    /// Configuration file (TOML); the embedded default when absent.
-    #[arg(long, global = true)]
+    /// Configuration file (TOML) [default: $SNAKEPIT_CONFIG, else the
+    /// embedded default].
+    #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Serve Prometheus metrics on this address while the command runs.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+}
+
+/// The configuration file named when `--config` is absent.
+const CONFIG_ENV: &str = "SNAKEPIT_CONFIG";
+
+impl RuntimeOpts {
+    /// `--config`, else `SNAKEPIT_CONFIG` (when set and not empty).
+    fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
+            std::env::var_os(CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Show what snakepit does, on the embedded default pool.
     Demo {
-        #[command(flatten)]
-        runtime: RuntimeOpts,
         /// Keep the runtime (and its metrics endpoint) up this many seconds afterwards.
         #[arg(long, default_value_t = 0)]
         linger: u64,
@@ -60,18 +82,20 @@ enum Command {
     /// listen` address, register, and serve until drained by SIGTERM.
     Agent(cli::agent::AgentArgs),
     /// Check the Python environment and start one worker.
-    Doctor {
-        #[command(flatten)]
-        runtime: RuntimeOpts,
-    },
+    Doctor,
     /// Measure latency and throughput against Python's own process pools.
     Bench(cli::bench::BenchArgs),
     /// Kill workers of a busy pool at random; report lost, hung and wrong
-    /// requests, recovery times and leftover processes (exit code 2 when a
+    /// requests, recovery times and leftover processes (exit code 1 when a
     /// goal is not met).
     Chaos(cli::chaos::ChaosArgs),
     /// Write a new project from a template: `snakepit new adapter NAME`.
     New(cli::new::NewArgs),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell) to stdout.
+    Completions(cli::completions::CompletionsArgs),
+    /// Print the manual page (roff) to stdout: `snakepit man | man -l -`.
+    Man(cli::completions::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,8 +117,8 @@ fn main() -> std::process::ExitCode {
                 None
             }
         };
-        cli::init_tracing(otel.as_ref());
-        let result = run(args.command).await;
+        cli::init_tracing(args.log_level.as_deref(), otel.as_ref())?;
+        let result = run(args.command, args.runtime).await;
         if let Some(otel) = otel {
             // Flush what is batched; the export needs this runtime running.
             let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
@@ -105,29 +129,29 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(cli::exit_code_of(&err))
         }
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
-    {
-        match command {
-            Command::Demo { runtime, linger } => cli::demo::run(runtime, linger).await,
-            Command::Exec(args) => cli::exec::run(args).await,
-            Command::Call(args) => cli::ffi::call(args).await,
-            Command::Shell(args) => cli::ffi::shell(args).await,
-            Command::Serve(args) => cli::serve::run(args).await,
-            // On a worker thread: the link's messages are then handled where
-            // tokio runs the relay, not handed over from the main thread.
-            Command::Agent(args) => match tokio::spawn(cli::agent::run(args)).await {
-                Ok(done) => done,
-                Err(err) => Err(anyhow::anyhow!("the agent task failed: {err}")),
-            },
-            Command::Doctor { runtime } => cli::doctor::run(runtime).await,
-            Command::Bench(args) => cli::bench::run(args).await,
-            Command::Chaos(args) => cli::chaos::run(args).await,
-            Command::New(args) => cli::new::run(args).await,
-        }
+async fn run(command: Command, runtime: RuntimeOpts) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        Command::Demo { linger } => cli::demo::run(runtime, linger).await,
+        Command::Exec(args) => cli::exec::run(args, runtime).await,
+        Command::Call(args) => cli::ffi::call(args, runtime).await,
+        Command::Shell(args) => cli::ffi::shell(args, runtime).await,
+        Command::Serve(args) => cli::serve::run(args, runtime).await,
+        // On a worker thread: the link's messages are then handled where
+        // tokio runs the relay, not handed over from the main thread.
+        Command::Agent(args) => match tokio::spawn(cli::agent::run(args, runtime.config)).await {
+            Ok(done) => done,
+            Err(err) => Err(anyhow::anyhow!("the agent task failed: {err}")),
+        },
+        Command::Doctor => cli::doctor::run(runtime).await,
+        Command::Bench(args) => cli::bench::run(args).await,
+        Command::Chaos(args) => cli::chaos::run(args).await,
+        Command::New(args) => cli::new::run(args).await,
+        Command::Completions(args) => cli::completions::completions(args, Cli::command()),
+        Command::Man(args) => cli::completions::man(args, Cli::command()),
     }
 }

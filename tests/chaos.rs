@@ -53,10 +53,11 @@ fn chaos_run_loses_nothing_and_leaves_nothing() {
         .output()
         .expect("run the snakepit binary");
     let (report, ctx) = chaos_report(&out);
-    // 0: every goal met; 2: the run completed but a goal (maybe only the
-    // recovery time) was not. Anything else is a failure of the tool itself.
+    // 0: every goal met; 1 with a report: the run completed but a goal
+    // (maybe only the recovery time) was not. A failure of the tool itself
+    // prints no report.
     assert!(
-        matches!(out.status.code(), Some(0 | 2)),
+        matches!(out.status.code(), Some(0 | 1)),
         "unexpected exit: {ctx}"
     );
 

@@ -68,7 +68,7 @@ fn remote_chaos_kills_agents_and_loses_nothing() {
     let (report, ctx) = chaos_report(&out);
     // Every goal met (exit 0) — but for the 1.5 s worker recovery, which on
     // a loaded 2-core machine is the tool's business to report (as in
-    // tests/chaos.rs), not this test's to gate on: then exit 2 is allowed
+    // tests/chaos.rs), not this test's to gate on: then exit 1 is allowed
     // as long as every other goal, the agent kill one included, was met.
     let goals = report["goals"].as_object().expect("goals");
     let unmet: Vec<&String> = goals
@@ -78,7 +78,7 @@ fn remote_chaos_kills_agents_and_loses_nothing() {
         .collect();
     match out.status.code() {
         Some(0) => assert!(unmet.is_empty(), "{ctx}"),
-        Some(2) => assert_eq!(unmet, ["worst_recovery_le_1500ms"], "{ctx}"),
+        Some(1) => assert_eq!(unmet, ["worst_recovery_le_1500ms"], "{ctx}"),
         _ => panic!("unexpected exit: {ctx}"),
     }
 
@@ -143,11 +143,11 @@ fn remote_chaos_frozen_agents_are_detached_and_reconnect() {
         Duration::from_secs(55),
     );
     let (report, ctx) = chaos_report(&out);
-    // 2: a goal was not met, maybe only a timing one (a frozen agent's
+    // 1: a goal was not met, maybe only a timing one (a frozen agent's
     // calls answered later than the liveness timeout + 100 ms, a recovery
     // slower than 1.5 s while an agent was frozen); not this test's to gate.
     assert!(
-        matches!(out.status.code(), Some(0 | 2)),
+        matches!(out.status.code(), Some(0 | 1)),
         "unexpected exit: {ctx}"
     );
 

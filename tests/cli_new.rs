@@ -1,6 +1,7 @@
 //! `snakepit new adapter`: the generated package runs through `snakepit exec`
-//! exactly as the command prints it, its pytest tests pass, and bad names and
-//! existing directories are refused.
+//! exactly as the command prints it, its configuration holds only paths
+//! relative to itself (the package still runs once moved), its pytest tests
+//! pass, and bad names and existing directories are refused.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -80,12 +81,20 @@ fn generate(name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, String) 
     (dir, root, stdout)
 }
 
-/// Checks the printed `exec` commands, then runs them (in parallel) and
-/// checks what the tools print.
+/// Checks the printed `exec` and test commands, then runs the `exec` ones
+/// (in parallel) and checks what the tools print.
 fn exec_printed_commands(root: &Path, stdout: &str) {
     let config = root.join("snakepit.toml");
     let config = config.to_str().unwrap();
     let exe = env!("CARGO_BIN_EXE_snakepit");
+    let test = format!(
+        "\"$({exe} --config {config} env python)\" -m pytest {}",
+        root.join("tests").display()
+    );
+    assert!(
+        stdout.lines().any(|l| l.trim() == test),
+        "missing `{test}` in:\n{stdout}"
+    );
     // The commands as printed; the temporary path needs no shell quoting.
     let greet_args = r#"{"name": "world"}"#;
     let count_args = r#"{"n": 3}"#;
@@ -120,6 +129,19 @@ fn exec_printed_commands(root: &Path, stdout: &str) {
     );
 }
 
+/// The generated configuration names no absolute path: the package's parent
+/// is `..`, which loads as the directory holding the package.
+fn assert_relative_config(root: &Path) {
+    let text = std::fs::read_to_string(root.join("snakepit.toml")).unwrap();
+    assert!(text.contains(r#"python_path = [".."]"#), "{text}");
+    let parent = root.parent().unwrap().to_str().unwrap();
+    assert!(!text.contains(parent), "an absolute path in:\n{text}");
+    let config = snakepit::config::Config::load(&root.join("snakepit.toml")).unwrap();
+    let path = &config.pools[0].python_path;
+    assert_eq!(path.len(), 1, "{path:?}");
+    assert_eq!(path[0].canonicalize().unwrap(), root.parent().unwrap());
+}
+
 /// Runs the generated pytest tests with the managed venv's interpreter, when
 /// it has pytest.
 fn run_generated_tests(root: &Path) {
@@ -148,8 +170,27 @@ fn new_adapter_writes_a_package_whose_tools_run_through_exec() {
         stdout.contains(&format!("-m pytest {}", root.join("tests").display())),
         "{stdout}"
     );
+    assert_relative_config(&root);
     exec_printed_commands(&root, &stdout);
     run_generated_tests(&root);
+
+    // Moved elsewhere, the package still runs from its configuration.
+    let moved = tempfile::tempdir().unwrap();
+    let new_root = moved.path().canonicalize().unwrap().join("demo_adapter");
+    std::fs::rename(&root, &new_root).unwrap();
+    let config = new_root.join("snakepit.toml");
+    let out = snakepit(&[
+        "exec",
+        "--config",
+        config.to_str().unwrap(),
+        "greet",
+        "--args",
+        r#"{"name": "moved"}"#,
+    ]);
+    assert_eq!(
+        assert_ok(&out, "exec after a move").trim(),
+        r#""Hello, moved!""#
+    );
 }
 
 #[test]
@@ -173,7 +214,7 @@ fn new_thread_safe_adapter_runs_in_the_thread_profile() {
     assert_eq!(pool.profile, snakepit::Profile::Thread);
     assert_eq!(pool.threads_per_worker, 4);
     assert_eq!(pool.adapter, "ts_demo.adapter.TsDemoAdapter");
-    assert_eq!(pool.python_path, [root.parent().unwrap()]);
+    assert_relative_config(&root);
     exec_printed_commands(&root, &stdout);
     run_generated_tests(&root);
 }

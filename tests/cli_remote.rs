@@ -192,7 +192,7 @@ fn a_wrong_or_missing_token_fails_clearly() {
     let server = Server::start(false);
     let wrong = server.wrong_token_file();
     for (args, code) in [
-        (&["exec", "add", "--args", r#"{"a":2,"b":3}"#][..], 2),
+        (&["exec", "add", "--args", r#"{"a":2,"b":3}"#][..], 1),
         (&["call", "math", "sqrt", "16"], 1),
     ] {
         let out = remote(&server, &wrong, args);

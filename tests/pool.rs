@@ -607,7 +607,7 @@ fn cli_exec() {
                 }
             }
             "fail" => {
-                assert!(!out.status.success(), "{ctx}");
+                assert_eq!(out.status.code(), Some(1), "{ctx}");
                 assert!(stderr.contains("ValueError"), "{ctx}");
                 assert!(stdout.trim().is_empty(), "{ctx}");
             }

@@ -39,10 +39,6 @@ pub struct AgentArgs {
     /// Workers it runs at most.
     #[arg(long, default_value_t = 1)]
     workers: u32,
-    /// TOML with the pool's adapter, profile, env and limits (a `[[pools]]`
-    /// entry named as --pool, and `[python]`) [default: the showcase adapter].
-    #[arg(long)]
-    config: Option<PathBuf>,
     /// A label to register with, KEY=VALUE; repeatable.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -64,21 +60,25 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
+/// Runs the agent; `config` (the global `--config`) is a TOML with the
+/// pool's adapter, profile, env and limits (a `[[pools]]` entry named as
+/// `--pool`, and `[python]`); without it, the showcase adapter.
+pub async fn run(args: AgentArgs, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = match &config_path {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let pool = match config.pools.iter().find(|p| p.name == args.pool) {
-        Some(pool) => pool.clone(),
-        None if args.config.is_some() => {
-            bail!(
-                "{} has no [[pools]] entry named `{}`",
-                args.config.as_ref().unwrap().display(),
-                args.pool
-            )
-        }
-        None => PoolConfig {
+    let pool = match (
+        config.pools.iter().find(|p| p.name == args.pool),
+        &config_path,
+    ) {
+        (Some(pool), _) => pool.clone(),
+        (None, Some(path)) => bail!(
+            "{} has no [[pools]] entry named `{}`",
+            path.display(),
+            args.pool
+        ),
+        (None, None) => PoolConfig {
             name: args.pool.clone(),
             ..PoolConfig::default()
         },

@@ -44,8 +44,6 @@ use table::print_table;
 /// After the load stops, requests get their call timeout plus this to answer
 /// before they count as lost.
 const LOST_GRACE: Duration = Duration::from_secs(5);
-/// Exit code when the run completed but a goal was not met.
-const GOALS_NOT_MET: u8 = 2;
 
 #[derive(Args, Debug)]
 pub struct ChaosArgs {
@@ -298,11 +296,11 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     });
     drop(stop_rx);
 
-    let interrupted = tokio::select! {
-        _ = tokio::time::sleep(duration) => false,
-        _ = super::shutdown_signal() => {
+    let stopped_by = tokio::select! {
+        _ = tokio::time::sleep(duration) => None,
+        signal = super::shutdown_signal() => {
             eprintln!("\nchaos: signal received, stopping early");
-            true
+            Some(signal)
         }
     };
 
@@ -375,7 +373,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         args: &args,
         seed,
         restart,
-        interrupted,
+        interrupted: stopped_by.is_some(),
         stats,
         lost,
         kills,
@@ -397,10 +395,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&report);
     }
-    Ok(if report.goals.all_met {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(GOALS_NOT_MET)
+    Ok(match stopped_by {
+        Some(signal) => signal.exit_code(),
+        None if report.goals.all_met => ExitCode::SUCCESS,
+        None => ExitCode::from(super::EXIT_FAILED),
     })
 }
 

@@ -1,5 +1,6 @@
 //! `snakepit demo`: the tour. Starts the default pool, makes plain calls,
-//! concurrent calls across workers, a streaming call with a progress bar, a
+//! concurrent calls across workers, a streaming call with a progress bar (on
+//! stderr, drawn only on a terminal), a
 //! Python exception as a typed error, a worker killed with SIGKILL mid-call
 //! (the call is retried, the pool heals), a session keeping state in its
 //! worker while Python calls a Rust host tool, and prints a summary table.
@@ -56,7 +57,7 @@ pub async fn run(mut opts: RuntimeOpts, linger: u64) -> anyhow::Result<ExitCode>
     opts.metrics_addr = Some(metrics_addr);
     println!("snakepit demo\n");
     let started = Instant::now();
-    let sp = super::builder(&opts)?.start().await?;
+    let sp = super::start(super::builder(&opts)?).await?;
     let pool = sp.default_pool().clone();
     let status = pool.status().await?;
     let first = status.workers.first();
@@ -90,10 +91,9 @@ pub async fn run(mut opts: RuntimeOpts, linger: u64) -> anyhow::Result<ExitCode>
         Ok(())
     })
     .await?;
-    Ok(if outcome.is_some() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(130)
+    Ok(match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(signal) => signal.exit_code(),
     })
 }
 
@@ -130,10 +130,12 @@ async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
     );
 
     println!("\n4. A streaming tool, chunk by chunk:");
+    std::io::stdout().flush().ok();
     let t = Instant::now();
     let mut stream = sp
         .execute_stream("progress", json!({"steps": 20, "delay_ms": 40}))
         .await?;
+    let bar = progress_bar(100);
     let mut chunks = 0;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -143,17 +145,12 @@ async fn tour(sp: &Snakepit, tally: &mut Tally) -> anyhow::Result<()> {
             .get("percent")
             .and_then(|v| f64::try_from(v.clone()).ok())
             .unwrap_or(0.0);
-        let filled = (pct / 5.0).round() as usize;
-        print!(
-            "\r   [{}{}] {pct:5.1}%  chunk {}",
-            "#".repeat(filled),
-            " ".repeat(20 - filled.min(20)),
-            chunk.seq
-        );
-        std::io::stdout().flush().ok();
+        bar.set_position(pct.round() as u64);
+        bar.set_message(format!("chunk {}", chunk.seq));
     }
+    bar.finish_and_clear();
     println!(
-        "\n   {chunks} chunks in {:.0} ms",
+        "   {chunks} chunks in {:.0} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
     tally.note(t.elapsed(), &Ok::<(), Error>(()));
@@ -391,6 +388,20 @@ async fn summary(sp: &Snakepit, tally: &Tally) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal and
+/// `NO_COLOR` is unset ([`super::stderr_is_styled`]); otherwise hidden, so
+/// no redrawn frames reach a log.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if !super::stderr_is_styled() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template("   [{bar:20}] {pos:>3}%  {msg}")
+        .expect("a valid progress template")
+        .progress_chars("#>-");
+    ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(style)
 }
 
 fn short(v: &Value) -> String {

@@ -1,6 +1,6 @@
 //! `snakepit exec TOOL`: run one tool, print its result as JSON on stdout.
-//! Streaming tools print one JSON line per chunk. Errors go to stderr and the
-//! exit code is non-zero. With `--server` the tool runs on a serving host's
+//! Streaming tools print one JSON line per chunk. A failed tool goes to
+//! stderr and exits 1 (`super::EXIT_FAILED`). With `--server` the tool runs on a serving host's
 //! pools (`super::remote`), printed alike.
 //!
 //! The tool runs in a session, as calls from a service do: `--session ID`,
@@ -16,9 +16,6 @@ use snakepit::{Error, PoolConfig, Value};
 
 use super::remote::ServerOpts;
 use crate::RuntimeOpts;
-
-/// Exit code when the tool failed.
-pub const EXIT_FAILED: u8 = 2;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -48,15 +45,15 @@ pub struct ExecArgs {
     threads: u32,
     #[command(flatten)]
     server: ServerOpts,
-    #[command(flatten)]
-    runtime: RuntimeOpts,
 }
 
-pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
+/// Runs `snakepit exec`: the result on stdout, exit 0; a failed tool on
+/// stderr, exit [`super::EXIT_FAILED`].
+pub async fn run(opts: ExecArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode> {
     let args: serde_json::Value = serde_json::from_str(&opts.args)
-        .map_err(|e| anyhow::anyhow!("--args is not valid JSON: {e}"))?;
+        .map_err(|e| super::UsageError(format!("--args is not valid JSON: {e}")))?;
     if opts.server.is_remote() {
-        let client = opts.server.connect(&opts.runtime).await?;
+        let client = opts.server.connect(&runtime).await?;
         return super::remote::exec(
             client,
             &opts.tool,
@@ -66,8 +63,8 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
     }
-    let mut builder = super::builder(&opts.runtime)?;
-    if opts.adapter.is_some() || !opts.python_path.is_empty() || opts.runtime.config.is_none() {
+    let mut builder = super::builder(&runtime)?;
+    if opts.adapter.is_some() || !opts.python_path.is_empty() || runtime.config_path().is_none() {
         // A one-worker pool of the requested adapter.
         let mut pool = PoolConfig::named("exec");
         pool.size = 1;
@@ -88,7 +85,7 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
             .config(snakepit::config::Config::default())
             .pool(pool);
     }
-    let snakepit = builder.start().await?;
+    let snakepit = super::start(builder).await?;
     let outcome = super::run_until_signal(&snakepit, async {
         let pool = match &opts.pool {
             Some(name) => snakepit.pool(name)?.clone(),
@@ -137,12 +134,12 @@ pub async fn run(opts: ExecArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     match outcome {
-        Some(Ok(())) => Ok(ExitCode::SUCCESS),
-        Some(Err(err)) => {
+        Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+        Ok(Err(err)) => {
             report(&err);
-            Ok(ExitCode::from(EXIT_FAILED))
+            Ok(ExitCode::from(super::EXIT_FAILED))
         }
-        None => Ok(ExitCode::from(super::EXIT_SIGNAL)),
+        Err(signal) => Ok(signal.exit_code()),
     }
 }
 

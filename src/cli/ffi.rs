@@ -24,7 +24,6 @@ use snakepit::{Error, Ffi, ObjectRef, PoolConfig, Snakepit, StreamRefValue, Valu
 use tokio::sync::mpsc;
 
 use self::refs::RefBook;
-use super::EXIT_SIGNAL;
 use super::remote::ServerOpts;
 use crate::RuntimeOpts;
 
@@ -56,28 +55,27 @@ pub struct CallArgs {
     kwargs: Option<String>,
     #[command(flatten)]
     server: ServerOpts,
-    #[command(flatten)]
-    runtime: RuntimeOpts,
 }
 
 /// Runs `snakepit call`: the result on stdout, exit 0; a failure on stderr,
 /// exit 1.
-pub async fn call(opts: CallArgs) -> anyhow::Result<ExitCode> {
+pub async fn call(opts: CallArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode> {
     let args = opts
         .args
         .iter()
         .enumerate()
         .map(|(i, text)| cli_arg(text).with_context(|| format!("argument {}", i + 1)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|e| super::UsageError(format!("{e:#}")))?;
     let kwargs = match &opts.kwargs {
-        Some(text) => cli_kwargs(text)?,
+        Some(text) => cli_kwargs(text).map_err(|e| super::UsageError(format!("{e:#}")))?,
         None => Value::Null,
     };
     if opts.server.is_remote() {
-        let client = opts.server.connect(&opts.runtime).await?;
+        let client = opts.server.connect(&runtime).await?;
         return super::remote::call(client, &opts.module, &opts.function, args, kwargs).await;
     }
-    let snakepit = start(&opts.runtime).await?;
+    let snakepit = start(&runtime).await?;
     let outcome = super::run_until_signal(&snakepit, async {
         let result = snakepit
             .call(&opts.module, &opts.function, args, kwargs)
@@ -87,16 +85,16 @@ pub async fn call(opts: CallArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     match outcome {
-        Some(Ok(value)) => {
+        Ok(Ok(value)) => {
             println!("{}", value.to_json_tagged());
             Ok(ExitCode::SUCCESS)
         }
-        Some(Err(err)) => {
+        Ok(Err(err)) => {
             let traceback = err.python_exception().map(|e| e.traceback.as_str());
             super::print_failure(&err, traceback);
-            Ok(ExitCode::FAILURE)
+            Ok(ExitCode::from(super::EXIT_FAILED))
         }
-        None => Ok(ExitCode::from(EXIT_SIGNAL)),
+        Err(signal) => Ok(signal.exit_code()),
     }
 }
 
@@ -126,14 +124,14 @@ async fn release_session(snakepit: &Snakepit) {
 /// Starts the runtime from `--config`, or on one showcase worker without it.
 async fn start(opts: &RuntimeOpts) -> anyhow::Result<Snakepit> {
     let mut builder = super::builder(opts)?;
-    if opts.config.is_none() {
+    if opts.config_path().is_none() {
         let mut pool = PoolConfig::named("ffi");
         pool.size = 1;
         builder = builder
             .config(snakepit::config::Config::default())
             .pool(pool);
     }
-    Ok(builder.start().await?)
+    super::start(builder).await
 }
 
 // ----------------------------------------------------------------- shell
@@ -145,14 +143,12 @@ pub struct ShellArgs {
     /// in memory) and answered with `bad_request`.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
-    #[command(flatten)]
-    runtime: RuntimeOpts,
 }
 
 /// Runs `snakepit shell` until EOF on stdin (or a signal), then releases the
 /// session and shuts the runtime down.
-pub async fn shell(opts: ShellArgs) -> anyhow::Result<ExitCode> {
-    let snakepit = start(&opts.runtime).await?;
+pub async fn shell(opts: ShellArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode> {
+    let snakepit = start(&runtime).await?;
     let outcome = super::run_until_signal(&snakepit, async {
         let served = Shell::new(&snakepit, std::io::stdout())
             .serve(stdin_lines(opts.max_line_bytes))
@@ -162,8 +158,8 @@ pub async fn shell(opts: ShellArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     Ok(match outcome {
-        Some(()) => ExitCode::SUCCESS,
-        None => ExitCode::from(EXIT_SIGNAL),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(signal) => signal.exit_code(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! `snakepit new adapter NAME`: writes a working adapter package (the adapter,
 //! its pytest tests, a configuration that runs it and a README) and prints the
-//! commands that run it.
+//! commands that run it (`--json`: as one object). The configuration's paths
+//! are relative to it, so the package can move.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use snakepit::python_env::PythonEnvConfig;
 
 #[derive(Args, Debug)]
 pub struct NewArgs {
@@ -33,6 +33,9 @@ struct AdapterArgs {
     /// Directory to create the package in.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
+    /// Print what was written and the commands as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 pub async fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
@@ -46,16 +49,8 @@ fn new_adapter(args: &AdapterArgs) -> anyhow::Result<ExitCode> {
     check_name(name)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    // The configuration points workers at the parent directory, so it must be
-    // absolute to work from wherever snakepit runs.
     let parent = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
-    let parent_str = parent.to_str().with_context(|| {
-        format!(
-            "{} is not valid UTF-8, which a configuration file cannot hold",
-            parent.display()
-        )
-    })?;
     let root = parent.join(name);
     match std::fs::create_dir(&root) {
         Ok(()) => {}
@@ -69,7 +64,6 @@ fn new_adapter(args: &AdapterArgs) -> anyhow::Result<ExitCode> {
         name,
         class: class_name(name),
         thread_safe: args.thread_safe,
-        parent: parent_str,
     };
     if let Err(err) = write_package(&root, &template) {
         // Leave nothing half-written behind: the directory is ours, we just made it.
@@ -78,29 +72,45 @@ fn new_adapter(args: &AdapterArgs) -> anyhow::Result<ExitCode> {
     }
 
     let commands = template.commands(&root);
+    if args.json {
+        let report = serde_json::json!({
+            "package": root,
+            "class": template.class,
+            "files": FILES.map(|file| root.join(file)),
+            "config": root.join(CONFIG_FILE),
+            "commands": {
+                "greet": commands.greet,
+                "count": commands.count,
+                "test": commands.test,
+            },
+        });
+        println!("{report:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("Created {} in {}:", template.class, root.display());
-    for file in [
-        "__init__.py",
-        "adapter.py",
-        "tests/test_adapter.py",
-        "snakepit.toml",
-        "README.md",
-    ] {
+    for file in FILES {
         println!("  {}", root.join(file).display());
     }
     println!("\nRun its tools through a snakepit worker:\n");
     println!("  {}", commands.greet);
     println!("  {}", commands.count);
-    println!("\nRun its tests (no worker needed):\n");
-    println!("  {}", commands.pytest);
-    if !commands.venv_python {
-        println!(
-            "\n(That Python needs pytest and snakepit_bridge; the exec command above creates\n\
-             the managed environment in .snakepit/venv, whose bin/python has the bridge.)"
-        );
-    }
+    println!("\nRun its tests with the pool's Python (it has pytest and the bridge):\n");
+    println!("  {}", commands.test);
     Ok(ExitCode::SUCCESS)
 }
+
+/// The configuration file, in the package.
+const CONFIG_FILE: &str = "snakepit.toml";
+
+/// The files of a package, relative to its root, in the order
+/// `write_package` writes them.
+const FILES: [&str; 5] = [
+    "__init__.py",
+    "adapter.py",
+    "tests/test_adapter.py",
+    CONFIG_FILE,
+    "README.md",
+];
 
 /// Python keywords, which cannot name a package.
 const KEYWORDS: &[&str] = &[
@@ -176,17 +186,14 @@ struct Template<'a> {
     name: &'a str,
     class: String,
     thread_safe: bool,
-    /// The absolute directory holding the package.
-    parent: &'a str,
 }
 
 /// The commands printed at the end.
 struct Commands {
     greet: String,
     count: String,
-    pytest: String,
-    /// Whether `pytest` runs with the managed venv's interpreter.
-    venv_python: bool,
+    /// The pytest tests, run by the pool's own interpreter.
+    test: String,
 }
 
 impl Template<'_> {
@@ -196,23 +203,14 @@ impl Template<'_> {
         let exe = std::env::current_exe()
             .map(|p| shell_quote(&p.to_string_lossy()))
             .unwrap_or_else(|_| "snakepit".into());
-        let config = shell_quote(&root.join("snakepit.toml").to_string_lossy());
-        let venv_python = std::path::absolute(PythonEnvConfig::default().venv)
-            .map(|v| v.join("bin").join("python"))
-            .ok()
-            .filter(|p| p.exists());
-        let python = venv_python
-            .as_ref()
-            .map(|p| shell_quote(&p.to_string_lossy()))
-            .unwrap_or_else(|| "python3".into());
+        let config = shell_quote(&root.join(CONFIG_FILE).to_string_lossy());
         Commands {
             greet: format!("{exe} exec --config {config} greet --args '{{\"name\": \"world\"}}'"),
             count: format!("{exe} exec --config {config} count --args '{{\"n\": 3}}'"),
-            pytest: format!(
-                "{python} -m pytest {}",
+            test: format!(
+                "\"$({exe} --config {config} env python)\" -m pytest {}",
                 shell_quote(&root.join("tests").to_string_lossy())
             ),
-            venv_python: venv_python.is_some(),
         }
     }
 
@@ -416,7 +414,6 @@ def test_greetings_from_many_threads_are_all_counted(adapter):
 
     fn config_toml(&self) -> String {
         let Template { name, class, .. } = self;
-        let python_path = toml::Value::String(self.parent.to_string());
         let profile = if self.thread_safe {
             "# The thread profile: one process runs up to 4 requests at once, on threads.\n\
              size = 1\n\
@@ -431,12 +428,15 @@ def test_greetings_from_many_threads_are_all_counted(adapter):
             r#"# snakepit configuration for the `{name}` adapter, written by `snakepit new adapter`.
 #   snakepit exec --config snakepit.toml greet --args '{{"name": "world"}}'
 # More pool options (timeouts, restarts, recycling) are listed in snakepit's `src/default.toml`.
+# Relative paths are relative to this file's directory.
 
 [[pools]]
 name = "{name}"
 adapter = "{name}.adapter.{class}"
 # The directory holding the `{name}` package, so that workers can import it.
-python_path = [{python_path}]
+python_path = [".."]
+# What the pool's Python environment installs besides the bridge: pytest runs tests/.
+# requirements = ["pytest"]
 {profile}"#
         )
     }
@@ -465,22 +465,22 @@ A snakepit adapter package: `{class}` in `adapter.py`, {kind}.
 {count}
 ```
 
-`snakepit.toml` holds the pool: edit its size, profile and timeouts there.
-snakepit creates its Python environment in `.snakepit/venv` under the
-directory it runs from.
+`snakepit.toml` holds the pool: edit its size, profile, timeouts and
+`requirements` (the packages its Python environment installs) there. Its
+paths are relative to its own directory, so the package can move.
 
 ## Test
 
 ```sh
-{pytest}
+{test}
 ```
 
-The tests call the adapter's methods directly; they need `pytest` and
-`snakepit_bridge` installed in that Python.
+The tests call the adapter's methods directly, with the pool's own Python
+(`snakepit env python` prints it), which has `pytest` and `snakepit_bridge`.
 "#,
             greet = commands.greet,
             count = commands.count,
-            pytest = commands.pytest
+            test = commands.test
         )
     }
 }
@@ -488,12 +488,13 @@ The tests call the adapter's methods directly; they need `pytest` and
 fn write_package(root: &Path, template: &Template) -> anyhow::Result<()> {
     let commands = template.commands(root);
     let files = [
-        ("__init__.py", template.init_py()),
-        ("adapter.py", template.adapter_py()),
-        ("tests/test_adapter.py", template.test_py()),
-        ("snakepit.toml", template.config_toml()),
-        ("README.md", template.readme(&commands)),
+        template.init_py(),
+        template.adapter_py(),
+        template.test_py(),
+        template.config_toml(),
+        template.readme(&commands),
     ];
+    let files = FILES.into_iter().zip(files);
     for (rel, text) in files {
         let path = root.join(rel);
         if let Some(dir) = path.parent() {
@@ -503,7 +504,7 @@ fn write_package(root: &Path, template: &Template) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     // The configuration must load as written.
-    snakepit::config::Config::load(&root.join("snakepit.toml"))?;
+    snakepit::config::Config::load(&root.join(CONFIG_FILE))?;
     Ok(())
 }
 

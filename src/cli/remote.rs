@@ -94,16 +94,18 @@ fn refuse_local_options(runtime: &RuntimeOpts) -> anyhow::Result<()> {
         ("--metrics-addr", runtime.metrics_addr.is_some()),
     ];
     for (flag, given) in local {
-        anyhow::ensure!(
-            !given,
-            "{flag} configures a local runtime; with --server the command runs on the server's pools"
-        );
+        if given {
+            return Err(super::UsageError(format!(
+                "{flag} configures a local runtime; with --server the command runs on the server's pools"
+            ))
+            .into());
+        }
     }
     Ok(())
 }
 
 /// `snakepit exec TOOL --server ADDR`: the result (or one line per item of a
-/// streaming tool) on stdout; exit 2 when the call fails.
+/// streaming tool) on stdout; exit 1 when the call fails.
 pub async fn exec(
     client: RemoteClient,
     tool: &str,
@@ -157,12 +159,12 @@ pub async fn exec(
         result
     };
     Ok(match until_signal(run).await {
-        Some(Ok(())) => ExitCode::SUCCESS,
-        Some(Err(err)) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
             report(&err);
-            ExitCode::from(super::exec::EXIT_FAILED)
+            ExitCode::from(super::EXIT_FAILED)
         }
-        None => ExitCode::from(super::EXIT_SIGNAL),
+        Err(signal) => signal.exit_code(),
     })
 }
 
@@ -178,15 +180,15 @@ pub async fn call(
 ) -> anyhow::Result<ExitCode> {
     let run = client.call(module, function, args, kwargs);
     Ok(match until_signal(run).await {
-        Some(Ok(value)) => {
+        Ok(Ok(value)) => {
             println!("{}", value.to_json_tagged());
             ExitCode::SUCCESS
         }
-        Some(Err(err)) => {
+        Ok(Err(err)) => {
             report(&err);
-            ExitCode::FAILURE
+            ExitCode::from(super::EXIT_FAILED)
         }
-        None => ExitCode::from(super::EXIT_SIGNAL),
+        Err(signal) => signal.exit_code(),
     })
 }
 
@@ -202,10 +204,10 @@ fn default_pool<'a>(pools: &'a [PoolState], pool: Option<&str>) -> Option<&'a Po
 
 /// Runs `work` unless SIGINT or SIGTERM comes first (dropping it cancels the
 /// call on the server).
-async fn until_signal<T>(work: impl Future<Output = T>) -> Option<T> {
+async fn until_signal<T>(work: impl Future<Output = T>) -> Result<T, super::Signal> {
     tokio::select! {
-        r = work => Some(r),
-        _ = super::shutdown_signal() => None,
+        r = work => Ok(r),
+        signal = super::shutdown_signal() => Err(signal),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `snakepit serve`: the pools of `--config` (or the embedded default) as the
 //! gRPC service `snakepit.v1.Snakepit`, until SIGINT or SIGTERM; then a
-//! graceful shutdown (calls in flight finish, new ones are refused).
+//! graceful shutdown (calls in flight finish, new ones are refused) and exit
+//! 130 or 143.
 //!
 //! The flags override the file's `[server]` section. The settings are
 //! checked before any worker starts: a non-loopback address without a token
@@ -38,12 +39,12 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address without a token.
     #[arg(long)]
     insecure: bool,
-    #[command(flatten)]
-    runtime: RuntimeOpts,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(&args.runtime)?;
+/// Serves until SIGINT or SIGTERM, then exits `128 + N` for signal N after
+/// the graceful shutdown.
+pub async fn run(args: ServeArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(&runtime)?;
     // The flags over the file's section, before any file is read.
     let mut section = config.server.clone();
     if let Some(listen) = args.listen {
@@ -60,21 +61,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         section.client_ca = args.client_ca;
     }
     section.insecure |= args.insecure;
-    let serve = ServeConfig::from_section(&section)?;
-    serve.validate()?;
+    let serve = ServeConfig::from_section(&section).map_err(super::StartError::new)?;
+    serve.validate().map_err(super::StartError::new)?;
     let mut builder = snakepit::Snakepit::builder().config(config).serve(serve);
-    if let Some(addr) = args.runtime.metrics_addr {
+    if let Some(addr) = runtime.metrics_addr {
         builder = builder.metrics_addr(addr);
     }
-    let snakepit = builder.start().await?;
+    let snakepit = super::start(builder).await?;
     if let Some(addr) = snakepit.server_addr() {
         eprintln!("snakepit: serving on {addr}");
     }
     if let Some(addr) = snakepit.attach_addr().await {
         eprintln!("snakepit: node agents attach on {addr}");
     }
-    super::shutdown_signal().await;
+    let signal = super::shutdown_signal().await;
     eprintln!("snakepit: signal received, shutting down gracefully");
     snakepit.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(signal.exit_code())
 }
