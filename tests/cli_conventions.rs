@@ -225,7 +225,9 @@ fn a_signal_ends_serve_and_demo_with_128_plus_its_number() {
     let mut serve = Running::start(&["serve", "--listen", "127.0.0.1:0"]);
     wait_serving(&mut serve.child, &serve.stderr, LIMIT);
     let mut demo = Running::start(&["demo", "--linger", "60", "--metrics-addr", "127.0.0.1:0"]);
-    assert_eq!(serve.stop(libc::SIGINT).0, Some(130));
+    let (code, _) = serve.stop(libc::SIGINT);
+    let said: Vec<String> = serve.stderr.try_iter().collect();
+    assert_eq!(code, Some(130), "serve's stderr: {said:?}");
 
     // The demo's stdout says when it lingers; read it on a thread.
     let lines = line_channel(demo.child.stdout.take().expect("stdout"));
