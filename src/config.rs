@@ -230,6 +230,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_loaded_file_resolves_its_relative_paths_against_its_directory() {
@@ -295,7 +296,7 @@ mod tests {
         let pool = &config.pools[0];
         assert_eq!((pool.name.as_str(), pool.size), ("ml", 3));
         assert_eq!(pool.profile, snakepit_actors::Profile::Thread);
-        assert_eq!(pool.queue_timeout_ms, 100);
+        assert_eq!(pool.queue_timeout, Duration::from_millis(100));
         assert_eq!(pool.queue_capacity, 1000);
         assert_eq!(pool.env["A"], "1");
     }
@@ -315,10 +316,10 @@ mod tests {
             .join("\n");
         let config = Config::parse(&text).unwrap();
         let pool = &config.pools[0];
-        assert_eq!(pool.worker_ttl_ms, Some(3_600_000));
+        assert_eq!(pool.worker_ttl, Some(Duration::from_secs(3600)));
         assert_eq!(pool.max_requests, Some(10_000));
         assert_eq!(pool.max_memory_mb, Some(2048));
-        assert_eq!(pool.drain_timeout_ms, 30_000);
+        assert_eq!(pool.drain_timeout, Duration::from_secs(30));
         assert_eq!(pool.restart, snakepit_actors::RestartPolicy::default());
         assert_eq!(pool.heartbeat, snakepit_actors::HeartbeatConfig::default());
         assert_eq!(config.sessions, snakepit_actors::SessionsConfig::default());

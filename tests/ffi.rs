@@ -618,7 +618,7 @@ async fn calls_carrying_a_ref_go_to_the_worker_holding_it() {
 async fn sessions_keep_at_most_max_refs_and_expire_unused_ones() {
     let mut cfg = ffi_pool(1);
     cfg.ffi.max_refs = 3;
-    cfg.ffi.ref_ttl_ms = Some(300);
+    cfg.ffi.ref_ttl = Some(std::time::Duration::from_millis(300));
     let sp = start(cfg).await;
     let mut events = sp.subscribe();
     let session = sp.new_session().await.unwrap();

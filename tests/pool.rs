@@ -278,7 +278,7 @@ async fn saturated_queue_refuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_timeout_expires() {
     let mut cfg = showcase("t", 1);
-    cfg.queue_timeout_ms = 100;
+    cfg.queue_timeout = std::time::Duration::from_millis(100);
     cfg.pipeline_depth = 0;
     let mut s = start(cfg).await;
     let pool = s.sp.default_pool().clone();

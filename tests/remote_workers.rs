@@ -41,7 +41,7 @@ struct Host {
 fn remote_pool(name: &str, size: usize) -> PoolConfig {
     let mut cfg = common::showcase(name, size);
     cfg.remote = true;
-    cfg.call_timeout_ms = 20_000;
+    cfg.call_timeout = std::time::Duration::from_millis(20_000);
     cfg
 }
 

@@ -642,9 +642,9 @@ async fn health_follows_a_degraded_pool() {
     cfg.env
         .insert("FLAKY_IMPORT_MARKER".into(), marker.display().to_string());
     cfg.restart.max_restarts = 2;
-    cfg.restart.restart_window_ms = 1_000;
-    cfg.restart.backoff_initial_ms = 20;
-    cfg.restart.backoff_max_ms = 200;
+    cfg.restart.restart_window = std::time::Duration::from_millis(1_000);
+    cfg.restart.backoff_initial = std::time::Duration::from_millis(20);
+    cfg.restart.backoff_max = std::time::Duration::from_millis(200);
     let mut s = serve(vec![cfg], loopback()).await;
     let ch = channel(&s.addr).await;
     assert_eq!(

@@ -199,7 +199,7 @@ async fn strict_modes_under_contention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_queue_gives_up_at_the_queue_timeout() {
     let mut cfg = stateful(2, Affinity::StrictQueue);
-    cfg.queue_timeout_ms = 200;
+    cfg.queue_timeout = std::time::Duration::from_millis(200);
     cfg.pipeline_depth = 0;
     let common::Started { sp, .. } = common::start(cfg).await;
     let (session, _, hold) = busy_session(&sp, 1500).await;

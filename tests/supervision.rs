@@ -21,8 +21,8 @@ fn faults(name: &str, size: usize) -> PoolConfig {
 
 /// Heartbeats fast enough for a test to see a worker die of them.
 fn quick_heartbeat(cfg: &mut PoolConfig) {
-    cfg.heartbeat.interval_ms = 100;
-    cfg.heartbeat.timeout_ms = 100;
+    cfg.heartbeat.interval = std::time::Duration::from_millis(100);
+    cfg.heartbeat.timeout = std::time::Duration::from_millis(100);
     cfg.heartbeat.max_missed = 3;
 }
 
@@ -316,9 +316,9 @@ async fn failing_imports_degrade_the_pool_and_name_the_error() {
     cfg.env
         .insert("FLAKY_IMPORT_MARKER".into(), marker.display().to_string());
     cfg.restart.max_restarts = 2;
-    cfg.restart.restart_window_ms = 3_000;
-    cfg.restart.backoff_initial_ms = 20;
-    cfg.restart.backoff_max_ms = 300;
+    cfg.restart.restart_window = std::time::Duration::from_millis(3_000);
+    cfg.restart.backoff_initial = std::time::Duration::from_millis(20);
+    cfg.restart.backoff_max = std::time::Duration::from_millis(300);
     let mut s = start(cfg).await;
     let pool = s.sp.default_pool().clone();
     let pid = pool.status().await.unwrap().workers[0].pid.unwrap();
@@ -461,8 +461,8 @@ async fn recycled_after_max_requests_without_a_dip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recycled_by_age_after_draining_its_call() {
     let mut cfg = faults("age", 1);
-    cfg.worker_ttl_ms = Some(600);
-    cfg.heartbeat.interval_ms = 100;
+    cfg.worker_ttl = Some(std::time::Duration::from_millis(600));
+    cfg.heartbeat.interval = std::time::Duration::from_millis(100);
     let mut s = start(cfg).await;
     let pool = s.sp.default_pool().clone();
     let old = pid_of(&pool).await;
@@ -485,9 +485,9 @@ async fn recycled_by_age_after_draining_its_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_kills_a_busy_recycled_worker() {
     let mut cfg = faults("drain", 1);
-    cfg.worker_ttl_ms = Some(300);
-    cfg.heartbeat.interval_ms = 100;
-    cfg.drain_timeout_ms = 300;
+    cfg.worker_ttl = Some(std::time::Duration::from_millis(300));
+    cfg.heartbeat.interval = std::time::Duration::from_millis(100);
+    cfg.drain_timeout = std::time::Duration::from_millis(300);
     let mut s = start(cfg).await;
     let pool = s.sp.default_pool().clone();
     let result = pool.execute(Call::new("sleep").kwarg("ms", 5000)).await;
@@ -511,7 +511,7 @@ async fn drain_timeout_kills_a_busy_recycled_worker() {
 async fn recycled_when_resident_memory_grows() {
     let mut cfg = faults("memory", 1);
     cfg.max_memory_mb = Some(120);
-    cfg.heartbeat.interval_ms = 100;
+    cfg.heartbeat.interval = std::time::Duration::from_millis(100);
     let mut s = start(cfg).await;
     let pool = s.sp.default_pool().clone();
     let old = pid_of(&pool).await;
@@ -667,7 +667,7 @@ fn doctor_names_the_missing_module() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_timeout_kills_a_silent_worker() {
     let mut cfg = fixture_pool("slow", "slow_import.SlowAdapter", 1);
-    cfg.startup_timeout_ms = 500;
+    cfg.startup_timeout = std::time::Duration::from_millis(500);
     let telemetry = snakepit::Telemetry::new();
     let mut events = telemetry.subscribe();
     let t0 = Instant::now();
@@ -706,7 +706,7 @@ async fn startup_timeout_kills_a_silent_worker() {
 async fn shutdown_does_not_wait_out_the_grace_for_a_dead_worker() {
     let mut cfg = faults("frozen", 2);
     quick_heartbeat(&mut cfg);
-    cfg.shutdown_grace_ms = 20_000;
+    cfg.shutdown_grace = std::time::Duration::from_millis(20_000);
     let mut s = start(cfg).await;
     let pool = s.sp.default_pool().clone();
     let p = pool.clone();

@@ -98,29 +98,33 @@ impl Affinity {
 /// Limits of the runtime's sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SessionsConfig {
     /// A session unused this long is released (each use refreshes it).
-    pub ttl_ms: u64,
+    #[serde(rename = "ttl_ms", with = "millis")]
+    pub ttl: Duration,
     /// Live sessions at most; one more is refused with `SessionQuotaExceeded`.
     pub max_sessions: usize,
     /// How long releasing a session may take on its workers before the
     /// attempt counts as a cleanup error.
-    pub cleanup_timeout_ms: u64,
+    #[serde(rename = "cleanup_timeout_ms", with = "millis")]
+    pub cleanup_timeout: Duration,
     /// Variables a session may hold.
     pub max_variables: usize,
     /// How long a host tool called from Python may run, unless the call or
     /// the tool says otherwise.
-    pub host_call_timeout_ms: u64,
+    #[serde(rename = "host_call_timeout_ms", with = "millis")]
+    pub host_call_timeout: Duration,
 }
 
 impl Default for SessionsConfig {
     fn default() -> Self {
         Self {
-            ttl_ms: 3_600_000,
+            ttl: Duration::from_millis(3_600_000),
             max_sessions: 10_000,
-            cleanup_timeout_ms: 10_000,
+            cleanup_timeout: Duration::from_millis(10_000),
             max_variables: 1_000,
-            host_call_timeout_ms: 30_000,
+            host_call_timeout: Duration::from_millis(30_000),
         }
     }
 }
@@ -128,23 +132,24 @@ impl Default for SessionsConfig {
 impl SessionsConfig {
     /// The session time-to-live.
     pub fn ttl(&self) -> Duration {
-        Duration::from_millis(self.ttl_ms)
+        self.ttl
     }
 
     /// The release timeout.
     pub fn cleanup_timeout(&self) -> Duration {
-        Duration::from_millis(self.cleanup_timeout_ms)
+        self.cleanup_timeout
     }
 
     /// The default host-call timeout.
     pub fn host_call_timeout(&self) -> Duration {
-        Duration::from_millis(self.host_call_timeout_ms)
+        self.host_call_timeout
     }
 }
 
 /// When and how often failed workers are restarted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RestartPolicy {
     /// Restarts allowed within `restart_window_ms`; one more marks the pool
     /// degraded: restarts then wait the capped backoff (`backoff_max_ms`), and
@@ -152,20 +157,23 @@ pub struct RestartPolicy {
     /// every worker is up and the window holds no more than this again.
     pub max_restarts: u32,
     /// The window over which restarts are counted.
-    pub restart_window_ms: u64,
+    #[serde(rename = "restart_window_ms", with = "millis")]
+    pub restart_window: Duration,
     /// First backoff delay.
-    pub backoff_initial_ms: u64,
+    #[serde(rename = "backoff_initial_ms", with = "millis")]
+    pub backoff_initial: Duration,
     /// Largest backoff delay.
-    pub backoff_max_ms: u64,
+    #[serde(rename = "backoff_max_ms", with = "millis")]
+    pub backoff_max: Duration,
 }
 
 impl Default for RestartPolicy {
     fn default() -> Self {
         Self {
             max_restarts: 10,
-            restart_window_ms: 60_000,
-            backoff_initial_ms: 100,
-            backoff_max_ms: 5_000,
+            restart_window: Duration::from_millis(60_000),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(5_000),
         }
     }
 }
@@ -177,13 +185,16 @@ impl Default for RestartPolicy {
 /// this way; a tool that merely runs long is not (its worker keeps answering).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HeartbeatConfig {
     /// Whether to ping at all.
     pub enabled: bool,
     /// Time between two pings.
-    pub interval_ms: u64,
+    #[serde(rename = "interval_ms", with = "millis")]
+    pub interval: Duration,
     /// How long a ping may go unanswered before it counts as missed.
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
     /// Missed beats in a row that get the worker killed.
     pub max_missed: u32,
 }
@@ -192,8 +203,8 @@ impl Default for HeartbeatConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_ms: 2_000,
-            timeout_ms: 2_000,
+            interval: Duration::from_millis(2_000),
+            timeout: Duration::from_millis(2_000),
             max_missed: 3,
         }
     }
@@ -201,7 +212,7 @@ impl Default for HeartbeatConfig {
 
 impl HeartbeatConfig {
     pub(crate) fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
+        self.timeout
     }
 }
 
@@ -209,6 +220,7 @@ impl HeartbeatConfig {
 /// objects as refs). See `docs/ffi-protocol.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct FfiConfig {
     /// Whether the `snakepit.ffi.*` operations are served at all. The FFI runs
     /// any importable Python code; turn it off for pools that must run only
@@ -218,7 +230,8 @@ pub struct FfiConfig {
     /// recently used.
     pub max_refs: u32,
     /// Drop a ref unused this long (unset: refs live until released).
-    pub ref_ttl_ms: Option<u64>,
+    #[serde(rename = "ref_ttl_ms", with = "millis::option")]
+    pub ref_ttl: Option<Duration>,
     /// Directories `call_helper("file.function")` loads helpers from.
     pub helper_dirs: Vec<PathBuf>,
     /// `fnmatch` patterns over `file.function` a helper must match (unset:
@@ -231,7 +244,7 @@ impl Default for FfiConfig {
         Self {
             enabled: true,
             max_refs: 10_000,
-            ref_ttl_ms: None,
+            ref_ttl: None,
             helper_dirs: Vec::new(),
             helper_allowlist: None,
         }
@@ -241,6 +254,7 @@ impl Default for FfiConfig {
 /// One pool of Python workers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PoolConfig {
     /// Pool name, unique within a runtime.
     pub name: String,
@@ -281,15 +295,20 @@ pub struct PoolConfig {
     /// Requests that may wait for a worker before callers get `PoolSaturated`.
     pub queue_capacity: usize,
     /// How long a request may wait for a worker before `QueueTimeout`.
-    pub queue_timeout_ms: u64,
+    #[serde(rename = "queue_timeout_ms", with = "millis")]
+    pub queue_timeout: Duration,
     /// Default per-call timeout (a call may set its own).
-    pub call_timeout_ms: u64,
+    #[serde(rename = "call_timeout_ms", with = "millis")]
+    pub call_timeout: Duration,
     /// Default timeout for a whole stream.
-    pub stream_timeout_ms: u64,
+    #[serde(rename = "stream_timeout_ms", with = "millis")]
+    pub stream_timeout: Duration,
     /// How long a worker may take from spawn to `Hello`.
-    pub startup_timeout_ms: u64,
+    #[serde(rename = "startup_timeout_ms", with = "millis")]
+    pub startup_timeout: Duration,
     /// How long shutdown waits for in-flight requests before killing.
-    pub shutdown_grace_ms: u64,
+    #[serde(rename = "shutdown_grace_ms", with = "millis")]
+    pub shutdown_grace: Duration,
     /// Largest frame either side may send. Arrays and bytes that travel in
     /// shared memory do not count (see `max_shared_bytes`).
     pub max_frame_bytes: usize,
@@ -326,7 +345,8 @@ pub struct PoolConfig {
     pub heartbeat: HeartbeatConfig,
     /// Recycle a worker once it is this old (unset: never). Each worker's
     /// deadline gets up to 10% jitter so that a pool does not recycle at once.
-    pub worker_ttl_ms: Option<u64>,
+    #[serde(rename = "worker_ttl_ms", with = "millis::option")]
+    pub worker_ttl: Option<Duration>,
     /// Recycle a worker after it answered this many requests (unset: never).
     pub max_requests: Option<u64>,
     /// Recycle a worker whose Python process's resident memory, as the OS
@@ -336,7 +356,8 @@ pub struct PoolConfig {
     /// How long a recycled worker may take to finish its in-flight requests
     /// before it is killed (they then fail with `WorkerCrashed`, or are
     /// retried when idempotent).
-    pub drain_timeout_ms: u64,
+    #[serde(rename = "drain_timeout_ms", with = "millis")]
+    pub drain_timeout: Duration,
     /// The universal FFI.
     pub ffi: FfiConfig,
 }
@@ -356,11 +377,11 @@ impl Default for PoolConfig {
             threads_per_worker: 8,
             thread_safety_check: false,
             queue_capacity: 1000,
-            queue_timeout_ms: 5_000,
-            call_timeout_ms: 30_000,
-            stream_timeout_ms: 300_000,
-            startup_timeout_ms: 30_000,
-            shutdown_grace_ms: 5_000,
+            queue_timeout: Duration::from_millis(5_000),
+            call_timeout: Duration::from_millis(30_000),
+            stream_timeout: Duration::from_millis(300_000),
+            startup_timeout: Duration::from_millis(30_000),
+            shutdown_grace: Duration::from_millis(5_000),
             max_frame_bytes: snakepit_proto::framing::DEFAULT_MAX_FRAME_BYTES,
             max_shared_bytes: 1 << 30,
             shared_threshold_bytes: 64 * 1024,
@@ -372,10 +393,10 @@ impl Default for PoolConfig {
             restart: RestartPolicy::default(),
             affinity: Affinity::Hint,
             heartbeat: HeartbeatConfig::default(),
-            worker_ttl_ms: None,
+            worker_ttl: None,
             max_requests: None,
             max_memory_mb: None,
-            drain_timeout_ms: 30_000,
+            drain_timeout: Duration::from_millis(30_000),
             ffi: FfiConfig::default(),
         }
     }
@@ -432,16 +453,18 @@ impl PoolConfig {
             return bad("max_host_calls must be at least 1");
         }
         let hb = &self.heartbeat;
-        if hb.enabled && (hb.interval_ms == 0 || hb.timeout_ms == 0 || hb.max_missed == 0) {
+        if hb.enabled && (hb.interval.is_zero() || hb.timeout.is_zero() || hb.max_missed == 0) {
             return bad("heartbeat interval_ms, timeout_ms and max_missed must be at least 1");
         }
-        if self.restart.backoff_initial_ms > self.restart.backoff_max_ms {
+        if self.restart.backoff_initial > self.restart.backoff_max {
             return bad("restart.backoff_initial_ms must not exceed restart.backoff_max_ms");
         }
-        if self.restart.restart_window_ms == 0 {
+        if self.restart.restart_window.is_zero() {
             return bad("restart.restart_window_ms must be at least 1");
         }
-        if [self.worker_ttl_ms, self.max_requests, self.max_memory_mb].contains(&Some(0)) {
+        if self.worker_ttl == Some(Duration::ZERO)
+            || [self.max_requests, self.max_memory_mb].contains(&Some(0))
+        {
             return bad(
                 "worker_ttl_ms, max_requests and max_memory_mb must be at least 1 when set",
             );
@@ -454,40 +477,78 @@ impl PoolConfig {
                 "env_passthrough entry {entry:?} must be a variable name, optionally ending in `*`"
             ));
         }
-        if self.ffi.max_refs == 0 || self.ffi.ref_ttl_ms == Some(0) {
+        if self.ffi.max_refs == 0 || self.ffi.ref_ttl == Some(Duration::ZERO) {
             return bad("ffi.max_refs and ffi.ref_ttl_ms must be at least 1 when set");
         }
         Ok(())
     }
 
     pub(crate) fn queue_timeout(&self) -> Duration {
-        Duration::from_millis(self.queue_timeout_ms)
+        self.queue_timeout
     }
 
     pub(crate) fn startup_timeout(&self) -> Duration {
-        Duration::from_millis(self.startup_timeout_ms)
+        self.startup_timeout
     }
 
     pub(crate) fn drain_timeout(&self) -> Duration {
-        Duration::from_millis(self.drain_timeout_ms)
+        self.drain_timeout
     }
 
     /// The interval of the worker's periodic checks (heartbeat, memory, age).
     pub(crate) fn tick_interval(&self) -> Duration {
-        Duration::from_millis(self.heartbeat.interval_ms.max(1))
+        self.heartbeat.interval.max(Duration::from_millis(1))
     }
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms)
+        self.shutdown_grace
     }
 
     /// Default per-call timeout.
     pub fn call_timeout(&self) -> Duration {
-        Duration::from_millis(self.call_timeout_ms)
+        self.call_timeout
     }
 
     /// Default stream timeout.
     pub fn stream_timeout(&self) -> Duration {
-        Duration::from_millis(self.stream_timeout_ms)
+        self.stream_timeout
+    }
+}
+
+/// Durations as whole milliseconds in configuration files (`*_ms` keys):
+/// the API speaks `Duration`, TOML speaks milliseconds.
+pub mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `d` as milliseconds.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Reads milliseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+
+    /// An optional duration as optional milliseconds.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes `d` as milliseconds, or nothing.
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads optional milliseconds.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
+        }
     }
 }

@@ -205,9 +205,8 @@ impl Actor for Worker {
             .heartbeat
             .enabled
             .then(|| Heartbeat::new(&cfg.heartbeat));
-        let recycle_at = cfg.worker_ttl_ms.map(|ttl| {
+        let recycle_at = cfg.worker_ttl.map(|ttl| {
             // Up to 10% earlier, so that a pool started at once is not recycled at once.
-            let ttl = Duration::from_millis(ttl);
             Instant::now() + ttl.mul_f64(1.0 - 0.1 * rand::rng().random::<f64>())
         });
         Ok(WorkerState {
@@ -548,9 +547,9 @@ pub(crate) fn spawn_spec(
     if ffi.enabled {
         argv.push("--max-refs".into());
         argv.push(ffi.max_refs.to_string().into());
-        if let Some(ttl) = ffi.ref_ttl_ms {
+        if let Some(ttl) = ffi.ref_ttl {
             argv.push("--ref-ttl-ms".into());
-            argv.push(ttl.to_string().into());
+            argv.push(ttl.as_millis().to_string().into());
         }
         for dir in &ffi.helper_dirs {
             argv.push("--helper-dir".into());
@@ -649,7 +648,7 @@ fn tick(state: &mut WorkerState) -> bool {
                 state.cause = Some(ExitCause::Unresponsive);
                 let detail = format!(
                     "unresponsive: missed {missed} heartbeats in a row ({} ms timeout each)",
-                    state.config.heartbeat.timeout_ms
+                    state.config.heartbeat.timeout.as_millis()
                 );
                 kill(state, KillReason::Unresponsive, Some(detail));
                 return false;
@@ -703,7 +702,7 @@ fn kill(state: &mut WorkerState, reason: KillReason, detail: Option<String>) {
         state.detail.get_or_insert_with(|| {
             format!(
                 "recycled, and still busy after the drain timeout of {} ms",
-                state.config.drain_timeout_ms
+                state.config.drain_timeout.as_millis()
             )
         });
     }

@@ -78,10 +78,7 @@ pub async fn run(args: AgentArgs, config_path: Option<PathBuf>) -> anyhow::Resul
             path.display(),
             args.pool
         ),
-        (None, None) => PoolConfig {
-            name: args.pool.clone(),
-            ..PoolConfig::default()
-        },
+        (None, None) => PoolConfig::named(&args.pool),
     };
     if args.workers == 0 {
         bail!("--workers must be at least 1");

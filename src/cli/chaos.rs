@@ -162,22 +162,19 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     } else {
         0
     };
-    let restart = RestartPolicy {
-        max_restarts: args.max_restarts.unwrap_or_else(|| {
-            u32::try_from(2 * duration_ms / args.kill_interval + agent_exits + 10)
-                .unwrap_or(u32::MAX)
-        }),
-        restart_window_ms: duration_ms,
-        ..RestartPolicy::default()
-    };
+    let mut restart = RestartPolicy::default();
+    restart.max_restarts = args.max_restarts.unwrap_or_else(|| {
+        u32::try_from(2 * duration_ms / args.kill_interval + agent_exits + 10).unwrap_or(u32::MAX)
+    });
+    restart.restart_window = std::time::Duration::from_millis(duration_ms);
 
     let env =
         tokio::task::spawn_blocking(|| python_env::ensure(&PythonEnvConfig::default())).await??;
     let mut pool = PoolConfig::named("chaos");
     pool.size = args.workers;
     pool.profile = args.profile.into();
-    pool.call_timeout_ms = args.call_timeout;
-    pool.stream_timeout_ms = args.call_timeout;
+    pool.call_timeout = std::time::Duration::from_millis(args.call_timeout);
+    pool.stream_timeout = std::time::Duration::from_millis(args.call_timeout);
     pool.restart = restart.clone();
     pool.remote = args.remote;
     let agent_pool = pool.clone();

@@ -23,8 +23,8 @@ pub fn showcase(name: &str, size: usize) -> PoolConfig {
     let mut cfg = PoolConfig::named(name);
     cfg.size = size;
     // Restarts in tests should be quick.
-    cfg.restart.backoff_initial_ms = 20;
-    cfg.restart.backoff_max_ms = 200;
+    cfg.restart.backoff_initial = std::time::Duration::from_millis(20);
+    cfg.restart.backoff_max = std::time::Duration::from_millis(200);
     cfg
 }
 

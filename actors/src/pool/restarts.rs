@@ -29,7 +29,7 @@ impl Restarts {
     }
 
     pub fn window(&self) -> Duration {
-        Duration::from_millis(self.policy.restart_window_ms)
+        self.policy.restart_window
     }
 
     pub fn is_degraded(&self) -> bool {
@@ -64,19 +64,18 @@ impl Restarts {
     /// from the initial backoff, capped; always the cap while degraded.
     pub fn backoff(&self, failures: u32) -> Duration {
         let p = &self.policy;
-        let ms = if self.is_degraded() {
-            p.backoff_max_ms
+        if self.is_degraded() {
+            p.backoff_max
         } else {
-            p.backoff_initial_ms
-                .saturating_mul(1u64 << failures.min(20))
-                .min(p.backoff_max_ms)
-        };
-        Duration::from_millis(ms)
+            p.backoff_initial
+                .saturating_mul(1u32 << failures.min(20))
+                .min(p.backoff_max)
+        }
     }
 
     /// The largest delay ever waited, jitter included.
     pub fn backoff_cap(&self) -> Duration {
-        Duration::from_millis(self.policy.backoff_max_ms)
+        self.policy.backoff_max
     }
 
     /// Clears the degraded state if the pool is at full strength and the

@@ -31,9 +31,9 @@ pub(super) fn print_table(r: &Report) {
         "restart policy ({}): max {} restarts in {} ms, backoff {}..{} ms",
         c.max_restarts_from,
         p.max_restarts,
-        p.restart_window_ms,
-        p.backoff_initial_ms,
-        p.backoff_max_ms
+        p.restart_window.as_millis(),
+        p.backoff_initial.as_millis(),
+        p.backoff_max.as_millis()
     );
     if let Some(a) = &r.remote {
         println!(
