@@ -4,8 +4,9 @@
 //!
 //! ```toml
 //! [python]
-//! base = "python3"          # builds the venv
-//! venv = ".snakepit/venv"   # or `interpreter = "/usr/bin/python3"` to use one as is
+//! base = "python3"          # builds the managed venv
+//! venv = "/srv/snakepit/venv"  # default: `venv` in the data directory
+//!                           # or `interpreter = "/usr/bin/python3"` to use one as is
 //!
 //! [metrics]
 //! addr = "127.0.0.1:9568"   # Prometheus endpoint
@@ -37,6 +38,13 @@
 //! adapter = "snakepit_bridge.adapters.showcase.ShowcaseAdapter"
 //! queue_timeout_ms = 5000
 //! env_passthrough = ["HOME", "LANG", "LC_*"]  # unset: the whole host environment
+//!
+//! [[pools]]                 # a pool with an environment of its own
+//! name = "stats"
+//! adapter = "stats_adapter.StatsAdapter"
+//! python = "3.12"           # a version to find, a command, or a path
+//! requirements = ["psutil>=5"]
+//! requirements_file = "requirements.txt"  # relative to this file
 //! ```
 
 use std::net::SocketAddr;
@@ -170,10 +178,19 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,
-        })
+        })?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for pool in &mut config.pools {
+            if let Some(file) = &mut pool.requirements_file
+                && file.is_relative()
+            {
+                *file = dir.join(&*file);
+            }
+        }
+        Ok(config)
     }
 }
 

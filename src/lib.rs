@@ -26,6 +26,7 @@
 pub mod agent;
 mod attach;
 pub mod config;
+pub mod envs;
 pub mod metrics;
 pub mod otel;
 pub mod python_env;
@@ -122,7 +123,8 @@ impl SnakepitBuilder {
         self
     }
 
-    /// Where the managed venv lives (default `.snakepit/venv`).
+    /// Where the managed venv lives (default `venv` in
+    /// [`python_env::data_dir`]).
     pub fn venv(mut self, venv: impl Into<PathBuf>) -> Self {
         self.venv = Some(venv.into());
         self
@@ -147,8 +149,8 @@ impl SnakepitBuilder {
     }
 
     /// Where this host records its run so that a later host can end what it
-    /// leaves behind if it is killed (default `$SNAKEPIT_HOME/run`, else
-    /// `.snakepit/run`).
+    /// leaves behind if it is killed (default: see
+    /// [`reaper::default_registry_dir`](snakepit_actors::reaper::default_registry_dir)).
     pub fn run_registry(mut self, dir: impl Into<PathBuf>) -> Self {
         self.registry_dir = Some(dir.into());
         self
@@ -193,6 +195,7 @@ impl SnakepitBuilder {
         }
         let python =
             resolve_python(self.python, self.venv, &config.python, self.with_test_deps).await?;
+        envs::prepare_pools(&mut config.pools).await?;
         let telemetry = self.telemetry.unwrap_or_default();
         let runtime = RuntimeHandle::start(
             RuntimeConfig {
