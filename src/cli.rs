@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chaos;
 pub mod demo;
 pub mod doctor;
+pub mod env;
 pub mod exec;
 pub mod ffi;
 pub mod new;

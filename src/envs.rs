@@ -516,6 +516,10 @@ pub struct ListedEnv {
 
 /// The built environments, by hash. Half-built ones are not listed.
 pub fn list() -> Result<Vec<ListedEnv>, Error> {
+    let data = data_dir();
+    if data.exists() {
+        check_trusted_dir(&data)?;
+    }
     let root = envs_dir();
     if !root.exists() {
         return Ok(Vec::new());
