@@ -1,0 +1,225 @@
+//! State in the user's directories and environments per pool, through the
+//! real `snakepit` binary: a fresh `HOME` with no `SNAKEPIT_HOME`, run from
+//! empty directories. The tests of this file share one `HOME` (so the
+//! managed venv is built once) and run one at a time, so that the timings
+//! they assert are not another test's pip install.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The shared fresh home, kept for the whole test binary.
+fn home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("temp home"))
+        .path()
+}
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `snakepit ARGS` with `home` as `HOME`, its XDG runtime directory under
+/// it, no `SNAKEPIT_HOME` nor other XDG variables, in `cwd`.
+fn snakepit_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    let runtime = home.join("xdg-runtime");
+    std::fs::create_dir_all(&runtime).expect("runtime dir");
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    Command::new(common::snakepit_binary())
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("SNAKEPIT_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run snakepit")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).expect("read dir").next().is_none()
+}
+
+fn data_dir(home: &Path) -> PathBuf {
+    home.join(".local").join("share").join("snakepit")
+}
+
+#[test]
+fn doctor_builds_under_xdg_data_creates_nothing_in_cwd_and_is_reused_elsewhere() {
+    let _one = one_at_a_time();
+    let home = home();
+    let first = tempfile::tempdir().expect("cwd");
+    let out = snakepit_in(home, first.path(), &["doctor", "--json"]);
+    assert_ok(&out, "the first doctor");
+    let report = json(&out);
+    assert_eq!(report["ok"], true, "{report:#}");
+    let venv = data_dir(home).join("venv");
+    assert_eq!(report["default_env"]["path"], venv.to_str().unwrap());
+    assert_eq!(report["pools"][0]["adapter_imports"], true, "{report:#}");
+    assert_eq!(report["pools"][0]["workers_up"], 2, "{report:#}");
+    assert!(venv.join("bin").join("python").exists());
+    assert!(empty(first.path()), "doctor wrote into its working directory");
+    let registry = home.join("xdg-runtime").join("snakepit");
+    assert!(registry.is_dir(), "the run registry is under XDG_RUNTIME_DIR");
+    let mode = std::fs::metadata(data_dir(home)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the data dir is private: {mode:o}");
+
+    let stamp = venv.join(".snakepit-bridge-stamp");
+    let built = std::fs::metadata(&stamp).unwrap().modified().unwrap();
+    let second = tempfile::tempdir().expect("cwd");
+    let started = Instant::now();
+    let out = snakepit_in(home, second.path(), &["doctor", "--json"]);
+    let took = started.elapsed();
+    assert_ok(&out, "the second doctor");
+    let report = json(&out);
+    assert_eq!(report["default_env"]["installed_now"], false, "{report:#}");
+    assert_eq!(report["pools"][0]["env_state"], "ready", "{report:#}");
+    assert_eq!(
+        std::fs::metadata(&stamp).unwrap().modified().unwrap(),
+        built,
+        "the venv was reinstalled"
+    );
+    assert!(took < Duration::from_secs(5), "the second doctor took {took:?}");
+    assert!(empty(second.path()), "doctor wrote into its working directory");
+}
+
+#[test]
+fn a_pool_with_requirements_gets_its_own_environment_listed_and_pruned() {
+    let _one = one_at_a_time();
+    let home = home();
+    let project = tempfile::tempdir().expect("project");
+    std::fs::write(
+        project.path().join("ps_adapter.py"),
+        "import psutil\n\
+         from snakepit_bridge import BaseAdapter, tool\n\n\
+         class PsAdapter(BaseAdapter):\n    \
+             @tool\n    \
+             def pid_exists(self, pid: int) -> bool:\n        \
+                 return psutil.pid_exists(pid)\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("requirements.txt"), "psutil\n").unwrap();
+    let config = project.path().join("snakepit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[pools]]\nname = \"ps\"\nsize = 1\nadapter = \"ps_adapter.PsAdapter\"\n\
+             python_path = [{:?}]\nrequirements_file = \"requirements.txt\"\n",
+            project.path()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let cwd = tempfile::tempdir().expect("cwd");
+    let pid = std::process::id().to_string();
+    let args = format!("{{\"pid\": {pid}}}");
+    let exec = ["exec", "--config", config, "pid_exists", "--args", &args];
+
+    let started = Instant::now();
+    let out = snakepit_in(home, cwd.path(), &exec);
+    assert!(
+        started.elapsed() < Duration::from_secs(240),
+        "building took {:?}",
+        started.elapsed()
+    );
+    assert_ok(&out, "exec with a fresh environment");
+    assert_eq!(text(&out.stdout).trim(), "true");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("[1/4] creating a venv"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "escapes on a redirected stderr: {stderr:?}");
+    assert!(empty(cwd.path()), "exec wrote into its working directory");
+
+    let out = snakepit_in(home, cwd.path(), &exec);
+    assert_ok(&out, "exec again");
+    assert!(!text(&out.stderr).contains("[1/4]"), "rebuilt");
+
+    let out = snakepit_in(home, cwd.path(), &["env", "list", "--json", "--config", config]);
+    assert_ok(&out, "env list");
+    let listed = json(&out);
+    let envs = listed["envs"].as_array().expect("envs");
+    assert_eq!(envs.len(), 1, "{listed:#}");
+    assert_eq!(envs[0]["pools"], serde_json::json!(["ps"]));
+    assert!(envs[0]["size_bytes"].as_u64().unwrap() > 1_000_000);
+    let hash = envs[0]["hash"].as_str().unwrap().to_string();
+    let dir = data_dir(home).join("envs").join(&hash);
+    assert_eq!(envs[0]["path"], dir.to_str().unwrap());
+
+    let out = snakepit_in(home, cwd.path(), &["env", "python", "--config", config]);
+    assert_ok(&out, "env python");
+    let python = text(&out.stdout).trim().to_string();
+    assert_eq!(Path::new(&python), dir.join("bin").join("python"));
+    let imports = Command::new(&python)
+        .args(["-c", "import psutil, snakepit_bridge"])
+        .status()
+        .unwrap();
+    assert!(imports.success());
+
+    let out = snakepit_in(home, cwd.path(), &["doctor", "--json", "--config", config]);
+    assert_ok(&out, "doctor on the pool");
+    let report = json(&out);
+    assert_eq!(report["pools"][0]["env_kind"], "own", "{report:#}");
+    assert_eq!(report["pools"][0]["env_hash"], hash.as_str());
+    assert_eq!(report["pools"][0]["adapter_imports"], true);
+
+    // In use by the configuration, or used today: kept.
+    let out = snakepit_in(home, cwd.path(), &["env", "prune", "--config", config]);
+    assert_ok(&out, "prune with the config");
+    assert!(text(&out.stdout).contains("nothing to remove"));
+    let out = snakepit_in(home, cwd.path(), &["env", "prune", "--older-than", "1"]);
+    assert_ok(&out, "prune old ones");
+    assert!(text(&out.stdout).contains("nothing to remove"));
+    assert!(dir.exists());
+    // The embedded default does not use it: removed, and said so.
+    let out = snakepit_in(home, cwd.path(), &["env", "prune"]);
+    assert_ok(&out, "prune");
+    assert!(text(&out.stdout).contains(&format!("removed {hash}")));
+    assert!(!dir.exists());
+    let out = snakepit_in(home, cwd.path(), &["env", "list", "--json"]);
+    assert_eq!(json(&out)["envs"], serde_json::json!([]));
+}
+
+#[test]
+fn a_state_dir_open_to_the_group_is_refused() {
+    let home = tempfile::tempdir().expect("home");
+    let data = data_dir(home.path());
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let cwd = tempfile::tempdir().expect("cwd");
+    for args in [&["doctor"][..], &["env", "list"]] {
+        let out = snakepit_in(home.path(), cwd.path(), args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {out:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("refusing {}", data.display()))
+                && stderr.contains("lets group or others write"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!data.join("venv").exists(), "built in an untrusted dir");
+    }
+}
