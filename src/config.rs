@@ -335,6 +335,26 @@ port = 1
     }
 
     #[test]
+    fn a_requirements_file_is_relative_to_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snakepit.toml");
+        std::fs::write(
+            &path,
+            "[[pools]]\nname = \"p\"\npython = \"3.12\"\nrequirements = [\"psutil>=5\"]\n\
+             requirements_file = \"reqs.txt\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(pool.requirements, ["psutil>=5"]);
+        assert_eq!(pool.python.as_deref(), Some(Path::new("3.12")));
+        assert_eq!(pool.requirements_file, Some(dir.path().join("reqs.txt")));
+        let err =
+            Config::parse("[[pools]]\nname = \"p\"\nrequirements = [\"-e .\"]\n").unwrap_err();
+        assert!(err.to_string().contains("requirements entry"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         let err = Config::parse("[[pools]]\nname = \"x\"\nsise = 2\n").unwrap_err();
         assert!(err.to_string().contains("sise"), "{err}");

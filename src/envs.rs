@@ -572,7 +572,9 @@ pub fn dir_size(dir: &Path) -> u64 {
 /// or checked); returns whether it was there.
 pub fn remove(hash: &str) -> Result<bool, Error> {
     if hash.is_empty() || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::Config(format!("{hash:?} is not an environment hash")));
+        return Err(Error::Config(format!(
+            "{hash:?} is not an environment hash"
+        )));
     }
     let root = envs_dir();
     check_trusted_dir(&root)?;
@@ -612,4 +614,63 @@ pub async fn prepare_pools(pools: &mut [PoolConfig]) -> Result<(), Error> {
         pool.requirements_file = None;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(requirements: &[&str], file_text: &str) -> EnvSpec {
+        let requirements: Vec<String> = requirements.iter().map(|r| r.to_string()).collect();
+        EnvSpec::new(
+            Path::new("python3"),
+            &requirements,
+            None,
+            file_text.to_string(),
+        )
+        .expect("python3 runs")
+    }
+
+    #[test]
+    fn the_hash_covers_the_requirements_but_not_their_order() {
+        let a = spec(&["psutil", "attrs>=20"], "");
+        let b = spec(&[" attrs>=20", "psutil", "psutil"], "");
+        assert_eq!(a.requirements, ["attrs>=20", "psutil"]);
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.hash().len(), 16);
+        assert_ne!(a.hash(), spec(&["psutil"], "").hash());
+        assert_ne!(a.hash(), spec(&["psutil", "attrs>=20"], "rich\n").hash());
+    }
+
+    #[test]
+    fn a_version_finds_an_interpreter_of_that_version_or_says_where_it_looked() {
+        let found = find_python("3").expect("some Python 3");
+        assert!(python_env::probe(&found).unwrap().version.starts_with("3."));
+        let err = find_python("2.99").expect_err("no such Python");
+        let msg = err.to_string();
+        assert!(
+            matches!(err, Error::Environment(_)) && msg.contains("python2.99"),
+            "{msg}"
+        );
+        let err = find_python("no-such-python-here").expect_err("no such command");
+        assert!(err.to_string().contains("on PATH"), "{err}");
+    }
+
+    #[test]
+    fn which_pools_get_an_environment_of_their_own() {
+        let mut pool = PoolConfig::named("p");
+        assert!(!has_own_env(&pool));
+        pool.python = Some("/usr/bin/python3".into());
+        assert!(!has_own_env(&pool), "a path alone is used as it is");
+        pool.python = Some("3.12".into());
+        assert!(has_own_env(&pool));
+        pool.python = None;
+        pool.requirements = vec!["psutil".into()];
+        assert!(has_own_env(&pool));
+        pool.remote = true;
+        assert!(
+            !has_own_env(&pool),
+            "a remote pool's environment is its agents'"
+        );
+    }
 }

@@ -46,8 +46,7 @@ pub use snakepit_actors::{
     HostArgs, HostCallContext, HostTool, HostToolError, PoolConfig, PoolHandle, PoolStatus,
     Profile, PythonException, RestartPolicy, SHOWCASE_ADAPTER, Session, SessionInfo,
     SessionsConfig, Telemetry, Unserializable, UpdateSource, VarType, Variable, VariableUpdate,
-    VariableWatch,
-    WorkerStatus,
+    VariableWatch, WorkerStatus,
 };
 use snakepit_actors::{RuntimeConfig, RuntimeHandle};
 pub use snakepit_proto::{

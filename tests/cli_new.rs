@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 /// Every command of these tests must end within this long.
 const LIMIT: Duration = Duration::from_secs(45);
 
-/// Runs `program args` from the package root (where the managed venv
-/// `.snakepit/venv` lives), killing it if it outlives `LIMIT`.
+/// Runs `program args` from the package root, killing it if it outlives
+/// `LIMIT`.
 fn run(program: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(program)
         .args(args)
@@ -123,7 +123,10 @@ fn exec_printed_commands(root: &Path, stdout: &str) {
 /// Runs the generated pytest tests with the managed venv's interpreter, when
 /// it has pytest.
 fn run_generated_tests(root: &Path) {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".snakepit/venv/bin/python");
+    let python = snakepit::python_env::PythonEnvConfig::default()
+        .venv
+        .join("bin")
+        .join("python");
     if !run(&python, &["-c", "import pytest"]).status.success() {
         eprintln!("skipping the generated pytest tests: the managed venv has no pytest");
         return;

@@ -69,7 +69,10 @@ fn a_migrated_adapter_runs_unchanged_under_exec() {
     let out = exec_ok(&args);
     let words: Vec<_> = out.iter().map(|c| c["word"].as_str().unwrap()).collect();
     assert_eq!(words, ["one", "two", "three"]);
-    assert_eq!(out[1]["summary"], serde_json::json!({"words": 1, "chars": 3}));
+    assert_eq!(
+        out[1]["summary"],
+        serde_json::json!({"words": 1, "chars": 3})
+    );
 }
 
 #[test]
@@ -160,17 +163,21 @@ async fn the_correlation_id_reaches_python_and_the_hosts_events() {
     let info = marker.unserializable_info().expect("a marker");
     assert_eq!(info.type_name, "migrated_adapter.Opaque");
     assert!(snakepit::serialization::is_unserializable(marker));
-    let Event::PythonEvent(span) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
-        matches!(e, Event::PythonEvent(p) if p.name == "summarise")
-    })
+    let Event::PythonEvent(span) = wait_event(
+        &mut s.events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::PythonEvent(p) if p.name == "summarise"),
+    )
     .await
     else {
         unreachable!()
     };
     assert_eq!(span.correlation_id(), Some(cid));
-    let Event::RequestStopped(done) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
-        matches!(e, Event::RequestStopped(r) if r.tool == "summarise")
-    })
+    let Event::RequestStopped(done) = wait_event(
+        &mut s.events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::RequestStopped(r) if r.tool == "summarise"),
+    )
     .await
     else {
         unreachable!()
@@ -186,9 +193,11 @@ async fn the_correlation_id_reaches_python_and_the_hosts_events() {
         panic!("{r:?}")
     };
     assert_eq!(given.len(), 36);
-    let Event::RequestStopped(done) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
-        matches!(e, Event::RequestStopped(r) if r.tool == "summarise")
-    })
+    let Event::RequestStopped(done) = wait_event(
+        &mut s.events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::RequestStopped(r) if r.tool == "summarise"),
+    )
     .await
     else {
         unreachable!()
@@ -216,12 +225,11 @@ async fn the_pool_chooses_what_an_object_with_no_wire_form_becomes() {
     let mut cfg = fixture_pool("strict", "migrated_adapter.MigratedAdapter", 1);
     cfg.unserializable = Unserializable::Error;
     let s = common::start(cfg).await;
-    let err = s
-        .sp
-        .default_pool()
-        .execute(Call::new("summarise").kwarg("text", "a"))
-        .await
-        .unwrap_err();
+    let err =
+        s.sp.default_pool()
+            .execute(Call::new("summarise").kwarg("text", "a"))
+            .await
+            .unwrap_err();
     match &err {
         Error::Encoding { message } => assert!(message.contains("Opaque"), "{message}"),
         other => panic!("expected an encoding error, got {other:?}"),

@@ -836,9 +836,11 @@ async fn a_correlation_id_header_reaches_python_and_the_hosts_events() {
         common::field(&r, "correlation_id"),
         &Value::Str("grpc-corr-1".into())
     );
-    let Event::RequestStopped(done) = wait_event(&mut s.events, Duration::from_secs(5), |e| {
-        matches!(e, Event::RequestStopped(r) if r.tool == "summarise")
-    })
+    let Event::RequestStopped(done) = wait_event(
+        &mut s.events,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::RequestStopped(r) if r.tool == "summarise"),
+    )
     .await
     else {
         unreachable!()

@@ -48,8 +48,13 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", text(&out.stdout), text(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -84,10 +89,19 @@ fn doctor_builds_under_xdg_data_creates_nothing_in_cwd_and_is_reused_elsewhere()
     assert_eq!(report["pools"][0]["adapter_imports"], true, "{report:#}");
     assert_eq!(report["pools"][0]["workers_up"], 2, "{report:#}");
     assert!(venv.join("bin").join("python").exists());
-    assert!(empty(first.path()), "doctor wrote into its working directory");
+    assert!(
+        empty(first.path()),
+        "doctor wrote into its working directory"
+    );
     let registry = home.join("xdg-runtime").join("snakepit");
-    assert!(registry.is_dir(), "the run registry is under XDG_RUNTIME_DIR");
-    let mode = std::fs::metadata(data_dir(home)).unwrap().permissions().mode();
+    assert!(
+        registry.is_dir(),
+        "the run registry is under XDG_RUNTIME_DIR"
+    );
+    let mode = std::fs::metadata(data_dir(home))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "the data dir is private: {mode:o}");
 
     let stamp = venv.join(".snakepit-bridge-stamp");
@@ -105,8 +119,14 @@ fn doctor_builds_under_xdg_data_creates_nothing_in_cwd_and_is_reused_elsewhere()
         built,
         "the venv was reinstalled"
     );
-    assert!(took < Duration::from_secs(5), "the second doctor took {took:?}");
-    assert!(empty(second.path()), "doctor wrote into its working directory");
+    assert!(
+        took < Duration::from_secs(5),
+        "the second doctor took {took:?}"
+    );
+    assert!(
+        empty(second.path()),
+        "doctor wrote into its working directory"
+    );
 }
 
 #[test]
@@ -152,14 +172,21 @@ fn a_pool_with_requirements_gets_its_own_environment_listed_and_pruned() {
     assert_eq!(text(&out.stdout).trim(), "true");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("[1/4] creating a venv"), "{stderr}");
-    assert!(!stderr.contains('\x1b'), "escapes on a redirected stderr: {stderr:?}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "escapes on a redirected stderr: {stderr:?}"
+    );
     assert!(empty(cwd.path()), "exec wrote into its working directory");
 
     let out = snakepit_in(home, cwd.path(), &exec);
     assert_ok(&out, "exec again");
     assert!(!text(&out.stderr).contains("[1/4]"), "rebuilt");
 
-    let out = snakepit_in(home, cwd.path(), &["env", "list", "--json", "--config", config]);
+    let out = snakepit_in(
+        home,
+        cwd.path(),
+        &["env", "list", "--json", "--config", config],
+    );
     assert_ok(&out, "env list");
     let listed = json(&out);
     let envs = listed["envs"].as_array().expect("envs");

@@ -140,8 +140,10 @@ impl Call {
     pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
         self.metadata
             .retain(|(k, _)| k != crate::telemetry::trace::CORRELATION_HEADER);
-        self.metadata
-            .push((crate::telemetry::trace::CORRELATION_HEADER.into(), id.into()));
+        self.metadata.push((
+            crate::telemetry::trace::CORRELATION_HEADER.into(),
+            id.into(),
+        ));
         self
     }
 
@@ -362,7 +364,13 @@ impl PoolHandle {
             }),
             Err(err) => {
                 span.record("outcome", err.outcome());
-                self.record(&tool, &Err::<(), _>(err.clone()), started, true, &correlation);
+                self.record(
+                    &tool,
+                    &Err::<(), _>(err.clone()),
+                    started,
+                    true,
+                    &correlation,
+                );
                 Err(err)
             }
         }

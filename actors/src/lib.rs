@@ -84,8 +84,8 @@ mod wire;
 mod worker;
 
 pub use config::{
-    Affinity, HeartbeatConfig, PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER, SessionsConfig,
-    Unserializable,
+    Affinity, HeartbeatConfig, PoolConfig, Profile, RestartPolicy, SHOWCASE_ADAPTER,
+    SessionsConfig, Unserializable,
 };
 pub use error::{Error, ExitStatus, PythonException};
 pub use ffi::{Ffi, FfiTarget, IntoArgs, IntoKwargs, PyStream, StreamRef};

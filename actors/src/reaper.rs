@@ -78,7 +78,11 @@ pub fn default_registry_dir() -> PathBuf {
         return state.join("snakepit").join("run");
     }
     if let Some(home) = absolute_var("HOME") {
-        return home.join(".local").join("state").join("snakepit").join("run");
+        return home
+            .join(".local")
+            .join("state")
+            .join("snakepit")
+            .join("run");
     }
     PathBuf::from(format!("/tmp/snakepit-{}", trust::effective_uid())).join("run")
 }

@@ -229,10 +229,7 @@ impl Value {
             Some(Value::Str(r)) => Some(r.as_str()),
             _ => None,
         };
-        Some(UnserializableInfo {
-            type_name,
-            repr,
-        })
+        Some(UnserializableInfo { type_name, repr })
     }
 
     /// The Python type name of this value (`int`, `str`, `dict`, ...).

@@ -177,7 +177,10 @@ fn list(runtime: &RuntimeOpts, json: bool) -> Result<(), Failure> {
     }
     for env in &found {
         let r = &env.record;
-        let pools = users.get(&Some(r.hash.clone())).cloned().unwrap_or_default();
+        let pools = users
+            .get(&Some(r.hash.clone()))
+            .cloned()
+            .unwrap_or_default();
         println!(
             "{}  Python {}  {}  {}  last used {}  pools: {}",
             r.hash,
@@ -227,10 +230,9 @@ fn selected<'a>(config: &'a Config, only: Option<&str>) -> Result<Vec<&'a PoolCo
         .collect();
     match (only, pools.first()) {
         (Some(name), None) => Err(anyhow::anyhow!("no pool named `{name}`").into()),
-        (Some(name), Some(p)) if p.remote => Err(anyhow::anyhow!(
-            "pool `{name}` is remote: its environment is its agents'"
-        )
-        .into()),
+        (Some(name), Some(p)) if p.remote => {
+            Err(anyhow::anyhow!("pool `{name}` is remote: its environment is its agents'").into())
+        }
         _ => Ok(pools.into_iter().filter(|p| !p.remote).collect()),
     }
 }
@@ -253,10 +255,7 @@ fn pool_python(config: &Config, pool: &PoolConfig) -> Result<(PathBuf, &'static 
         env_config.venv = venv;
     }
     let env = python_env::ensure(&env_config)?;
-    Ok((
-        env.python,
-        if env.installed { "built" } else { "ready" },
-    ))
+    Ok((env.python, if env.installed { "built" } else { "ready" }))
 }
 
 fn prune(runtime: &RuntimeOpts, older_than_days: Option<u64>) -> Result<(), Failure> {
@@ -282,7 +281,10 @@ fn prune(runtime: &RuntimeOpts, older_than_days: Option<u64>) -> Result<(), Fail
                 "removed {hash}  Python {}  {}  {}  last used {}",
                 env.record.python_version,
                 human_size(env.size_bytes),
-                describe_requirements(&env.record.requirements, env.record.requirements_file.as_ref()),
+                describe_requirements(
+                    &env.record.requirements,
+                    env.record.requirements_file.as_ref()
+                ),
                 ago(env.last_used)
             );
         }

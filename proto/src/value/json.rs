@@ -82,9 +82,7 @@ impl Value {
         use serde_json::Value as J;
         match json {
             J::Array(items) => json_items(items).map(Value::List),
-            J::Object(obj)
-                if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) =>
-            {
+            J::Object(obj) if obj.get(super::UNSERIALIZABLE_KEY) == Some(&J::Bool(true)) => {
                 // An unserializable marker: a plain dict whose `__type__` is
                 // the object's type, not a tag.
                 obj.into_iter()
@@ -134,11 +132,11 @@ fn map_to_json(entries: &[(Value, Value)]) -> serde_json::Value {
             .iter()
             .any(|(k, v)| matches!((k, v), (Value::Str(k), Value::Bool(true)) if k == super::UNSERIALIZABLE_KEY))
     };
-    if !entries
+    let plain_keys = entries
         .iter()
-        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG))
-        && !(entries.iter().all(|(k, _)| matches!(k, Value::Str(_))) && marker())
-    {
+        .all(|(k, _)| matches!(k, Value::Str(k) if k != TAG));
+    let string_keys = entries.iter().all(|(k, _)| matches!(k, Value::Str(_)));
+    if !(plain_keys || string_keys && marker()) {
         return tagged();
     }
     let mut obj = JsonMap::new();
