@@ -26,11 +26,12 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 /// `snakepit ARGS` with `home` as `HOME`, its XDG runtime directory under
 /// it, no `SNAKEPIT_HOME` nor other XDG variables, in `cwd`.
-fn snakepit_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+fn command_in(home: &Path, cwd: &Path, args: &[&str]) -> Command {
     let runtime = home.join("xdg-runtime");
     std::fs::create_dir_all(&runtime).expect("runtime dir");
     std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    Command::new(common::snakepit_binary())
+    let mut command = Command::new(common::snakepit_binary());
+    command
         .args(args)
         .current_dir(cwd)
         .env("HOME", home)
@@ -38,9 +39,13 @@ fn snakepit_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
         .env_remove("SNAKEPIT_HOME")
         .env_remove("XDG_DATA_HOME")
         .env_remove("XDG_STATE_HOME")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run snakepit")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Runs [`command_in`] to its end.
+fn snakepit_in(home: &Path, cwd: &Path, args: &[&str]) -> Output {
+    command_in(home, cwd, args).output().expect("run snakepit")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -249,4 +254,108 @@ fn a_state_dir_open_to_the_group_is_refused() {
         );
         assert!(!data.join("venv").exists(), "built in an untrusted dir");
     }
+}
+
+/// The value of `name` in the environment of process `pid`.
+fn env_of(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// Kills what it holds when the test ends, passed or not.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_host_killed_in_one_directory_is_reaped_by_a_host_started_in_another() {
+    let _one = one_at_a_time();
+    let home = home();
+    let project = tempfile::tempdir().expect("project");
+    let config = project.path().join("leaver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[pools]]\nname = \"leaver\"\nsize = 1\nadapter = \"session_leaver.SessionLeaver\"\n\
+             python_path = [{:?}]\n",
+            common::fixtures_dir()
+        ),
+    )
+    .unwrap();
+    let first = tempfile::tempdir().expect("cwd");
+    let mut host = command_in(
+        home,
+        first.path(),
+        &[
+            "exec",
+            "--config",
+            config.to_str().unwrap(),
+            "spawn_detached_and_sleep",
+            "--args",
+            r#"{"seconds": 120}"#,
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("start the host");
+    let mut host_guard = KillOnDrop(vec![host.id()]);
+    let until = Instant::now() + Duration::from_secs(120);
+    let child = loop {
+        assert!(Instant::now() < until, "the host never got its child up");
+        let found = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x00600\x00")
+                    && env_of(pid, "HOME").as_deref() == home.to_str()
+            });
+        if let Some(pid) = found {
+            break pid;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _child_guard = KillOnDrop(vec![child]);
+    host.kill().expect("SIGKILL the host");
+    host.wait().expect("reap the host");
+    host_guard.0.clear();
+    assert!(alive(child), "the detached child outlives its host");
+
+    let second = tempfile::tempdir().expect("cwd");
+    let out = snakepit_in(
+        home,
+        second.path(),
+        &["exec", "add", "--args", r#"{"a": 2, "b": 3}"#],
+    );
+    assert_ok(&out, "the next host");
+    assert_eq!(text(&out.stdout).trim(), "5");
+    let until = Instant::now() + Duration::from_secs(5);
+    while alive(child) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(child), "the killed host's leftover was not reaped");
+    assert!(empty(first.path()) && empty(second.path()));
 }
