@@ -192,9 +192,20 @@ impl SnakepitBuilder {
         if let Some(addr) = self.metrics_addr.or(config.metrics.addr) {
             metrics::serve(addr)?;
         }
-        let python =
-            resolve_python(self.python, self.venv, &config.python, self.with_test_deps).await?;
         envs::prepare_pools(&mut config.pools).await?;
+        // The runtime's interpreter serves the local pools without one of
+        // their own; when there are none, the managed venv is not built.
+        let own = config.pools.iter().find_map(|p| p.python.clone());
+        let python = match own {
+            Some(python)
+                if self.python.is_none()
+                    && config.pools.iter().all(|p| p.remote || p.python.is_some()) =>
+            {
+                python
+            }
+            _ => resolve_python(self.python, self.venv, &config.python, self.with_test_deps)
+                .await?,
+        };
         let telemetry = self.telemetry.unwrap_or_default();
         let runtime = RuntimeHandle::start(
             RuntimeConfig {
