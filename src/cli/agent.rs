@@ -98,7 +98,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let python = snakepit::resolve_python(None, None, &config.python, false).await?;
+    // The agent runs the pool's workers here: its environment is built here.
+    let remote = pool.remote;
+    let mut local = [PoolConfig {
+        remote: false,
+        ..pool
+    }];
+    snakepit::envs::prepare_pools(&mut local).await?;
+    let [mut pool] = local;
+    pool.remote = remote;
+    let python = match &pool.python {
+        Some(python) => python.clone(),
+        None => snakepit::resolve_python(None, None, &config.python, false).await?,
+    };
     let options = AgentOptions {
         connect: args.connect,
         token,
