@@ -359,3 +359,36 @@ fn a_host_killed_in_one_directory_is_reaped_by_a_host_started_in_another() {
     assert!(!alive(child), "the killed host's leftover was not reaped");
     assert!(empty(first.path()) && empty(second.path()));
 }
+
+#[test]
+fn doctor_names_the_pool_whose_adapter_does_not_import() {
+    let _one = one_at_a_time();
+    let home = home();
+    let project = tempfile::tempdir().expect("project");
+    let config = project.path().join("broken.toml");
+    std::fs::write(
+        &config,
+        "[[pools]]\nname = \"fine\"\nsize = 1\n\n\
+         [[pools]]\nname = \"broken\"\nsize = 1\nadapter = \"no_such_module.Adapter\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let cwd = tempfile::tempdir().expect("cwd");
+    let out = snakepit_in(home, cwd.path(), &["doctor", "--json", "--config", config]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report = json(&out);
+    assert_eq!(report["ok"], false);
+    let pools = report["pools"].as_array().unwrap();
+    assert_eq!(pools[0]["adapter_imports"], true, "{report:#}");
+    assert_eq!(pools[1]["adapter_imports"], false, "{report:#}");
+    let error = pools[1]["error"].as_str().unwrap();
+    assert!(error.contains("No module named 'no_such_module'"), "{error}");
+    let out = snakepit_in(home, cwd.path(), &["doctor", "--config", config]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error: pool `broken`: adapter `no_such_module.Adapter` does not import"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pool `fine`"), "{stderr}");
+}
