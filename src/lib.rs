@@ -203,8 +203,9 @@ impl SnakepitBuilder {
             {
                 python
             }
-            _ => resolve_python(self.python, self.venv, &config.python, self.with_test_deps)
-                .await?,
+            _ => {
+                resolve_python(self.python, self.venv, &config.python, self.with_test_deps).await?
+            }
         };
         let telemetry = self.telemetry.unwrap_or_default();
         let runtime = RuntimeHandle::start(

@@ -382,7 +382,10 @@ fn doctor_names_the_pool_whose_adapter_does_not_import() {
     assert_eq!(pools[0]["adapter_imports"], true, "{report:#}");
     assert_eq!(pools[1]["adapter_imports"], false, "{report:#}");
     let error = pools[1]["error"].as_str().unwrap();
-    assert!(error.contains("No module named 'no_such_module'"), "{error}");
+    assert!(
+        error.contains("No module named 'no_such_module'"),
+        "{error}"
+    );
     let out = snakepit_in(home, cwd.path(), &["doctor", "--config", config]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = text(&out.stderr);
