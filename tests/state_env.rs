@@ -395,3 +395,62 @@ fn doctor_names_the_pool_whose_adapter_does_not_import() {
     );
     assert!(!stderr.contains("pool `fine`"), "{stderr}");
 }
+
+/// Whether `python --version` says 3.11 or newer.
+fn recent_python(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import sys; sys.exit(sys.version_info < (3, 11))"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+// As systemd runs a service of a non-root user: working directory `/`, a
+// bare environment. Needs root (to drop to `nobody` with setpriv) and a
+// system Python 3.11+ that user can run; elsewhere it says so and passes.
+#[test]
+fn a_non_root_user_runs_a_tool_from_the_root_directory() {
+    let system_python = Path::new("/usr/bin/python3");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() || !recent_python(system_python) {
+        eprintln!("skipped: needs root, /usr/bin/setpriv and /usr/bin/python3 >= 3.11");
+        return;
+    }
+    let nobody = 65534;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("snakepit");
+    std::fs::copy(common::snakepit_binary(), &binary).expect("copy the binary");
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(nobody), Some(nobody)).expect("chown");
+    let out = Command::new(setpriv)
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+        ])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("SNAKEPIT_PYTHON={}", system_python.display()))
+        .arg(&binary)
+        .args(["exec", "add", "--args", r#"{"a": 2, "b": 3}"#])
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run as nobody");
+    assert_ok(&out, "exec as nobody from /");
+    assert_eq!(text(&out.stdout).trim(), "5");
+    assert!(
+        data_dir(&home)
+            .join("venv")
+            .join("bin")
+            .join("python")
+            .exists()
+    );
+    assert!(home.join(".local/state/snakepit/run").is_dir());
+    assert!(!Path::new("/.snakepit").exists());
+}
