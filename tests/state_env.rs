@@ -166,22 +166,60 @@ fn a_pool_with_requirements_gets_its_own_environment_listed_and_pruned() {
     let args = format!("{{\"pid\": {pid}}}");
     let exec = ["exec", "--config", config, "pid_exists", "--args", &args];
 
+    // Two builders at once: one builds, the other waits for it and reuses it.
     let started = Instant::now();
-    let out = snakepit_in(home, cwd.path(), &exec);
+    let build = ["env", "build", "--config", config];
+    let builders: Vec<_> = (0..2)
+        .map(|_| {
+            command_in(home, cwd.path(), &build)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a builder")
+        })
+        .collect();
+    let outs: Vec<Output> = builders
+        .into_iter()
+        .map(|b| b.wait_with_output().expect("builder"))
+        .collect();
     assert!(
         started.elapsed() < Duration::from_secs(240),
         "building took {:?}",
         started.elapsed()
     );
-    assert_ok(&out, "exec with a fresh environment");
-    assert_eq!(text(&out.stdout).trim(), "true");
-    let stderr = text(&out.stderr);
+    for out in &outs {
+        assert_ok(out, "env build");
+    }
+    let states: Vec<String> = outs.iter().map(|o| text(&o.stdout)).collect();
+    assert_eq!(
+        states.iter().filter(|s| s.ends_with("(built)\n")).count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| s.ends_with("(ready)\n")).count(),
+        1,
+        "{states:?}"
+    );
+    let builder = outs
+        .iter()
+        .find(|o| text(&o.stdout).ends_with("(built)\n"))
+        .unwrap();
+    let stderr = text(&builder.stderr);
     assert!(stderr.contains("[1/4] creating a venv"), "{stderr}");
     assert!(
         !stderr.contains('\x1b'),
         "escapes on a redirected stderr: {stderr:?}"
     );
-    assert!(empty(cwd.path()), "exec wrote into its working directory");
+    assert!(
+        empty(cwd.path()),
+        "env build wrote into its working directory"
+    );
+
+    let out = snakepit_in(home, cwd.path(), &exec);
+    assert_ok(&out, "exec in the built environment");
+    assert_eq!(text(&out.stdout).trim(), "true");
+    assert!(!text(&out.stderr).contains("[1/4]"), "rebuilt");
 
     let out = snakepit_in(home, cwd.path(), &exec);
     assert_ok(&out, "exec again");
@@ -453,4 +491,51 @@ fn a_non_root_user_runs_a_tool_from_the_root_directory() {
     );
     assert!(home.join(".local/state/snakepit/run").is_dir());
     assert!(!Path::new("/.snakepit").exists());
+}
+
+#[test]
+fn a_failed_build_leaves_nothing_behind_and_says_why() {
+    let _one = one_at_a_time();
+    let home = home();
+    let project = tempfile::tempdir().expect("project");
+    let config = project.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[[pools]]\nname = \"bad\"\nsize = 1\n\
+         requirements = [\"snakepit-no-such-package-anywhere==0.0.1\"]\n",
+    )
+    .unwrap();
+    let cwd = tempfile::tempdir().expect("cwd");
+    let out = snakepit_in(
+        home,
+        cwd.path(),
+        &["env", "build", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("pool `bad`: could not install the environment's requirements"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("snakepit-no-such-package-anywhere"),
+        "{stderr}"
+    );
+    let envs = data_dir(home).join("envs");
+    let left: Vec<String> = std::fs::read_dir(&envs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".lock"))
+        .collect();
+    let listed = json(&snakepit_in(home, cwd.path(), &["env", "list", "--json"]));
+    let hashes: Vec<&str> = listed["envs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["hash"].as_str().unwrap())
+        .collect();
+    assert!(
+        left.iter().all(|name| hashes.contains(&name.as_str())),
+        "left behind: {left:?} (built: {hashes:?})"
+    );
 }

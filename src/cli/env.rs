@@ -199,7 +199,12 @@ fn build(runtime: &RuntimeOpts, only: Option<&str>) -> Result<(), Failure> {
     let config = super::load_config(runtime)?;
     let pools = selected(&config, only)?;
     for pool in pools {
-        let (path, state) = pool_python(&config, pool)?;
+        let (path, state) = pool_python(&config, pool).map_err(|failure| match failure {
+            Failure::Environment(snakepit::Error::Environment(msg)) => Failure::Environment(
+                snakepit::Error::Environment(format!("pool `{}`: {msg}", pool.name)),
+            ),
+            other => other,
+        })?;
         println!("pool {}: {} ({state})", pool.name, path.display());
     }
     Ok(())
