@@ -12,11 +12,21 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The shared fresh home, kept for the whole test binary.
+/// The shared home, emptied when the first test of this run asks for it. It
+/// lives at a fixed place in cargo's scratch directory (statics are never
+/// dropped, so a temporary directory would outlive every run): each run
+/// starts fresh and at most one copy stays on disk.
 fn home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().expect("temp home"))
-        .path()
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("state_env-home");
+        if home.exists() {
+            std::fs::remove_dir_all(&home).expect("empty the shared home");
+        }
+        std::fs::create_dir_all(&home).expect("shared home");
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        home
+    })
 }
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
