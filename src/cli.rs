@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod completions;
 pub mod demo;
 pub mod doctor;
+pub mod env;
 pub mod exec;
 pub mod ffi;
 pub mod new;

@@ -4,8 +4,9 @@
 //!
 //! ```toml
 //! [python]
-//! base = "python3"          # builds the venv
-//! venv = ".snakepit/venv"   # or `interpreter = "/usr/bin/python3"` to use one as is
+//! base = "python3"          # builds the managed venv
+//! venv = "/srv/snakepit/venv"  # default: `venv` in the data directory
+//!                           # or `interpreter = "/usr/bin/python3"` to use one as is
 //!
 //! [metrics]
 //! addr = "127.0.0.1:9568"   # Prometheus endpoint
@@ -38,6 +39,13 @@
 //! queue_timeout_ms = 5000
 //! env_passthrough = ["HOME", "LANG", "LC_*"]  # unset: the whole host environment
 //! python_path = ["."]       # directories prepended to the workers' sys.path
+//!
+//! [[pools]]                 # a pool with an environment of its own
+//! name = "stats"
+//! adapter = "stats_adapter.StatsAdapter"
+//! python = "3.12"           # a version to find, a command, or a path
+//! requirements = ["psutil>=5"]
+//! requirements_file = "requirements.txt"  # relative to this file
 //! ```
 //!
 //! In a file read with [`Config::load`], a relative directory or file path is
@@ -223,6 +231,7 @@ impl Config {
         for pool in &mut self.pools {
             pool.python_path.iter_mut().for_each(resolve);
             pool.ffi.helper_dirs.iter_mut().for_each(resolve);
+            pool.requirements_file.iter_mut().for_each(resolve);
         }
     }
 }
@@ -404,6 +413,26 @@ port = 1
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("without a token"), "{err}");
+    }
+
+    #[test]
+    fn a_requirements_file_is_relative_to_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snakepit.toml");
+        std::fs::write(
+            &path,
+            "[[pools]]\nname = \"p\"\npython = \"3.12\"\nrequirements = [\"psutil>=5\"]\n\
+             requirements_file = \"reqs.txt\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let pool = &config.pools[0];
+        assert_eq!(pool.requirements, ["psutil>=5"]);
+        assert_eq!(pool.python.as_deref(), Some(Path::new("3.12")));
+        assert_eq!(pool.requirements_file, Some(dir.path().join("reqs.txt")));
+        let err =
+            Config::parse("[[pools]]\nname = \"p\"\nrequirements = [\"-e .\"]\n").unwrap_err();
+        assert!(err.to_string().contains("requirements entry"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 pub mod agent;
 mod attach;
 pub mod config;
+pub mod envs;
 pub mod metrics;
 pub mod otel;
 pub mod python_env;
@@ -121,7 +122,8 @@ impl SnakepitBuilder {
         self
     }
 
-    /// Where the managed venv lives (default `.snakepit/venv`).
+    /// Where the managed venv lives (default `venv` in
+    /// [`python_env::data_dir`]).
     pub fn venv(mut self, venv: impl Into<PathBuf>) -> Self {
         self.venv = Some(venv.into());
         self
@@ -146,8 +148,8 @@ impl SnakepitBuilder {
     }
 
     /// Where this host records its run so that a later host can end what it
-    /// leaves behind if it is killed (default `$SNAKEPIT_HOME/run`, else
-    /// `.snakepit/run`).
+    /// leaves behind if it is killed (default: see
+    /// [`reaper::default_registry_dir`](snakepit_actors::reaper::default_registry_dir)).
     pub fn run_registry(mut self, dir: impl Into<PathBuf>) -> Self {
         self.registry_dir = Some(dir.into());
         self
@@ -190,8 +192,21 @@ impl SnakepitBuilder {
         if let Some(addr) = self.metrics_addr.or(config.metrics.addr) {
             metrics::serve(addr)?;
         }
-        let python =
-            resolve_python(self.python, self.venv, &config.python, self.with_test_deps).await?;
+        envs::prepare_pools(&mut config.pools).await?;
+        // The runtime's interpreter serves the local pools without one of
+        // their own; when there are none, the managed venv is not built.
+        let own = config.pools.iter().find_map(|p| p.python.clone());
+        let python = match own {
+            Some(python)
+                if self.python.is_none()
+                    && config.pools.iter().all(|p| p.remote || p.python.is_some()) =>
+            {
+                python
+            }
+            _ => {
+                resolve_python(self.python, self.venv, &config.python, self.with_test_deps).await?
+            }
+        };
         let telemetry = self.telemetry.unwrap_or_default();
         let runtime = RuntimeHandle::start(
             RuntimeConfig {

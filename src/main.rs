@@ -1,5 +1,5 @@
 //! The `snakepit` command: `demo`, `exec`, `call`, `shell`, `serve`,
-//! `agent`, `doctor`, `bench`, `chaos`, `new`, `completions` and `man`.
+//! `agent`, `doctor`, `env`, `bench`, `chaos`, `new`, `completions` and `man`.
 
 mod cli;
 
@@ -81,8 +81,13 @@ enum Command {
     /// Run Python workers of a remote pool for a host: dial its `[remote]
     /// listen` address, register, and serve until drained by SIGTERM.
     Agent(cli::agent::AgentArgs),
-    /// Check the Python environment and start one worker.
-    Doctor,
+    /// Check Python, each pool's environment (building it when missing) and
+    /// that its adapter imports, then start the workers (exit code 3 when
+    /// something is wrong).
+    Doctor(cli::doctor::DoctorArgs),
+    /// Manage the environments pools run in: `list`, `build`, `prune`,
+    /// `python`.
+    Env(cli::env::EnvArgs),
     /// Measure latency and throughput against Python's own process pools.
     Bench(cli::bench::BenchArgs),
     /// Kill workers of a busy pool at random; report lost, hung and wrong
@@ -147,7 +152,8 @@ async fn run(command: Command, runtime: RuntimeOpts) -> anyhow::Result<std::proc
             Ok(done) => done,
             Err(err) => Err(anyhow::anyhow!("the agent task failed: {err}")),
         },
-        Command::Doctor => cli::doctor::run(runtime).await,
+        Command::Doctor(args) => cli::doctor::run(args, runtime).await,
+        Command::Env(args) => cli::env::run(args, runtime).await,
         Command::Bench(args) => cli::bench::run(args).await,
         Command::Chaos(args) => cli::chaos::run(args).await,
         Command::New(args) => cli::new::run(args).await,

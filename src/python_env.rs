@@ -1,7 +1,7 @@
 //! The Python environment workers run in.
 //!
-//! On first use the host creates a virtual environment (by default
-//! `.snakepit/venv` under the current directory) with the system `python3`,
+//! On first use the host creates a virtual environment (by default `venv`
+//! in the data directory, see [`data_dir`]) with the system `python3`,
 //! installs the pinned dependencies and the bridge package embedded in this
 //! binary, and writes a stamp. Later runs find the stamp and start at once; a
 //! binary with a different bridge or different pins reinstalls what changed.
@@ -11,11 +11,14 @@
 //! the bridge sources it installs from), runs code in every worker: both must
 //! be owned by this process's uid and closed to group and others, or the start
 //! is refused with [`Error::UntrustedPath`]. The holding directory is created
-//! 0755 when missing.
+//! 0700 when missing.
 //!
 //! [`ensure_client`] does the same for the client package (`snakepit-client`,
-//! embedded too) in a venv of its own (`.snakepit/client-venv`): the Python
-//! clients of `snakepit bench` run there, never workers.
+//! embedded too) in a venv of its own (`client-venv` in the data directory):
+//! the Python clients of `snakepit bench` run there, never workers.
+//!
+//! Pools that declare their own requirements or Python get environments of
+//! their own: see [`crate::envs`].
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -47,11 +50,39 @@ pub struct PythonEnvConfig {
     pub with_test_deps: bool,
 }
 
+/// snakepit's data directory, where its environments live, the same from
+/// every working directory:
+///
+/// 1. `$SNAKEPIT_HOME` when set (the run registry then is `$SNAKEPIT_HOME/run`);
+/// 2. `$XDG_DATA_HOME/snakepit`;
+/// 3. `$HOME/.local/share/snakepit`;
+/// 4. `/tmp/snakepit-<uid>` when there is no `HOME` either.
+///
+/// Relative values of the XDG variables and `HOME` are ignored. Nothing is
+/// created here; [`ensure`] and [`crate::envs`] create it 0700 and refuse it
+/// when another user owns it or group or others may write to it.
+pub fn data_dir() -> PathBuf {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(home) = std::env::var_os("SNAKEPIT_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home);
+    }
+    if let Some(data) = var("XDG_DATA_HOME") {
+        return data.join("snakepit");
+    }
+    if let Some(home) = var("HOME") {
+        return home.join(".local").join("share").join("snakepit");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    PathBuf::from(format!("/tmp/snakepit-{}", unsafe { libc::geteuid() }))
+}
+
 impl Default for PythonEnvConfig {
     fn default() -> Self {
-        let home = std::env::var_os("SNAKEPIT_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".snakepit"));
+        let home = data_dir();
         Self {
             base_python: std::env::var_os("SNAKEPIT_PYTHON")
                 .map(PathBuf::from)
@@ -64,7 +95,7 @@ impl Default for PythonEnvConfig {
 
 impl PythonEnvConfig {
     /// Where [`ensure_client`] puts the client's venv: `client-venv` beside
-    /// the workers' venv (`$SNAKEPIT_HOME`, else `.snakepit`).
+    /// the workers' venv (in [`data_dir`]).
     pub fn client() -> Self {
         let default = Self::default();
         let venv = default.venv.with_file_name("client-venv");
@@ -188,6 +219,19 @@ fn stamps(with_test_deps: bool) -> (String, String) {
     (BRIDGE.clone(), deps)
 }
 
+/// One stamp for the embedded bridge and its pinned dependencies: what an
+/// environment built for a pool must be rebuilt for.
+pub(crate) fn bridge_stamp() -> String {
+    let (bridge, deps) = stamps(false);
+    format!("{bridge}\n{deps}")
+}
+
+/// Writes the embedded bridge package (with its `requirements.txt`) under
+/// `dir`, to install from.
+pub(crate) fn unpack_bridge(dir: &Path) -> Result<(), Error> {
+    unpack(embedded::BRIDGE_FILES, dir)
+}
+
 /// Makes sure the venv exists and holds this binary's bridge; returns it.
 pub fn ensure(config: &PythonEnvConfig) -> Result<PythonEnv, Error> {
     let (bridge_stamp, deps_stamp) = stamps(config.with_test_deps);
@@ -290,7 +334,7 @@ fn ensure_venv(
 ) -> Result<PythonEnv, Error> {
     let venv = absolute(&config.venv)?;
     let parent = venv.parent().unwrap_or(Path::new("/"));
-    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o755)?;
+    snakepit_actors::reaper::ensure_trusted_dir(parent, 0o700)?;
     if venv.exists() {
         snakepit_actors::reaper::check_trusted_dir(&venv)?;
     }
@@ -399,7 +443,7 @@ print(json.dumps(out))
         .collect()
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
     let out = cmd
         .output()
         .map_err(|e| Error::Environment(format!("could not {what}: {e}")))?;
@@ -419,7 +463,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(path).map_err(|e| io_err("resolve", path, e))
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Environment(format!("could not {what} {}: {e}", path.display()))
 }
 

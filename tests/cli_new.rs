@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 /// Every command of these tests must end within this long.
 const LIMIT: Duration = Duration::from_secs(45);
 
-/// Runs `program args` from the package root (where the managed venv
-/// `.snakepit/venv` lives), killing it if it outlives `LIMIT`.
+/// Runs `program args` from the package root, killing it if it outlives
+/// `LIMIT`.
 fn run(program: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(program)
         .args(args)
@@ -145,14 +145,22 @@ fn assert_relative_config(root: &Path) {
 /// Runs the generated pytest tests with the managed venv's interpreter, when
 /// it has pytest.
 fn run_generated_tests(root: &Path) {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".snakepit/venv/bin/python");
-    if !run(&python, &["-c", "import pytest"]).status.success() {
-        eprintln!("skipping the generated pytest tests: the managed venv has no pytest");
-        return;
-    }
-    let tests = root.join("tests");
-    let out = run(&python, &["-m", "pytest", "-q", tests.to_str().unwrap()]);
-    let stdout = assert_ok(&out, "the generated tests");
+    // The command as `new` printed it: the pool's own environment (which
+    // its `requirements` give pytest) runs the package's tests.
+    let exe = env!("CARGO_BIN_EXE_snakepit");
+    let config = root.join("snakepit.toml");
+    let test = format!(
+        "\"$({exe} --config {} env python)\" -m pytest -q {}",
+        config.display(),
+        root.join("tests").display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&test)
+        .current_dir(root)
+        .output()
+        .expect("run sh");
+    let stdout = assert_ok(&out, "the generated tests, as printed");
     assert!(stdout.contains("passed"), "{stdout}");
 }
 

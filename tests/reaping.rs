@@ -150,9 +150,7 @@ async fn next_start_reaps_children_in_another_session_of_a_killed_host() {
     let home = std::env::temp_dir().join(format!("snakepit-reaping-{}", std::process::id()));
     std::fs::create_dir_all(&home).unwrap();
     let config = home.join("config.toml");
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".snakepit")
-        .join("venv");
+    let venv = snakepit::python_env::PythonEnvConfig::default().venv;
     let mut f = std::fs::File::create(&config).unwrap();
     writeln!(
         f,

@@ -268,8 +268,20 @@ pub struct PoolConfig {
     pub remote: bool,
     /// The adapter class, `module.Class`.
     pub adapter: String,
-    /// Python interpreter; unset means the runtime's (the bootstrapped venv).
+    /// Python for the pool: a version to find (`"3.12"`: `python3.12` on
+    /// `PATH`, else pyenv's `~/.pyenv/versions/3.12*`), a command name on
+    /// `PATH`, or an interpreter path. With a version, or with
+    /// `requirements` / `requirements_file`, the pool runs in an environment
+    /// of its own built from that interpreter; an interpreter path alone is
+    /// run as it is (it must have the bridge installed). Unset: the runtime's
+    /// (the managed venv).
     pub python: Option<PathBuf>,
+    /// Python packages the pool's workers need (pip requirement strings,
+    /// `"psutil>=5"`), installed into an environment of the pool's own.
+    pub requirements: Vec<String>,
+    /// A pip requirements file installed likewise; a relative path is
+    /// relative to the configuration file's directory.
+    pub requirements_file: Option<PathBuf>,
     /// Directories prepended to the worker's `sys.path`.
     pub python_path: Vec<PathBuf>,
     /// Extra environment for the worker process.
@@ -370,6 +382,8 @@ impl Default for PoolConfig {
             remote: false,
             adapter: SHOWCASE_ADAPTER.into(),
             python: None,
+            requirements: Vec::new(),
+            requirements_file: None,
             python_path: Vec::new(),
             env: BTreeMap::new(),
             env_passthrough: None,
@@ -475,6 +489,14 @@ impl PoolConfig {
         }) {
             return bad(&format!(
                 "env_passthrough entry {entry:?} must be a variable name, optionally ending in `*`"
+            ));
+        }
+        if let Some(req) = self.requirements.iter().find(|r| {
+            let r = r.trim();
+            r.is_empty() || r.starts_with('-') || r.contains(['\n', '\0'])
+        }) {
+            return bad(&format!(
+                "requirements entry {req:?} must be a requirement such as \"psutil>=5\" (options belong in requirements_file)"
             ));
         }
         if self.ffi.max_refs == 0 || self.ffi.ref_ttl == Some(Duration::ZERO) {

@@ -56,11 +56,40 @@ pub use trust::{Untrusted, UntrustedPath, check_trusted_dir, ensure_trusted_dir}
 /// Environment variable naming snakepit's state directory.
 const HOME_ENV: &str = "SNAKEPIT_HOME";
 
-/// The default registry directory: `$SNAKEPIT_HOME/run`, or `.snakepit/run`
-/// (relative to the working directory) when `SNAKEPIT_HOME` is unset.
+/// The default registry directory, shared by every host of this user
+/// whatever its working directory:
+///
+/// 1. `$SNAKEPIT_HOME/run` when `SNAKEPIT_HOME` is set;
+/// 2. `$XDG_RUNTIME_DIR/snakepit` (a per-user tmpfs, emptied at logout);
+/// 3. `$XDG_STATE_HOME/snakepit/run`, else `$HOME/.local/state/snakepit/run`;
+/// 4. `/tmp/snakepit-<uid>/run` when there is no `HOME` either.
+///
+/// Relative values are ignored, as the XDG base directory specification
+/// asks. The registry creates the directory 0700 and refuses it when another
+/// user owns it or group or others may write to it.
 pub fn default_registry_dir() -> PathBuf {
-    match std::env::var_os(HOME_ENV) {
-        Some(home) if !home.is_empty() => PathBuf::from(home).join("run"),
-        _ => PathBuf::from(".snakepit").join("run"),
+    if let Some(home) = absolute_var(HOME_ENV) {
+        return home.join("run");
     }
+    if let Some(runtime) = absolute_var("XDG_RUNTIME_DIR") {
+        return runtime.join("snakepit");
+    }
+    if let Some(state) = absolute_var("XDG_STATE_HOME") {
+        return state.join("snakepit").join("run");
+    }
+    if let Some(home) = absolute_var("HOME") {
+        return home
+            .join(".local")
+            .join("state")
+            .join("snakepit")
+            .join("run");
+    }
+    PathBuf::from(format!("/tmp/snakepit-{}", trust::effective_uid())).join("run")
+}
+
+/// The variable `name` as a path, when it is set to an absolute one.
+fn absolute_var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
 }

@@ -44,9 +44,10 @@ pub struct RuntimeConfig {
     pub python: PathBuf,
     /// Identifies this host run in every worker's environment.
     pub run_id: String,
-    /// The run registry directory (default: `$SNAKEPIT_HOME/run`, else
-    /// `.snakepit/run`). Hosts sharing it end each other's leftovers after a
-    /// crash, and only those.
+    /// The run registry directory (default:
+    /// [`default_registry_dir`](crate::reaper::default_registry_dir), one per
+    /// user). Hosts sharing it end each other's leftovers after a crash, and
+    /// only those.
     pub registry_dir: Option<PathBuf>,
     /// Session limits and timeouts.
     pub sessions: SessionsConfig,

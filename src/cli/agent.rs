@@ -95,7 +95,18 @@ pub async fn run(args: AgentArgs, config_path: Option<PathBuf>) -> anyhow::Resul
         }
         None => None,
     };
-    let python = snakepit::resolve_python(None, None, &config.python, false).await?;
+    // The agent runs the pool's workers here: its environment is built here.
+    let remote = pool.remote;
+    let mut pool = pool;
+    pool.remote = false;
+    let mut local = [pool];
+    snakepit::envs::prepare_pools(&mut local).await?;
+    let [mut pool] = local;
+    pool.remote = remote;
+    let python = match &pool.python {
+        Some(python) => python.clone(),
+        None => snakepit::resolve_python(None, None, &config.python, false).await?,
+    };
     let options = AgentOptions {
         connect: args.connect,
         token,

@@ -436,7 +436,7 @@ adapter = "{name}.adapter.{class}"
 # The directory holding the `{name}` package, so that workers can import it.
 python_path = [".."]
 # What the pool's Python environment installs besides the bridge: pytest runs tests/.
-# requirements = ["pytest"]
+requirements = ["pytest"]
 {profile}"#
         )
     }

@@ -220,8 +220,7 @@ pub fn snakepit_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_snakepit"))
 }
 
-/// A `snakepit` command run from the package root (where the managed venv
-/// `.snakepit/venv` lives), its stdin closed.
+/// A `snakepit` command run from the package root, its stdin closed.
 pub fn snakepit_command() -> std::process::Command {
     let mut command = std::process::Command::new(snakepit_binary());
     command
