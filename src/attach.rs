@@ -61,10 +61,10 @@ impl AttachConfig {
         let Some(listen) = &section.listen else {
             return Ok(None);
         };
-        if section.heartbeat_ms == 0 || section.liveness_timeout_ms < 2 * section.heartbeat_ms {
+        if section.heartbeat.is_zero() || section.liveness_timeout < 2 * section.heartbeat {
             return Err(ServeError::Liveness {
-                heartbeat_ms: section.heartbeat_ms,
-                liveness_timeout_ms: section.liveness_timeout_ms,
+                heartbeat_ms: section.heartbeat.as_millis() as u64,
+                liveness_timeout_ms: section.liveness_timeout.as_millis() as u64,
             });
         }
         let serve = ServeConfig::from_section(&ServerSection {
@@ -78,8 +78,8 @@ impl AttachConfig {
         Ok(Some(Self {
             serve,
             link: LinkConfig {
-                heartbeat: Duration::from_millis(section.heartbeat_ms),
-                liveness_timeout: Duration::from_millis(section.liveness_timeout_ms),
+                heartbeat: section.heartbeat,
+                liveness_timeout: section.liveness_timeout,
                 ..LinkConfig::default()
             },
         }))

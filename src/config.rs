@@ -69,6 +69,7 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// A whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Where Python comes from.
     pub python: PythonSection,
@@ -87,6 +88,7 @@ pub struct Config {
 /// `[python]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PythonSection {
     /// Interpreter that creates the venv.
     pub base: Option<PathBuf>,
@@ -99,6 +101,7 @@ pub struct PythonSection {
 /// `[metrics]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MetricsSection {
     /// Address of the Prometheus endpoint; unset serves none.
     pub addr: Option<SocketAddr>,
@@ -110,6 +113,7 @@ pub struct MetricsSection {
 /// [`SnakepitBuilder::serve`](crate::SnakepitBuilder::serve), does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServerSection {
     /// `HOST:PORT` or `unix:PATH` (default `127.0.0.1:50051`).
     pub listen: Option<String>,
@@ -131,6 +135,7 @@ pub struct ServerSection {
 /// serve`); remote pools take their workers from them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RemoteSection {
     /// `HOST:PORT` or `unix:PATH`; unset: no agent can attach.
     pub listen: Option<String>,
@@ -145,11 +150,16 @@ pub struct RemoteSection {
     /// Allows a non-loopback address without a token.
     pub insecure: bool,
     /// How often each side of a link sends a heartbeat.
-    pub heartbeat_ms: u64,
+    #[serde(rename = "heartbeat_ms", with = "snakepit_actors::config::millis")]
+    pub heartbeat: std::time::Duration,
     /// A link that carried nothing for this long is ended by either side
     /// (an agent that died without a FIN, or a partition); its workers'
     /// requests fail with `WorkerCrashed` naming the agent.
-    pub liveness_timeout_ms: u64,
+    #[serde(
+        rename = "liveness_timeout_ms",
+        with = "snakepit_actors::config::millis"
+    )]
+    pub liveness_timeout: std::time::Duration,
 }
 
 impl Default for RemoteSection {
@@ -161,8 +171,8 @@ impl Default for RemoteSection {
             tls_key: None,
             client_ca: None,
             insecure: false,
-            heartbeat_ms: 1000,
-            liveness_timeout_ms: 3000,
+            heartbeat: std::time::Duration::from_millis(1000),
+            liveness_timeout: std::time::Duration::from_millis(3000),
         }
     }
 }
@@ -379,7 +389,10 @@ mod tests {
         .unwrap();
         let r = &config.remote;
         assert_eq!(r.listen.as_deref(), Some("0.0.0.0:7447"));
-        assert_eq!((r.heartbeat_ms, r.liveness_timeout_ms), (500, 2000));
+        assert_eq!(
+            (r.heartbeat, r.liveness_timeout),
+            (Duration::from_millis(500), Duration::from_millis(2000))
+        );
         assert!(config.pools[0].remote);
         assert!(!Config::embedded().pools[0].remote);
         assert_eq!(Config::embedded().remote, RemoteSection::default());
@@ -396,8 +409,8 @@ port = 1
         assert!(none.is_none());
         let silly = RemoteSection {
             listen: Some("127.0.0.1:0".into()),
-            heartbeat_ms: 1000,
-            liveness_timeout_ms: 1500,
+            heartbeat: Duration::from_millis(1000),
+            liveness_timeout: Duration::from_millis(1500),
             ..RemoteSection::default()
         };
         let err = crate::AttachConfig::from_section(&silly).unwrap_err();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use snakepit::config::{Config, PythonSection};
+use snakepit::config::Config;
 use snakepit::{PoolConfig, PoolHandle};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -150,14 +150,9 @@ impl Fleet {
         agent_pool.remote = false;
         agent_pool.size = seats as usize;
         agent_pool.env.insert(MARKER_ENV.into(), marker.into());
-        let config = Config {
-            python: PythonSection {
-                interpreter: Some(python.to_path_buf()),
-                ..PythonSection::default()
-            },
-            pools: vec![agent_pool],
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.python.interpreter = Some(python.to_path_buf());
+        config.pools = vec![agent_pool];
         let path = dir.join("agent.toml");
         std::fs::write(&path, toml::to_string(&config)?)?;
         let mut fleet = Self {
