@@ -12,6 +12,7 @@ pub mod ffi;
 pub mod new;
 pub mod remote;
 pub mod serve;
+pub mod status;
 
 use snakepit::config::Config;
 use snakepit::{Snakepit, SnakepitBuilder};

@@ -1,5 +1,6 @@
 //! The `snakepit` command: `demo`, `exec`, `call`, `shell`, `serve`,
-//! `agent`, `doctor`, `env`, `bench`, `chaos`, `new`, `completions` and `man`.
+//! `agent`, `doctor`, `env`, `status`, `bench`, `chaos`, `new`, `completions`
+//! and `man`.
 
 mod cli;
 
@@ -88,6 +89,9 @@ enum Command {
     /// Manage the environments pools run in: `list`, `build`, `prune`,
     /// `python`.
     Env(cli::env::EnvArgs),
+    /// The pools, their workers and tools: of a running `snakepit serve`
+    /// (`--server`), or of the configuration, started for the look.
+    Status(cli::status::StatusArgs),
     /// Measure latency and throughput against Python's own process pools.
     Bench(cli::bench::BenchArgs),
     /// Kill workers of a busy pool at random; report lost, hung and wrong
@@ -154,6 +158,7 @@ async fn run(command: Command, runtime: RuntimeOpts) -> anyhow::Result<std::proc
         },
         Command::Doctor(args) => cli::doctor::run(args, runtime).await,
         Command::Env(args) => cli::env::run(args, runtime).await,
+        Command::Status(args) => cli::status::run(args, runtime).await,
         Command::Bench(args) => cli::bench::run(args).await,
         Command::Chaos(args) => cli::chaos::run(args).await,
         Command::New(args) => cli::new::run(args).await,

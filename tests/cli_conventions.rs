@@ -323,3 +323,36 @@ fn json_output_parses() {
         "{test}"
     );
 }
+
+#[test]
+fn status_shows_the_configured_pools_as_a_table_or_json() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = config_file(dir.path());
+    let config = config.to_str().expect("a UTF-8 path");
+    let out = snakepit(&["--config", config, "status", "--json"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON");
+    let pools = report["pools"].as_array().expect("a list of pools");
+    assert_eq!(pools.len(), 1, "{report}");
+    let pool = &pools[0];
+    assert_eq!(pool["name"], "conventions");
+    assert_eq!(
+        (pool["size"].as_u64(), pool["workers_up"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(pool["workers"][0]["ready"], true, "{report}");
+    assert!(pool["workers"][0]["pid"].as_u64().is_some(), "{report}");
+    let tools: Vec<_> = pool["tools"].as_array().unwrap().iter().collect();
+    assert!(tools.iter().any(|t| *t == "add"), "{report}");
+    // The table says the same; an unknown pool is a failure.
+    let out = snakepit(&["status", "--config", config], &[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        table.contains("pool conventions: 1/1 workers up"),
+        "{table}"
+    );
+    let out = snakepit(&["status", "--config", config, "--pool", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
