@@ -109,9 +109,9 @@ mod tests {
     fn policy(max_restarts: u32, window_ms: u64) -> RestartPolicy {
         RestartPolicy {
             max_restarts,
-            restart_window_ms: window_ms,
-            backoff_initial_ms: 100,
-            backoff_max_ms: 5_000,
+            restart_window: Duration::from_millis(window_ms),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(5_000),
         }
     }
 

@@ -18,7 +18,7 @@ async fn registry(
     max_sessions: usize,
 ) -> (ActorRef<SessionsMessage>, Arc<Host>, Telemetry) {
     let config = SessionsConfig {
-        ttl_ms,
+        ttl: std::time::Duration::from_millis(ttl_ms),
         max_sessions,
         ..SessionsConfig::default()
     };

@@ -94,8 +94,8 @@ mod tests {
     fn config(interval_ms: u64, timeout_ms: u64, max_missed: u32) -> HeartbeatConfig {
         HeartbeatConfig {
             enabled: true,
-            interval_ms,
-            timeout_ms,
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
             max_missed,
         }
     }
