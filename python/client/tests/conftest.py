@@ -134,8 +134,9 @@ def start_serve(
 
 
 def stopped_cleanly(serve: Serve) -> None:
+    """A graceful stop after SIGTERM: exit code 128 + SIGTERM (143)."""
     code = serve.stop()
-    assert code == 0, f"snakepit serve exited with {code}:\n{serve.log()}"
+    assert code == 128 + signal.SIGTERM, f"snakepit serve exited with {code}:\n{serve.log()}"
 
 
 @pytest.fixture(scope="session")
