@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{fixture_pool, wait_event};
@@ -125,20 +124,6 @@ async fn python_spans_and_events_reach_the_host() {
     s.sp.shutdown().await;
 }
 
-fn exec(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_snakepit"))
-        .arg("exec")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run the snakepit binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 // The reference examples, unchanged, through `snakepit exec`.
 #[test]
 fn reference_examples_run_unchanged_through_exec() {
@@ -181,7 +166,7 @@ fn reference_examples_run_unchanged_through_exec() {
             std::thread::spawn(move || {
                 let mut args = fixtures.to_vec();
                 args.extend(run.iter().copied());
-                (run.join(" "), exec(&args))
+                (run.join(" "), common::exec(&args))
             })
         })
         .collect();

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{fixture_pool, wait_event};
@@ -16,24 +15,9 @@ use snakepit::{
     Call, Error, Event, HostArgs, HostCallContext, HostTool, Profile, Unserializable, Value,
 };
 
-/// `snakepit exec ARGS` from the package root: (success, stdout, stderr).
-fn exec(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_snakepit"))
-        .arg("exec")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run the snakepit binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The JSON lines of a successful `snakepit exec ARGS`.
 fn exec_ok(args: &[&str]) -> Vec<Json> {
-    let (ok, stdout, stderr) = exec(args);
+    let (ok, stdout, stderr) = common::exec(args);
     assert!(ok, "exec {args:?}\nstdout: {stdout}\nstderr: {stderr}");
     stdout
         .lines()

@@ -358,3 +358,18 @@ pub fn metric_sample(body: &str, metric: &str, labels: &[&str]) -> Option<f64> {
     }
     found
 }
+
+/// `snakepit exec ARGS` from the package root: (success, stdout, stderr).
+pub fn exec(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snakepit"))
+        .arg("exec")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run the snakepit binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
