@@ -78,7 +78,24 @@ fn sleeper(env: &[(&str, &str)]) -> Proc {
         .process_group(0)
         .spawn()
         .expect("spawn sleep");
+    wait_for_exec(child.id());
     Proc(child)
+}
+
+/// Waits (up to 5 s) until `pid`'s new environment is readable. `spawn`
+/// returns once the exec has begun, but the kernel sets the new image's
+/// environment a little later; on a busy machine a scan in that window
+/// sees an empty one.
+fn wait_for_exec(pid: u32) {
+    let path = format!("/proc/{pid}/environ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fs::read(&path).is_ok_and(|env| env.is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} did not finish its exec"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A pid that belonged to a process that has exited and been reaped.
