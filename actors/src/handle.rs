@@ -455,6 +455,7 @@ impl PoolHandle {
             stream,
             stream_window: if stream { self.config.stream_window } else { 0 },
             metadata: call.metadata.into_iter().collect(),
+            batch: Vec::new(),
         };
         // Large arrays and bytes go in the pool's shared memory; what is
         // left must fit in a frame.

@@ -133,7 +133,7 @@ pub fn result(id: u64, value: v1::Value) -> Frame {
         id,
         Kind::Result(v1::Result {
             value: Some(value),
-            timing: None,
+            ..Default::default()
         }),
     )
 }

@@ -161,20 +161,32 @@ class Hello(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., pid: _Optional[int] = ..., python_version: _Optional[str] = ..., python_implementation: _Optional[str] = ..., gil_enabled: _Optional[bool] = ..., profile: _Optional[str] = ..., capacity: _Optional[int] = ..., adapter: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSpec, _Mapping]]] = ..., bridge_version: _Optional[str] = ..., max_frame_bytes: _Optional[int] = ...) -> None: ...
 
 class ToolSpec(_message.Message):
-    __slots__ = ("name", "description", "parameters", "supports_streaming", "required_variables", "is_async")
+    __slots__ = ("name", "description", "parameters", "supports_streaming", "required_variables", "is_async", "batch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     SUPPORTS_STREAMING_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     IS_ASYNC_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters: _containers.RepeatedCompositeFieldContainer[ParamSpec]
     supports_streaming: bool
     required_variables: _containers.RepeatedScalarFieldContainer[str]
     is_async: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParamSpec, _Mapping]]] = ..., supports_streaming: _Optional[bool] = ..., required_variables: _Optional[_Iterable[str]] = ..., is_async: _Optional[bool] = ...) -> None: ...
+    batch: BatchSpec
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParamSpec, _Mapping]]] = ..., supports_streaming: _Optional[bool] = ..., required_variables: _Optional[_Iterable[str]] = ..., is_async: _Optional[bool] = ..., batch: _Optional[_Union[BatchSpec, _Mapping]] = ...) -> None: ...
+
+class BatchSpec(_message.Message):
+    __slots__ = ("max_size", "max_wait_ms", "stack")
+    MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    max_size: int
+    max_wait_ms: int
+    stack: bool
+    def __init__(self, max_size: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., stack: _Optional[bool] = ...) -> None: ...
 
 class ParamSpec(_message.Message):
     __slots__ = ("name", "type", "required", "default_value", "kind")
@@ -191,7 +203,7 @@ class ParamSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[Value, _Mapping]] = ..., kind: _Optional[_Union[ParamKind, str]] = ...) -> None: ...
 
 class Execute(_message.Message):
-    __slots__ = ("tool", "session_id", "args", "kwargs", "timeout_ms", "stream", "stream_window", "metadata")
+    __slots__ = ("tool", "session_id", "args", "kwargs", "timeout_ms", "stream", "stream_window", "metadata", "batch")
     class KwargsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +226,7 @@ class Execute(_message.Message):
     STREAM_FIELD_NUMBER: _ClassVar[int]
     STREAM_WINDOW_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     tool: str
     session_id: str
     args: _containers.RepeatedCompositeFieldContainer[Value]
@@ -222,7 +235,25 @@ class Execute(_message.Message):
     stream: bool
     stream_window: int
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, tool: _Optional[str] = ..., session_id: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., stream: _Optional[bool] = ..., stream_window: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    batch: _containers.RepeatedCompositeFieldContainer[BatchCall]
+    def __init__(self, tool: _Optional[str] = ..., session_id: _Optional[str] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, Value]] = ..., timeout_ms: _Optional[int] = ..., stream: _Optional[bool] = ..., stream_window: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., batch: _Optional[_Iterable[_Union[BatchCall, _Mapping]]] = ...) -> None: ...
+
+class BatchCall(_message.Message):
+    __slots__ = ("kwargs", "args", "session_id")
+    class KwargsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    KWARGS_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    kwargs: _containers.MessageMap[str, Value]
+    args: _containers.RepeatedCompositeFieldContainer[Value]
+    session_id: str
+    def __init__(self, kwargs: _Optional[_Mapping[str, Value]] = ..., args: _Optional[_Iterable[_Union[Value, _Mapping]]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class Cancel(_message.Message):
     __slots__ = ("reason",)
@@ -237,12 +268,22 @@ class Credit(_message.Message):
     def __init__(self, chunks: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("value", "timing")
+    __slots__ = ("value", "timing", "items")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     value: Value
     timing: WorkerTiming
-    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., timing: _Optional[_Union[WorkerTiming, _Mapping]] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[BatchOutcome]
+    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., timing: _Optional[_Union[WorkerTiming, _Mapping]] = ..., items: _Optional[_Iterable[_Union[BatchOutcome, _Mapping]]] = ...) -> None: ...
+
+class BatchOutcome(_message.Message):
+    __slots__ = ("value", "error")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    value: Value
+    error: Error
+    def __init__(self, value: _Optional[_Union[Value, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class WorkerTiming(_message.Message):
     __slots__ = ("decode_nanos", "run_nanos", "encode_nanos")
