@@ -38,6 +38,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Buckets, in seconds, of `snakepit_worker_startup_duration_seconds`.
 pub const STARTUP_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
+/// Buckets of `snakepit_batch_size`: calls per batch.
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// A health or readiness check: `Ok` answers 200, `Err(reason)` 503 with
 /// the reason as the body.
 pub type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -98,7 +101,9 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
         .set_buckets_for_metric(
             Matcher::Full(metric::WORKER_STARTUP_DURATION.into()),
             STARTUP_BUCKETS,
-        )
+        )?
+        .set_buckets_for_metric(Matcher::Full(metric::BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(metric::BATCH_WAIT.into()), LATENCY_BUCKETS)
 }
 
 /// The host's endpoint: installs the recorder and serves it on `addr`,
@@ -246,6 +251,24 @@ async fn answer(mut socket: tokio::net::TcpStream, metrics: PrometheusHandle, pr
 /// `promtool check metrics`; `tests/metrics_endpoint.rs` checks them all.
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        metric::BATCH_SIZE,
+        Unit::Count,
+        "Calls per batch sent to a batched tool, by pool and tool."
+    );
+    describe_histogram!(
+        metric::BATCH_WAIT,
+        Unit::Seconds,
+        "Time each call of a batched tool waited in the batching window, by pool and tool."
+    );
+    describe_gauge!(
+        metric::POOL_TARGET_SIZE,
+        "Workers a pool aims for: its autoscaler's target, or its configured size."
+    );
+    describe_counter!(
+        metric::POOL_SCALE_EVENTS_TOTAL,
+        "Autoscaling decisions, by pool, direction (up, down) and reason."
+    );
     describe_counter!(
         metric::REQUESTS_TOTAL,
         "Requests finished, by pool, tool and outcome."

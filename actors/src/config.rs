@@ -372,6 +372,34 @@ pub struct PoolConfig {
     pub drain_timeout: Duration,
     /// The universal FFI.
     pub ffi: FfiConfig,
+    /// Fewest workers of an autoscaled pool (one with `max_size`); 0 lets
+    /// it scale to none, the next call then starting one and waiting for it
+    /// (within `queue_timeout_ms`). Unset: 1.
+    pub min_size: Option<usize>,
+    /// Most workers: set, the pool scales between `min_size` and this with
+    /// its load, and `size` is not used.
+    pub max_size: Option<usize>,
+    /// Scale up when the 90th percentile of the time calls waited in the
+    /// queue over the last `scale_up_window_ms`, or the oldest call waiting
+    /// now, passes this.
+    #[serde(rename = "scale_up_wait_ms", with = "millis")]
+    pub scale_up_wait: Duration,
+    /// The window of queue waits scale-up looks at.
+    #[serde(rename = "scale_up_window_ms", with = "millis")]
+    pub scale_up_window: Duration,
+    /// Scale up also when more calls than this wait per worker for the
+    /// whole `scale_up_window_ms` (unset: the wait alone decides).
+    pub scale_up_queue_depth: Option<usize>,
+    /// Scale down a worker that ran nothing for this long (never below
+    /// `min_size`, never one with calls in flight or, under a strict
+    /// affinity, sessions bound to it).
+    #[serde(rename = "idle_timeout_ms", with = "millis")]
+    pub idle_timeout: Duration,
+    /// Idle workers kept ready ahead of demand (within `max_size`): the
+    /// pool aims for the workers its calls keep busy plus these, so a burst
+    /// finds them started (and warmed up: the adapter's `warmup()` runs
+    /// before a worker counts as ready).
+    pub prestart: usize,
 }
 
 impl Default for PoolConfig {
@@ -412,6 +440,13 @@ impl Default for PoolConfig {
             max_memory_mb: None,
             drain_timeout: Duration::from_millis(30_000),
             ffi: FfiConfig::default(),
+            min_size: None,
+            max_size: None,
+            scale_up_wait: Duration::from_millis(100),
+            scale_up_window: Duration::from_millis(1_000),
+            scale_up_queue_depth: None,
+            idle_timeout: Duration::from_millis(30_000),
+            prestart: 0,
         }
     }
 }
@@ -442,8 +477,23 @@ impl PoolConfig {
         if self.name.is_empty() {
             return Err(Error::Config("a pool needs a name".into()));
         }
-        if self.size == 0 {
-            return bad("size must be at least 1");
+        match (self.min_size, self.max_size) {
+            (_, None) if self.size == 0 => return bad("size must be at least 1"),
+            (Some(_), None) => return bad("min_size needs max_size (an autoscaled pool)"),
+            (_, Some(0)) => return bad("max_size must be at least 1"),
+            (Some(min), Some(max)) if min > max => {
+                return bad("min_size must not exceed max_size");
+            }
+            (_, Some(max)) if self.prestart > max => {
+                return bad("prestart must not exceed max_size");
+            }
+            (_, Some(_)) if self.remote => {
+                return bad("a remote pool does not autoscale: its agents decide its workers");
+            }
+            (_, Some(_)) if self.idle_timeout.is_zero() || self.scale_up_window.is_zero() => {
+                return bad("idle_timeout_ms and scale_up_window_ms must be at least 1");
+            }
+            _ => {}
         }
         if !self.adapter.contains('.') {
             return bad("adapter must be `module.Class`");
@@ -503,6 +553,19 @@ impl PoolConfig {
             return bad("ffi.max_refs and ffi.ref_ttl_ms must be at least 1 when set");
         }
         Ok(())
+    }
+
+    /// `(min_size, max_size)` of an autoscaled pool; `None` for a pool of
+    /// a fixed `size`.
+    pub fn autoscale(&self) -> Option<(usize, usize)> {
+        self.max_size
+            .map(|max| (self.min_size.unwrap_or(1).min(max), max))
+    }
+
+    /// The slots the pool has: `max_size` for an autoscaled pool, else
+    /// `size`.
+    pub fn slots(&self) -> usize {
+        self.max_size.unwrap_or(self.size)
     }
 
     pub(crate) fn queue_timeout(&self) -> Duration {

@@ -487,6 +487,7 @@ impl PoolHandle {
             pin,
             span: tracing::Span::current(),
             shared,
+            batch: None,
         };
         self.actor
             .cast(PoolMessage::Submit(RequestBox(Box::new(request))))

@@ -24,12 +24,16 @@
 //! A worker that dies takes its in-flight requests with it (`WorkerCrashed`),
 //! except idempotent ones, which come back here and run again elsewhere.
 
+mod autoscale;
+mod batched;
+mod batching;
 mod bindings;
 mod lifecycle;
 mod messages;
 mod queue;
 mod restarts;
 mod routing;
+mod scaling;
 mod slots;
 
 use std::collections::{HashMap, HashSet};
@@ -137,6 +141,12 @@ pub struct PoolState {
     restarts: Restarts,
     agents: Option<Agents>,
     arena: Option<Arc<PoolArena>>,
+    /// The batched tools, by name (from the workers' `Hello`).
+    batching: HashMap<String, batching::BatchPolicy>,
+    /// Calls to batched tools gathering into batches.
+    batcher: batching::Batcher<Box<Request>>,
+    /// An autoscaled pool's policy (`max_size` set).
+    autoscaler: Option<autoscale::Autoscaler>,
 }
 
 impl Actor for Pool {
@@ -150,14 +160,21 @@ impl Actor for Pool {
         args: PoolArgs,
     ) -> Result<PoolState, ActorProcessingErr> {
         let name = args.config.name.clone();
-        let slots = (0..args.config.size).map(|_| Slot::default()).collect();
+        let policy = autoscale::ScalePolicy::of(&args.config);
+        let initial = policy.map_or(args.config.size, |p| p.initial());
+        let slots = (0..args.config.slots())
+            .map(|slot| Slot {
+                parked: slot >= initial,
+                ..Slot::default()
+            })
+            .collect();
         Ok(PoolState {
             queue_depth: metrics::gauge!(metric::QUEUE_DEPTH, "pool" => name.clone()),
             in_flight: metrics::gauge!(metric::POOL_IN_FLIGHT, "pool" => name.clone()),
             restarts: Restarts::new(args.config.restart.clone()),
             // A remote pool has nothing to wait for at start: its workers
             // come as agents attach.
-            booting: args.agents.is_none(),
+            booting: args.agents.is_none() && initial > 0,
             agents: args.agents,
             arena: args.arena,
             tools: args.tools,
@@ -179,6 +196,9 @@ impl Actor for Pool {
             sweep_scheduled: false,
             health_check_scheduled: false,
             shutdown_replies: Vec::new(),
+            batching: HashMap::new(),
+            batcher: batching::Batcher::default(),
+            autoscaler: policy.map(autoscale::Autoscaler::new),
         })
     }
 
@@ -188,6 +208,11 @@ impl Actor for Pool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         crate::telemetry::register_pool_metrics(&state.config.name, state.slots.len());
+        metrics::gauge!(metric::POOL_TARGET_SIZE, "pool" => state.config.name.clone())
+            .set(active_slots(state) as f64);
+        if state.autoscaler.is_some() {
+            myself.send_after(AUTOSCALE_TICK, || PoolMessage::Autoscale);
+        }
         if let Some(agents) = &state.agents {
             let me = myself.clone();
             agents.watch(&state.config.name, move || {
@@ -197,7 +222,9 @@ impl Actor for Pool {
         // Spawning is quick (fork + exec); the slow part, Python importing the
         // adapter, then runs in all workers at once.
         for slot in 0..state.slots.len() {
-            lifecycle::start_member(&myself, state, slot, Role::Current).await;
+            if !state.slots[slot].parked {
+                lifecycle::start_member(&myself, state, slot, Role::Current).await;
+            }
         }
         Ok(())
     }
@@ -209,7 +236,19 @@ impl Actor for Pool {
         state: &mut PoolState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            PoolMessage::Submit(RequestBox(request)) => submit(&myself, state, request),
+            PoolMessage::Submit(RequestBox(request)) => {
+                submit(&myself, state, request);
+                // A pool scaled to no worker starts one for this call now.
+                if state.autoscaler.is_some() && active_slots(state) == 0 {
+                    scaling::autoscale(&myself, state).await;
+                }
+            }
+            PoolMessage::Autoscale => {
+                scaling::autoscale(&myself, state).await;
+                if state.accepting {
+                    myself.send_after(AUTOSCALE_TICK, || PoolMessage::Autoscale);
+                }
+            }
             PoolMessage::Done { key, id } => on_done(&myself, state, key, id).await,
             PoolMessage::Cancel { id } => cancel(state, id),
             PoolMessage::Credit { id, chunks } => {
@@ -222,12 +261,23 @@ impl Actor for Pool {
                     &state.config.name,
                     link.hello.tools.iter().map(|t| t.name.as_str()),
                 );
-                lifecycle::on_ready(&myself, state, key, link)
+                let batching: HashMap<_, _> = link
+                    .hello
+                    .tools
+                    .iter()
+                    .filter_map(|t| Some((t.name.clone(), batching::BatchPolicy::of(t)?)))
+                    .collect();
+                let learned = batching.keys().any(|t| !state.batching.contains_key(t));
+                state.batching = batching;
+                lifecycle::on_ready(&myself, state, key, link);
+                if learned {
+                    batched::rebatch(&myself, state);
+                }
             }
             PoolMessage::WorkerGone { key, gone } => lifecycle::on_gone(&myself, state, key, gone),
             PoolMessage::Restart { slot } => {
                 let s = &state.slots[slot];
-                if state.accepting && s.current.is_none() && s.successor.is_none() {
+                if state.accepting && !s.parked && s.current.is_none() && s.successor.is_none() {
                     lifecycle::start_member(&myself, state, slot, Role::Current).await;
                 }
             }
@@ -294,6 +344,14 @@ impl Actor for Pool {
                 lifecycle::shutdown(&myself, state, deadline, reply);
             }
             PoolMessage::ShutdownDeadline => lifecycle::shutdown_deadline(state),
+            PoolMessage::BatchDue { key, epoch } => batched::due(&myself, state, &key, epoch),
+            PoolMessage::Requeue {
+                request: RequestBox(request),
+                failed_worker,
+            } => {
+                lifecycle::requeue(&myself, state, request, &failed_worker);
+                pump(&myself, state);
+            }
         }
         state.in_flight.set(state.assigned.len() as f64);
         Ok(())
@@ -324,27 +382,32 @@ impl Actor for Pool {
 
 fn submit(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Request>) {
     if !state.accepting {
-        request.sink.fail(Error::ShuttingDown);
+        request.fail(Error::ShuttingDown);
         return;
     }
     if let Some(err) = degraded_error(state) {
-        request.sink.fail(err);
+        request.fail(err);
         return;
     }
-    if state.queue.len() >= state.config.queue_capacity {
+    if state.queue.len() + state.batcher.len() >= state.config.queue_capacity {
         QueueSaturated {
             pool: state.config.name.clone(),
             capacity: state.config.queue_capacity,
         }
         .emit(&state.telemetry);
-        request.sink.fail(Error::PoolSaturated {
+        request.fail(Error::PoolSaturated {
             pool: state.config.name.clone(),
             capacity: state.config.queue_capacity,
         });
         return;
     }
-    state.queue.push_back(request);
-    pump(myself, state);
+    match batched::policy_for(state, &request) {
+        Some(policy) => batched::gather(myself, state, request, policy),
+        None => {
+            state.queue.push_back(request);
+            pump(myself, state);
+        }
+    }
 }
 
 /// A remote pool with no worker up or on its way, and no agent with a
@@ -391,19 +454,19 @@ fn degraded_error(state: &mut PoolState) -> Option<Error> {
 fn pump(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let mut i = 0;
     while i < state.queue.len() {
-        if state.queue.get(i).sink.is_closed() {
+        if state.queue.get(i).is_abandoned() {
             state.queue.remove(i);
             continue;
         }
         match view(state).place(&state.queue.get(i).route()) {
             Place::Worker(key) => {
                 let request = state.queue.remove(i);
-                if let Err(request) = dispatch(state, key, request) {
+                if let Err(request) = dispatch(myself, state, key, request) {
                     // Its worker is dying: try again, the dying one excluded.
                     state.queue.insert(i, request);
                 }
             }
-            Place::Fail(err) => state.queue.remove(i).sink.fail(err),
+            Place::Fail(err) => state.queue.remove(i).fail(err),
             // With no strict or nested request queued, nothing behind a
             // waiting request can go either.
             Place::Wait if !state.queue.has_special() => break,
@@ -430,6 +493,7 @@ fn view(state: &PoolState) -> View<'_> {
 /// Sends `request` to worker `key`; hands it back if the worker's connection
 /// is closed (the worker is dying, and is marked so).
 fn dispatch(
+    myself: &ActorRef<PoolMessage>,
     state: &mut PoolState,
     key: WorkerKey,
     request: Box<Request>,
@@ -456,13 +520,14 @@ fn dispatch(
         pin,
         span,
         shared,
+        batch,
     } = *request;
     let pending = Pending {
-        tool,
+        tool: tool.clone(),
         sink,
         retry: again,
         delivered: false,
-        done_first: session.is_some(),
+        done_first: session.is_some() || batch.is_some(),
         span: span.clone(),
     };
     match conn.register(id, pending) {
@@ -470,6 +535,7 @@ fn dispatch(
             conn.send(frames::execute(id, execute));
             drop(shared);
             member.in_flight += 1;
+            member.last_active = Instant::now();
             let worker = member.id.clone();
             if crate::telemetry::trace::recording() {
                 let end = std::time::SystemTime::now();
@@ -484,6 +550,9 @@ fn dispatch(
                 );
             }
             state.assigned.insert(id, key);
+            if let Some(scaler) = &mut state.autoscaler {
+                scaler.record_wait(tokio::time::Instant::now(), enqueued.elapsed());
+            }
             if let Some(parent) = parent {
                 state.children.entry(parent).or_default().push(id);
             }
@@ -493,13 +562,30 @@ fn dispatch(
                 // The session now lives here (for `hint`, this moves it).
                 state.bindings.bind(session, key, &worker);
             }
-            RequestStarted {
-                pool: state.config.name.clone(),
-                worker,
-                request_id: id,
-                queued: enqueued.elapsed(),
+            match batch {
+                Some(batch) => {
+                    for member in &batch.members {
+                        if let Some(session) = &member.session {
+                            state.bindings.bind(session.clone(), key, &worker);
+                        }
+                        RequestStarted {
+                            pool: state.config.name.clone(),
+                            worker: worker.clone(),
+                            request_id: member.id,
+                            queued: member.enqueued.elapsed(),
+                        }
+                        .emit(&state.telemetry);
+                    }
+                    batched::split(myself.clone(), tool, worker, *batch);
+                }
+                None => RequestStarted {
+                    pool: state.config.name.clone(),
+                    worker,
+                    request_id: id,
+                    queued: enqueued.elapsed(),
+                }
+                .emit(&state.telemetry),
             }
-            .emit(&state.telemetry);
             Ok(())
         }
         Err(pending) => {
@@ -517,6 +603,7 @@ fn dispatch(
                 pin,
                 span,
                 shared,
+                batch,
             }))
         }
     }
@@ -538,7 +625,7 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
     let mut kept = RequestQueue::default();
     for request in state.queue.take_all() {
         let waited = now.duration_since(request.enqueued);
-        if request.sink.is_closed() {
+        if request.is_abandoned() {
             continue;
         }
         if waited < timeout {
@@ -550,7 +637,7 @@ fn sweep(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
             waited,
         }
         .emit(&state.telemetry);
-        request.sink.fail(Error::QueueTimeout {
+        request.fail(Error::QueueTimeout {
             pool: state.config.name.clone(),
             waited,
         });
@@ -574,6 +661,9 @@ fn cancel(state: &mut PoolState, id: u64) {
 }
 
 fn cancel_one(state: &mut PoolState, id: u64) {
+    if batched::cancel(state, id) {
+        return;
+    }
     if let Some(pos) = state.queue.position(id) {
         let request = state.queue.remove(pos);
         RequestCancelled {
@@ -582,7 +672,7 @@ fn cancel_one(state: &mut PoolState, id: u64) {
             stage: "queued",
         }
         .emit(&state.telemetry);
-        request.sink.fail(Error::Cancelled);
+        request.fail(Error::Cancelled);
         state.queue_depth.set(state.queue.len() as f64);
         return;
     }
@@ -610,6 +700,14 @@ fn link_of(state: &mut PoolState, id: u64) -> Option<&WorkerLink> {
         .and_then(|m| m.link())
 }
 
+/// How often an autoscaled pool looks at its load.
+const AUTOSCALE_TICK: Duration = Duration::from_millis(100);
+
+/// The slots the pool aims to fill: all but those parked by autoscaling.
+fn active_slots(state: &PoolState) -> usize {
+    state.slots.iter().filter(|s| !s.parked).count()
+}
+
 fn workers_up(state: &PoolState) -> usize {
     state.slots.iter().filter(|s| s.is_ready()).count()
 }
@@ -631,6 +729,7 @@ async fn on_done(myself: &ActorRef<PoolMessage>, state: &mut PoolState, key: Wor
     {
         member.in_flight = member.in_flight.saturating_sub(1);
         member.completed += 1;
+        member.last_active = Instant::now();
         let due = state
             .config
             .max_requests
@@ -681,7 +780,9 @@ fn status(state: &PoolState) -> PoolStatus {
         .unwrap_or_default();
     PoolStatus {
         name: state.config.name.clone(),
-        size: state.slots.len(),
+        size: active_slots(state),
+        min_size: state.autoscaler.as_ref().map(|a| a.policy.min),
+        max_size: state.autoscaler.as_ref().map(|a| a.policy.max),
         remote: state.agents.is_some(),
         workers_up: workers_up(state),
         in_flight: state.assigned.len(),

@@ -125,6 +125,17 @@ pub mod metric {
     /// Gauge: the size of a pool's shared-memory arena (`max_shared_bytes`),
     /// by pool; absent for a pool without shared memory.
     pub const SHARED_MEMORY_CAPACITY_BYTES: &str = "snakepit_shared_memory_capacity_bytes";
+    /// Histogram: calls per batch sent to a batched tool, by pool and tool.
+    pub const BATCH_SIZE: &str = "snakepit_batch_size";
+    /// Histogram: how long each call of a batched tool waited in the
+    /// batching window, by pool and tool.
+    pub const BATCH_WAIT: &str = "snakepit_batch_wait_seconds";
+    /// Gauge: the number of workers an autoscaled pool aims for (its
+    /// configured size otherwise), by pool.
+    pub const POOL_TARGET_SIZE: &str = "snakepit_pool_target_size";
+    /// Counter: scaling decisions, by pool, `direction` (`up`, `down`) and
+    /// `reason`.
+    pub const POOL_SCALE_EVENTS_TOTAL: &str = "snakepit_pool_scale_events_total";
 }
 
 /// The outcomes of `snakepit_requests_total` that exist at zero for every
@@ -170,6 +181,7 @@ pub(crate) fn register_pool_metrics(pool: &str, size: usize) {
                 ExitCause::Unresponsive.as_str(),
                 ExitCause::AgentLost.as_str(),
                 ExitCause::Drained.as_str(),
+                ExitCause::ScaledDown.as_str(),
             ],
         ),
         (
@@ -200,7 +212,7 @@ pub(crate) fn register_pool_metrics(pool: &str, size: usize) {
         (
             metric::REQUEST_CANCELLATIONS_TOTAL,
             "stage",
-            &["queued", "running"],
+            &["queued", "batching", "running"],
         ),
         (
             metric::WORKER_OUTPUT_TRUNCATED_BYTES_TOTAL,
@@ -252,6 +264,22 @@ pub(crate) fn register_tool_metrics<'a>(pool: &str, tools: impl IntoIterator<Ite
 pub(crate) fn metric_worker_rss(pool: &str, slot: usize, bytes: Option<u64>) {
     metrics::gauge!(metric::WORKER_RSS_BYTES, "pool" => pool.to_string(), "slot" => slot.to_string())
         .set(bytes.unwrap_or(0) as f64);
+}
+
+/// Records a batch of `size` calls of `tool`, each having waited in the
+/// batching window as long as `waits` says.
+pub(crate) fn metric_batch(
+    pool: &str,
+    tool: &str,
+    size: usize,
+    waits: impl Iterator<Item = std::time::Duration>,
+) {
+    metrics::histogram!(metric::BATCH_SIZE, "pool" => pool.to_string(), "tool" => tool.to_string())
+        .record(size as f64);
+    let wait = metrics::histogram!(metric::BATCH_WAIT, "pool" => pool.to_string(), "tool" => tool.to_string());
+    for waited in waits {
+        wait.record(waited.as_secs_f64());
+    }
 }
 
 /// Sets the gauge of live sessions (the registry actor owns the count).

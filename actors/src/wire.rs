@@ -26,7 +26,7 @@ pub(crate) use connection::{
     Closed, Connection, ConnectionEvents, HostCallReply, HostCalls, Limits, Listeners,
 };
 pub use pending::Chunk;
-pub(crate) use pending::{Pending, Sink};
+pub(crate) use pending::{BatchAnswers, Pending, Sink};
 
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 

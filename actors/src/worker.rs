@@ -824,7 +824,9 @@ const POISON_NOTE: &str =
 fn retry_allowed(cause: ExitCause, status: ExitStatus) -> bool {
     match cause {
         // The request did nothing wrong: its worker's agent went away.
-        ExitCause::Recycled | ExitCause::AgentLost | ExitCause::Drained => true,
+        ExitCause::Recycled | ExitCause::AgentLost | ExitCause::Drained | ExitCause::ScaledDown => {
+            true
+        }
         ExitCause::Crashed => matches!(
             status,
             ExitStatus::Signal(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP)

@@ -200,9 +200,27 @@ pub fn visit_values<E>(
         Ok(())
     };
     match frame.kind.as_mut() {
-        Some(Kind::Execute(e)) => each(&mut e.args.iter_mut().chain(e.kwargs.values_mut())),
+        Some(Kind::Execute(e)) => each(
+            &mut e.args.iter_mut().chain(e.kwargs.values_mut()).chain(
+                e.batch
+                    .iter_mut()
+                    .flat_map(|c| c.args.iter_mut().chain(c.kwargs.values_mut())),
+            ),
+        ),
         Some(Kind::HostCall(c)) => each(&mut c.args.iter_mut().chain(c.kwargs.values_mut())),
-        Some(Kind::Result(r)) => each(&mut r.value.iter_mut()),
+        Some(Kind::Result(r)) => each(
+            &mut r
+                .value
+                .iter_mut()
+                .chain(
+                    r.items
+                        .iter_mut()
+                        .filter_map(|item| match item.outcome.as_mut() {
+                            Some(v1::batch_outcome::Outcome::Value(v)) => Some(v),
+                            _ => None,
+                        }),
+                ),
+        ),
         Some(Kind::Chunk(c)) => each(
             &mut c
                 .value
@@ -376,7 +394,7 @@ mod tests {
             kind(result(2, one.clone())),
             Kind::Result(v1::Result {
                 value: Some(one.clone()),
-                timing: None,
+                ..Default::default()
             })
         );
         assert_eq!(
@@ -412,5 +430,49 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(kind(telemetry(8, event.clone())), Kind::Telemetry(event));
+    }
+
+    #[test]
+    fn the_values_of_a_batch_are_visited() {
+        let v = |n: i64| -> v1::Value { crate::Value::from(n).into() };
+        let mut execute = execute(
+            1,
+            v1::Execute {
+                batch: vec![
+                    v1::BatchCall {
+                        kwargs: [("x".to_string(), v(1))].into(),
+                        ..Default::default()
+                    },
+                    v1::BatchCall {
+                        args: vec![v(2)],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+        );
+        let mut result = frame(
+            1,
+            Kind::Result(v1::Result {
+                items: vec![
+                    v1::BatchOutcome {
+                        outcome: Some(v1::batch_outcome::Outcome::Value(v(3))),
+                    },
+                    v1::BatchOutcome {
+                        outcome: Some(v1::batch_outcome::Outcome::Error(v1::Error::default())),
+                    },
+                ],
+                ..Default::default()
+            }),
+        );
+        for (frame, expected) in [(&mut execute, 2), (&mut result, 1)] {
+            let mut seen = 0;
+            visit_values(frame, &mut |_: &mut v1::Value| {
+                seen += 1;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(seen, expected);
+        }
     }
 }

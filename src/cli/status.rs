@@ -29,7 +29,10 @@ pub struct StatusArgs {
 #[derive(Debug, Serialize)]
 struct Pool {
     name: String,
+    /// The workers it aims for (an autoscaled pool's target).
     size: usize,
+    /// `[min_size, max_size]` of an autoscaled pool.
+    autoscale: Option<[usize; 2]>,
     workers_up: usize,
     in_flight: usize,
     queued: usize,
@@ -56,6 +59,7 @@ impl From<PoolStatus> for Pool {
         Self {
             name: p.name,
             size: p.size,
+            autoscale: p.min_size.zip(p.max_size).map(|(min, max)| [min, max]),
             workers_up: p.workers_up,
             in_flight: p.in_flight,
             queued: p.queued,
@@ -85,6 +89,7 @@ impl From<PoolState> for Pool {
         Self {
             name: p.name,
             size: p.size as usize,
+            autoscale: (p.max_size > 0).then_some([p.min_size as usize, p.max_size as usize]),
             workers_up: p.workers_up as usize,
             in_flight: p.in_flight as usize,
             queued: p.queued as usize,
@@ -155,8 +160,12 @@ pub async fn run(args: StatusArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitC
 
 fn print_table(pools: &[Pool]) {
     for p in pools {
+        let scaling = match p.autoscale {
+            Some([min, max]) => format!(" (target {}, autoscaled {min}..{max})", p.size),
+            None => String::new(),
+        };
         println!(
-            "pool {}: {}/{} workers up, {} in flight, {} queued{}",
+            "pool {}: {}/{} workers up{scaling}, {} in flight, {} queued{}",
             p.name,
             p.workers_up,
             p.size,

@@ -207,6 +207,8 @@ pub(crate) fn pool_state(st: PoolStatus) -> v1::PoolState {
         degraded: st.degraded,
         workers: st.workers.into_iter().map(worker_state).collect(),
         tools: st.tools,
+        min_size: count(st.min_size.unwrap_or(0)),
+        max_size: count(st.max_size.unwrap_or(0)),
     }
 }
 

@@ -119,11 +119,33 @@ pub(super) async fn retire(
     key: WorkerKey,
     grace: Duration,
 ) {
-    let Some(slot) = state.slots.get_mut(key.slot) else {
+    if !drain_current(myself, state, key, grace, ExitCause::Drained) {
         return;
+    }
+    let slot = &mut state.slots[key.slot];
+    if let Some(successor) = slot.successor.take() {
+        slot.current = Some(successor);
+    } else if state.accepting {
+        start_member(myself, state, key.slot, Role::Current).await;
+    }
+    pump(myself, state);
+}
+
+/// Moves worker `key`, its slot's current one, to draining: it takes no
+/// new requests and is told to finish what it runs within `grace` (at most
+/// the drain timeout), then to exit with `cause`. Whether it was there.
+fn drain_current(
+    myself: &ActorRef<PoolMessage>,
+    state: &mut PoolState,
+    key: WorkerKey,
+    grace: Duration,
+    cause: ExitCause,
+) -> bool {
+    let Some(slot) = state.slots.get_mut(key.slot) else {
+        return false;
     };
     let Some(mut member) = slot.current.take_if(|m| m.key == key) else {
-        return;
+        return false;
     };
     if let MemberState::Ready(link) = std::mem::replace(&mut member.state, MemberState::Starting) {
         member.state = MemberState::Draining(link);
@@ -131,19 +153,39 @@ pub(super) async fn retire(
     let drain = grace.min(state.config.drain_timeout());
     let _ = member.actor.cast(WorkerMessage::Stop {
         grace: drain,
-        cause: ExitCause::Drained,
+        cause,
         reply: None,
     });
     myself.send_after(drain + DRAIN_SLACK, move || PoolMessage::DrainDeadline {
         key,
     });
     slot.draining.push(member);
-    if let Some(successor) = slot.successor.take() {
-        slot.current = Some(successor);
-    } else if state.accepting {
-        start_member(myself, state, key.slot, Role::Current).await;
+    true
+}
+
+/// Scales slot `slot` down: parks it (nothing starts there until the pool
+/// scales up) and drains its worker, which has nothing in flight.
+pub(super) fn park(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot: usize) {
+    state.slots[slot].parked = true;
+    if let Some(key) = state.slots[slot].current.as_ref().map(|m| m.key) {
+        drain_current(
+            myself,
+            state,
+            key,
+            state.config.drain_timeout(),
+            ExitCause::ScaledDown,
+        );
     }
-    pump(myself, state);
+}
+
+/// Scales slot `slot` up: starts a worker in it.
+pub(super) async fn unpark(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot: usize) {
+    let s = &mut state.slots[slot];
+    s.parked = false;
+    s.failures = 0;
+    if s.current.is_none() && s.successor.is_none() {
+        start_member(myself, state, slot, Role::Current).await;
+    }
 }
 
 /// Starts a successor for the slot's current worker; the swap happens when
@@ -260,7 +302,7 @@ pub(super) fn on_ready(
         maybe_stop_workers(state);
         return;
     }
-    if state.booting && workers_up == state.slots.len() {
+    if state.booting && workers_up >= super::active_slots(state) {
         state.booting = false;
         for waiter in state.ready_waiters.drain(..) {
             let _ = waiter.send(Ok(()));
@@ -274,7 +316,7 @@ pub(super) fn check_recovery(myself: &ActorRef<PoolMessage>, state: &mut PoolSta
     if !state.restarts.is_degraded() {
         return;
     }
-    let full = workers_up(state) == state.slots.len();
+    let full = workers_up(state) >= super::active_slots(state);
     if let Some(degraded_for) = state
         .restarts
         .try_recover(tokio::time::Instant::now(), full)
@@ -349,7 +391,7 @@ pub(super) fn on_gone(
         }
     }
     for request in gone.retry {
-        requeue(state, Box::new(request), &member.id);
+        requeue(myself, state, Box::new(request), &member.id);
     }
 
     if !state.accepting {
@@ -382,8 +424,9 @@ pub(super) fn on_gone(
     }
     if let Some(err) = degraded_error(state) {
         for request in state.queue.take_all() {
-            request.sink.fail(err.clone());
+            request.fail(err.clone());
         }
+        super::batched::flush(state, &err);
         state.queue_depth.set(0.0);
     }
     pump(myself, state);
@@ -413,12 +456,17 @@ pub(super) fn on_start_failed(state: &mut PoolState, err: &Error) {
 }
 
 /// An idempotent request whose worker died runs again, ahead of the queue.
-pub(super) fn requeue(state: &mut PoolState, request: Box<Request>, failed_worker: &str) {
-    if request.sink.is_closed() {
+pub(super) fn requeue(
+    myself: &ActorRef<PoolMessage>,
+    state: &mut PoolState,
+    request: Box<Request>,
+    failed_worker: &str,
+) {
+    if request.is_abandoned() {
         return;
     }
     if !state.accepting {
-        request.sink.fail(Error::ShuttingDown);
+        request.fail(Error::ShuttingDown);
         return;
     }
     RequestRetried {
@@ -428,7 +476,10 @@ pub(super) fn requeue(state: &mut PoolState, request: Box<Request>, failed_worke
     }
     .emit(&state.telemetry);
     // `Retry::into_request` made it its last attempt, enqueued now.
-    state.queue.push_front(request);
+    match super::batched::policy_for(state, &request) {
+        Some(policy) => super::batched::gather(myself, state, request, policy),
+        None => state.queue.push_front(request),
+    }
 }
 
 pub(super) fn schedule_restart(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot: usize) {
@@ -497,8 +548,9 @@ pub(super) fn shutdown(
     if state.accepting {
         state.accepting = false;
         for request in state.queue.take_all() {
-            request.sink.fail(Error::ShuttingDown);
+            request.fail(Error::ShuttingDown);
         }
+        super::batched::flush(state, &Error::ShuttingDown);
         state.queue_depth.set(0.0);
         let wait = deadline.saturating_duration_since(Instant::now());
         myself.send_after(wait, || PoolMessage::ShutdownDeadline);

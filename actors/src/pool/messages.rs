@@ -67,6 +67,27 @@ pub(crate) struct Request {
     /// The bytes of the shared-memory regions `execute` names, held until
     /// the request is sent (the worker then holds references of its own).
     pub shared: Vec<bytes::Bytes>,
+    /// For a batch (`execute.batch`): its callers, one per call in order;
+    /// its `sink` is then the batch's own (`Sink::Batch`).
+    pub batch: Option<Box<BatchCalls>>,
+}
+
+/// The callers of a batch, and where its answers arrive.
+pub(crate) struct BatchCalls {
+    pub members: Vec<BatchMember>,
+    pub answers: tokio::sync::oneshot::Receiver<Result<crate::wire::BatchAnswers, Error>>,
+}
+
+/// One caller of a batch.
+pub(crate) struct BatchMember {
+    /// The caller's request id (what it cancels by).
+    pub id: u64,
+    pub sink: tokio::sync::oneshot::Sender<Result<snakepit_proto::Value, Error>>,
+    pub session: Option<Arc<str>>,
+    pub enqueued: Instant,
+    /// For an idempotent call's first attempt: it, to run again if the
+    /// batch's worker dies.
+    pub retry: Option<Box<Retry>>,
 }
 
 /// The worker a call must run on because it carries a ref that worker holds.
@@ -81,6 +102,26 @@ pub(crate) struct RefPin {
 }
 
 impl Request {
+    /// Fails the request: its caller, or every caller of a batch.
+    pub fn fail(self, err: Error) {
+        match self.batch {
+            Some(batch) => {
+                for member in batch.members {
+                    let _ = member.sink.send(Err(err.clone()));
+                }
+            }
+            None => self.sink.fail(err),
+        }
+    }
+
+    /// Whether no one waits for it any more.
+    pub fn is_abandoned(&self) -> bool {
+        match &self.batch {
+            Some(batch) => batch.members.iter().all(|m| m.sink.is_closed()),
+            None => self.sink.is_closed(),
+        }
+    }
+
     /// Whether it may have to skip ahead of, or wait behind, the queue's
     /// order: strict-affinity session calls, nested calls, calls pinned to
     /// the worker holding their refs.
@@ -117,9 +158,14 @@ pub struct ReleaseSent {
 pub struct PoolStatus {
     /// Pool name.
     pub name: String,
-    /// Configured size (for a remote pool: the workers it expects; fewer
-    /// than that are attached while `workers_up` is lower).
+    /// The workers it aims for: its configured size (for a remote pool:
+    /// the workers it expects; fewer than that are attached while
+    /// `workers_up` is lower), or an autoscaled pool's target now.
     pub size: usize,
+    /// An autoscaled pool's `min_size` (`None`: a fixed size).
+    pub min_size: Option<usize>,
+    /// An autoscaled pool's `max_size` (`None`: a fixed size).
+    pub max_size: Option<usize>,
     /// Its workers run on node agents.
     pub remote: bool,
     /// Workers ready.
@@ -275,6 +321,22 @@ pub enum PoolMessage {
     },
     /// The shutdown deadline passed.
     ShutdownDeadline,
+    /// The batching window of batch `epoch` under `key` closed.
+    BatchDue {
+        /// Which calls.
+        key: super::batching::BatchKey,
+        /// Which batch of them.
+        epoch: u64,
+    },
+    /// An autoscaled pool's periodic look at its load.
+    Autoscale,
+    /// An idempotent call of a batch whose worker died: run it again.
+    Requeue {
+        /// The call, as its last attempt.
+        request: RequestBox,
+        /// The worker that died.
+        failed_worker: String,
+    },
 }
 
 /// A boxed request, so that the message enum stays small.
@@ -324,6 +386,7 @@ impl Retry {
             pin: None,
             span: self.span,
             shared: self.shared,
+            batch: None,
         }
     }
 }

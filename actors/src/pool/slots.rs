@@ -146,6 +146,9 @@ pub(crate) struct Member<L = WorkerLink, A = ActorRef<WorkerMessage>> {
     pub suspect: bool,
     /// Why a successor was started for it.
     pub recycle: Option<RecycleReason>,
+    /// When it last took or finished a request (or started): how long an
+    /// idle one has been idle.
+    pub last_active: Instant,
 }
 
 impl<L, A> Member<L, A> {
@@ -161,6 +164,7 @@ impl<L, A> Member<L, A> {
             closed: false,
             suspect: false,
             recycle: None,
+            last_active: Instant::now(),
         }
     }
 
@@ -209,6 +213,9 @@ pub(crate) struct Slot<L = WorkerLink, A = ActorRef<WorkerMessage>> {
     /// A remote pool's slot that found no agent with a free seat: started
     /// when one appears.
     pub awaiting_agent: bool,
+    /// An autoscaled pool's slot beyond its target: no worker is started
+    /// (or restarted) in it until the pool scales up.
+    pub parked: bool,
 }
 
 impl<L, A> Default for Slot<L, A> {
@@ -221,6 +228,7 @@ impl<L, A> Default for Slot<L, A> {
             failures: 0,
             recycle_not_before: None,
             awaiting_agent: false,
+            parked: false,
         }
     }
 }

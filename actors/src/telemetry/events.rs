@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use super::{Telemetry, metric};
 use crate::process::ExitStatus;
@@ -49,6 +49,10 @@ pub enum Event {
     RequestRetried(RequestRetried),
     /// A caller gave up on a request.
     RequestCancelled(RequestCancelled),
+    /// Calls to a batched tool left the batching window as one batch.
+    BatchFormed(BatchFormed),
+    /// An autoscaled pool decided to grow or shrink.
+    PoolScaled(PoolScaled),
     /// An idempotent request was not retried: its worker ended itself while
     /// running it.
     RequestRetryWithheld(RequestRetryWithheld),
@@ -102,6 +106,8 @@ impl Event {
             Event::OrphansReaped(_) => "snakepit.runtime.orphans.reaped",
             Event::RequestRetried(_) => "snakepit.request.call.retried",
             Event::RequestCancelled(_) => "snakepit.request.call.cancelled",
+            Event::BatchFormed(_) => "snakepit.pool.batch.formed",
+            Event::PoolScaled(_) => "snakepit.pool.scale.changed",
             Event::RequestRetryWithheld(_) => "snakepit.request.retry.withheld",
             Event::HostCallRejected(_) => "snakepit.host.call.rejected",
             Event::WorkerOutputTruncated(_) => "snakepit.worker.output.truncated",
@@ -190,6 +196,8 @@ pub enum ExitCause {
     AgentLost,
     /// A remote worker whose agent drained it (the agent is going away).
     Drained,
+    /// An autoscaled pool's worker that was idle past `idle_timeout_ms`.
+    ScaledDown,
 }
 
 impl ExitCause {
@@ -204,6 +212,7 @@ impl ExitCause {
             ExitCause::Unresponsive => "unresponsive",
             ExitCause::AgentLost => "agent_lost",
             ExitCause::Drained => "drained",
+            ExitCause::ScaledDown => "scaled_down",
         }
     }
 }
@@ -712,7 +721,7 @@ pub struct RequestCancelled {
     pub pool: String,
     /// Tool.
     pub tool: String,
-    /// Whether it was still queued (`queued`) or running (`running`).
+    /// Where it was: `queued`, `batching` (gathering into a batch, or in one not yet sent) or `running`.
     pub stage: &'static str,
 }
 
@@ -722,6 +731,55 @@ impl RequestCancelled {
         counter!(metric::REQUEST_CANCELLATIONS_TOTAL, "pool" => self.pool.clone(), "stage" => self.stage)
             .increment(1);
         t.publish_call(|| Event::RequestCancelled(self));
+    }
+}
+
+/// Calls to a batched tool left the batching window as one batch.
+#[derive(Debug, Clone)]
+pub struct BatchFormed {
+    /// Pool.
+    pub pool: String,
+    /// Tool.
+    pub tool: String,
+    /// Calls in the batch.
+    pub size: usize,
+    /// How long its first call waited for the others.
+    pub waited: Duration,
+    /// Why it left: `full`, `bytes` (one more call would not fit in a
+    /// frame), `max_wait` or `flushed`.
+    pub reason: &'static str,
+}
+
+impl BatchFormed {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        trace!(pool = %self.pool, tool = %self.tool, size = self.size,
+            waited_us = self.waited.as_micros() as u64, reason = self.reason, "Batch formed.");
+        t.publish_call(|| Event::BatchFormed(self));
+    }
+}
+
+/// An autoscaled pool changed its target size.
+#[derive(Debug, Clone)]
+pub struct PoolScaled {
+    /// Pool.
+    pub pool: String,
+    /// Target size before.
+    pub from: usize,
+    /// Target size now.
+    pub to: usize,
+    /// Why: `queue_wait`, `queue_depth`, `idle`, `cold_start` or `prestart`.
+    pub reason: &'static str,
+}
+
+impl PoolScaled {
+    pub(crate) fn emit(self, t: &Telemetry) {
+        info!(pool = %self.pool, from = self.from, to = self.to, reason = self.reason,
+            "Pool scaled.");
+        counter!(metric::POOL_SCALE_EVENTS_TOTAL, "pool" => self.pool.clone(),
+            "direction" => if self.to > self.from { "up" } else { "down" }, "reason" => self.reason)
+        .increment(1);
+        gauge!(metric::POOL_TARGET_SIZE, "pool" => self.pool.clone()).set(self.to as f64);
+        t.publish(|| Event::PoolScaled(self));
     }
 }
 

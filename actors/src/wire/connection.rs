@@ -31,7 +31,7 @@ use snakepit_proto::{Value, frames};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::pending::{Chunk, Owner, Pending, Sink, Table};
+use super::pending::{BatchAnswers, Chunk, Owner, Pending, Sink, Table};
 use super::shm::ConnShm;
 use crate::error::Error;
 use crate::telemetry::{HostCallRejected, PythonEvent, Telemetry};
@@ -493,6 +493,22 @@ async fn try_read<R: AsyncRead + Unpin>(
     .await
 }
 
+/// A batch's `Result.items` as its callers' answers; an item with no
+/// outcome is the worker's fault, reported to that caller alone.
+fn batch_answers(items: Vec<v1::BatchOutcome>, pool: &str, tool: &str) -> BatchAnswers {
+    use v1::batch_outcome::Outcome;
+    items
+        .into_iter()
+        .map(|item| match item.outcome {
+            Some(Outcome::Value(v)) => Ok(Value::from(v)),
+            Some(Outcome::Error(e)) => Err(Error::from_wire(e, pool, tool)),
+            None => Err(Error::Protocol(format!(
+                "the worker answered a call of batched tool `{tool}` with nothing"
+            ))),
+        })
+        .collect()
+}
+
 /// Routes one frame from the worker. `Ok(Some(frame))` is an answer to queue
 /// (waiting for room); an `Err` is a protocol violation.
 fn dispatch<P, E: ConnectionEvents>(
@@ -508,6 +524,7 @@ fn dispatch<P, E: ConnectionEvents>(
     match kind {
         Kind::Result(result) => {
             let entry = owned(table, id, "a result")?;
+            let items = result.items;
             let value = result.value.map(Value::from).unwrap_or(Value::Null);
             let entry = match entry {
                 Some(Owner::Waiting(p)) => Some(p),
@@ -520,10 +537,16 @@ fn dispatch<P, E: ConnectionEvents>(
             if let (Some(timing), Some(p)) = (result.timing, &entry) {
                 record_worker_timing(&p.span, &timing, &l.worker_id);
             }
-            if let Some(p) = entry
-                && let Sink::Unary(tx) = p.sink
-            {
-                let _ = tx.send(Ok(value));
+            if let Some(p) = entry {
+                match p.sink {
+                    Sink::Unary(tx) => {
+                        let _ = tx.send(Ok(value));
+                    }
+                    Sink::Batch(tx) => {
+                        let _ = tx.send(Ok(batch_answers(items, &l.pool_name, &p.tool)));
+                    }
+                    Sink::Stream(_) => {}
+                }
             }
             if !done_first {
                 l.events.done(id);
@@ -583,7 +606,7 @@ fn dispatch<P, E: ConnectionEvents>(
             let mut t = table.lock().expect("pending table lock");
             let t = &mut *t;
             if let Some(p) = t.pending.get_mut(&id) {
-                if matches!(p.sink, Sink::Unary(_)) {
+                if matches!(p.sink, Sink::Unary(_) | Sink::Batch(_)) {
                     return Err(format!("a chunk for request {id}, which is not a stream"));
                 }
                 if !last {

@@ -28,10 +28,16 @@ pub struct Chunk {
     pub metadata: Vec<(String, Value)>,
 }
 
+/// The answers to a batch: one per call, in the order of `Execute.batch`.
+pub(crate) type BatchAnswers = Vec<Result<Value, Error>>;
+
 /// Where the answer to a request goes.
 pub(crate) enum Sink {
     Unary(oneshot::Sender<Result<Value, Error>>),
     Stream(mpsc::UnboundedSender<Result<Chunk, Error>>),
+    /// A batch of calls (`Execute.batch`): its `Result.items`, or the error
+    /// of the whole batch.
+    Batch(oneshot::Sender<Result<BatchAnswers, Error>>),
 }
 
 impl Sink {
@@ -40,6 +46,7 @@ impl Sink {
         match self {
             Sink::Unary(tx) => tx.is_closed(),
             Sink::Stream(tx) => tx.is_closed(),
+            Sink::Batch(tx) => tx.is_closed(),
         }
     }
 
@@ -50,6 +57,9 @@ impl Sink {
                 let _ = tx.send(Err(err));
             }
             Sink::Stream(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Sink::Batch(tx) => {
                 let _ = tx.send(Err(err));
             }
         }
@@ -119,6 +129,6 @@ impl<P> Table<P> {
             && self
                 .pending
                 .values()
-                .all(|p| matches!(p.sink, Sink::Unary(_)))
+                .all(|p| matches!(p.sink, Sink::Unary(_) | Sink::Batch(_)))
     }
 }

@@ -362,7 +362,7 @@ class PoolStatusResponse(_message.Message):
     def __init__(self, pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ...) -> None: ...
 
 class PoolState(_message.Message):
-    __slots__ = ("name", "size", "workers_up", "in_flight", "queued", "degraded", "workers", "tools")
+    __slots__ = ("name", "size", "workers_up", "in_flight", "queued", "degraded", "workers", "tools", "min_size", "max_size")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     WORKERS_UP_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +371,8 @@ class PoolState(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     size: int
     workers_up: int
@@ -379,7 +381,9 @@ class PoolState(_message.Message):
     degraded: bool
     workers: _containers.RepeatedCompositeFieldContainer[WorkerState]
     tools: _containers.RepeatedCompositeFieldContainer[_snakepit_pb2.ToolSpec]
-    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., workers_up: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., degraded: _Optional[bool] = ..., workers: _Optional[_Iterable[_Union[WorkerState, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_snakepit_pb2.ToolSpec, _Mapping]]] = ...) -> None: ...
+    min_size: int
+    max_size: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., workers_up: _Optional[int] = ..., in_flight: _Optional[int] = ..., queued: _Optional[int] = ..., degraded: _Optional[bool] = ..., workers: _Optional[_Iterable[_Union[WorkerState, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_snakepit_pb2.ToolSpec, _Mapping]]] = ..., min_size: _Optional[int] = ..., max_size: _Optional[int] = ...) -> None: ...
 
 class WorkerState(_message.Message):
     __slots__ = ("id", "pid", "ready", "draining", "suspect", "in_flight", "completed", "python_version", "gil_enabled", "capacity")
