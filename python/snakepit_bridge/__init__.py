@@ -3,9 +3,11 @@
 Write an adapter class deriving from :class:`BaseAdapter` (or
 :class:`ThreadSafeAdapter`, to serve concurrent requests in the thread
 profile), mark methods with :func:`tool`, and run it with
-``python -m snakepit_bridge.worker --adapter module.Class``. Tools report
-timings and events to the host with :mod:`snakepit_bridge.telemetry`, and log
-with :func:`get_logger` (records carry the request's correlation id).
+``python -m snakepit_bridge.worker --adapter module.Class``. A tool marked
+``@tool(batch=Batch(...))`` gets its concurrent calls together (see
+:mod:`snakepit_bridge.batching`). Tools report timings and events to the host
+with :mod:`snakepit_bridge.telemetry`, and log with :func:`get_logger`
+(records carry the request's correlation id).
 """
 
 from . import telemetry
@@ -20,6 +22,7 @@ from .base_adapter_threaded import (
     thread_safe_method,
     validate_thread_safety,
 )
+from .batching import Batch, BatchItemError
 from .errors import HostCallRejected, HostCallTimeout, HostToolError, HostToolNotFound, VariableConstraintError
 from .logging_config import configure_logging, get_logger
 from .session_context import SessionContext
@@ -35,6 +38,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaseAdapter",
+    "Batch",
+    "BatchItemError",
     "HostCallRejected",
     "HostCallTimeout",
     "HostToolError",

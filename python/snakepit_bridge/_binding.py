@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import re
 import sys
 import types
@@ -24,6 +25,7 @@ from ._codec import EncodingError, dec, encode_into
 from ._proto import snakepit_pb2 as pb
 from .base_adapter import BaseAdapter, ToolMetadata
 from .base_adapter_threaded import is_thread_safe
+from .batching import Batch
 from .thread_safety_checker import ThreadSafetyError
 
 __all__: list[str] = []
@@ -285,6 +287,7 @@ class ToolPlan:
         "checks",
         "simple",
         "fast",
+        "batch",
     )
 
     def __init__(self, cls: type, meta: ToolMetadata) -> None:
@@ -320,6 +323,18 @@ class ToolPlan:
             required_variables=list(meta.required_variables),
             is_async=meta.is_async,
         )
+        # A batched tool's one parameter is the list of its calls: the host
+        # is told of no parameters, each call's keywords are the tool's to read.
+        self.batch: Batch | None = meta.batch
+        if meta.batch is not None:
+            self.spec.batch.CopyFrom(
+                pb.BatchSpec(
+                    max_size=meta.batch.max_size,
+                    max_wait_ms=math.ceil(meta.batch.max_wait_ms),
+                    stack=meta.batch.stack,
+                )
+            )
+            params = []
         self.by_name: dict[str, inspect.Parameter] = {}
         required: list[str] = []
         checks: list[tuple[str, str, Callable[[Any], Any]]] = []
@@ -411,6 +426,9 @@ class FfiPlan:
     the inline run as for a tool; the runner runs it with no adapter instance."""
 
     __slots__ = ("name", "func", "kwargs_ok", "streams", "fast")
+
+    #: FFI operations are never batched.
+    batch: Batch | None = None
 
     def __init__(self, name: str, op: Any) -> None:
         self.name = name

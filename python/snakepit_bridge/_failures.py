@@ -14,10 +14,11 @@ import traceback
 
 from . import _ffi
 from ._codec import EncodingError
-from ._frames import TooLarge, encoding_error, error
+from ._frames import TooLarge, encoding_error, error, error_message, error_reply
 from ._ml_errors import classify
 from ._proto import snakepit_pb2 as pb
 from ._request import Cancelled
+from .batching import BatchItemError
 from .errors import DrainDeadlineExceeded
 
 __all__: list[str] = []
@@ -49,14 +50,20 @@ def format_tb(e: BaseException) -> str:
 
 
 def exception_frame(fid: int, e: BaseException) -> bytes:
-    """The Error frame for exception `e`: PYTHON_EXCEPTION, with the fields
-    of a recognised ML failure in `details`; the FFI's typed errors (refs,
-    helpers) get their own kind and details."""
+    """The Error frame for exception `e` (see :func:`exception_error`)."""
+    return error_reply(fid, exception_error(e))
+
+
+def exception_error(e: BaseException) -> pb.Error:
+    """The Error for exception `e`: PYTHON_EXCEPTION, with its module, the
+    fields of a recognised ML failure and a BatchItemError's own details in
+    `details`; the FFI's typed errors (refs, helpers) get their own kind and
+    details. Also the error of one call of a batch its tool failed."""
     t = type(e)
     typed = _ffi.wire_error(e)
     if typed is not None:
         kind, details = typed
-        return error(fid, kind, exc_text(e), python_type=t.__name__, details=details)
+        return error_message(kind, exc_text(e), python_type=t.__name__, details=details)
     details = {"module": str(t.__module__)}
     try:
         ml = classify(e)
@@ -64,12 +71,14 @@ def exception_frame(fid: int, e: BaseException) -> bytes:
         ml = None
     if ml:
         details.update(ml)
-    return error(
-        fid,
+    if isinstance(e, BatchItemError):
+        details = {**e.details, **details}
+    return error_message(
         pb.ERROR_KIND_PYTHON_EXCEPTION,
         exc_text(e),
         python_type=t.__name__,
-        tb=format_tb(e),
+        # An exception a batched tool returned without raising it has none.
+        tb=format_tb(e) if e.__traceback__ is not None else "",
         details=details,
     )
 

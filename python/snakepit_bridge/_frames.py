@@ -1,14 +1,14 @@
 """One constructor per frame kind: every frame of the worker protocol is built here.
 
 The Python mirror of ``snakepit_proto::frames`` on the host. Frames the worker
-sends (``hello``, ``result``, ``chunk``, ``error``, ``host_call``, ``pong``,
-``telemetry``) come out as the bytes that go on the socket, length prefix
-included; results and chunks of scalars are written by hand (see
-``_wire.py``), the hot path's replies. Frames the host sends (``execute``,
-``cancel``, ``credit``, ``ping``, ``release_session``, ``release_ref``,
-``shutdown``, ``host_call_result``, ``variable_update``) come out as
-``pb.Frame`` messages: the worker only reads them, the tests' wire client
-writes them.
+sends (``hello``, ``result``, ``batch_result``, ``chunk``, ``error``,
+``host_call``, ``pong``, ``telemetry``) come out as the bytes that go on the
+socket, length prefix included; results and chunks of scalars are written by
+hand (see ``_wire.py``), the hot path's replies. Frames the host sends
+(``execute``, ``cancel``, ``credit``, ``ping``, ``release_session``,
+``release_ref``, ``shutdown``, ``host_call_result``, ``variable_update``) come
+out as ``pb.Frame`` messages: the worker only reads them, the tests' wire
+client writes them.
 """
 
 from __future__ import annotations
@@ -82,6 +82,34 @@ def hello(
     return encode(pb.Frame(id=0, hello=h))
 
 
+def error_message(
+    kind: pb.ErrorKind,
+    message: str,
+    *,
+    python_type: str = "",
+    tb: str = "",
+    parameter: str = "",
+    details: Mapping[str, str] | None = None,
+) -> pb.Error:
+    """An Error, as a frame or one call of a batch carries it. Diagnostic
+    text always reaches the caller: a lone surrogate (a file name that is not
+    UTF-8 in a message) becomes its backslash escape; long text is cut
+    (``clip``)."""
+    return pb.Error(
+        kind=kind,
+        python_type=safe_text(python_type),
+        message=clip(safe_text(message)),
+        traceback=clip(safe_text(tb)),
+        parameter=safe_text(parameter),
+        details={safe_text(k): safe_text(v) for k, v in details.items()} if details else None,
+    )
+
+
+def error_reply(fid: int, err: pb.Error) -> bytes:
+    """The Error frame answering exchange `fid` with `err`."""
+    return encode(pb.Frame(id=fid, error=err))
+
+
 def error(
     fid: int,
     kind: pb.ErrorKind,
@@ -92,27 +120,22 @@ def error(
     parameter: str = "",
     details: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The Error frame answering exchange `fid`. Diagnostic text always
-    reaches the caller: a lone surrogate (a file name that is not UTF-8 in a
-    message) becomes its backslash escape; long text is cut (``clip``)."""
-    err = pb.Error(
-        kind=kind,
-        python_type=safe_text(python_type),
-        message=clip(safe_text(message)),
-        traceback=clip(safe_text(tb)),
-        parameter=safe_text(parameter),
-        details={safe_text(k): safe_text(v) for k, v in details.items()} if details else None,
-    )
-    return encode(pb.Frame(id=fid, error=err))
+    """The Error frame answering exchange `fid` (see :func:`error_message`)."""
+    err = error_message(kind, message, python_type=python_type, tb=tb, parameter=parameter, details=details)
+    return error_reply(fid, err)
 
 
 def encoding_error(fid: int, e: EncodingError) -> bytes:
-    """The Error frame of a value that could not be encoded: ENCODING, or
+    """The Error frame of a value that could not be encoded (see :func:`encoding_error_message`)."""
+    return error_reply(fid, encoding_error_message(e))
+
+
+def encoding_error_message(e: EncodingError) -> pb.Error:
+    """The Error of a value that could not be encoded: ENCODING, or
     SHARED_MEMORY_EXHAUSTED (with `requested`, `capacity`, `in_use`) when
     the worker's arena was full."""
     if isinstance(e, SharedMemoryExhausted):
-        return error(
-            fid,
+        return error_message(
             pb.ERROR_KIND_SHARED_MEMORY_EXHAUSTED,
             str(e),
             python_type=e.python_type,
@@ -123,7 +146,7 @@ def encoding_error(fid: int, e: EncodingError) -> bytes:
                 "path": e.path,
             },
         )
-    return error(fid, pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
+    return error_message(pb.ERROR_KIND_ENCODING, str(e), python_type=e.python_type, details={"path": e.path})
 
 
 def release_shared(offsets: Iterable[int]) -> bytes:
@@ -162,6 +185,44 @@ def _can_mark(e: EncodingError, unserializable: str) -> bool:
     return unserializable != "ref" and _graceful.recoverable(e)
 
 
+def _value_bytes(value: Any, unserializable: str, root: str) -> tuple[bytes, list[int] | None]:
+    """A tool's result `value` (not a scalar: those have their fast path) as
+    the bytes of a Value, and the WORKER references its encoding added. Raises
+    EncodingError. `unserializable` as for :func:`result`."""
+
+    def build() -> bytes:
+        v = pb.Value()
+        if unserializable == "ref":
+            _ffi.encode_graceful(value, v, root)
+        else:
+            encode_into(value, v, root=root)
+        return v.SerializeToString()
+
+    try:
+        return _shm.collect(build)
+    except EncodingError as e:
+        if not _can_mark(e, unserializable):
+            raise
+
+    def build_marked() -> bytes:
+        v = pb.Value()
+        _graceful.encode_with_markers(value, v, root, strict=unserializable == "error")
+        return v.SerializeToString()
+
+    return _shm.collect(build_marked)
+
+
+def _timing_field(timing: list[int], encode_start: int) -> bytes:
+    """The Result's WorkerTiming field (2) of a run timed as `timing` (see :func:`result`)."""
+    start, bound, ran = timing
+    wt = (
+        b"\x08" + varint(max(0, bound - start))
+        + b"\x10" + varint(max(0, ran - bound))
+        + b"\x18" + varint(max(0, time.perf_counter_ns() - encode_start))
+    )
+    return b"\x12" + varint(len(wt)) + wt
+
+
 def result(
     fid: int, value: Any, limit: int, unserializable: str = "error", timing: list[int] | None = None
 ) -> bytes:
@@ -177,42 +238,60 @@ def result(
     if value is None:
         vb = NULL_VALUE_BYTES
     elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
-
-        def build() -> bytes:
-            v = pb.Value()
-            if unserializable == "ref":
-                _ffi.encode_graceful(value, v, "result")
-            else:
-                encode_into(value, v, root="result")
-            return v.SerializeToString()
-
         try:
-            vb, refs = _shm.collect(build)
+            vb, refs = _value_bytes(value, unserializable, "result")
         except EncodingError as e:
-            if not _can_mark(e, unserializable):
-                return encoding_error(fid, e)
-
-            def build_marked() -> bytes:
-                v = pb.Value()
-                _graceful.encode_with_markers(value, v, "result", strict=unserializable == "error")
-                return v.SerializeToString()
-
-            try:
-                vb, refs = _shm.collect(build_marked)
-            except EncodingError as e2:
-                return encoding_error(fid, e2)
+            return encoding_error(fid, e)
     r = b"\x0a" + varint(len(vb)) + vb
     if timing is not None:
-        start, bound, ran = timing
-        wt = (
-            b"\x08" + varint(max(0, bound - start))
-            + b"\x10" + varint(max(0, ran - bound))
-            + b"\x18" + varint(max(0, time.perf_counter_ns() - encode_start))
-        )
-        r += b"\x12" + varint(len(wt)) + wt
+        r += _timing_field(timing, encode_start)
     body = b"\x08" + varint(fid) + b"\x1a" + varint(len(r)) + r
     if refs and len(body) > limit:
         # A reply too large is an Error instead: its regions are not sent.
+        _shm.unsend(refs)
+    return _sized(fid, body, limit)
+
+
+def batch_result(
+    fid: int,
+    values: Sequence[Any],
+    errors: Mapping[int, pb.Error],
+    limit: int,
+    unserializable: str = "error",
+    timing: list[int] | None = None,
+) -> bytes:
+    """The Result frame answering a batch: one ``items`` entry (a
+    BatchOutcome) per call, in order: ``errors[i]`` when call i has an error,
+    else ``values[i]``, encoded as :func:`result` encodes a value; one that
+    cannot be encoded is that call's ENCODING error, the others go on. The
+    Error frame PAYLOAD_TOO_LARGE when the whole exceeds `limit` bytes.
+    `unserializable` and `timing` as for :func:`result`."""
+    encode_start = time.perf_counter_ns() if timing is not None else 0
+    refs: list[int] = []
+    r = b""
+    for i, value in enumerate(values):
+        err = errors.get(i)
+        if err is None:
+            if value is None:
+                vb = NULL_VALUE_BYTES
+            elif (vb := scalar_value_bytes(value)) is None:  # type: ignore[assignment]
+                try:
+                    vb, value_refs = _value_bytes(value, unserializable, f"result[{i}]")
+                except EncodingError as e:
+                    err = encoding_error_message(e)
+                else:
+                    refs += value_refs or ()
+        # A BatchOutcome (value: field 1, error: 2) in Result.items (field 3).
+        if err is None:
+            ob = b"\x0a" + varint(len(vb)) + vb
+        else:
+            eb = err.SerializeToString()
+            ob = b"\x12" + varint(len(eb)) + eb
+        r += b"\x1a" + varint(len(ob)) + ob
+    if timing is not None:
+        r += _timing_field(timing, encode_start)
+    body = b"\x08" + varint(fid) + b"\x1a" + varint(len(r)) + r
+    if refs and len(body) > limit:
         _shm.unsend(refs)
     return _sized(fid, body, limit)
 
@@ -350,8 +429,10 @@ def execute(
     stream_window: int = 0,
     metadata: Mapping[str, str] | None = None,
     timeout_ms: int = 0,
+    batch: Iterable[pb.BatchCall] = (),
 ) -> pb.Frame:
-    """An Execute: run `tool` with encoded `args` and `kwargs`."""
+    """An Execute: run `tool` with encoded `args` and `kwargs`, or (`batch`)
+    with the calls of a batch."""
     ex = pb.Execute(
         tool=tool,
         session_id=session_id,
@@ -360,6 +441,7 @@ def execute(
         stream_window=stream_window,
         metadata=metadata or {},
         timeout_ms=timeout_ms,
+        batch=batch,
     )
     for k, v in (kwargs or {}).items():
         ex.kwargs[k].CopyFrom(v)

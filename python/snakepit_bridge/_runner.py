@@ -5,9 +5,11 @@ hooks, whether one instance is shared, the thread-safety checker) and turns a
 ``Request`` and its plan into the one final reply frame: instance,
 ``initialize()``, the bound call, ``cleanup()``; generators become streamed
 chunks under the caller's credit; FFI operations run with no instance; release
-hooks run off the reading thread. The executor threads of the worker
-(``_worker.py``) call ``run``; whoever claims the request from the shared
-registry sends its final frame.
+hooks run off the reading thread; a batch (``Execute.batch``) runs as one
+call of its batched tool, answered with one item per call. The executor
+threads of the worker (``_worker.py``) call ``run``; whoever claims the
+request from the shared registry sends its final frame. ``warmup`` runs the
+adapter's warm-up hook before the worker says Hello.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import types
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import _ffi, _shm, telemetry
+from . import _ffi, _numpy, _shm, telemetry
 from ._binding import NO_KWARGS, BadArguments, FfiPlan, Plan, ToolPlan, class_name
 from ._codec import EncodingError, dec, decode_values
 from ._config import THREAD_SAFETY_WARNING_EVENT
 from ._context import current_request
-from ._failures import exception_frame, failure_frame, format_tb
-from ._frames import TooLarge
+from ._failures import exception_error, exception_frame, failure_frame, format_tb
+from ._frames import TooLarge, error_message, error_reply
+from ._frames import batch_result as batch_result_frame
 from ._frames import chunk as chunk_frame
 from ._frames import error as error_frame
 from ._frames import result as result_frame
@@ -37,6 +40,7 @@ from ._request import Cancelled, HookScope, Request
 from ._stream_batch import BATCH_BYTES, BOUND_S, RUN_ITEM_MAX, Flusher, Held, chunk_prefix, run_item, scalar_chunk
 from ._stream_chunk import StreamChunk
 from .base_adapter import OWN_CONTEXT, BaseAdapter, RequestScopedContext
+from .batching import BatchResultMismatch, split_results, stack_arguments
 from .errors import DrainDeadlineExceeded, RefNotFoundError, SessionMismatchError
 from .session_context import SessionContext
 from .thread_safety_checker import ThreadSafetyChecker, ThreadSafetyIssue
@@ -55,16 +59,17 @@ class _StreamEnd:
 _END = _StreamEnd()
 
 
-def _bind_failure_frame(fid: int, e: Exception) -> bytes:
-    """The Error frame of request `fid` whose arguments `plan.bind` refused with `e`."""
+def _bind_failure(e: Exception) -> pb.Error:
+    """The error of a request (or of one call of a batch) whose arguments did
+    not decode or bind (`plan.bind` refused them with `e`)."""
     if isinstance(e, BadArguments):
-        return error_frame(fid, pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None)
+        return error_message(pb.ERROR_KIND_BAD_ARGUMENTS, str(e), parameter=e.parameter, details=e.details or None)
     if isinstance(e, EncodingError):
-        return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
+        return error_message(pb.ERROR_KIND_ENCODING, f"could not decode arguments: {e}")
     if isinstance(e, (RefNotFoundError, SessionMismatchError)):
-        return exception_frame(fid, e)
+        return exception_error(e)
     # A value the codec could not make sense of (a decoder's own error).
-    return error_frame(fid, pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
+    return error_message(pb.ERROR_KIND_ENCODING, f"could not decode arguments: {type(e).__name__}: {e}")
 
 
 # Types of yielded items that are the chunk's data as they are: never a
@@ -129,8 +134,11 @@ def _if_pending(task: asyncio.Task[Any], on_wait: Callable[[], None]) -> None:
         on_wait()
 
 
-def _run_awaitable(r: Any) -> None:
-    """Runs a coroutine outside any request, on a loop of its own."""
+def _complete(r: Any) -> None:
+    """Runs `r`, what a hook returned, to its end if it is awaitable (an
+    async hook's coroutine): outside any request, on a loop of its own."""
+    if not inspect.isawaitable(r):
+        return
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(r)
@@ -208,9 +216,7 @@ class Runner:
             inst = self.cls()
             self.shared = inst
             if self.initialize is not None:
-                r = inst.initialize()
-                if inspect.isawaitable(r):
-                    _run_awaitable(r)
+                _complete(inst.initialize())
         if self.checker is not None:
             self.checker.check_library_safety(adapter=self.shared)
 
@@ -223,9 +229,7 @@ class Runner:
 
         def clean() -> None:
             try:
-                r = inst.cleanup()
-                if inspect.isawaitable(r):
-                    _run_awaitable(r)
+                _complete(inst.cleanup())
             except Exception as e:
                 sys.stderr.write(f"snakepit worker: cleanup() raised:\n{format_tb(e)}")
             finally:
@@ -263,26 +267,12 @@ class Runner:
         token = None
         try:
             if inspect.isfunction(raw):
-                ctx = SessionContext(session_id)
-                shared = self.shared
-                if shared is not None:
-                    # The shared instance holds the state the hook releases.
-                    inst = shared
-                    token = current_request.set(HookScope(shared, ctx))
-                    if self.has_set_ctx:
-                        inst.set_session_context(ctx)
-                else:
-                    inst = self.cls()
-                    if self.has_set_ctx:
-                        inst.set_session_context(ctx)
-                    else:
-                        inst.session_context = ctx
+                # The shared instance holds the state the hook releases.
+                inst, token = self._hook_instance(SessionContext(session_id))
                 hook = getattr(inst, name)
             else:
                 hook = getattr(self.cls, name)
-            r = hook(session_id, *args)
-            if inspect.isawaitable(r):
-                _run_awaitable(r)
+            _complete(hook(session_id, *args))
         except BaseException as e:  # SystemExit and the like from the hook too: the worker serves on
             sys.stderr.write(f"snakepit worker: {name} hook raised:\n{format_tb(e)}")
             return exception_frame(fid, e)
@@ -290,6 +280,67 @@ class Runner:
             if token is not None:
                 current_request.reset(token)
         return result_frame(fid, None, self.limit)
+
+    def _hook_instance(self, ctx: SessionContext) -> tuple[Any, Any]:
+        """The instance a hook that is a plain method runs on, its session
+        context `ctx`, and the token resetting the request scope that shows
+        the shared instance `ctx` (None for a new instance): the shared
+        instance in the thread profile, else a new one."""
+        shared = self.shared
+        if shared is None:
+            inst = self.cls()
+            if self.has_set_ctx:
+                inst.set_session_context(ctx)
+            else:
+                inst.session_context = ctx
+            return inst, None
+        token = current_request.set(HookScope(shared, ctx))
+        if self.has_set_ctx:
+            try:
+                shared.set_session_context(ctx)
+            except BaseException:
+                current_request.reset(token)
+                raise
+        return shared, token
+
+    def warmup(self) -> None:
+        """Runs the adapter's ``warmup()``, if it has one, once, after
+        ``start_adapter`` and before the Hello (so the worker is ready only
+        once it returned): a plain method on the shared instance (thread
+        profile), or else on a new instance that gets a session context of no
+        session, ``initialize()`` before and ``cleanup()`` after it, as a
+        request's instance does; a static or class method as it is. Sync or
+        async. Raises what it (or the lifecycle of its instance) raised."""
+        hook = getattr(self.cls, "warmup", None)
+        if not callable(hook):
+            return
+        if not inspect.isfunction(inspect.getattr_static(self.cls, "warmup")):
+            _complete(hook())
+            return
+        inst, token = self._hook_instance(SessionContext(""))
+        if token is not None:
+            try:
+                _complete(inst.warmup())
+            finally:
+                current_request.reset(token)
+            return
+        error: BaseException | None = None
+        try:
+            if self.initialize is not None:
+                _complete(inst.initialize())
+            _complete(inst.warmup())
+        except BaseException as e:  # cleanup() runs all the same, as after a tool
+            error = e
+        if self.cleanup is not None:
+            try:
+                _complete(inst.cleanup())
+            except BaseException as e:
+                if error is None:
+                    error = e
+                else:
+                    sys.stderr.write(f"snakepit worker: cleanup() raised after warmup() failed:\n{format_tb(e)}")
+        if error is not None:
+            raise error
 
     def release_hook(self, fid: int, name: str, *args: Any) -> None:
         """Runs an adapter's release hook on a thread of its own, so that a
@@ -351,6 +402,8 @@ class Runner:
         ex = st.execute
         if plan is None:
             if self.dynamic and not ex.tool.startswith(_ffi.FFI_PREFIX):
+                if ex.batch:
+                    return self._run_batch(st, None, loop)
                 return self._run_dynamic(st, loop)
             if self.shm:
                 _shm.release_undecoded(_shm.execute_values(ex))
@@ -363,6 +416,8 @@ class Runner:
                 f"unknown tool {ex.tool!r}; available tools: {available}",
                 details={"tool": ex.tool, "available": available},
             )
+        if ex.batch or plan.batch is not None:
+            return self._run_batch(st, plan, loop)
         # The request is current from here on: refs in its arguments belong
         # to its session. _lifecycle (or _run_ffi) resets it.
         scope_token = current_request.set(st)
@@ -385,7 +440,7 @@ class Runner:
             current_request.reset(scope_token)
             if not self.claim(st):
                 return None
-            return _bind_failure_frame(fid, e)
+            return error_reply(fid, _bind_failure(e))
 
         if plan.plain:
             func = plan.func
@@ -419,6 +474,167 @@ class Runner:
         return self._lifecycle(
             st, loop, lambda inst: inst.execute_tool(name, kwargs, inst.session_context), scope_token
         )
+
+    def _refuse(self, st: Request, err: pb.Error) -> bytes | None:
+        """Answers request `st`, whose arguments were never decoded, with `err`."""
+        if self.shm:
+            _shm.release_undecoded(_shm.execute_values(st.execute))
+        if not self.claim(st):
+            return None
+        return error_reply(st.id, err)
+
+    def _run_batch(self, st: Request, plan: Plan | None, loop: asyncio.AbstractEventLoop) -> bytes | None:
+        """Runs a batch (``Execute.batch``), or a lone call of a batched tool,
+        as one call of the tool through the lifecycle of any call (with the
+        request's session context). Each call's keyword arguments are decoded
+        (refs in the request's session); a call that passes positional
+        arguments, or whose arguments fail to decode (or, stacked, whose
+        keywords differ from the first call's), gets its own error and is left
+        out. The tool gets the list of the others' keyword dicts, or
+        (``Batch(stack=True)``) their values stacked by keyword; it is not
+        called when none is left. See ``_batch_reply`` for the answer."""
+        ex = st.execute
+        name = ex.tool
+        if type(plan) is not ToolPlan or plan.batch is None:
+            return self._refuse(
+                st, error_message(pb.ERROR_KIND_BAD_ARGUMENTS, f"tool {name!r} is not batched", details={"tool": name})
+            )
+        if ex.stream:
+            return self._refuse(
+                st,
+                error_message(
+                    pb.ERROR_KIND_BAD_ARGUMENTS,
+                    f"batched tool {name!r} cannot stream: it returns one result per call",
+                    details={"tool": name},
+                ),
+            )
+        if ex.batch and (ex.args or ex.kwargs):
+            return self._refuse(
+                st,
+                error_message(
+                    pb.ERROR_KIND_BAD_ARGUMENTS,
+                    f"a batch of {name!r} carries its arguments in its calls (Execute.batch), "
+                    "never in Execute.args or kwargs",
+                    details={"tool": name},
+                ),
+            )
+        np: types.ModuleType | None = None
+        if plan.batch.stack:
+            try:
+                np = _numpy.load(f"batched tool {name!r} (Batch(stack=True))")
+            except ModuleNotFoundError as e:
+                return self._refuse(st, exception_error(e))
+        # Current from here on: refs in the calls' arguments belong to its session.
+        scope_token = current_request.set(st)
+        timing = [time.perf_counter_ns(), 0, 0] if "traceparent" in ex.metadata else None
+        calls: list[pb.Execute | pb.BatchCall] = list(ex.batch) if ex.batch else [ex]
+        errors: dict[int, pb.Error] = {}
+        # The calls given to the tool (their places in the batch) and their keyword arguments.
+        given: list[int] = []
+        items: list[dict[str, Any]] = []
+        shm = self.shm
+        for i, call in enumerate(calls):
+            if call.args:
+                if shm:
+                    _shm.release_undecoded(_shm.execute_values(call))
+                errors[i] = error_message(
+                    pb.ERROR_KIND_BAD_ARGUMENTS,
+                    f"{name}() takes keyword arguments only: a batched tool gets each call's keywords",
+                )
+                continue
+            if shm:
+                _shm.begin_decode()
+            try:
+                kwargs = {k: dec(v, 0) for k, v in call.kwargs.items()}
+            except Exception as e:  # values the codec refused, refs unknown or of another session
+                if shm:
+                    _shm.end_decode(call.kwargs.values())
+                errors[i] = _bind_failure(e)
+                continue
+            if shm:
+                _shm.end_decode(None)
+            given.append(i)
+            items.append(kwargs)
+        arg: Any = items
+        early: pb.Error | None = None
+        if np is not None and items:
+            keys = items[0].keys()
+            for i, item in zip(given, items):
+                if item.keys() != keys:
+                    errors[i] = error_message(
+                        pb.ERROR_KIND_BAD_ARGUMENTS,
+                        f"{name}() stacks its calls' arguments, so every call passes the same keywords: "
+                        f"this one passes {sorted(item)}, the first {sorted(keys)}",
+                        details={"expected": ",".join(sorted(keys)), "got": ",".join(sorted(item))},
+                    )
+            given = [i for i in given if i not in errors]
+            items = [item for item in items if item.keys() == keys]
+            try:
+                arg = stack_arguments(np, items)
+            except ValueError as e:
+                early = error_message(pb.ERROR_KIND_BAD_ARGUMENTS, f"{name}(): {e}", details={"tool": name})
+        if early is not None or not given:
+            # Answered without calling the tool.
+            current_request.reset(scope_token)
+            if not self.claim(st):
+                return None
+            if early is not None:
+                return error_reply(st.id, early)
+            if not ex.batch:
+                return error_reply(st.id, errors[0])
+            return batch_result_frame(st.id, [None] * len(calls), errors, self.limit)
+        if timing is not None:
+            timing[1] = time.perf_counter_ns()
+            st.timing = timing
+        count = len(calls)
+
+        def reply(req: Request, outcome: Any) -> bytes:
+            return self._batch_reply(req, outcome, count, given, errors, np)
+
+        if plan.plain:
+            func = plan.func
+            return self._lifecycle(st, loop, lambda inst: func(inst, arg), scope_token, reply)
+        attr = plan.attr
+        return self._lifecycle(st, loop, lambda inst: getattr(inst, attr)(arg), scope_token, reply)
+
+    def _batch_reply(
+        self,
+        st: Request,
+        outcome: Any,
+        count: int,
+        given: list[int],
+        errors: dict[int, pb.Error],
+        np: types.ModuleType | None,
+    ) -> bytes:
+        """The final frame of a batch of `count` calls whose tool, given the
+        calls `given` (the others failed with `errors`), returned `outcome`: a
+        Result with one item per call, in order. A result that is an exception
+        instance is that call's error; one that cannot be encoded that call's
+        ENCODING error. What does not answer the calls one for one fails the
+        whole batch (``BatchResultMismatch``). A lone call of a batched tool is
+        answered as any request: its value, or its error."""
+        fid = st.id
+        ex = st.execute
+        try:
+            results = split_results(ex.tool, outcome, len(given), np)
+        except BatchResultMismatch as e:
+            # Raised here, not by the tool: no traceback to show.
+            return error_reply(fid, exception_error(e.with_traceback(None)))
+        if not ex.batch:
+            (r,) = results
+            if isinstance(r, BaseException):
+                return error_reply(fid, exception_error(r))
+            return self._reply(st, r)
+        values: list[Any] = [None] * count
+        for i, r in zip(given, results):
+            if isinstance(r, BaseException):
+                errors[i] = exception_error(r)
+            else:
+                values[i] = r
+        timing = st.timing
+        if timing is not None:
+            timing[2] = time.perf_counter_ns()
+        return batch_result_frame(fid, values, errors, self.limit, self.unserializable, timing)
 
     def _run_ffi(
         self, st: Request, plan: FfiPlan, loop: asyncio.AbstractEventLoop, scope_token: Any
@@ -490,10 +706,17 @@ class Runner:
         return failure_frame(fid, error)
 
     def _lifecycle(
-        self, st: Request, loop: asyncio.AbstractEventLoop, call: Callable[[Any], Any], scope_token: Any
+        self,
+        st: Request,
+        loop: asyncio.AbstractEventLoop,
+        call: Callable[[Any], Any],
+        scope_token: Any,
+        reply: Callable[[Request, Any], bytes] | None = None,
     ) -> bytes | None:
         """Runs a tool: instance, initialize(), the call, cleanup(); then
-        resets `scope_token` (the request was made current by the caller)."""
+        resets `scope_token` (the request was made current by the caller).
+        `reply` makes the final frame of what the tool returned (``_reply``
+        when None)."""
         fid = st.id
         ex = st.execute
         inst: Any = None
@@ -561,14 +784,15 @@ class Runner:
             return chunk_frame(fid, streamed_seq, None, False, True, None, self.limit)
         if not self.claim(st):
             return None
+        build = self._reply if reply is None else reply
         if self.unserializable == "ref":
             # Refs are stored under the session of the request current.
             scope_token = current_request.set(st)
             try:
-                return self._reply(st, outcome)
+                return build(st, outcome)
             finally:
                 current_request.reset(scope_token)
-        return self._reply(st, outcome)
+        return build(st, outcome)
 
     def _reply(self, st: Request, outcome: Any) -> bytes:
         """The final frame of a request whose tool returned `outcome`."""

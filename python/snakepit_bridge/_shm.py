@@ -522,8 +522,13 @@ def host_regions(values: Iterable[pb.Value]) -> list[int]:
     return out
 
 
-def execute_values(ex: pb.Execute) -> list[pb.Value]:
-    return [*ex.args, *ex.kwargs.values()]
+def execute_values(ex: pb.Execute | pb.BatchCall) -> list[pb.Value]:
+    """The argument values of a request, its batch's calls' included (or of one call of a batch)."""
+    values = [*ex.args, *ex.kwargs.values()]
+    if isinstance(ex, pb.Execute):
+        for call in ex.batch:
+            values += [*call.args, *call.kwargs.values()]
+    return values
 
 
 def release_undecoded(values: Iterable[pb.Value]) -> None:

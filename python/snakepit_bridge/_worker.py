@@ -35,6 +35,8 @@ in the process profile every request gets a new instance (``initialize()``
 and ``cleanup()`` around the tool); the thread profile accepts only classes
 declaring ``__thread_safe__ = True`` and serves every request on one instance
 created, and initialized, at start-up and cleaned up when the worker exits.
+An adapter's ``warmup()`` runs once before the Hello (``Runner.warmup``): the
+worker is ready only once it returned, and fails to start if it raises.
 ``_context.current_request`` is set to the ``Request`` around everything run
 for a request, which scopes ``self.session_context`` of the shared instance
 and gives telemetry its frame id. ``--thread-safety-check`` wraps every tool
@@ -912,6 +914,10 @@ def run(config: WorkerConfig) -> NoReturn:
         worker.runner.start_adapter()
     except BaseException as e:  # __init__ or initialize() of the shared instance failed
         _startup_failed(sock, config, e, "failed to start adapter")
+    try:
+        worker.runner.warmup()
+    except BaseException as e:  # the worker never got ready: as a failed start
+        _startup_failed(sock, config, e, "warmup() failed for adapter")
     worker.send_hello(hello)
     try:
         worker.serve()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, overload
 
 from ._context import current_request
+from .batching import Batch
 from .session_context import SessionContext
 
 __all__ = ["BaseAdapter", "RequestScopedContext", "SessionIdOfContext", "ToolMetadata", "tool"]
@@ -29,6 +30,26 @@ class ToolMetadata:
     is_async: bool = False
     is_generator: bool = False
     function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    #: How the host gathers the tool's calls, for a batched tool.
+    batch: Batch | None = None
+
+
+def _check_batched(func: Callable[..., Any], name: str, is_gen: bool, supports_streaming: bool) -> None:
+    """Raises TypeError unless `func` can be a batched tool: a method taking
+    one parameter besides self (the list of calls), that does not stream."""
+    if is_gen or supports_streaming:
+        raise TypeError(
+            f"tool {name!r}: a batched tool cannot stream (it returns one result per call); "
+            "drop batch= or make it a plain (or async) method"
+        )
+    params = list(inspect.signature(func).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) != 2 or any(p.kind not in positional for p in params):
+        shown = ", ".join(str(p) for p in params)
+        raise TypeError(
+            f"tool {name!r}: a batched tool takes exactly one parameter besides self, the list of its "
+            f"calls' keyword arguments (def {func.__name__}(self, items)); it takes ({shown})"
+        )
 
 
 def _make_metadata(
@@ -38,20 +59,25 @@ def _make_metadata(
     description: str | None,
     supports_streaming: bool,
     required_variables: Iterable[str] | None,
+    batch: Batch | None,
 ) -> ToolMetadata:
     inner = inspect.unwrap(func)
     is_gen = inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
     is_async = inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)
+    tool_name = name or func.__name__
+    if batch is not None:
+        _check_batched(func, tool_name, is_gen, supports_streaming)
     if description is None:
         description = inspect.getdoc(func) or ""
     return ToolMetadata(
-        name=name or func.__name__,
+        name=tool_name,
         description=description,
         supports_streaming=bool(supports_streaming or is_gen),
         required_variables=tuple(required_variables or ()),
         is_async=is_async,
         is_generator=is_gen,
         function=func,
+        batch=batch,
     )
 
 
@@ -68,6 +94,7 @@ def tool(
     description: str | None = None,
     supports_streaming: bool = False,
     required_variables: Iterable[str] | None = None,
+    batch: Batch | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -79,6 +106,7 @@ def tool(
     description: str | None = None,
     supports_streaming: bool = False,
     required_variables: Iterable[str] | None = None,
+    batch: Batch | None = None,
 ) -> Any:
     """Mark an adapter method as a tool.
 
@@ -89,12 +117,20 @@ def tool(
     ``description=``). The description defaults to the method's cleaned
     docstring. Generator methods (sync or async) stream their items when the
     caller asks for a stream.
+
+    ``batch=Batch(...)`` makes it a batched tool (see
+    :mod:`snakepit_bridge.batching`): the host gathers its concurrent calls
+    and the worker calls it once with all of them. It must take exactly one
+    parameter besides self (the list of the calls' keyword arguments) and not
+    stream; otherwise TypeError is raised here.
     """
     if isinstance(func, str):
         if description is not None:
             raise TypeError("tool() got the description both positionally and as description=")
         description = func
         func = None
+    if batch is not None and not isinstance(batch, Batch):
+        raise TypeError(f"tool(batch=...) takes a snakepit_bridge.Batch, got {type(batch).__name__}")
 
     def decorate(f: F) -> F:
         meta = _make_metadata(
@@ -103,6 +139,7 @@ def tool(
             description=description,
             supports_streaming=supports_streaming,
             required_variables=required_variables,
+            batch=batch,
         )
         setattr(f, TOOL_ATTR, meta)
         return f

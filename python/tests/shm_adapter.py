@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from snakepit_bridge import zero_copy
+from snakepit_bridge import Batch, zero_copy
 from snakepit_bridge.base_adapter import BaseAdapter, tool
 
 _held: list[Any] = []
@@ -123,6 +123,19 @@ class ShmAdapter(BaseAdapter):
     @tool
     def slow(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    @tool(batch=Batch())
+    def sums(self, items: list[dict[str, Any]]) -> list[float]:
+        """The sum of each call's array `x` (a batched tool)."""
+        return [float(np.sum(it["x"])) for it in items]
+
+    @tool(batch=Batch(stack=True))
+    def doubled(self, args: dict[str, Any]) -> Any:
+        """Each call's array `x`, doubled, in a new array made in the worker arena (stacked)."""
+        x = args["x"]
+        out = zero_copy.empty(x.shape, x.dtype.name)
+        np.multiply(x, 2, out=out)
+        return out
 
 
 def build_array(recipe: str, dtype: str) -> Any:

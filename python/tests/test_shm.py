@@ -146,6 +146,13 @@ class ShmHost:
         )
         return fid
 
+    def execute_batch(self, tool: str, calls: list[pb.BatchCall]) -> int:
+        """Sends one Execute carrying the batch `calls` (see `batch_call`)."""
+        c = self.client
+        fid = c.new_id()
+        c.send(_frames.execute(fid, tool, batch=calls))
+        return fid
+
     def reply(self, fid: int, timeout: float = 5.0) -> pb.Frame:
         f = self.recv(timeout)
         assert f.id == fid, f"expected a reply to {fid}, got {f}"
@@ -215,6 +222,11 @@ class ShmHost:
         s = self.call("stats")
         assert isinstance(s, dict)
         return s
+
+
+def batch_call(*args: Any, **kwargs: Any) -> pb.BatchCall:
+    """One call of a batch (its values as `wire` makes them)."""
+    return pb.BatchCall(args=[wire(a) for a in args], kwargs={k: wire(v) for k, v in kwargs.items()})
 
 
 @pytest.fixture
@@ -486,6 +498,58 @@ def test_requests_never_decoded_release_their_regions(shm_host: ShmHost) -> None
     assert f.id == late and f.error.kind == pb.ERROR_KIND_SHUTTING_DOWN
     h.wait_released([v.ndarray.shared.offset])
     assert h.reply(slow).WhichOneof("kind") == "result"
+
+
+def test_a_batch_gives_back_the_regions_of_every_call(shm_host: ShmHost) -> None:
+    h = shm_host
+    a, b, after_bad, positional = (h.put(np.full(1000, i, dtype=np.float64)) for i in (1, 2, 3, 4))
+    bad = pb.Value()
+    bad.CopyFrom(h.put(np.ones(1000)))
+    bad.ndarray.shared.length = 100
+    calls = [batch_call(x=a), batch_call(x=[bad, after_bad]), batch_call(positional), batch_call(x=b)]
+    f = h.reply(h.execute_batch("sums", calls))
+    items = f.result.items
+    assert [decode(items[i].value) for i in (0, 3)] == [1000.0, 2000.0]
+    assert items[1].error.kind == pb.ERROR_KIND_ENCODING and "needs 8000" in items[1].error.message
+    assert items[2].error.kind == pb.ERROR_KIND_BAD_ARGUMENTS
+    # Decoded (and dropped after the run), failed, never reached, never decoded.
+    h.wait_released([r.ndarray.shared.offset for r in (a, b, bad, after_bad, positional)])
+
+    # A batch refused before decoding (the tool is not batched) gives its regions back.
+    f = h.reply(h.execute_batch("echo", [batch_call(x=a), batch_call(x=b)]))
+    assert f.error.kind == pb.ERROR_KIND_BAD_ARGUMENTS and "not batched" in f.error.message
+    h.wait_released([a.ndarray.shared.offset, b.ndarray.shared.offset])
+
+    # So does a batch cancelled while queued behind a slow request (one slot).
+    slow = h.execute("slow", 0.5)
+    queued = h.execute_batch("sums", [batch_call(x=a), batch_call(x=b)])
+    h.client.cancel(queued)
+    f = h.recv()
+    assert f.id == queued and f.error.kind == pb.ERROR_KIND_CANCELLED
+    assert h.reply(slow).WhichOneof("kind") == "result"
+    h.wait_released([a.ndarray.shared.offset, b.ndarray.shared.offset])
+
+
+def test_a_stacked_batch_answers_with_rows_of_one_shared_array(shm_host: ShmHost) -> None:
+    h = shm_host
+    xs = [h.put(np.full(1000, i, dtype=np.float32)) for i in range(3)]
+    f = h.reply(h.execute_batch("doubled", [batch_call(x=x) for x in xs]))
+    assert f.WhichOneof("kind") == "result", f
+    regions: list[pb.SharedRegion] = []
+    rows = []
+    for item in f.result.items:
+        v = pb.Value()
+        v.CopyFrom(item.value)
+        h.materialize(v, regions)
+        rows.append(decode(v))
+    assert [(r.dtype, r.shape, float(r[0])) for r in rows] == [(np.float32, (1000,), 2.0 * i) for i in range(3)]
+    # Three rows of the one array the tool made: three references to one allocation.
+    assert [r.offset - regions[0].offset for r in regions] == [0, 4000, 8000]
+    h.wait_released([x.ndarray.shared.offset for x in xs])
+    s = h.worker_stats()
+    assert s["allocations"] == 1 and s["host_references"] == 3
+    h.release([r.offset for r in regions])
+    assert h.worker_stats()["allocations"] == 0
 
 
 def test_host_call_arguments_and_answers_use_shared_memory(shm_host: ShmHost) -> None:

@@ -10,7 +10,7 @@ here imports numpy.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,10 +23,16 @@ EXTRA = "snakepit-bridge[numpy]"
 
 
 @pytest.fixture(scope="module")
-def shared_bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared[WorkerClient]]:
+def hidden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory whose ``numpy`` fails to import: put ahead of any installed one."""
     hidden = tmp_path_factory.mktemp("no-numpy")
     (hidden / "numpy").mkdir()
     (hidden / "numpy" / "__init__.py").write_text('raise ImportError("No module named \'numpy\'")\n')
+    return hidden
+
+
+@pytest.fixture(scope="module")
+def shared_bare(hidden: Path) -> Iterator[Shared[WorkerClient]]:
     s = Shared(lambda: start_worker(python_path=[str(hidden)]))
     yield s
     s.close()
@@ -64,6 +70,19 @@ def test_an_ndarray_result_is_the_tool_s_own_import_error(bare: WorkerClient) ->
     f = bare.call_frame("matrix")
     assert f.WhichOneof("kind") == "error", f
     assert f.error.python_type in ("ImportError", "ModuleNotFoundError"), f.error
+
+
+def test_a_stacked_batched_tool_fails_its_batches_naming_the_extra(
+    spawn: Callable[..., WorkerClient], hidden: Path
+) -> None:
+    c = spawn("batch_adapter.BatchAdapter", python_path=[str(hidden)])
+    fid = c.execute_batch("stacked", [{"a": [1, 2]}, {"a": [3, 4]}])
+    f = c.reply(fid)
+    assert f.WhichOneof("kind") == "error" and f.error.python_type == "ModuleNotFoundError", f
+    assert "Batch(stack=True)" in f.error.message and EXTRA in f.error.message, f.error.message
+    # Batched tools that do not stack are served.
+    fid = c.execute_batch("square", [{"x": 3}])
+    assert decode(c.reply(fid).result.items[0].value) == {"x": 9}
 
 
 def test_zero_copy_without_numpy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

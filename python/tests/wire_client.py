@@ -148,6 +148,28 @@ class WorkerClient:
         )
         return fid
 
+    def execute_batch(
+        self,
+        tool: str,
+        calls: Iterable[dict[str, Any] | pb.BatchCall],
+        *,
+        session_id: str = "",
+        metadata: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> int:
+        """Send one Execute carrying a batch: each call a dict of keyword
+        arguments (encoded here) or a BatchCall as it is."""
+        fid = self.new_id()
+        self.pending.add(fid)
+        batch = [
+            c if isinstance(c, pb.BatchCall) else pb.BatchCall(kwargs={k: encode(v) for k, v in c.items()})
+            for c in calls
+        ]
+        self.send(
+            _frames.execute(fid, tool, session_id=session_id, metadata=metadata, stream=stream, batch=batch)
+        )
+        return fid
+
     def reply(self, fid: int, timeout: float = 5.0) -> pb.Frame:
         f = self.recv(timeout)
         assert f.id == fid, f"expected a reply to {fid}, got {f}"
