@@ -8,7 +8,9 @@
 //! with `--remote`, workers on `snakepit agent` child processes against the
 //! local pool, and how soon a killed agent's calls are answered
 //! (`bench/remote.rs`); float64 ndarrays of 1 to 64 MiB both ways through
-//! shared memory against a `multiprocessing.Pipe` (`bench/arrays.rs`).
+//! shared memory against a `multiprocessing.Pipe` (`bench/arrays.rs`); a
+//! batched tool against the same tool called one by one, and a burst on an
+//! autoscaled pool against fixed ones (`bench/scaling.rs`).
 //! Prints tables and the ratios (`--json` for machines).
 
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ mod arrays;
 mod ffi;
 mod grpc;
 mod remote;
+mod scaling;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -67,6 +70,20 @@ pub struct BenchArgs {
     /// Skip the arrays measurement (1, 16 and 64 MiB ndarrays both ways).
     #[arg(long)]
     no_arrays: bool,
+    /// Skip the batching measurement (a batched tool against the same tool
+    /// called one by one).
+    #[arg(long)]
+    no_batching: bool,
+    /// Seconds each side of the batching measurement runs.
+    #[arg(long, default_value_t = 3.0)]
+    batch_seconds: f64,
+    /// Skip the autoscaling measurement (a burst on an autoscaled pool and
+    /// on fixed pools).
+    #[arg(long)]
+    no_autoscale: bool,
+    /// Seconds of the autoscaling burst.
+    #[arg(long, default_value_t = 10.0)]
+    burst_seconds: f64,
     /// Calls of each kind in the FFI overhead measurement.
     #[arg(long, default_value_t = 20_000)]
     ffi_calls: usize,
@@ -98,6 +115,10 @@ enum Only {
     Remote,
     /// ndarrays of 1, 16 and 64 MiB both ways, and the `multiprocessing.Pipe` peer.
     Arrays,
+    /// A batched tool against the same tool called one by one.
+    Batching,
+    /// A burst on an autoscaled pool (min 1 / max 4) and on fixed pools.
+    Autoscale,
 }
 
 /// What the thread-profile measurement runs: `SLEEP_IN_FLIGHT` calls of a
@@ -347,6 +368,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.only == Some(Only::Batching) {
+        let batching = scaling::run_batching(&env.python, args.batch_seconds, args.json).await?;
+        if args.json {
+            let report = serde_json::json!({"machine": {"cores": cores()}, "batching": batching});
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            batching.print();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.only == Some(Only::Autoscale) {
+        let autoscale = scaling::run_autoscale(&env.python, args.burst_seconds, args.json).await?;
+        if args.json {
+            let report = serde_json::json!({"machine": {"cores": cores()}, "autoscale": autoscale});
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            autoscale.print();
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let calls = (args.latency_calls, args.throughput_calls, args.in_flight);
     if args.only == Some(Only::Remote) {
         let remote = remote::run(&args.remote, &env.python, pool, calls, args.json).await?;
@@ -539,6 +580,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         true => None,
         false => Some(arrays::run(&env.python, !args.no_peers, args.json).await?),
     };
+    let batching = match args.no_batching {
+        true => None,
+        false => Some(scaling::run_batching(&env.python, args.batch_seconds, args.json).await?),
+    };
+    let autoscale = match args.no_autoscale {
+        true => None,
+        false => Some(scaling::run_autoscale(&env.python, args.burst_seconds, args.json).await?),
+    };
     let grpc = match args.grpc.no_grpc {
         true => None,
         false => Some(
@@ -600,6 +649,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "streaming": stream,
         "ffi": ffi,
         "arrays": arrays,
+        "batching": batching,
+        "autoscale": autoscale,
         "grpc": grpc,
         "remote": remote,
         "goals": {"latency_p50_us_max": GOAL_LATENCY_P50_US as u64,
@@ -618,6 +669,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                   "ffi_overhead_met": ffi.as_ref().map(|f| f.overhead <= GOAL_FFI_OVERHEAD),
                   "ffi_stream_met": ffi.as_ref().map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S),
                   "arrays": arrays.as_ref().map(|a| &a.goals),
+                  "batching": batching.as_ref().map(|b| &b.goals),
+                  "autoscale": autoscale.as_ref().map(|a| &a.goals),
                   "grpc": grpc.as_ref().map(|g| &g.goals),
                   "remote": remote.as_ref().map(|r| &r.goals)},
     });
@@ -701,6 +754,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         f.print(args.workers);
     }
     if let Some(a) = &arrays {
+        a.print();
+    }
+    if let Some(b) = &batching {
+        b.print();
+    }
+    if let Some(a) = &autoscale {
         a.print();
     }
     if let Some(g) = &grpc {

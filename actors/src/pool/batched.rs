@@ -36,18 +36,20 @@ pub(super) fn policy_for(state: &PoolState, request: &Request) -> Option<BatchPo
 
 /// The calls `request` may share a batch with: same tool, and the same
 /// worker when it must run on one (it carries a ref, or its strict session
-/// is bound).
+/// is bound) — for refs, also the same session, in which the worker
+/// resolves the refs of the whole batch.
 fn key_of(state: &PoolState, request: &Request) -> BatchKey {
-    let worker = match (&request.pin, &request.session) {
-        (Some(pin), _) => Some(pin.worker.to_string()),
+    let (worker, session) = match (&request.pin, &request.session) {
+        (Some(pin), _) => (Some(pin.worker.to_string()), request.session.clone()),
         (None, Some(session)) if request.affinity.is_strict() => {
-            state.bindings.get(session).map(|b| b.worker.clone())
+            (state.bindings.get(session).map(|b| b.worker.clone()), None)
         }
-        _ => None,
+        _ => (None, None),
     };
     BatchKey {
         tool: request.tool.clone(),
         worker,
+        session,
     }
 }
 

@@ -46,6 +46,9 @@ pub(crate) struct BatchKey {
     pub tool: Arc<str>,
     /// The worker the calls must run on (its id), if they must.
     pub worker: Option<String>,
+    /// For calls carrying refs: their session, in which the worker resolves
+    /// the refs of the whole batch.
+    pub session: Option<Arc<str>>,
 }
 
 /// Why a batch left the window.

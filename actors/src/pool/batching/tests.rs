@@ -11,6 +11,7 @@ fn key(tool: &str, worker: Option<&str>) -> BatchKey {
     BatchKey {
         tool: Arc::from(tool),
         worker: worker.map(str::to_string),
+        session: None,
     }
 }
 
