@@ -194,3 +194,36 @@ fn autoscaling_settings_are_checked() {
     assert_eq!(cfg.idle_timeout, Duration::from_secs(2));
     assert_eq!(cfg.prestart, 1);
 }
+
+/// `snakepit status` shows an autoscaled pool's target and its bounds.
+#[test]
+fn status_shows_the_target_and_the_bounds() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = dir.path().join("scaled.toml");
+    std::fs::write(
+        &config,
+        "[[pools]]\nname = \"scaled\"\nmin_size = 1\nmax_size = 3\nidle_timeout_ms = 60000\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = common::run_snakepit(
+        &["--config", config, "status", "--json"],
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pool = &report["pools"][0];
+    assert_eq!(pool["name"], "scaled", "{report}");
+    assert_eq!(
+        (pool["size"].as_u64(), pool["workers_up"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(pool["autoscale"], serde_json::json!([1, 3]), "{report}");
+    let out = common::run_snakepit(&["--config", config, "status"], Duration::from_secs(60));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("pool scaled: 1/1 workers up (target 1, autoscaled 1..3)"),
+        "{table}"
+    );
+}

@@ -257,3 +257,52 @@ async fn an_idempotent_call_of_a_batch_whose_worker_dies_runs_again() {
     }
     s.sp.shutdown().await;
 }
+
+/// The Must-show: 64 concurrent Rust callers of a tool declared
+/// `Batch(max_size=16, max_wait_ms=5)` each get their own answer, and the
+/// batch-size histogram on `/metrics` shows batches larger than 1. (The
+/// only test here that installs the process-wide metrics recorder.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_size_histogram_on_metrics_shows_batches_larger_than_one() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().unwrap()
+    };
+    let sp = snakepit::Snakepit::builder()
+        .pool(batched("mb", 2))
+        .metrics_addr(addr)
+        .start()
+        .await
+        .expect("runtime starts");
+    let pool = sp.pool("mb").unwrap().clone();
+    let calls = (0..64).map(|x| {
+        let pool = pool.clone();
+        async move { (x, call_x(&pool, "quick", x).await) }
+    });
+    for (x, result) in join_all(calls).await {
+        let v = result.expect("each call succeeds");
+        assert_eq!(
+            int(field(&v, "x")),
+            x * 3,
+            "caller {x} got another's answer"
+        );
+    }
+    let (code, body) = common::http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    let labels = [r#"pool="mb""#, r#"tool="quick""#];
+    let sample = |metric: &str, extra: &[&str]| {
+        let all: Vec<&str> = labels.iter().chain(extra).copied().collect();
+        common::metric_sample(&body, metric, &all).unwrap_or_else(|| panic!("{metric}: {body}"))
+    };
+    let batches = sample("snakepit_batch_size_count", &[]);
+    let calls = sample("snakepit_batch_size_sum", &[]);
+    let of_one = sample("snakepit_batch_size_bucket", &[r#"le="1""#]);
+    assert_eq!(calls, 64.0, "every call was in a batch");
+    assert!(
+        of_one < batches,
+        "some batch held more than one call: {body}"
+    );
+    assert!(batches <= 64.0 / 2.0, "64 calls made {batches} batches");
+    assert_eq!(sample("snakepit_batch_wait_seconds_count", &[]), 64.0);
+    sp.shutdown().await;
+}

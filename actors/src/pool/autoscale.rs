@@ -239,7 +239,7 @@ impl Autoscaler {
             return Decision::Hold;
         }
         // The longest idle go first.
-        idle.sort_by(|a, b| b.1.cmp(&a.1));
+        idle.sort_by_key(|(_, idle)| std::cmp::Reverse(*idle));
         let workers: Vec<K> = idle
             .into_iter()
             .take(load.target - floor)
