@@ -289,6 +289,13 @@ async fn the_batch_size_histogram_on_metrics_shows_batches_larger_than_one() {
     }
     let (code, body) = common::http_get(addr, "/metrics").await;
     assert_eq!(code, 200);
+    // What the Must-show looks at (visible with --nocapture).
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("snakepit_batch_size") && l.contains(r#"pool="mb""#))
+    {
+        println!("{line}");
+    }
     let labels = [r#"pool="mb""#, r#"tool="quick""#];
     let sample = |metric: &str, extra: &[&str]| {
         let all: Vec<&str> = labels.iter().chain(extra).copied().collect();

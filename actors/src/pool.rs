@@ -786,7 +786,19 @@ fn status(state: &PoolState) -> PoolStatus {
         remote: state.agents.is_some(),
         workers_up: workers_up(state),
         in_flight: state.assigned.len(),
-        queued: state.queue.len(),
+        // Calls, not requests: each call of a queued batch, and the calls
+        // still gathering into one.
+        queued: (0..state.queue.len())
+            .map(|i| {
+                state
+                    .queue
+                    .get(i)
+                    .batch
+                    .as_ref()
+                    .map_or(1, |b| b.members.len())
+            })
+            .sum::<usize>()
+            + state.batcher.len(),
         degraded: state.restarts.is_degraded() || unserved(state),
         workers,
         tools,

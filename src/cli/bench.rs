@@ -348,56 +348,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     pool.queue_capacity = args.in_flight.max(1000);
     pool.busy_poll_us = args.busy_poll_us;
     pool.pipeline_depth = args.pipeline_depth;
-    if args.only == Some(Only::Grpc) {
-        let grpc = grpc::run(&args.grpc, &env.python, pool, args.in_flight, args.json).await?;
-        if args.json {
-            let report = serde_json::json!({"machine": {"cores": cores()}, "grpc": grpc});
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            grpc.print();
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.only == Some(Only::Arrays) {
-        let arrays = arrays::run(&env.python, !args.no_peers, args.json).await?;
-        if args.json {
-            let report = serde_json::json!({"machine": {"cores": cores()}, "arrays": arrays});
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            arrays.print();
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.only == Some(Only::Batching) {
-        let batching = scaling::run_batching(&env.python, args.batch_seconds, args.json).await?;
-        if args.json {
-            let report = serde_json::json!({"machine": {"cores": cores()}, "batching": batching});
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            batching.print();
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if args.only == Some(Only::Autoscale) {
-        let autoscale = scaling::run_autoscale(&env.python, args.burst_seconds, args.json).await?;
-        if args.json {
-            let report = serde_json::json!({"machine": {"cores": cores()}, "autoscale": autoscale});
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            autoscale.print();
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let calls = (args.latency_calls, args.throughput_calls, args.in_flight);
-    if args.only == Some(Only::Remote) {
-        let remote = remote::run(&args.remote, &env.python, pool, calls, args.json).await?;
-        if args.json {
-            let report = serde_json::json!({"machine": {"cores": cores()}, "remote": remote});
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            remote.print();
+    let (python, json) = (&env.python, args.json);
+    match args.only {
+        Some(Only::Grpc) => {
+            let r = grpc::run(&args.grpc, python, pool, args.in_flight, json).await?;
+            return section("grpc", &r, json, grpc::GrpcReport::print);
         }
-        return Ok(ExitCode::SUCCESS);
+        Some(Only::Arrays) => {
+            let r = arrays::run(python, !args.no_peers, json).await?;
+            return section("arrays", &r, json, arrays::ArraysReport::print);
+        }
+        Some(Only::Batching) => {
+            let r = scaling::run_batching(python, args.batch_seconds, json).await?;
+            return section("batching", &r, json, scaling::BatchingReport::print);
+        }
+        Some(Only::Autoscale) => {
+            let r = scaling::run_autoscale(python, args.burst_seconds, json).await?;
+            return section("autoscale", &r, json, scaling::AutoscaleReport::print);
+        }
+        Some(Only::Remote) => {
+            let r = remote::run(&args.remote, python, pool, calls, json).await?;
+            return section("remote", &r, json, remote::RemoteReport::print);
+        }
+        None => {}
     }
     let sp = Snakepit::builder()
         .python(&env.python)
@@ -785,6 +759,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .map(|f| f.stream.per_s >= GOAL_FFI_STREAM_ITEMS_PER_S)
         ),
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one section run alone (`--only`): its table, or with `--json`
+/// the machine and the section's report under `key`.
+fn section<T: serde::Serialize>(
+    key: &str,
+    report: &T,
+    json: bool,
+    table: impl FnOnce(&T),
+) -> anyhow::Result<ExitCode> {
+    if json {
+        let mut out = serde_json::json!({"machine": {"cores": cores()}});
+        out[key] = serde_json::to_value(report)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        table(report);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

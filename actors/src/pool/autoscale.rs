@@ -72,7 +72,8 @@ pub(crate) struct Load<K> {
     pub starting: usize,
     /// Workers with calls in flight.
     pub busy: usize,
-    /// Calls waiting for a worker (in the queue and gathering into batches).
+    /// Requests waiting for a worker: calls, and batches (queued or still
+    /// gathering) counting one each.
     pub queued: usize,
     /// How long the oldest of them has waited.
     pub oldest_wait: Option<Duration>,

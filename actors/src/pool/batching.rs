@@ -217,6 +217,11 @@ impl<T> Batcher<T> {
             .collect()
     }
 
+    /// Batches gathering now.
+    pub fn batches(&self) -> usize {
+        self.open.len()
+    }
+
     /// Calls gathering now, in all batches.
     pub fn len(&self) -> usize {
         self.open.values().map(|g| g.calls.len()).sum()

@@ -59,7 +59,9 @@ fn load(state: &PoolState) -> Load<usize> {
         target: 0,
         starting: 0,
         busy: 0,
-        queued: state.queue.len() + state.batcher.len(),
+        // In units of work for a worker: a queued batch is one, and so is
+        // each batch still gathering.
+        queued: state.queue.len() + state.batcher.batches(),
         oldest_wait: state.queue.oldest().map(|t| now.duration_since(t)),
         capacity: 1,
         failing: state.restarts.is_degraded(),

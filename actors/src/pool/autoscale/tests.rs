@@ -33,6 +33,22 @@ fn load(target: usize) -> Load<usize> {
 
 const MS: Duration = Duration::from_millis(1);
 
+/// `target` workers, one of them busy, `queued` calls waiting, the oldest
+/// for `oldest`.
+fn waiting(target: usize, queued: usize, oldest: Duration) -> Load<usize> {
+    Load {
+        busy: 1,
+        queued,
+        oldest_wait: Some(oldest),
+        ..load(target)
+    }
+}
+
+/// Scaling up to `to` for `reason`.
+fn up(to: usize, reason: Reason) -> Decision<usize> {
+    Decision::Up { to, reason }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_quiet_pool_holds() {
     let mut a = Autoscaler::new(policy(1, 4));
@@ -49,27 +65,12 @@ async fn waits_past_the_target_scale_up_to_what_the_queue_needs() {
     for _ in 0..10 {
         a.record_wait(Instant::now(), 300 * MS);
     }
-    let mut l = load(1);
-    l.busy = 1;
-    l.queued = 2;
-    l.oldest_wait = Some(250 * MS);
-    assert_eq!(
-        a.decide(Instant::now(), &l),
-        Decision::Up {
-            to: 3,
-            reason: Reason::QueueWait
-        }
-    );
+    let mut l = waiting(1, 2, 250 * MS);
+    assert_eq!(a.decide(Instant::now(), &l), up(3, Reason::QueueWait));
     // A burst far past capacity goes straight to max_size.
     let mut a = Autoscaler::new(policy(1, 4));
     l.queued = 40;
-    assert_eq!(
-        a.decide(Instant::now(), &l),
-        Decision::Up {
-            to: 4,
-            reason: Reason::QueueWait
-        }
-    );
+    assert_eq!(a.decide(Instant::now(), &l), up(4, Reason::QueueWait));
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,10 +79,7 @@ async fn one_slow_call_in_ten_does_not_scale() {
     for i in 0..20 {
         a.record_wait(Instant::now(), if i % 10 == 0 { 500 * MS } else { MS });
     }
-    let mut l = load(1);
-    l.busy = 1;
-    l.queued = 1;
-    l.oldest_wait = Some(MS);
+    let l = waiting(1, 1, MS);
     assert_eq!(a.decide(Instant::now(), &l), Decision::Hold);
 }
 
@@ -92,10 +90,7 @@ async fn old_waits_leave_the_window() {
         a.record_wait(Instant::now(), 300 * MS);
     }
     advance(Duration::from_millis(1_001)).await;
-    let mut l = load(1);
-    l.busy = 1;
-    l.queued = 1;
-    l.oldest_wait = Some(MS);
+    let l = waiting(1, 1, MS);
     assert_eq!(a.decide(Instant::now(), &l), Decision::Hold);
 }
 
@@ -103,17 +98,8 @@ async fn old_waits_leave_the_window() {
 async fn after_a_scale_up_workers_on_their_way_are_not_asked_for_again() {
     let mut a = Autoscaler::new(policy(1, 4));
     a.record_wait(Instant::now(), 300 * MS);
-    let mut l = load(1);
-    l.busy = 1;
-    l.queued = 1;
-    l.oldest_wait = Some(300 * MS);
-    assert_eq!(
-        a.decide(Instant::now(), &l),
-        Decision::Up {
-            to: 2,
-            reason: Reason::QueueWait
-        }
-    );
+    let mut l = waiting(1, 1, 300 * MS);
+    assert_eq!(a.decide(Instant::now(), &l), up(2, Reason::QueueWait));
     // The next tick: the queue still waits, the new worker still starts.
     advance(100 * MS).await;
     l.target = 2;
@@ -142,13 +128,7 @@ async fn the_first_call_of_an_empty_pool_starts_a_worker() {
     let mut l = load(0);
     l.queued = 1;
     l.oldest_wait = Some(Duration::ZERO);
-    assert_eq!(
-        a.decide(Instant::now(), &l),
-        Decision::Up {
-            to: 1,
-            reason: Reason::ColdStart
-        }
-    );
+    assert_eq!(a.decide(Instant::now(), &l), up(1, Reason::ColdStart));
 }
 
 #[tokio::test(start_paused = true)]
@@ -219,13 +199,7 @@ async fn prestart_keeps_spares_ready_ahead_of_demand() {
     let mut a = Autoscaler::new(p);
     let mut l = load(2);
     l.busy = 1;
-    assert_eq!(
-        a.decide(Instant::now(), &l),
-        Decision::Up {
-            to: 3,
-            reason: Reason::Prestart
-        }
-    );
+    assert_eq!(a.decide(Instant::now(), &l), up(3, Reason::Prestart));
 }
 
 #[tokio::test(start_paused = true)]
@@ -235,21 +209,12 @@ async fn a_deep_queue_scales_up_once_it_stays_deep_for_the_window() {
         scale_up_wait: Duration::from_secs(60),
         ..policy(1, 4)
     });
-    let mut l = load(1);
-    l.busy = 1;
-    l.queued = 3;
-    l.oldest_wait = Some(MS);
+    let mut l = waiting(1, 3, MS);
     assert_eq!(a.decide(Instant::now(), &l), Decision::Hold);
     advance(Duration::from_millis(500)).await;
     assert_eq!(a.decide(Instant::now(), &l), Decision::Hold);
     advance(Duration::from_millis(500)).await;
-    assert_eq!(
-        a.decide(Instant::now(), &l),
-        Decision::Up {
-            to: 4,
-            reason: Reason::QueueDepth
-        }
-    );
+    assert_eq!(a.decide(Instant::now(), &l), up(4, Reason::QueueDepth));
     // It must stay deep: a dip starts the window again.
     let mut a = Autoscaler::new(ScalePolicy {
         queue_depth: Some(2),

@@ -105,6 +105,7 @@ async fn calls_for_different_workers_or_tools_never_share_a_batch() {
         opened.push((k, epoch));
     }
     b.add(key("sq", Some("p-1.1")), 9, 1, policy(8, 5), ROOMY, now);
+    assert_eq!((b.batches(), b.len()), (4, 5));
     tokio::time::advance(Duration::from_millis(5)).await;
     let calls: Vec<Vec<usize>> = opened
         .iter()
