@@ -89,5 +89,5 @@ fn workers_serve_tools_without_numpy_and_refuse_arrays_naming_the_extra() {
         "pytest tests/test_without_numpy.py without numpy",
     );
     println!("{stdout}");
-    assert!(stdout.contains("6 passed"), "{stdout}");
+    assert!(stdout.contains("7 passed"), "{stdout}");
 }
