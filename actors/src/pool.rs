@@ -240,11 +240,11 @@ impl Actor for Pool {
                 submit(&myself, state, request);
                 // A pool scaled to no worker starts one for this call now.
                 if state.autoscaler.is_some() && active_slots(state) == 0 {
-                    scaling::autoscale(&myself, state).await;
+                    autoscale(&myself, state).await;
                 }
             }
             PoolMessage::Autoscale => {
-                scaling::autoscale(&myself, state).await;
+                autoscale(&myself, state).await;
                 if state.accepting {
                     myself.send_after(AUTOSCALE_TICK, || PoolMessage::Autoscale);
                 }
@@ -698,6 +698,53 @@ fn link_of(state: &mut PoolState, id: u64) -> Option<&WorkerLink> {
     state.slots[key.slot]
         .member_mut(key.generation)
         .and_then(|m| m.link())
+}
+
+/// Looks at the pool's load and scales it if its policy says so: starts
+/// workers in parked slots, or parks the slots of idle workers.
+async fn autoscale(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
+    let Some((from, decision)) = scaling::decide(state) else {
+        return;
+    };
+    match decision {
+        autoscale::Decision::Hold => {}
+        autoscale::Decision::Up { to, reason } => {
+            let parked: Vec<usize> = (0..state.slots.len())
+                .filter(|&s| state.slots[s].parked)
+                .take(to.saturating_sub(from))
+                .collect();
+            for slot in parked {
+                lifecycle::unpark(myself, state, slot).await;
+            }
+            scaling::scaled(state, from, reason);
+        }
+        autoscale::Decision::Down { workers, .. } => {
+            for slot in workers {
+                lifecycle::park(myself, state, slot);
+            }
+            scaling::scaled(state, from, autoscale::Reason::Idle);
+            pump(myself, state);
+        }
+    }
+}
+
+/// Fails every call waiting for a worker, queued or gathering into a
+/// batch, with `err`.
+fn fail_waiting(state: &mut PoolState, err: &Error) {
+    for request in state.queue.take_all() {
+        request.fail(err.clone());
+    }
+    batched::flush(state, err);
+    state.queue_depth.set(0.0);
+}
+
+/// An idempotent call whose worker died, back ahead of the queue — or, for
+/// a batched tool, into the batching window.
+fn enqueue_retry(myself: &ActorRef<PoolMessage>, state: &mut PoolState, request: Box<Request>) {
+    match batched::policy_for(state, &request) {
+        Some(policy) => batched::gather(myself, state, request, policy),
+        None => state.queue.push_front(request),
+    }
 }
 
 /// How often an autoscaled pool looks at its load.

@@ -14,8 +14,8 @@ use rand::Rng;
 use super::restarts::jitter;
 use super::slots::{Member, MemberState, Role, WorkerId};
 use super::{
-    PoolMessage, PoolState, Request, WorkerGone, WorkerKey, WorkerLink, degraded_error, pump,
-    workers_up,
+    PoolMessage, PoolState, Request, WorkerGone, WorkerKey, WorkerLink, degraded_error,
+    enqueue_retry, fail_waiting, pump, workers_up,
 };
 use crate::error::{Error, ExitStatus};
 use crate::telemetry::{
@@ -423,11 +423,7 @@ pub(super) fn on_gone(
         Role::Draining => {}
     }
     if let Some(err) = degraded_error(state) {
-        for request in state.queue.take_all() {
-            request.fail(err.clone());
-        }
-        super::batched::flush(state, &err);
-        state.queue_depth.set(0.0);
+        fail_waiting(state, &err);
     }
     pump(myself, state);
 }
@@ -476,10 +472,7 @@ pub(super) fn requeue(
     }
     .emit(&state.telemetry);
     // `Retry::into_request` made it its last attempt, enqueued now.
-    match super::batched::policy_for(state, &request) {
-        Some(policy) => super::batched::gather(myself, state, request, policy),
-        None => state.queue.push_front(request),
-    }
+    enqueue_retry(myself, state, request);
 }
 
 pub(super) fn schedule_restart(myself: &ActorRef<PoolMessage>, state: &mut PoolState, slot: usize) {
@@ -547,11 +540,7 @@ pub(super) fn shutdown(
     state.shutdown_replies.push(reply);
     if state.accepting {
         state.accepting = false;
-        for request in state.queue.take_all() {
-            request.fail(Error::ShuttingDown);
-        }
-        super::batched::flush(state, &Error::ShuttingDown);
-        state.queue_depth.set(0.0);
+        fail_waiting(state, &Error::ShuttingDown);
         let wait = deadline.saturating_duration_since(Instant::now());
         myself.send_after(wait, || PoolMessage::ShutdownDeadline);
     }

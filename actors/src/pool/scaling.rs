@@ -1,47 +1,29 @@
-//! An autoscaled pool acting on its policy (`autoscale.rs`): what it
-//! reports of its load at each tick, and starting or parking workers as
-//! the policy decides.
+//! What an autoscaled pool reports of its load to its policy
+//! (`autoscale.rs`) at each tick, and the event of a decision. The pool
+//! acts on the decision (`pool.rs`, through `lifecycle.rs`).
 
 use std::time::Instant;
 
-use ractor::ActorRef;
-
 use super::autoscale::{Decision, Load, Reason};
-use super::{PoolMessage, PoolState, active_slots, lifecycle, pump};
+use super::{PoolState, active_slots};
 use crate::telemetry::PoolScaled;
 
-/// Looks at the pool's load and scales it if its policy says so.
-pub(super) async fn autoscale(myself: &ActorRef<PoolMessage>, state: &mut PoolState) {
-    if !state.accepting || state.autoscaler.is_none() {
-        return;
+/// What the pool's policy decides now, with the target it decided from;
+/// `None` for a pool that does not autoscale (or is shutting down).
+pub(super) fn decide(state: &mut PoolState) -> Option<(usize, Decision<usize>)> {
+    if !state.accepting {
+        return None;
     }
     let load = load(state);
-    let scaler = state.autoscaler.as_mut().expect("autoscaled");
-    let decision = scaler.decide(tokio::time::Instant::now(), &load);
-    let from = load.target;
-    match decision {
-        Decision::Hold => {}
-        Decision::Up { to, reason } => {
-            let parked: Vec<usize> = (0..state.slots.len())
-                .filter(|&s| state.slots[s].parked)
-                .take(to.saturating_sub(from))
-                .collect();
-            for slot in parked {
-                lifecycle::unpark(myself, state, slot).await;
-            }
-            scaled(state, from, reason);
-        }
-        Decision::Down { workers, .. } => {
-            for slot in workers {
-                lifecycle::park(myself, state, slot);
-            }
-            scaled(state, from, Reason::Idle);
-            pump(myself, state);
-        }
-    }
+    let scaler = state.autoscaler.as_mut()?;
+    Some((
+        load.target,
+        scaler.decide(tokio::time::Instant::now(), &load),
+    ))
 }
 
-fn scaled(state: &PoolState, from: usize, reason: Reason) {
+/// Reports a decision taken: from `from` workers to the target now.
+pub(super) fn scaled(state: &PoolState, from: usize, reason: Reason) {
     PoolScaled {
         pool: state.config.name.clone(),
         from,
