@@ -546,3 +546,56 @@ async fn shutdown_ends_host_calls_still_running() {
     let answer = call.await.unwrap();
     assert!(answer.is_err(), "the caller was told: {answer:?}");
 }
+
+// A batch answered with fewer items than it has calls, or with a call left
+// without an outcome: each caller gets a typed error of its own (or its
+// value), nothing hangs, and the worker, whose real answer then names a
+// request no one waits for, is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answered_wrongly_gives_each_caller_a_typed_error() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(hostile("batch", 1)).await;
+    let pool = s.sp.default_pool().clone();
+    // The worker's own answer follows each forged one: it names a request
+    // no one waits for, and the worker is replaced.
+    let replaced = |old: Vec<u32>| {
+        let pool = pool.clone();
+        async move {
+            poll_status_within(&pool, Duration::from_secs(8), |st| {
+                st.workers_up == 1
+                    && st
+                        .workers
+                        .iter()
+                        .all(|w| w.pid.is_none_or(|p| !old.contains(&p)))
+            })
+            .await;
+            serves_again(&pool, 1).await;
+        }
+    };
+    let before = pids(&pool).await;
+    let short = futures::future::join_all(
+        (0..3).map(|x| run(&pool, Call::new("short_batch").kwarg("x", x))),
+    )
+    .await;
+    for r in &short {
+        assert!(
+            matches!(r, Err(Error::Protocol(m)) if m.contains("answered 1 of 3 calls")),
+            "{r:?}"
+        );
+    }
+    replaced(before).await;
+    let before = pids(&pool).await;
+    let hollow = futures::future::join_all(
+        (0..3).map(|x| run(&pool, Call::new("hollow_batch").kwarg("x", x))),
+    )
+    .await;
+    assert!(matches!(hollow[0], Ok(Value::Int(0))), "{:?}", hollow[0]);
+    assert!(
+        matches!(&hollow[1], Err(Error::Protocol(m)) if m.contains("with nothing")),
+        "{:?}",
+        hollow[1]
+    );
+    assert!(matches!(hollow[2], Ok(Value::Int(2))), "{:?}", hollow[2]);
+    replaced(before).await;
+    s.sp.shutdown().await;
+}
