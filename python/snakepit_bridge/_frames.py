@@ -268,7 +268,7 @@ def batch_result(
     `unserializable` and `timing` as for :func:`result`."""
     encode_start = time.perf_counter_ns() if timing is not None else 0
     refs: list[int] = []
-    r = b""
+    parts: list[bytes] = []
     for i, value in enumerate(values):
         err = errors.get(i)
         if err is None:
@@ -287,9 +287,11 @@ def batch_result(
         else:
             eb = err.SerializeToString()
             ob = b"\x12" + varint(len(eb)) + eb
-        r += b"\x1a" + varint(len(ob)) + ob
+        parts += (b"\x1a", varint(len(ob)), ob)
     if timing is not None:
-        r += _timing_field(timing, encode_start)
+        parts.append(_timing_field(timing, encode_start))
+    # Joined once: growing one bytes object would copy it at every item.
+    r = b"".join(parts)
     body = b"\x08" + varint(fid) + b"\x1a" + varint(len(r)) + r
     if refs and len(body) > limit:
         _shm.unsend(refs)

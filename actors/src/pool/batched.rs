@@ -62,7 +62,9 @@ pub(super) fn gather(
     policy: BatchPolicy,
 ) {
     let key = key_of(state, &request);
-    let bytes = call_len(&request.execute);
+    // The call's Execute bounds what it adds to a batch (its tool name and
+    // metadata are counted though only the first call's are sent).
+    let bytes = prost::Message::encoded_len(&request.execute);
     // What a batch adds around its calls: the Execute's own fields.
     let room = state.config.max_frame_bytes.saturating_sub(BATCH_OVERHEAD);
     let Added { left, opened } = state.batcher.add(
@@ -86,28 +88,6 @@ pub(super) fn gather(
 
 /// Bytes of an Execute (and its frame) beyond its calls.
 const BATCH_OVERHEAD: usize = 4 * 1024;
-
-/// The bytes `execute`'s call adds to a batch.
-fn call_len(execute: &v1::Execute) -> usize {
-    use prost::Message;
-    let call = v1::BatchCall {
-        kwargs: Default::default(),
-        args: Vec::new(),
-        session_id: execute.session_id.clone(),
-    };
-    call.encoded_len()
-        + execute
-            .kwargs
-            .iter()
-            .map(|(k, v)| k.len() + v.encoded_len() + 8)
-            .sum::<usize>()
-        + execute
-            .args
-            .iter()
-            .map(|v| v.encoded_len() + 4)
-            .sum::<usize>()
-        + 8
-}
 
 /// The batching window of `key`'s batch `epoch` closed.
 pub(super) fn due(
@@ -161,41 +141,61 @@ fn enqueue(state: &mut PoolState, formed: Formed<Box<Request>>) {
     let mut batch = Vec::with_capacity(size);
     let mut shared = Vec::new();
     let mut timeout_ms = 0;
-    let mut first: Option<Box<Request>> = None;
+    // The batch routes as its first call, and its worker sees that call's
+    // tool, session and metadata.
+    let mut head = None;
     for request in calls {
-        let mut request = request;
         let retry = request.retry.then(|| Box::new(Retry::of(&request)));
-        let execute = std::mem::take(&mut request.execute);
-        timeout_ms = timeout_ms.max(execute.timeout_ms);
-        batch.push(v1::BatchCall {
-            kwargs: execute.kwargs,
-            args: execute.args,
-            session_id: execute.session_id.clone(),
-        });
-        shared.append(&mut request.shared);
-        let Sink::Unary(sink) =
-            std::mem::replace(&mut request.sink, Sink::Unary(oneshot::channel().0))
-        else {
+        let Request {
+            id,
+            tool,
+            execute,
+            sink,
+            enqueued,
+            session,
+            affinity,
+            pin,
+            span,
+            shared: mut own,
+            ..
+        } = *request;
+        let Sink::Unary(sink) = sink else {
             unreachable!("only unary calls batch");
         };
+        let v1::Execute {
+            tool: name,
+            session_id,
+            args,
+            kwargs,
+            timeout_ms: call_timeout,
+            metadata,
+            ..
+        } = execute;
+        timeout_ms = timeout_ms.max(call_timeout);
+        shared.append(&mut own);
+        batch.push(v1::BatchCall {
+            kwargs,
+            args,
+            session_id: session_id.clone(),
+        });
         members.push(BatchMember {
-            id: request.id,
+            id,
             sink,
-            session: request.session.clone(),
-            enqueued: request.enqueued,
+            session: session.clone(),
+            enqueued,
             retry,
         });
-        if first.is_none() {
-            request.execute = v1::Execute {
-                tool: execute.tool,
-                session_id: execute.session_id,
-                metadata: execute.metadata,
+        if head.is_none() {
+            let execute = v1::Execute {
+                tool: name,
+                session_id,
+                metadata,
                 ..Default::default()
             };
-            first = Some(request);
+            head = Some((tool, execute, session, affinity, pin, span));
         }
     }
-    let first = first.expect("a batch has a call");
+    let (tool, execute, session, affinity, pin, span) = head.expect("a batch has a call");
     crate::telemetry::metric_batch(
         &state.config.name,
         &key.tool,
@@ -212,15 +212,6 @@ fn enqueue(state: &mut PoolState, formed: Formed<Box<Request>>) {
     .emit(&state.telemetry);
     let (tx, answers) = oneshot::channel();
     let enqueued = members.iter().map(|m| m.enqueued).min().unwrap_or(now);
-    let Request {
-        tool,
-        execute,
-        session,
-        affinity,
-        pin,
-        span,
-        ..
-    } = *first;
     let request = Request {
         id: wire::next_request_id(),
         tool,
