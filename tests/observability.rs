@@ -507,6 +507,10 @@ async fn query(prometheus: SocketAddr, promql: &str) -> Option<f64> {
         &format!("/api/v1/query?query={}", encode(promql)),
     )
     .await?;
+    // Prometheus answers 503 until it has started: not yet, like no answer.
+    if head.starts_with("HTTP/1.0 503") || head.starts_with("HTTP/1.1 503") {
+        return None;
+    }
     assert!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
         "{promql}: {head}\n{body}"
