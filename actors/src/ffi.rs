@@ -386,6 +386,55 @@ pub trait Ffi: Sync {
         async move { self.ffi_target().await?.run(call).await.map(|_| ()) }
     }
 
+    /// `obj.name(*args, **kwargs)` on any value: a ref (as
+    /// [`method`](Self::method)), or a value Python rebuilds on its side, such
+    /// as a `date` or a `str`. Generated class wrappers call through this.
+    fn method_on(
+        &self,
+        obj: &Value,
+        name: &str,
+        args: impl IntoArgs,
+        kwargs: impl IntoKwargs,
+    ) -> impl Future<Output = Result<Value, Error>> + Send {
+        let head = vec![obj.clone(), Value::from(name)];
+        let call = kwargs
+            .into_kwargs()
+            .map(|kw| op(ops::METHOD, head, args.into_args(), kw));
+        async move { self.ffi_target().await?.run(call?).await }
+    }
+
+    /// `obj.name` on any value (see [`method_on`](Self::method_on)).
+    fn attr_on(
+        &self,
+        obj: &Value,
+        name: &str,
+    ) -> impl Future<Output = Result<Value, Error>> + Send {
+        let call = op(
+            ops::ATTR,
+            vec![obj.clone(), Value::from(name)],
+            Vec::new(),
+            Vec::new(),
+        );
+        async move { self.ffi_target().await?.run(call).await }
+    }
+
+    /// `obj.name = value` on any value (see [`method_on`](Self::method_on));
+    /// on a value Python rebuilds, the change is lost with the copy.
+    fn set_attr_on(
+        &self,
+        obj: &Value,
+        name: &str,
+        value: impl Into<Value>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let call = op(
+            ops::SET_ATTR,
+            vec![obj.clone(), Value::from(name), value.into()],
+            Vec::new(),
+            Vec::new(),
+        );
+        async move { self.ffi_target().await?.run(call).await.map(|_| ()) }
+    }
+
     /// `repr(obj)`.
     fn repr(&self, obj: &ObjectRef) -> impl Future<Output = Result<String, Error>> + Send {
         let call = op(
@@ -625,6 +674,14 @@ impl Drop for ExitOnDrop {
 async fn release(target: &FfiTarget, session: &str, id: &str) -> Result<(), Error> {
     let pool = target.pool()?;
     pool.release_ref(session, id, Duration::from_secs(10)).await
+}
+
+impl Session {
+    /// Where this session's FFI calls go on `pool` instead of its default
+    /// pool (refs made there live in that pool's workers).
+    pub fn on_pool(&self, pool: impl Into<String>) -> FfiTarget {
+        FfiTarget::session(self.clone(), Some(pool.into()))
+    }
 }
 
 impl Ffi for Session {

@@ -28,8 +28,8 @@ pub mod framing;
 mod value;
 
 pub use value::{
-    CallbackRef, ConversionError, NdArray, ObjectRef, REPR_KEY, StreamRefValue, TYPE_KEY, Temporal,
-    TemporalKind, TooDeep, UNSERIALIZABLE_KEY, UnserializableInfo, Value,
+    CallbackRef, ConversionError, IntoValue, NdArray, ObjectRef, REPR_KEY, StreamRefValue,
+    TYPE_KEY, Temporal, TemporalKind, TooDeep, UNSERIALIZABLE_KEY, UnserializableInfo, Value,
 };
 
 /// Generated protocol messages (package `snakepit.v1`).

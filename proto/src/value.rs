@@ -375,6 +375,7 @@ impl Value {
 }
 
 mod convert;
+pub use convert::IntoValue;
 mod json;
 mod wire;
 

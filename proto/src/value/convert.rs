@@ -11,6 +11,21 @@ use super::{CallbackRef, ConversionError, NdArray, ObjectRef, StreamRefValue, Te
 
 // ------------------------------------------------------- from Rust types
 
+/// Anything that becomes a [`Value`]: every `T: Into<Value>`. Generated
+/// wrappers (`snakepit gen rust`) take `impl IntoValue` where Python's type
+/// has no Rust form; their class wrappers convert into a `Value` too, so an
+/// object passes where Python expects it.
+pub trait IntoValue {
+    /// The value.
+    fn into_value(self) -> Value;
+}
+
+impl<T: Into<Value>> IntoValue for T {
+    fn into_value(self) -> Value {
+        self.into()
+    }
+}
+
 macro_rules! from_int {
     ($($t:ty),*) => {$(
         impl From<$t> for Value {
