@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod env;
 pub mod exec;
 pub mod ffi;
+pub mod generate;
 pub mod new;
 pub mod remote;
 pub mod serve;

@@ -17,6 +17,7 @@
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`server`]: the gRPC API of `snakepit serve` ([`Snakepit::serve`]).
 //! - [`remote`]: a Rust client of `snakepit serve` (the same pools over gRPC).
+//! - [`codegen`]: typed wrappers of Python libraries (`snakepit gen rust`, `build.rs`).
 //! - [`shm`]: buffers in a pool's shared memory, which reach its workers
 //!   without a copy.
 //! - The supervision tree itself lives in the `snakepit-actors` crate, the
@@ -25,6 +26,7 @@
 
 pub mod agent;
 mod attach;
+pub mod codegen;
 pub mod config;
 pub mod envs;
 pub mod metrics;
@@ -50,7 +52,8 @@ pub use snakepit_actors::{
 };
 use snakepit_actors::{RuntimeConfig, RuntimeHandle};
 pub use snakepit_proto::{
-    CallbackRef, ConversionError, NdArray, ObjectRef, StreamRefValue, Temporal, TemporalKind, Value,
+    CallbackRef, ConversionError, IntoValue, NdArray, ObjectRef, StreamRefValue, Temporal,
+    TemporalKind, Value,
 };
 
 pub use crate::attach::AttachConfig;

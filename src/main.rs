@@ -100,6 +100,9 @@ enum Command {
     Chaos(cli::chaos::ChaosArgs),
     /// Write a new project from a template: `snakepit new adapter NAME`.
     New(cli::new::NewArgs),
+    /// Generate code from a Python module: `snakepit gen rust MODULE` writes
+    /// typed Rust wrappers of it, introspected in a worker.
+    Gen(cli::generate::GenArgs),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell) to stdout.
     Completions(cli::completions::CompletionsArgs),
@@ -162,6 +165,7 @@ async fn run(command: Command, runtime: RuntimeOpts) -> anyhow::Result<std::proc
         Command::Bench(args) => cli::bench::run(args).await,
         Command::Chaos(args) => cli::chaos::run(args).await,
         Command::New(args) => cli::new::run(args).await,
+        Command::Gen(args) => cli::generate::run(args, runtime).await,
         Command::Completions(args) => cli::completions::completions(args, Cli::command()),
         Command::Man(args) => cli::completions::man(args, Cli::command()),
     }

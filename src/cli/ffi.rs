@@ -122,7 +122,7 @@ async fn release_session(snakepit: &Snakepit) {
 }
 
 /// Starts the runtime from `--config`, or on one showcase worker without it.
-async fn start(opts: &RuntimeOpts) -> anyhow::Result<Snakepit> {
+pub(super) async fn start(opts: &RuntimeOpts) -> anyhow::Result<Snakepit> {
     let mut builder = super::builder(opts)?;
     if opts.config_path().is_none() {
         let mut pool = PoolConfig::named("ffi");
