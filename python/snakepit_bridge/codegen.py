@@ -1,0 +1,950 @@
+"""The introspector behind ``snakepit gen rust MODULE``: a plain-data
+description of a Python module (its functions, classes, their signatures and
+types) that the Rust side turns into typed Rust wrappers.
+
+The format is schema 1 of ``/work/notes/codegen_schema.md`` (kept in sync with
+the Rust reader). Parameter names, kinds and defaults come from the running
+interpreter (``inspect.signature``); types come from the module's stubs when
+it has them (typeshed, ``*-stubs`` packages, inline ``.pyi``; see ``_stubs``),
+else from its annotations. Anything found but not usable is listed under
+``skipped`` with the reason, so a wrapper that is missing can be explained.
+
+``python -m snakepit_bridge.codegen describe MODULE`` prints the description
+as JSON; ``python -m snakepit_bridge.codegen versions M1 M2`` prints the
+versions a description would record (to check a cache without describing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import platform
+import re
+import sys
+import types
+import typing
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._stubs import ANY, LITERAL, StubClass, StubFunction, StubIndex, StubParam, TypeExpr, parse_type
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["MODES", "SCHEMA", "describe", "main", "versions"]
+
+SCHEMA = 1
+MODES = ("root", "exports", "public", "explicit")
+METHOD_SCOPES = ("all", "defined")
+# The stub sources, in the order the description lists them.
+STUB_SOURCES = ("typeshed", "stubs-package", "inline")
+
+Type = dict[str, Any]
+
+# --- Types --------------------------------------------------------------------
+
+# Names whose meaning is fixed: builtins, typing's and numpy's.
+_SIMPLE: dict[str, str] = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "bytes": "bytes",
+    "bytearray": "bytes",
+    "complex": "complex",
+    "None": "none",
+    "NoneType": "none",
+    "object": "any",
+    "Any": "any",
+    "Never": "any",
+    "NoReturn": "any",
+    "type": "any",
+    "Type": "any",
+    "SupportsFloat": "float",
+    "SupportsIndex": "int",
+    "SupportsInt": "int",
+    "SupportsComplex": "complex",
+    "LiteralString": "str",
+    "TypeGuard": "bool",
+    "TypeIs": "bool",
+    "Callable": "callable",
+    "PathLike": "any",
+    "ArrayLike": "any",
+    "DTypeLike": "any",
+    # numpy's "argument not given" sentinel; dropped from unions.
+    "_NoValueType": "any",
+    "ndarray": "ndarray",
+    "NDArray": "ndarray",
+    **dict.fromkeys(("floating", "float64", "float32", "float16", "double", "single", "half", "longdouble"), "float"),
+    **dict.fromkeys(
+        ("integer", "signedinteger", "unsignedinteger", "int_", "intp", "uintp", "uint")
+        + tuple(f"{s}int{n}" for s in ("", "u") for n in (8, 16, 32, 64)),
+        "int",
+    ),
+    **dict.fromkeys(("complexfloating", "complex64", "complex128", "csingle", "cdouble"), "complex"),
+    "bool_": "bool",
+    "str_": "str",
+    "bytes_": "bytes",
+}
+_LISTS = frozenset({"list", "List", "Sequence", "MutableSequence", "Collection", "deque", "Deque"})
+_DICTS = frozenset({"dict", "Dict", "Mapping", "MutableMapping", "OrderedDict", "defaultdict", "DefaultDict"})
+_SETS = frozenset({"set", "Set", "frozenset", "FrozenSet", "AbstractSet", "MutableSet"})
+_ITERATORS = frozenset({"Iterator", "Generator"})
+# Qualifiers that stand for their first argument.
+_WRAPPERS = frozenset({"Annotated", "Final", "ClassVar", "Required", "NotRequired", "ReadOnly"})
+_FORMS = frozenset({"Optional", "Union", "Literal", "tuple", "Tuple", "Iterable", "Self"})
+# Modules whose classes a runtime annotation names by their meaning (list,
+# Sequence, ndarray); a class of any other module is a class of the module
+# being described, or any.
+_KNOWN_MODULES = frozenset({"builtins", "typing", "typing_extensions", "collections", "_collections_abc", "abc"})
+_KNOWN_MODULES |= {"os", "types", "numpy", "_typeshed"}
+_NUMBERS = ("bool", "int", "float")
+_NO_VALUE = "_NoValueType"
+
+
+def _is_known(name: str) -> bool:
+    """Whether `name` has a fixed meaning (stub aliases are not followed past it)."""
+    return (
+        name in _SIMPLE
+        or name in _FORMS
+        or name in _WRAPPERS
+        or any(name in names for names in (_LISTS, _DICTS, _SETS, _ITERATORS))
+        or name.startswith("_ArrayLike")
+    )
+
+
+def _t(kind: str) -> Type:
+    return {"kind": kind}
+
+
+def _union(types_: Sequence[Type]) -> Type:
+    """One type for `types_`: duplicates dropped, any absorbing everything,
+    None made optional, numbers merged (float > int > bool)."""
+    flat: list[Type] = []
+    pending = list(types_)
+    while pending:
+        t = pending.pop(0)
+        if t["kind"] == "union":
+            pending[:0] = t["options"]
+        elif t["kind"] == "optional":
+            pending[:0] = [t["inner"], _t("none")]
+        else:
+            flat.append(t)
+    if not flat or any(t["kind"] == "any" for t in flat):
+        return _t("any")
+    has_none = any(t["kind"] == "none" for t in flat)
+    options: list[Type] = []
+    for t in flat:
+        if t not in options and t["kind"] != "none":
+            options.append(t)
+    numbers = [t["kind"] for t in options if t["kind"] in _NUMBERS]
+    if len(numbers) > 1:
+        merged = _t(max(numbers, key=_NUMBERS.index))
+        first = next(i for i, t in enumerate(options) if t["kind"] in _NUMBERS)
+        options = [t for t in options if t["kind"] not in _NUMBERS]
+        options.insert(first, merged)
+    if not options:
+        return _t("none")
+    core = options[0] if len(options) == 1 else {"kind": "union", "options": options}
+    return {"kind": "optional", "inner": core} if has_none else core
+
+
+def _merge_overloads(types_: Sequence[Type]) -> Type:
+    """A parameter's type across overloads: their union when it collapses
+    (to one type, or to one overload's own type), else any."""
+    distinct: list[Type] = []
+    for t in types_:
+        if t not in distinct:
+            distinct.append(t)
+    merged = _union(distinct)
+    spread = merged["kind"] == "union" or (merged["kind"] == "optional" and merged["inner"]["kind"] == "union")
+    return merged if merged in distinct or not spread else _t("any")
+
+
+def _literal_type(e: TypeExpr) -> Type:
+    if e.name != LITERAL:
+        return _t("any")
+    value = e.value
+    for py in (bool, int, float, complex, str, bytes):  # bool before int: True is an int too
+        if isinstance(value, py):
+            return _t(py.__name__)
+    return _t("none") if value is None else _t("any")
+
+
+class _Types:
+    """Turns ``TypeExpr``s into the description's types. Knows the classes
+    being described, so a name of one becomes a class reference."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[object, Type]] = {}
+        self._by_name: dict[str, Type] = {}
+
+    def add_class(self, cls: type, module: str, name: str) -> None:
+        """Registers `cls`, reachable as `module.name`; the first place a class is found is its reference."""
+        ref = {"kind": "class", "module": module, "name": name}
+        self._by_id.setdefault(id(cls), (cls, ref))
+        self._by_name.setdefault(name, ref)
+
+    def _class(self, e: TypeExpr) -> Type:
+        if e.obj is not None:
+            found = self._by_id.get(id(e.obj))
+            return dict(found[1]) if found else _t("any")
+        ref = self._by_name.get(e.name)
+        return dict(ref) if ref else _t("any")
+
+    def normalize(self, e: TypeExpr, owner: Type | None, output: bool) -> Type:
+        """The type `e` means; `owner` is what Self means, `output` whether it
+        is returned (an Iterable returned is an iterator, one taken a list)."""
+        if e.obj is not None and str(getattr(e.obj, "__module__", "")).partition(".")[0] not in _KNOWN_MODULES:
+            return self._class(e)
+        args = e.args or ()
+
+        def sub(i: int) -> Type:
+            return self.normalize(args[i], owner, output) if len(args) > i else _t("any")
+
+        name = e.name
+        if name == "Union":
+            kept = [a for a in args if a.name != _NO_VALUE]
+            return _union([self.normalize(a, owner, output) for a in kept])
+        if name == "Optional":
+            return _union([sub(0), _t("none")])
+        if name == "Literal":
+            return _union([_literal_type(a) for a in args])
+        if name in _WRAPPERS:
+            return sub(0)
+        if name in ("tuple", "Tuple"):
+            if e.args is None:
+                return {"kind": "list", "item": _t("any")}
+            if len(args) == 2 and args[1].name == "...":
+                return {"kind": "list", "item": sub(0)}
+            return {"kind": "tuple", "items": [self.normalize(a, owner, output) for a in args]}
+        if name == "Iterable":
+            return {"kind": "iterator" if output else "list", "item": sub(0)}
+        if name in _LISTS:
+            return {"kind": "list", "item": sub(0)}
+        if name in _SETS:
+            return {"kind": "set", "item": sub(0)}
+        if name in _DICTS:
+            return {"kind": "dict", "key": sub(0), "value": sub(1)}
+        if name in _ITERATORS:
+            return {"kind": "iterator", "item": sub(0)}
+        if name == "Self":
+            return dict(owner) if owner else _t("any")
+        if name in _SIMPLE:
+            return _t(_SIMPLE[name])
+        if name.startswith("_ArrayLike"):
+            return _t("any")
+        return self._class(e)
+
+
+def _annotation_expr(obj: object) -> TypeExpr:
+    """A runtime annotation as a ``TypeExpr`` (strings are parsed, their names taken as written)."""
+    if obj is inspect.Parameter.empty:
+        return ANY
+    if obj is None or obj is type(None):
+        return TypeExpr("None")
+    if obj is Ellipsis:
+        return TypeExpr("...")
+    if isinstance(obj, str | typing.ForwardRef):
+        text = obj if isinstance(obj, str) else obj.__forward_arg__
+        return parse_type(text, lambda parts: TypeExpr(parts[-1]))
+    if isinstance(obj, typing.TypeVar | typing.ParamSpec | typing.TypeVarTuple | list):
+        return ANY
+    origin = typing.get_origin(obj)
+    if origin is None:
+        return TypeExpr(_name_of(obj), obj=obj if isinstance(obj, type) else None)
+    args = typing.get_args(obj)
+    if origin is typing.Literal:
+        return TypeExpr("Literal", tuple(TypeExpr(LITERAL, value=a) for a in args))
+    if origin is typing.Annotated:
+        return _annotation_expr(args[0])
+    name = "Union" if origin is typing.Union or origin is types.UnionType else _name_of(origin)
+    return TypeExpr(name, tuple(_annotation_expr(a) for a in args), obj=origin if isinstance(origin, type) else None)
+
+
+def _name_of(obj: object) -> str:
+    name = getattr(obj, "__name__", None) or getattr(obj, "_name", None)
+    return name if isinstance(name, str) else "Any"
+
+
+# --- Text ---------------------------------------------------------------------
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/](?:[^\s'\"()<>\\/]+[\\/])+([^\s'\"()<>\\/]+)")
+
+
+def _clean(text: str) -> str:
+    """`text` without what differs between machines: object addresses, and
+    absolute paths (their last component is kept)."""
+    return _PATH.sub(r"\1", _ADDRESS.sub("", text))
+
+
+def _default(value: object) -> str | None:
+    """A runtime default as the description writes it: its repr, or "..."
+    when the repr would hold an address or a path."""
+    if value is inspect.Parameter.empty:
+        return None
+    try:
+        text = repr(value)
+    except Exception:
+        return "..."
+    return text if _clean(text) == text else "..."
+
+
+def _own_doc(cls: type) -> str | None:
+    doc = vars(cls).get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) else None
+
+
+def _error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {_clean(str(e))}"
+
+
+# --- Signatures -----------------------------------------------------------------
+
+_KIND_NAMES = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+_KIND_ORDER = tuple(_KIND_NAMES.values())
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_ARGS_KWARGS = [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
+_C_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+    types.ClassMethodDescriptorType,
+)
+
+
+def _runtime_signature(obj: object) -> inspect.Signature:
+    """``inspect.signature`` with its annotations evaluated when they can be
+    (else left as the strings ``_annotation_expr`` parses); raises (mostly
+    ValueError/TypeError) when there is no signature."""
+    func = typing.cast("Callable[..., Any]", obj)
+    try:
+        return inspect.signature(func, eval_str=True)
+    except Exception:
+        return inspect.signature(func)
+
+
+def _unbound(func: object) -> bool:
+    """Whether `func` is a function as found on a class (its first parameter is self)."""
+    return inspect.isfunction(func) or isinstance(func, types.MethodDescriptorType | types.WrapperDescriptorType)
+
+
+def _no_signature(obj: object, error: BaseException) -> str:
+    if isinstance(obj, _C_CALLABLES):
+        return "no signature: C function without text signature"
+    return f"no signature: {_clean(str(error))}"
+
+
+# --- Members ------------------------------------------------------------------
+
+
+def _is_function(obj: object) -> bool:
+    """A module-level callable that is not a class (functions, builtins, ufuncs),
+    and not a typing construct such as ``list[int]`` or ``Optional``."""
+    if isinstance(obj, type) or not callable(obj):
+        return False
+    return not isinstance(obj, types.GenericAlias) and type(obj).__module__ not in ("typing", "typing_extensions")
+
+
+def _exported(mod: types.ModuleType) -> list[str] | None:
+    names = getattr(mod, "__all__", None)
+    if names is None:
+        return None
+    return list(dict.fromkeys(n for n in names if isinstance(n, str)))
+
+
+def _members(mod: types.ModuleType) -> tuple[list[tuple[str, object]], list[tuple[str, type]]]:
+    """A module's functions and classes, sorted by name: the names in its
+    ``__all__``, else its public names defined in it or its submodules."""
+    names = _exported(mod)
+    prefix = mod.__name__
+    if names is None:
+        names = [
+            n
+            for n, obj in vars(mod).items()
+            if not n.startswith("_")
+            and isinstance(getattr(obj, "__module__", None), str)
+            and (obj.__module__ == prefix or obj.__module__.startswith(prefix + "."))
+        ]
+    functions: list[tuple[str, object]] = []
+    classes: list[tuple[str, type]] = []
+    for name in sorted(names):
+        try:
+            obj = getattr(mod, name)
+        except Exception:  # a name of __all__ that does not resolve: nothing to wrap
+            continue
+        if isinstance(obj, type):
+            classes.append((name, obj))
+        elif _is_function(obj):
+            functions.append((name, obj))
+    return functions, classes
+
+
+def _member_kind(raw: object) -> str | None:
+    """How a class attribute (as ``getattr_static`` finds it) is called:
+    static/class/instance, "property", or None when it is neither."""
+    if isinstance(raw, staticmethod | types.BuiltinFunctionType):
+        return "static"
+    if isinstance(raw, classmethod | types.ClassMethodDescriptorType):
+        return "class"
+    if isinstance(raw, property | functools.cached_property | types.GetSetDescriptorType | types.MemberDescriptorType):
+        return "property"
+    if isinstance(raw, type) or not callable(raw):
+        return None
+    return "instance"
+
+
+def _class_members(cls: type, scope: str) -> list[tuple[str, str, object]]:
+    """(name, kind, attribute) of a class's public methods and properties,
+    sorted by name: from its MRO without ``object`` ("all"), or its own ("defined")."""
+    owners = [cls] if scope == "defined" else [k for k in cls.__mro__ if k is not object]
+    found = []
+    for name in sorted({n for k in owners for n in vars(k) if not n.startswith("_")}):
+        try:
+            raw = inspect.getattr_static(cls, name)
+        except AttributeError:
+            continue
+        kind = _member_kind(raw)
+        if kind is not None:
+            found.append((name, kind, raw))
+    return found
+
+
+def _import(name: str) -> types.ModuleType:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(name)
+
+
+def _import_root(name: str) -> types.ModuleType:
+    """The module asked for, or an ImportError that says why it is not there."""
+    try:
+        return _import(name)
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"cannot import module {name!r}: {e}", name=name) from e
+    except Exception as e:
+        raise ImportError(f"cannot import module {name!r}: {_error(e)}", name=name) from e
+
+
+def _submodule_names(root: types.ModuleType, mode: str) -> tuple[list[str], dict[str, BaseException]]:
+    """The submodules a mode describes besides the root (sorted), and those
+    that already failed to import while being found."""
+    failed: dict[str, BaseException] = {}
+    if not hasattr(root, "__path__"):
+        return [], failed
+    prefix = root.__name__ + "."
+    if mode == "exports":
+
+        def submodule(n: str) -> bool:
+            # An attribute that is its own submodule; a name of __all__ that is no attribute yet may be one.
+            if not hasattr(root, n):
+                return True
+            obj = getattr(root, n)
+            return isinstance(obj, types.ModuleType) and obj.__name__ == prefix + n
+
+        candidates = {*vars(root), *(_exported(root) or [])}
+        return sorted(prefix + n for n in candidates if not n.startswith("_") and submodule(n)), failed
+    import pkgutil
+
+    found: list[str] = []
+
+    def walk(path: Sequence[str], package: str) -> None:
+        # pkgutil.walk_packages, without importing what is skipped anyway.
+        for info in sorted(pkgutil.iter_modules(list(path), package + "."), key=lambda i: i.name):
+            last = info.name.rpartition(".")[2]
+            if last.startswith("_") or last in ("tests", "testing"):
+                continue
+            found.append(info.name)
+            if info.ispkg:
+                try:
+                    sub = _import(info.name)
+                except Exception as e:
+                    failed[info.name] = e
+                    continue
+                walk(getattr(sub, "__path__", []), info.name)
+
+    walk(root.__path__, root.__name__)
+    return sorted(found), failed
+
+
+# --- Versions -----------------------------------------------------------------
+
+
+def _version(module: str) -> tuple[str, bool]:
+    """The version a description records for `module`, and whether it is in the stdlib."""
+    top = module.partition(".")[0]
+    if top in sys.stdlib_module_names:
+        return platform.python_version(), True
+    package = _import_root(top)
+    version = getattr(package, "__version__", None)
+    if isinstance(version, str):
+        return version, False
+    from importlib import metadata
+
+    for dist in sorted(metadata.packages_distributions().get(top, [])):
+        try:
+            return metadata.version(dist), False
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown", False
+
+
+def versions(modules: Sequence[str]) -> dict[str, str]:
+    """The version of each module, as ``describe`` records it."""
+    return {m: _version(m)[0] for m in modules}
+
+
+# --- Describing -----------------------------------------------------------------
+
+
+class _Describer:
+    """One description: the stubs read, the classes it names and what it skipped."""
+
+    def __init__(self, root: str, max_class_methods: int | None, scope: str) -> None:
+        self.root = root
+        self.max_class_methods = max_class_methods
+        self.scope = scope
+        self.types = _Types()
+        self.stubs = StubIndex(_is_known)
+        self.sources: set[str] = set()
+        self.skipped: list[dict[str, str]] = []
+
+    def skip(self, module: str, name: str, kind: str, reason: str) -> None:
+        self.skipped.append({"module": module, "name": name, "kind": kind, "reason": reason})
+
+    # Stubs
+
+    def _stub_for(self, module: str, name: str, obj: object) -> StubFunction | StubClass | None:
+        """The stub of `name` in `module`, else where the object says it was defined."""
+        found = self.stubs.lookup(module, name)
+        home, own_name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if found is None and isinstance(home, str) and isinstance(own_name, str) and home != module:
+            found = self.stubs.lookup(home, own_name)
+        return found
+
+    def _read(self, annotation: Any, stub: StubFunction, owner: Type | None, output: bool) -> Type:
+        return self.types.normalize(self.stubs.read(annotation, stub.module), owner, output)
+
+    def _stub_signature(
+        self, stub: StubFunction, drop_first: bool, owner: Type | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Type], Type]:
+        """A stub's parameters (overloads merged: a parameter some overload
+        lacks or defaults is optional), their types by name, and its return."""
+        overloads = stub.params(drop_first)
+        seen: dict[str, list[tuple[StubParam, Type]]] = {}
+        for overload in overloads:
+            for p in overload:
+                seen.setdefault(p.name, []).append((p, self._read(p.annotation, stub, owner, False)))
+        types_by_name = {name: _merge_overloads([t for _, t in found]) for name, found in seen.items()}
+        params: list[dict[str, Any]] = []
+        for name, found in seen.items():
+            kinds = {p.kind for p, _ in found}
+            kind = found[-1][0].kind if len(kinds) > 1 else found[0][0].kind
+            defaults = [p.default for p, _ in found if p.default is not None]
+            optional = len(found) < len(overloads) and kind not in ("var_positional", "var_keyword")
+            default = defaults[0] if defaults else ("..." if optional else None)
+            params.append({"name": name, "kind": kind, "default": default, "type": types_by_name[name]})
+        params.sort(key=lambda p: _KIND_ORDER.index(p["kind"]))
+        returns = _union([self._read(r, stub, owner, True) for r in stub.returns()])
+        return params, types_by_name, returns
+
+    def signature(
+        self, obj: object, stub: StubFunction | None, drop_self: bool, owner: Type | None
+    ) -> tuple[list[dict[str, Any]], Type, str] | str:
+        """Parameters, return type and where they came from, or the reason there are none."""
+        stub_params: list[dict[str, Any]] = []
+        stub_types: dict[str, Type] = {}
+        stub_returns: Type | None = None
+        if stub is not None:
+            # A method's stub has self/cls first (even __new__), a static method's not.
+            stub_drop = (owner is not None and not stub.is_static) or stub.bound
+            stub_params, stub_types, stub_returns = self._stub_signature(stub, stub_drop, owner)
+            self.sources.add(stub.module.source)
+        try:
+            sig = _runtime_signature(obj)
+        except Exception as e:  # ValueError/TypeError: none; anything else: none that can be read
+            if stub is None:
+                return _no_signature(obj, e)
+            return stub_params, stub_returns or _t("any"), "stub"
+        runtime = list(sig.parameters.values())
+        if drop_self and runtime and runtime[0].kind in _POSITIONAL:
+            runtime = runtime[1:]
+        if stub is not None and [p.kind for p in runtime] == _ARGS_KWARGS:
+            # (*args, **kwargs) says nothing (numpy's ufuncs on 3.13): the stub says more.
+            return stub_params, stub_returns or _t("any"), "stub"
+        params = [
+            {
+                "name": p.name,
+                "kind": _KIND_NAMES[p.kind],
+                "default": _default(p.default),
+                "type": stub_types.get(p.name) or self.types.normalize(_annotation_expr(p.annotation), owner, False),
+            }
+            for p in runtime
+        ]
+        if stub_returns is not None:
+            return params, stub_returns, "runtime+stub"
+        return params, self.types.normalize(_annotation_expr(sig.return_annotation), owner, True), "runtime"
+
+    # Functions
+
+    def function(self, module: str, name: str, obj: object) -> dict[str, Any] | None:
+        found = self._stub_for(module, name, obj)
+        stub = found if isinstance(found, StubFunction) else None
+        built = self.signature(obj, stub, False, None)
+        if isinstance(built, str):
+            self.skip(module, name, "function", built)
+            return None
+        params, returns, origin = built
+        return {
+            "name": name,
+            "doc": inspect.getdoc(obj),
+            "params": params,
+            "returns": returns,
+            "signature": origin,
+            "is_async": inspect.iscoroutinefunction(obj) or bool(stub and stub.is_async),
+            "kind": "function",
+        }
+
+    # Classes
+
+    def klass(self, module: str, name: str, cls: type) -> dict[str, Any]:
+        owner = {"kind": "class", "module": module, "name": name}
+        found = self._stub_for(module, name, cls)
+        stub = found if isinstance(found, StubClass) else None
+        if stub is not None:
+            self.sources.add(stub.module.source)
+        members = _class_members(cls, self.scope)
+        methods = self._capped(module, name, cls, [(n, k, raw) for n, k, raw in members if k != "property"])
+        described = [self.method(module, name, cls, m, kind, stub, owner) for m, kind, _ in methods]
+        return {
+            "name": name,
+            "module": module,
+            "doc": _own_doc(cls),
+            "init": self.init(module, name, cls, stub, owner),
+            "methods": [m for m in described if m is not None],
+            "properties": [self.property(n, raw, stub, owner) for n, k, raw in members if k == "property"],
+        }
+
+    def init(self, module: str, name: str, cls: type, stub: StubClass | None, owner: Type) -> dict[str, Any] | None:
+        constructor = self.stubs.constructor(stub) if stub else None
+        built = self.signature(cls, constructor, False, owner)
+        if isinstance(built, str):
+            self.skip(module, f"{name}.__init__", "method", built)
+            return None
+        params, _, origin = built
+        return {"params": params, "doc": _init_doc(cls), "signature": origin}
+
+    def _capped(
+        self, module: str, name: str, cls: type, methods: list[tuple[str, str, object]]
+    ) -> list[tuple[str, str, object]]:
+        """The guardrail of ``max_class_methods``: over it, only the methods
+        declared on the class itself; still over, the first of those by name."""
+        cap = self.max_class_methods
+        if cap is None or len(methods) <= cap:
+            return methods
+        declared = [m for m in methods if m[0] in vars(cls)]
+        if len(declared) <= cap:
+            kept, how = declared, "kept the methods declared on the class itself"
+        else:
+            kept = declared[:cap]
+            how = f"kept the first {cap} by name of the {len(declared)} declared on the class itself"
+        reason = f"too many methods ({len(methods)} > max_class_methods={cap}): {how}"
+        for m in methods:
+            if m not in kept:
+                self.skip(module, f"{name}.{m[0]}", "method", reason)
+        return kept
+
+    def method(
+        self, module: str, cls_name: str, cls: type, name: str, kind: str, stub: StubClass | None, owner: Type
+    ) -> dict[str, Any] | None:
+        try:
+            func = getattr(cls, name)
+        except Exception as e:
+            self.skip(module, f"{cls_name}.{name}", "method", f"no signature: {_error(e)}")
+            return None
+        method_stub = self._method_stub(cls, name, stub)
+        built = self.signature(func, method_stub, kind == "instance" and _unbound(func), owner)
+        if isinstance(built, str):
+            self.skip(module, f"{cls_name}.{name}", "method", built)
+            return None
+        params, returns, origin = built
+        return {
+            "name": name,
+            "doc": inspect.getdoc(func),
+            "params": params,
+            "returns": returns,
+            "signature": origin,
+            "is_async": inspect.iscoroutinefunction(func) or bool(method_stub and method_stub.is_async),
+            "kind": kind,
+        }
+
+    def _method_stub(self, cls: type, name: str, stub: StubClass | None) -> StubFunction | None:
+        """The stub of a method: on the class's stub (or its stub bases), else
+        on the stub of the class of the MRO that defines it (``dict.copy`` of
+        a dict subclass whose module has no stub)."""
+        found = self.stubs.method(stub, name) if stub else None
+        if found is None:
+            definer = next((k for k in cls.__mro__ if name in vars(k)), cls)
+            if definer is not cls:
+                definer_stub = self._stub_for(definer.__module__, definer.__qualname__, definer)
+                if isinstance(definer_stub, StubClass):
+                    found = self.stubs.method(definer_stub, name)
+        return found
+
+    def property(self, name: str, raw: object, stub: StubClass | None, owner: Type) -> dict[str, Any]:
+        """A property's type from the stub (``@property`` or an annotated
+        attribute), else from its getter's return annotation."""
+        runtime_setter = isinstance(raw, property) and raw.fset is not None
+        found = self.stubs.property(stub, name) if stub else None
+        if found is not None:
+            annotation, stub_module, settable = found
+            self.sources.add(stub_module.source)
+            kind = self.types.normalize(self.stubs.read(annotation, stub_module), owner, True)
+            return {"name": name, "doc": inspect.getdoc(raw), "type": kind, "settable": settable or runtime_setter}
+        getter = raw.fget if isinstance(raw, property) else getattr(raw, "func", None)
+        try:
+            returns = _runtime_signature(getter).return_annotation if getter else inspect.Parameter.empty
+        except Exception:
+            returns = inspect.Parameter.empty
+        kind = self.types.normalize(_annotation_expr(returns), owner, True)
+        return {"name": name, "doc": inspect.getdoc(raw), "type": kind, "settable": runtime_setter}
+
+    # Modules
+
+    def module(
+        self,
+        name: str,
+        mod: types.ModuleType,
+        functions: Sequence[tuple[str, object]],
+        classes: Sequence[tuple[str, type]],
+    ) -> dict[str, Any]:
+        described = [self.function(name, n, obj) for n, obj in functions]
+        return {
+            "name": name,
+            "doc": inspect.getdoc(mod),
+            "functions": [f for f in described if f is not None],
+            "classes": [self.klass(name, n, cls) for n, cls in classes],
+        }
+
+
+def _init_doc(cls: type) -> str | None:
+    """The doc of the ``__init__`` (else ``__new__``) the class gets from below
+    ``object``; not object's own ("Initialize self.  See help(type(self))..."),
+    which C types repeat, nor the doc of the descriptor type wrapping it."""
+    for method in ("__init__", "__new__"):
+        for k in cls.__mro__[:-1]:
+            if method in vars(k):
+                entry = vars(k)[method]
+                doc = getattr(entry, "__doc__", None)
+                # A staticmethod (``__new__``) of an undocumented function
+                # shows the doc of staticmethod itself.
+                generic = doc in (object.__init__.__doc__, object.__new__.__doc__, type(entry).__doc__)
+                return inspect.cleandoc(doc) if isinstance(doc, str) and not generic else None
+    return None
+
+
+def _selected(
+    mod: types.ModuleType, functions: Sequence[str] | None, classes: Sequence[str] | None, names: Sequence[str] | None
+) -> tuple[list[tuple[str, object]], list[tuple[str, type]]]:
+    """The functions and classes named explicitly, in the order given; a name
+    that is not there, or not of the kind it was given as, is an error.
+    `names` (the Rust builder's ``module:a,B``) go where what they name belongs."""
+    picked_functions: list[tuple[str, object]] = []
+    picked_classes: list[tuple[str, type]] = []
+    for name in names or ():
+        obj = _attribute(mod, name, "function or class")
+        if isinstance(obj, type):
+            picked_classes.append((name, obj))
+        elif _is_function(obj):
+            picked_functions.append((name, obj))
+        else:
+            raise TypeError(f"{mod.__name__}.{name} is neither a function nor a class ({type(obj).__name__})")
+    for name in functions or ():
+        obj = _attribute(mod, name, "function")
+        if isinstance(obj, type):
+            raise TypeError(f"{mod.__name__}.{name} is a class, not a function: ask for it under classes")
+        if not _is_function(obj):
+            raise TypeError(f"{mod.__name__}.{name} is not a function ({type(obj).__name__})")
+        picked_functions.append((name, obj))
+    for name in classes or ():
+        obj = _attribute(mod, name, "class")
+        if not isinstance(obj, type):
+            raise TypeError(f"{mod.__name__}.{name} is not a class ({type(obj).__name__})")
+        picked_classes.append((name, obj))
+    return picked_functions, picked_classes
+
+
+def _attribute(mod: types.ModuleType, name: str, what: str) -> object:
+    try:
+        return getattr(mod, name)
+    except AttributeError:
+        raise LookupError(f"module {mod.__name__!r} has no {what} {name!r}") from None
+
+
+def _modules(
+    d: _Describer, root: types.ModuleType, mode: str, max_modules: int
+) -> list[tuple[str, types.ModuleType]]:
+    """The modules a mode describes, root first (by the name asked: ``os.path``,
+    not ``posixpath``); the others it finds are skipped with the reason."""
+    described = [(d.root, root)]
+    if mode == "explicit" and _exported(root) is None:
+        d.skip(d.root, d.root, "module", "no __all__")
+    if mode == "root":
+        return described
+    names, failed = _submodule_names(root, mode)
+    for name in names:
+        if len(described) >= max_modules:
+            d.skip(d.root, name, "module", f"module cap (max_modules={max_modules})")
+            continue
+        try:
+            if name in failed:
+                raise failed[name]
+            mod = _import(name)
+        except Exception as e:
+            d.skip(d.root, name, "module", f"import failed: {_error(e)}")
+            continue
+        if mode == "explicit" and _exported(mod) is None:
+            d.skip(d.root, name, "module", "no __all__")
+            continue
+        described.append((name, mod))
+    return described
+
+
+def describe(
+    module: str,
+    functions: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    mode: str = "root",
+    max_class_methods: int | None = None,
+    class_method_scope: str = "all",
+    max_modules: int = 200,
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The description of `module` (schema 1): plain data for the Rust generator.
+
+    Named `functions`/`classes` describe exactly those names of the module
+    (`names`: functions or classes, whichever each is); without them, `mode`
+    says which modules and members (see the schema).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
+    if class_method_scope not in METHOD_SCOPES:
+        raise ValueError(f"unknown class_method_scope {class_method_scope!r} (one of {', '.join(METHOD_SCOPES)})")
+    if max_modules < 1:
+        raise ValueError(f"max_modules must be at least 1, not {max_modules}")
+    root = _import_root(module)
+    version, stdlib = _version(module)
+    d = _Describer(module, max_class_methods, class_method_scope)
+    if functions is not None or classes is not None or names is not None:
+        picked_functions, picked_classes = _selected(root, functions, classes, names)
+        plan = [(module, root, picked_functions, picked_classes)]
+        # The module's other classes can still be named by what is described.
+        named = [(module, picked_classes), (module, _members(root)[1])]
+    else:
+        plan = [
+            (name, mod, *(([], []) if mode == "explicit" and _exported(mod) is None else _members(mod)))
+            for name, mod in _modules(d, root, mode, max_modules)
+        ]
+        named = [(name, module_classes) for name, _, _, module_classes in plan]
+    for name, module_classes in named:
+        for class_name, cls in module_classes:
+            d.types.add_class(cls, name, class_name)
+    described = [d.module(name, mod, fs, cs) for name, mod, fs, cs in plan]
+    settings: dict[str, Any] = {
+        "mode": mode,
+        "functions": list(functions) if functions is not None else None,
+        "classes": list(classes) if classes is not None else None,
+        "max_class_methods": max_class_methods,
+        "class_method_scope": class_method_scope,
+    }
+    if names is not None:  # only when given: the schema's settings otherwise
+        settings["names"] = list(names)
+    return {
+        "schema": SCHEMA,
+        "module": module,
+        "version": version,
+        "stdlib": stdlib,
+        "python": platform.python_version(),
+        "stubs": [s for s in STUB_SOURCES if s in d.sources],
+        "settings": settings,
+        "modules": described,
+        "skipped": d.skipped,
+    }
+
+
+# --- Command line -----------------------------------------------------------------
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m snakepit_bridge.codegen",
+        description="Describe a Python module for `snakepit gen rust` (JSON on stdout).",
+    )
+    commands = p.add_subparsers(dest="command", required=True)
+    d = commands.add_parser("describe", help="describe a module")
+    d.add_argument("module")
+    d.add_argument("--functions", type=_names, help="comma-separated function names (only these)")
+    d.add_argument("--classes", type=_names, help="comma-separated class names (only these)")
+    d.add_argument("--names", type=_names, help="comma-separated names of functions or classes (only these)")
+    d.add_argument("--mode", default="root", help=f"which modules and members: {', '.join(MODES)}")
+    d.add_argument("--max-class-methods", type=int, help="methods per class before the guardrail applies")
+    d.add_argument("--class-method-scope", default="all", help="all (through the MRO) or defined (the class's own)")
+    d.add_argument(
+        "--max-modules", type=int, default=200, help="modules described at most, the root included (not in root mode)"
+    )
+    v = commands.add_parser("versions", help="the version each module would be described with")
+    v.add_argument("modules", nargs="+")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    run: Callable[[], object]
+    if args.command == "versions":
+        run = functools.partial(versions, args.modules)
+    else:
+        run = functools.partial(
+            describe,
+            args.module,
+            functions=args.functions,
+            classes=args.classes,
+            mode=args.mode,
+            max_class_methods=args.max_class_methods,
+            class_method_scope=args.class_method_scope,
+            max_modules=args.max_modules,
+            names=args.names,
+        )
+    try:
+        # What imported modules print must not mix into the JSON.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run()
+    except (ImportError, LookupError, TypeError, ValueError) as e:
+        print(f"snakepit codegen: {e}", file=sys.stderr)
+        return 1
+    import json
+
+    text = json.dumps(result, sort_keys=False, ensure_ascii=False)
+    sys.stdout.buffer.write(text.encode("utf-8") + b"\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+raise AssertionError("a private module is never imported by codegen")

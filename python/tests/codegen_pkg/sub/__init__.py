@@ -1,0 +1,5 @@
+__all__ = ["sub_function"]
+
+
+def sub_function(flag: bool = False) -> bool:
+    return not flag

@@ -1,0 +1,2 @@
+def deep_function() -> None:
+    pass

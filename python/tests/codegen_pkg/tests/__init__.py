@@ -1,0 +1,1 @@
+raise AssertionError("a tests package is never imported by codegen")

@@ -1,0 +1,2 @@
+def pair(first, second):
+    return (first, second)
