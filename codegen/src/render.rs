@@ -408,9 +408,9 @@ impl<'d> Renderer<'d> {
                 continue;
             }
             let out_ty = self.out_in_class(&prop.ty, path);
-            let summary = format!("The `{}` property of the object.", prop.name);
+            let fallback = format!("The `{}` property of the object.", prop.name);
             body.push('\n');
-            body.push_str(&doc_comment(&summary, None, prop.doc.as_deref()));
+            body.push_str(&docstring_comment(prop.doc.as_deref(), &fallback, None));
             writeln!(
                 body,
                 "pub async fn {rust}(&self) -> Result<{}, _rt::Error> {{",
@@ -599,14 +599,9 @@ impl<'d> Renderer<'d> {
         if sig.has_options() {
             params.push(format!("options: {}", call.options));
         }
-        let summary = call
-            .doc
-            .and_then(|d| d.lines().next())
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("Calls `{}`.", call.python));
+        let fallback = format!("Calls `{}`.", call.python);
         let python_sig = python_signature(call);
-        out.push_str(&doc_comment(&summary, Some(&python_sig), call.doc));
+        out.push_str(&docstring_comment(call.doc, &fallback, Some(&python_sig)));
         if params.len() > 7 {
             writeln!(out, "#[allow(clippy::too_many_arguments)]").unwrap();
         }
@@ -1053,28 +1048,17 @@ fn type_name(ty: &Type) -> String {
     }
 }
 
-/// A doc comment: the summary line, the Python signature, and the whole
-/// docstring as text (never as Markdown: docstrings hold `>>>` examples and
-/// indented blocks that rustdoc would take for Rust tests).
-fn doc_comment(summary: &str, signature: Option<&str>, doc: Option<&str>) -> String {
+/// A doc comment: the summary (Markdown), the Python signature, and the
+/// rest of the docstring as text (never as Markdown: docstrings hold `>>>`
+/// examples and indented blocks that rustdoc would take for Rust tests).
+fn doc_comment(summary: &str, signature: Option<&str>, rest: Option<&str>) -> String {
     let mut out = String::new();
-    writeln!(out, "/// {}", escape_markdown(summary.trim())).unwrap();
+    writeln!(out, "/// {}", summary.trim()).unwrap();
     if let Some(signature) = signature {
         writeln!(out, "///").unwrap();
         writeln!(out, "/// Python: `{signature}`").unwrap();
     }
-    // The rest of the docstring, after the summary line the comment opens with.
-    let rest = doc.map(|d| {
-        let mut lines = d.trim_end().lines();
-        let first = lines.next().unwrap_or_default();
-        let rest: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
-        if first.trim() == summary.trim() {
-            rest.join("\n")
-        } else {
-            d.trim_end().to_string()
-        }
-    });
-    if let Some(doc) = rest.as_deref().filter(|d| !d.is_empty()) {
+    if let Some(doc) = rest.map(str::trim_end).filter(|d| !d.trim().is_empty()) {
         let longest_run = doc.split(|c| c != '`').map(str::len).max().unwrap_or(0);
         let fence = "`".repeat(longest_run.max(2) + 1);
         writeln!(out, "///").unwrap();
@@ -1090,6 +1074,31 @@ fn doc_comment(summary: &str, signature: Option<&str>, doc: Option<&str>) -> Str
         writeln!(out, "/// {fence}").unwrap();
     }
     out
+}
+
+/// A docstring split into its first paragraph, joined into one line and
+/// made literal for Markdown, and the rest; `None` for no docstring.
+fn split_doc(doc: Option<&str>) -> Option<(String, String)> {
+    let doc = doc?.trim();
+    if doc.is_empty() {
+        return None;
+    }
+    let mut lines = doc.lines();
+    let first: Vec<&str> = lines
+        .by_ref()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let rest: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
+    Some((escape_markdown(&first.join(" ")), rest.join("\n")))
+}
+
+/// A doc comment for a docstring, or for `fallback` when there is none.
+fn docstring_comment(doc: Option<&str>, fallback: &str, signature: Option<&str>) -> String {
+    match split_doc(doc) {
+        Some((summary, rest)) => doc_comment(&summary, signature, Some(&rest)),
+        None => doc_comment(fallback, signature, None),
+    }
 }
 
 /// Text Markdown would read as links, HTML or code, made literal.
