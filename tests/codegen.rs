@@ -467,3 +467,93 @@ fn the_build_helper_generates_caches_by_version_and_checks_for_drift() {
     );
     assert!(err.to_string().contains("math"), "{err}");
 }
+
+/// A crate of its own whose `build.rs` runs the builder (through the light
+/// `snakepit-codegen`), built by cargo: the wrappers land in `OUT_DIR` and
+/// the crate compiles against them; built again in check mode it passes,
+/// and after a hand edit of a generated file it fails, naming the module.
+#[test]
+fn a_build_script_generates_into_out_dir_and_its_check_fails_the_build_on_drift() {
+    let python = common::pythons::default_env().python;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let krate = dir.path().join("probe");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"codegen-probe\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [workspace]\n\n[build-dependencies]\nsnakepit-codegen = {{ path = {:?} }}\n",
+            root.join("codegen")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("build.rs"),
+        "fn main() {\n    let built = snakepit_codegen::Builder::new()\n        .modules([\"math:sqrt,floor\", \"pathlib:Path\"])\n        .generate();\n    if let Err(err) = built {\n        eprintln!(\"{err}\");\n        std::process::exit(1);\n    }\n}\n",
+    )
+    .unwrap();
+    // The generated code needs the runtime to compile; the probe only
+    // checks that cargo ran the script and that the files are there.
+    std::fs::write(
+        krate.join("src/lib.rs"),
+        "pub const INDEX: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/snakepit_wrappers.rs\"));\n\
+         pub const MATH: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/math.rs\"));\n",
+    )
+    .unwrap();
+    // The workspace's lock: the same versions, nothing to download.
+    std::fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    let target = dir.path().join("target");
+    let cargo = |check: bool| {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.args(["build", "--offline", "--quiet"])
+            .current_dir(&krate)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("SNAKEPIT_CODEGEN_PYTHON", &python)
+            .env_remove("SNAKEPIT_CODEGEN_CHECK");
+        if check {
+            cmd.env("SNAKEPIT_CODEGEN_CHECK", "1");
+        }
+        cmd.output().expect("run cargo")
+    };
+    let built = cargo(false);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let out_dir = std::fs::read_dir(target.join("debug/build"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("out"))
+        .find(|out| out.join("snakepit_wrappers.rs").exists())
+        .expect("the build script's OUT_DIR");
+    let math = std::fs::read_to_string(out_dir.join("math.rs")).unwrap();
+    assert!(
+        math.contains("pub async fn sqrt(py: &impl _rt::Ffi, x: f64) -> Result<f64, _rt::Error>")
+    );
+    let index = std::fs::read_to_string(out_dir.join("snakepit_wrappers.rs")).unwrap();
+    assert!(index.contains("pub mod pathlib {"), "{index}");
+
+    let checked = cargo(true);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    std::fs::write(out_dir.join("math.rs"), format!("{math}// edited\n")).unwrap();
+    // Nothing cargo watches changed: touch the script so that it runs again.
+    std::fs::write(
+        krate.join("build.rs"),
+        std::fs::read_to_string(krate.join("build.rs")).unwrap() + "\n",
+    )
+    .unwrap();
+    let drifted = cargo(true);
+    let stderr = String::from_utf8_lossy(&drifted.stderr);
+    assert!(
+        !drifted.status.success(),
+        "the check passed after a hand edit"
+    );
+    assert!(stderr.contains("no longer match"), "{stderr}");
+    assert!(stderr.contains("math:"), "{stderr}");
+}
