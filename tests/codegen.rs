@@ -82,6 +82,9 @@ async fn a_path_wrapper_has_methods_and_properties() -> Result<(), Error> {
 
     let tmp = pathlib::Path::new(&sp, ["/tmp/x.txt"], pathlib::PathOptions::new()).await?;
     assert_eq!(tmp.name().await?, "x.txt");
+    // The wrapper holds a ref to the Python object.
+    let object = tmp.object_ref().expect("a Path is kept by Python");
+    assert!(object.type_name.ends_with("Path"), "{object:?}");
     assert_eq!(tmp.suffix().await?, ".txt");
     assert_eq!(tmp.parent().await?.name().await?, "tmp");
     assert_eq!(tmp.with_suffix(".md").await?.name().await?, "x.md");

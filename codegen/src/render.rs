@@ -193,7 +193,14 @@ struct Call<'a> {
 /// Names a parameter may not take: the generated function's own locals.
 const LOCALS: &[&str] = &["py", "options", "call_args", "call_kwargs", "returned"];
 /// Names a Python name may not take in a class wrapper (its own helpers).
-const WRAPPER_HELPERS: &[&str] = &["new", "from_parts", "from_value", "object", "target"];
+const WRAPPER_HELPERS: &[&str] = &[
+    "new",
+    "from_parts",
+    "from_value",
+    "object",
+    "object_ref",
+    "target",
+];
 /// Names a parameter may not take in an options builder.
 const OPTION_HELPERS: &[&str] = &["new", "kwarg", "kwargs", "into_call_args"];
 
@@ -927,6 +934,14 @@ pub async fn from_value(py: &impl _rt::Ffi, object: _rt::Value) -> Result<Self, 
 /// The object, as it crosses to Python (usually a ref).
 pub fn object(&self) -> &_rt::Value {{
     &self.object
+}}
+
+/// The ref to the object, when it is kept by Python (not rebuilt by value).
+pub fn object_ref(&self) -> Option<&_rt::ObjectRef> {{
+    match &self.object {{
+        _rt::Value::Ref(object) => Some(object),
+        _ => None,
+    }}
 }}
 
 /// Where calls on the object go.

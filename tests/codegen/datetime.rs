@@ -54,6 +54,14 @@ impl Date {
         &self.object
     }
 
+    /// The ref to the object, when it is kept by Python (not rebuilt by value).
+    pub fn object_ref(&self) -> Option<&_rt::ObjectRef> {
+        match &self.object {
+            _rt::Value::Ref(object) => Some(object),
+            _ => None,
+        }
+    }
+
     /// Where calls on the object go.
     pub fn target(&self) -> &_rt::FfiTarget {
         &self.target
@@ -328,6 +336,14 @@ impl Timedelta {
     /// The object, as it crosses to Python (usually a ref).
     pub fn object(&self) -> &_rt::Value {
         &self.object
+    }
+
+    /// The ref to the object, when it is kept by Python (not rebuilt by value).
+    pub fn object_ref(&self) -> Option<&_rt::ObjectRef> {
+        match &self.object {
+            _rt::Value::Ref(object) => Some(object),
+            _ => None,
+        }
     }
 
     /// Where calls on the object go.

@@ -71,6 +71,14 @@ impl Path {
         &self.object
     }
 
+    /// The ref to the object, when it is kept by Python (not rebuilt by value).
+    pub fn object_ref(&self) -> Option<&_rt::ObjectRef> {
+        match &self.object {
+            _rt::Value::Ref(object) => Some(object),
+            _ => None,
+        }
+    }
+
     /// Where calls on the object go.
     pub fn target(&self) -> &_rt::FfiTarget {
         &self.target
