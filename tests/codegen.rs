@@ -256,16 +256,32 @@ fn a_wrong_type_is_refused_at_compile_time() {
 
 // ------------------------------------------------------------------- drift
 
-/// `snakepit gen rust ARGS`, its status, stdout and stderr.
+/// `snakepit gen rust ARGS`, its status, stdout and stderr. Its output goes
+/// to files, not pipes: a whole library's wrappers are megabytes, more than
+/// a pipe holds while nobody reads it.
 fn gen_rust(args: &[&str]) -> (bool, String, String) {
-    let mut full = vec!["gen", "rust"];
-    full.extend_from_slice(args);
-    let out = common::run_snakepit(&full, LIMIT);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = common::snakepit_command()
+        .args(["gen", "rust"])
+        .args(args)
+        .stdout(std::fs::File::create(&out).expect("a stdout file"))
+        .stderr(std::fs::File::create(&err).expect("a stderr file"))
+        .spawn()
+        .expect("run snakepit");
+    let deadline = std::time::Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for snakepit") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("snakepit gen rust {args:?} took more than {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).expect("the output");
+    (status.success(), read(&out), read(&err))
 }
 
 /// The arguments of the command a generated file's header records.
@@ -377,6 +393,55 @@ fn gen_rust_writes_the_file_and_reports_its_coverage() {
         .filter(|i| i["kind"] == "method")
         .count();
     assert!(methods <= 3, "{methods} methods kept: {report:#}");
+}
+
+/// A whole library in public mode, with a method cap: submodules nest, the
+/// guardrail is reported, and the description (deeper than the wire carries
+/// values) crosses as one JSON text.
+#[test]
+fn gen_rust_describes_a_whole_library_within_its_guardrails() {
+    let (ok, stdout, stderr) = gen_rust(&[
+        "numpy",
+        "--mode",
+        "public",
+        "--max-class-methods",
+        "40",
+        "--report",
+        "json",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("\npub mod linalg {"),
+        "numpy.linalg is a nested module"
+    );
+    assert!(stdout.contains("pub async fn mean("));
+    let report: serde_json::Value = serde_json::from_str(
+        stderr
+            .lines()
+            .skip_while(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )
+    .unwrap_or_else(|e| panic!("a JSON report on stderr ({e}): {stderr}"));
+    let generated = report["generated"].as_array().expect("generated");
+    assert!(generated.len() > 1000, "{} items", generated.len());
+    assert!(
+        generated.iter().any(|i| i["python"] == "numpy.linalg.norm"),
+        "numpy.linalg.norm is generated"
+    );
+    let capped = report["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .filter(|s| {
+            s["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("too many methods")
+        })
+        .count();
+    assert!(capped > 0, "the method cap left nothing out: {report:#}");
 }
 
 #[test]

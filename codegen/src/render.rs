@@ -83,10 +83,20 @@ pub fn render(desc: &Description, opts: &RenderOptions) -> Result<Rendered, Rend
     let mut tree = Tree::default();
     for module in &desc.modules {
         let path = r.segments(&module.name);
+        // Two Python names may make one Rust name (numpy's `bool` and
+        // `bool_`): the first keeps it.
+        let mut idents: BTreeMap<String, &str> = BTreeMap::new();
         for class in &module.classes {
+            let ident = names::camel(&class.name);
+            if let Some(first) = idents.get(&ident) {
+                let reason = format!("its Rust name `{ident}` is taken by class `{first}`");
+                r.skip(&module.name, &class.name, "class", reason);
+                continue;
+            }
+            idents.insert(ident.clone(), &class.name);
             r.classes.insert(
                 (class.module.clone(), class.name.clone()),
-                (path.clone(), names::camel(&class.name)),
+                (path.clone(), ident),
             );
         }
         tree.insert(&path, module);
@@ -298,8 +308,12 @@ impl<'d> Renderer<'d> {
             });
         }
         for class in &module.classes {
-            out.push('\n');
-            self.class(module, class, path, &mut types, out);
+            let key = (class.module.clone(), class.name.clone());
+            let rendered_here = self.classes.get(&key).is_some_and(|(p, _)| p == path);
+            if rendered_here {
+                out.push('\n');
+                self.class(module, class, path, &mut types, out);
+            }
         }
     }
 

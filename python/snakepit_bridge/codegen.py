@@ -2,8 +2,8 @@
 description of a Python module (its functions, classes, their signatures and
 types) that the Rust side turns into typed Rust wrappers.
 
-The format is schema 1 of ``/work/notes/codegen_schema.md`` (kept in sync with
-the Rust reader). Parameter names, kinds and defaults come from the running
+The format is schema 1, described in ``docs/codegen.md`` and read by
+``codegen/src/describe.rs``. Parameter names, kinds and defaults come from the running
 interpreter (``inspect.signature``); types come from the module's stubs when
 it has them (typeshed, ``*-stubs`` packages, inline ``.pyi``; see ``_stubs``),
 else from its annotations. Anything found but not usable is listed under
@@ -34,7 +34,7 @@ from ._stubs import ANY, LITERAL, StubClass, StubFunction, StubIndex, StubParam,
 if TYPE_CHECKING:
     import argparse
 
-__all__ = ["MODES", "SCHEMA", "describe", "main", "versions"]
+__all__ = ["MODES", "SCHEMA", "describe", "describe_json", "main", "versions"]
 
 SCHEMA = 1
 MODES = ("root", "exports", "public", "explicit")
@@ -883,6 +883,16 @@ def describe(
     }
 
 
+def describe_json(module: str, **settings: Any) -> str:
+    """`describe` as JSON text: what ``snakepit gen rust`` asks a worker for.
+    Text, not the dict itself: a description nests deeper than the wire
+    carries values (types within parameters within methods within classes),
+    and one string crosses in one piece."""
+    import json
+
+    return json.dumps(describe(module, **settings), sort_keys=False, ensure_ascii=False)
+
+
 # --- Command line -----------------------------------------------------------------
 
 
@@ -921,7 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = functools.partial(versions, args.modules)
     else:
         run = functools.partial(
-            describe,
+            describe_json,
             args.module,
             functions=args.functions,
             classes=args.classes,
@@ -940,7 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     import json
 
-    text = json.dumps(result, sort_keys=False, ensure_ascii=False)
+    text = result if isinstance(result, str) else json.dumps(result, sort_keys=False, ensure_ascii=False)
     sys.stdout.buffer.write(text.encode("utf-8") + b"\n")
     sys.stdout.flush()
     return 0

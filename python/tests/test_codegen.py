@@ -1,5 +1,5 @@
 """``snakepit_bridge.codegen``: the module descriptions ``snakepit gen rust``
-turns into Rust wrappers (schema 1, ``/work/notes/codegen_schema.md``).
+turns into Rust wrappers (schema 1, ``docs/codegen.md``).
 
 The stdlib cases read typeshed's stubs (through typeshed_client); numpy's
 read the stubs numpy ships. ``codegen_pkg`` (annotated, no stubs) and
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from snakepit_bridge.codegen import describe, versions
+from snakepit_bridge.codegen import describe, describe_json, versions
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent
 TESTS_DIR = Path(__file__).resolve().parent
@@ -689,6 +689,12 @@ def test_cli_describe_options() -> None:
     out = codegen("describe", "codegen_pkg", "--mode", "public", "--class-method-scope", "defined")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["settings"]["class_method_scope"] == "defined"
+
+
+def test_describe_json_is_the_description_as_text() -> None:
+    # What a worker answers `snakepit gen rust` with: one string, however
+    # deep the description nests.
+    assert json.loads(describe_json("json", names=["dumps"])) == describe("json", names=["dumps"])
 
 
 def test_cli_names() -> None:

@@ -19,8 +19,9 @@ use snakepit::{Ffi, FfiTarget, Snakepit, Value};
 
 use crate::RuntimeOpts;
 
-/// The Python function that describes a module.
-const DESCRIBE: (&str, &str) = ("snakepit_bridge.codegen", "describe");
+/// The Python function that describes a module, as JSON text (a
+/// description nests deeper than the wire carries values).
+const DESCRIBE: (&str, &str) = ("snakepit_bridge.codegen", "describe_json");
 
 /// `snakepit gen TARGET`.
 #[derive(Args, Debug)]
@@ -215,7 +216,10 @@ async fn describe(
             args.describe_kwargs(),
         )
         .await?;
-    serde_json::Value::try_from(value).map_err(|e| snakepit::Error::Protocol(e.to_string()))
+    let text: String = value.extract()?;
+    serde_json::from_str(&text).map_err(|e| {
+        snakepit::Error::Protocol(format!("{module}.{function} answered no JSON: {e}"))
+    })
 }
 
 /// `3 functions, 1 class, 2 skipped`.

@@ -254,3 +254,34 @@ fn another_schema_is_refused() {
         RenderError::Schema { found: 2 }
     );
 }
+
+#[test]
+fn two_python_names_for_one_rust_name_keep_the_first() {
+    let class = |name: &str| {
+        serde_json::json!({"name": name, "module": "numpy", "doc": null, "init": null,
+                           "methods": [], "properties": []})
+    };
+    let desc = describe(base(
+        "numpy",
+        serde_json::json!([{"name": "numpy", "doc": null, "functions": [],
+                            "classes": [class("bool"), class("bool_")]}]),
+    ));
+    let out = render(&desc, &RenderOptions::default()).unwrap();
+    assert_eq!(
+        out.source.matches("pub struct Bool {").count(),
+        1,
+        "{}",
+        out.source
+    );
+    assert!(
+        out.source
+            .contains(r#"PYTHON_CLASS: &'static str = "numpy.bool";"#)
+    );
+    let skip = &out.report.skipped[0];
+    assert_eq!((skip.name.as_str(), skip.kind.as_str()), ("bool_", "class"));
+    assert!(
+        skip.reason.contains("`Bool` is taken by class `bool`"),
+        "{}",
+        skip.reason
+    );
+}
