@@ -222,6 +222,7 @@ impl<'d> Renderer<'d> {
                 doc: f.doc.as_deref(),
                 params: &f.params,
                 out: Out::of(&f.returns, &|m, n| self.class_path(path, m, n)),
+                returns: Some(&f.returns),
                 target: Target::Function {
                     module: &module.name,
                     function: f.name.clone(),

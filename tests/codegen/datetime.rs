@@ -78,7 +78,7 @@ impl Date {
 
     /// int, int, int -\> Construct a date from the ISO year, week number and weekday.
     ///
-    /// Python: `datetime.date.fromisocalendar(year: int, week: int, day: int) -> Date`
+    /// Python: `datetime.date.fromisocalendar(year: int, week: int, day: int) -> date`
     ///
     /// ```text
     /// This is the inverse of the date.isocalendar() function
@@ -92,7 +92,7 @@ impl Date {
 
     /// str -\> Construct a date from a string in ISO 8601 format.
     ///
-    /// Python: `datetime.date.fromisoformat(date_string: str, /) -> Date`
+    /// Python: `datetime.date.fromisoformat(date_string: str, /) -> date`
     pub async fn fromisoformat(py: &impl _rt::Ffi, date_string: &str) -> Result<Date, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![_rt::Value::from(date_string)];
         let py = _rt::Ffi::ffi_target(py).await?;
@@ -102,7 +102,7 @@ impl Date {
 
     /// int -\> date corresponding to a proleptic Gregorian ordinal.
     ///
-    /// Python: `datetime.date.fromordinal(n: int, /) -> Date`
+    /// Python: `datetime.date.fromordinal(n: int, /) -> date`
     pub async fn fromordinal(py: &impl _rt::Ffi, n: i64) -> Result<Date, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![_rt::Value::from(n)];
         let py = _rt::Ffi::ffi_target(py).await?;
@@ -112,7 +112,7 @@ impl Date {
 
     /// Create a date from a POSIX timestamp.
     ///
-    /// Python: `datetime.date.fromtimestamp(timestamp: float, /) -> Date`
+    /// Python: `datetime.date.fromtimestamp(timestamp: float, /) -> date`
     ///
     /// ```text
     /// The timestamp is a number, e.g. created via time.time(), that is interpreted
@@ -154,7 +154,7 @@ impl Date {
 
     /// Return date with new specified fields.
     ///
-    /// Python: `datetime.date.replace(year: int = ..., month: int = ..., day: int = ...) -> Date`
+    /// Python: `datetime.date.replace(year: int = ..., month: int = ..., day: int = ...) -> date`
     pub async fn replace(&self, options: DateReplaceOptions) -> Result<Date, _rt::Error> {
         let mut call_args: Vec<_rt::Value> = vec![];
         let mut call_kwargs: Vec<(String, _rt::Value)> = vec![];
@@ -183,7 +183,7 @@ impl Date {
 
     /// Current date or datetime:  same as self.\_\_class\_\_.fromtimestamp(time.time()).
     ///
-    /// Python: `datetime.date.today() -> Date`
+    /// Python: `datetime.date.today() -> date`
     pub async fn today(py: &impl _rt::Ffi) -> Result<Date, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![];
         let py = _rt::Ffi::ffi_target(py).await?;

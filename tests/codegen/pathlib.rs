@@ -156,7 +156,7 @@ impl Path {
 
     /// Iterate over this subtree and yield all existing files (of any kind, including directories) matching the given relative pattern.
     ///
-    /// Python: `pathlib.Path.glob(pattern: str) -> object`
+    /// Python: `pathlib.Path.glob(pattern: str) -> Iterator[Path]`
     pub async fn glob(&self, pattern: &str) -> Result<_rt::Value, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![_rt::Value::from(pattern)];
         let returned = _rt::Ffi::method_on(&self.target, &self.object, "glob", call_args, ()).await?;
@@ -297,7 +297,7 @@ impl Path {
 
     /// Iterate over the files in this directory.  Does not yield any result for the special paths '.' and '..'.
     ///
-    /// Python: `pathlib.Path.iterdir() -> object`
+    /// Python: `pathlib.Path.iterdir() -> Iterator[Path]`
     pub async fn iterdir(&self) -> Result<_rt::Value, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![];
         let returned = _rt::Ffi::method_on(&self.target, &self.object, "iterdir", call_args, ()).await?;
@@ -477,7 +477,7 @@ impl Path {
 
     /// Recursively yield all existing files (of any kind, including directories) matching the given relative pattern, anywhere in this subtree.
     ///
-    /// Python: `pathlib.Path.rglob(pattern: str) -> object`
+    /// Python: `pathlib.Path.rglob(pattern: str) -> Iterator[Path]`
     pub async fn rglob(&self, pattern: &str) -> Result<_rt::Value, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![_rt::Value::from(pattern)];
         let returned = _rt::Ffi::method_on(&self.target, &self.object, "rglob", call_args, ()).await?;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::Renderer;
 use super::docs::{docstring_comment, python_signature};
-use crate::describe::{Function, Param, ParamKind};
+use crate::describe::{Function, Param, ParamKind, Type};
 use crate::names;
 use crate::report::Item;
 use crate::types::{In, Out};
@@ -72,6 +72,8 @@ pub(super) struct Call<'a> {
     pub(super) doc: Option<&'a str>,
     pub(super) params: &'a [Param],
     pub(super) out: Out,
+    /// The Python result type, for the docs (`None`: a constructor).
+    pub(super) returns: Option<&'a Type>,
     pub(super) target: Target<'a>,
 }
 

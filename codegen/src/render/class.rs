@@ -65,6 +65,7 @@ impl Renderer<'_> {
                 doc: init.doc.as_deref().or(class.doc.as_deref()),
                 params: &init.params,
                 out: Out::Class("Self".into()),
+                returns: None,
                 target: Target::Constructor {
                     module: &class.module,
                     class: &class.name,
@@ -112,6 +113,7 @@ impl Renderer<'_> {
                 doc: method.doc.as_deref(),
                 params: &method.params,
                 out: self.out_in_class(&method.returns, path),
+                returns: Some(&method.returns),
                 target,
             };
             body.push('\n');

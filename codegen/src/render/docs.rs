@@ -2,12 +2,11 @@
 
 use std::fmt::Write as _;
 
-use super::call::{Call, Target};
+use super::call::Call;
 use crate::describe::{ParamKind, Type};
-use crate::types::Out;
 
 /// `name(a: float, /, b: int = 0, *, c: str = 'x') -> float`, from the
-/// normalized types.
+/// normalized types (`Any` where there is none: `object` for a result).
 pub(super) fn python_signature(call: &Call<'_>) -> String {
     let mut parts = Vec::new();
     let mut star_done = false;
@@ -42,48 +41,12 @@ pub(super) fn python_signature(call: &Call<'_>) -> String {
             parts.push("/".to_string());
         }
     }
-    let name = &call.python;
-    let ret = match &call.out {
-        Out::Class(p) if p == "Self" => String::new(),
-        _ => match &call.target {
-            Target::Constructor { .. } => String::new(),
-            _ => format!(" -> {}", returns_name(call)),
-        },
+    let ret = match call.returns {
+        Some(Type::Any) => " -> object".to_string(),
+        Some(ty) => format!(" -> {}", type_name(ty)),
+        None => String::new(),
     };
-    format!("{name}({}){ret}", parts.join(", ")).replace('`', "'")
-}
-
-fn returns_name(call: &Call<'_>) -> String {
-    // The described type is not kept on the call; the Rust type says what
-    // the wrapper gives, the Python one is what matters here.
-    match &call.out {
-        Out::Value => "object".into(),
-        other => rust_to_python(other),
-    }
-}
-
-fn rust_to_python(out: &Out) -> String {
-    match out {
-        Out::Unit => "None".into(),
-        Out::Bool => "bool".into(),
-        Out::Int => "int".into(),
-        Out::Float => "float".into(),
-        Out::Str => "str".into(),
-        Out::Bytes => "bytes".into(),
-        Out::Ndarray => "ndarray".into(),
-        Out::List(item) => format!("list[{}]", rust_to_python(item)),
-        Out::Optional(inner) => format!("{} | None", rust_to_python(inner)),
-        Out::Tuple(items) => format!(
-            "tuple[{}]",
-            items
-                .iter()
-                .map(rust_to_python)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Out::Class(path) => path.rsplit("::").next().unwrap_or(path).to_string(),
-        Out::Value => "object".into(),
-    }
+    format!("{}({}){ret}", call.python, parts.join(", ")).replace('`', "'")
 }
 
 /// A normalized type as Python would write it.
