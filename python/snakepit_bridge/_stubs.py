@@ -8,7 +8,7 @@ else on ``sys.path`` (``*-stubs`` packages and ``.pyi`` files next to the
 module, as numpy ships). ``if sys.version_info``/``sys.platform`` blocks are
 decided for this interpreter, so each name has the definition that applies
 here. Types are read into ``TypeExpr`` trees with aliases and re-exports
-followed; ``codegen`` turns those into the description's types.
+followed; ``_codegen_types`` turns those into the description's types.
 """
 
 from __future__ import annotations

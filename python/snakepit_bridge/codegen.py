@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 import platform
-import re
 import sys
 import types
 import typing
-import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._stubs import ANY, LITERAL, StubClass, StubFunction, StubIndex, StubParam, TypeExpr, parse_type
+from ._codegen_discovery import clean, error, exported, import_root, members, modules, selected, version_of, versions
+from ._codegen_types import Type, Types, annotation_expr, is_known, merge_overloads, of_kind, union
+from ._stubs import StubClass, StubFunction, StubIndex, StubParam
 
 if TYPE_CHECKING:
     import argparse
@@ -42,244 +41,7 @@ METHOD_SCOPES = ("all", "defined")
 # The stub sources, in the order the description lists them.
 STUB_SOURCES = ("typeshed", "stubs-package", "inline")
 
-Type = dict[str, Any]
-
-# --- Types --------------------------------------------------------------------
-
-# Names whose meaning is fixed: builtins, typing's and numpy's.
-_SIMPLE: dict[str, str] = {
-    "int": "int",
-    "float": "float",
-    "bool": "bool",
-    "str": "str",
-    "bytes": "bytes",
-    "bytearray": "bytes",
-    "complex": "complex",
-    "None": "none",
-    "NoneType": "none",
-    "object": "any",
-    "Any": "any",
-    "Never": "any",
-    "NoReturn": "any",
-    "type": "any",
-    "Type": "any",
-    "SupportsFloat": "float",
-    "SupportsIndex": "int",
-    "SupportsInt": "int",
-    "SupportsComplex": "complex",
-    "LiteralString": "str",
-    "TypeGuard": "bool",
-    "TypeIs": "bool",
-    "Callable": "callable",
-    "PathLike": "any",
-    "ArrayLike": "any",
-    "DTypeLike": "any",
-    # numpy's "argument not given" sentinel; dropped from unions.
-    "_NoValueType": "any",
-    "ndarray": "ndarray",
-    "NDArray": "ndarray",
-    **dict.fromkeys(("floating", "float64", "float32", "float16", "double", "single", "half", "longdouble"), "float"),
-    **dict.fromkeys(
-        ("integer", "signedinteger", "unsignedinteger", "int_", "intp", "uintp", "uint")
-        + tuple(f"{s}int{n}" for s in ("", "u") for n in (8, 16, 32, 64)),
-        "int",
-    ),
-    **dict.fromkeys(("complexfloating", "complex64", "complex128", "csingle", "cdouble"), "complex"),
-    "bool_": "bool",
-    "str_": "str",
-    "bytes_": "bytes",
-}
-_LISTS = frozenset({"list", "List", "Sequence", "MutableSequence", "Collection", "deque", "Deque"})
-_DICTS = frozenset({"dict", "Dict", "Mapping", "MutableMapping", "OrderedDict", "defaultdict", "DefaultDict"})
-_SETS = frozenset({"set", "Set", "frozenset", "FrozenSet", "AbstractSet", "MutableSet"})
-_ITERATORS = frozenset({"Iterator", "Generator"})
-# Qualifiers that stand for their first argument.
-_WRAPPERS = frozenset({"Annotated", "Final", "ClassVar", "Required", "NotRequired", "ReadOnly"})
-_FORMS = frozenset({"Optional", "Union", "Literal", "tuple", "Tuple", "Iterable", "Self"})
-# Modules whose classes a runtime annotation names by their meaning (list,
-# Sequence, ndarray); a class of any other module is a class of the module
-# being described, or any.
-_KNOWN_MODULES = frozenset({"builtins", "typing", "typing_extensions", "collections", "_collections_abc", "abc"})
-_KNOWN_MODULES |= {"os", "types", "numpy", "_typeshed"}
-_NUMBERS = ("bool", "int", "float")
-_NO_VALUE = "_NoValueType"
-
-
-def _is_known(name: str) -> bool:
-    """Whether `name` has a fixed meaning (stub aliases are not followed past it)."""
-    return (
-        name in _SIMPLE
-        or name in _FORMS
-        or name in _WRAPPERS
-        or any(name in names for names in (_LISTS, _DICTS, _SETS, _ITERATORS))
-        or name.startswith("_ArrayLike")
-    )
-
-
-def _t(kind: str) -> Type:
-    return {"kind": kind}
-
-
-def _union(types_: Sequence[Type]) -> Type:
-    """One type for `types_`: duplicates dropped, any absorbing everything,
-    None made optional, numbers merged (float > int > bool)."""
-    flat: list[Type] = []
-    pending = list(types_)
-    while pending:
-        t = pending.pop(0)
-        if t["kind"] == "union":
-            pending[:0] = t["options"]
-        elif t["kind"] == "optional":
-            pending[:0] = [t["inner"], _t("none")]
-        else:
-            flat.append(t)
-    if not flat or any(t["kind"] == "any" for t in flat):
-        return _t("any")
-    has_none = any(t["kind"] == "none" for t in flat)
-    options: list[Type] = []
-    for t in flat:
-        if t not in options and t["kind"] != "none":
-            options.append(t)
-    numbers = [t["kind"] for t in options if t["kind"] in _NUMBERS]
-    if len(numbers) > 1:
-        merged = _t(max(numbers, key=_NUMBERS.index))
-        first = next(i for i, t in enumerate(options) if t["kind"] in _NUMBERS)
-        options = [t for t in options if t["kind"] not in _NUMBERS]
-        options.insert(first, merged)
-    if not options:
-        return _t("none")
-    core = options[0] if len(options) == 1 else {"kind": "union", "options": options}
-    return {"kind": "optional", "inner": core} if has_none else core
-
-
-def _merge_overloads(types_: Sequence[Type]) -> Type:
-    """A parameter's type across overloads: their union when it collapses
-    (to one type, or to one overload's own type), else any."""
-    distinct: list[Type] = []
-    for t in types_:
-        if t not in distinct:
-            distinct.append(t)
-    merged = _union(distinct)
-    spread = merged["kind"] == "union" or (merged["kind"] == "optional" and merged["inner"]["kind"] == "union")
-    return merged if merged in distinct or not spread else _t("any")
-
-
-def _literal_type(e: TypeExpr) -> Type:
-    if e.name != LITERAL:
-        return _t("any")
-    value = e.value
-    for py in (bool, int, float, complex, str, bytes):  # bool before int: True is an int too
-        if isinstance(value, py):
-            return _t(py.__name__)
-    return _t("none") if value is None else _t("any")
-
-
-class _Types:
-    """Turns ``TypeExpr``s into the description's types. Knows the classes
-    being described, so a name of one becomes a class reference."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[object, Type]] = {}
-        self._by_name: dict[str, Type] = {}
-
-    def add_class(self, cls: type, module: str, name: str) -> None:
-        """Registers `cls`, reachable as `module.name`; the first place a class is found is its reference."""
-        ref = {"kind": "class", "module": module, "name": name}
-        self._by_id.setdefault(id(cls), (cls, ref))
-        self._by_name.setdefault(name, ref)
-
-    def _class(self, e: TypeExpr) -> Type:
-        if e.obj is not None:
-            found = self._by_id.get(id(e.obj))
-            return dict(found[1]) if found else _t("any")
-        ref = self._by_name.get(e.name)
-        return dict(ref) if ref else _t("any")
-
-    def normalize(self, e: TypeExpr, owner: Type | None, output: bool) -> Type:
-        """The type `e` means; `owner` is what Self means, `output` whether it
-        is returned (an Iterable returned is an iterator, one taken a list)."""
-        if e.obj is not None and str(getattr(e.obj, "__module__", "")).partition(".")[0] not in _KNOWN_MODULES:
-            return self._class(e)
-        args = e.args or ()
-
-        def sub(i: int) -> Type:
-            return self.normalize(args[i], owner, output) if len(args) > i else _t("any")
-
-        name = e.name
-        if name == "Union":
-            kept = [a for a in args if a.name != _NO_VALUE]
-            return _union([self.normalize(a, owner, output) for a in kept])
-        if name == "Optional":
-            return _union([sub(0), _t("none")])
-        if name == "Literal":
-            return _union([_literal_type(a) for a in args])
-        if name in _WRAPPERS:
-            return sub(0)
-        if name in ("tuple", "Tuple"):
-            if e.args is None:
-                return {"kind": "list", "item": _t("any")}
-            if len(args) == 2 and args[1].name == "...":
-                return {"kind": "list", "item": sub(0)}
-            return {"kind": "tuple", "items": [self.normalize(a, owner, output) for a in args]}
-        if name == "Iterable":
-            return {"kind": "iterator" if output else "list", "item": sub(0)}
-        if name in _LISTS:
-            return {"kind": "list", "item": sub(0)}
-        if name in _SETS:
-            return {"kind": "set", "item": sub(0)}
-        if name in _DICTS:
-            return {"kind": "dict", "key": sub(0), "value": sub(1)}
-        if name in _ITERATORS:
-            return {"kind": "iterator", "item": sub(0)}
-        if name == "Self":
-            return dict(owner) if owner else _t("any")
-        if name in _SIMPLE:
-            return _t(_SIMPLE[name])
-        if name.startswith("_ArrayLike"):
-            return _t("any")
-        return self._class(e)
-
-
-def _annotation_expr(obj: object) -> TypeExpr:
-    """A runtime annotation as a ``TypeExpr`` (strings are parsed, their names taken as written)."""
-    if obj is inspect.Parameter.empty:
-        return ANY
-    if obj is None or obj is type(None):
-        return TypeExpr("None")
-    if obj is Ellipsis:
-        return TypeExpr("...")
-    if isinstance(obj, str | typing.ForwardRef):
-        text = obj if isinstance(obj, str) else obj.__forward_arg__
-        return parse_type(text, lambda parts: TypeExpr(parts[-1]))
-    if isinstance(obj, typing.TypeVar | typing.ParamSpec | typing.TypeVarTuple | list):
-        return ANY
-    origin = typing.get_origin(obj)
-    if origin is None:
-        return TypeExpr(_name_of(obj), obj=obj if isinstance(obj, type) else None)
-    args = typing.get_args(obj)
-    if origin is typing.Literal:
-        return TypeExpr("Literal", tuple(TypeExpr(LITERAL, value=a) for a in args))
-    if origin is typing.Annotated:
-        return _annotation_expr(args[0])
-    name = "Union" if origin is typing.Union or origin is types.UnionType else _name_of(origin)
-    return TypeExpr(name, tuple(_annotation_expr(a) for a in args), obj=origin if isinstance(origin, type) else None)
-
-
-def _name_of(obj: object) -> str:
-    name = getattr(obj, "__name__", None) or getattr(obj, "_name", None)
-    return name if isinstance(name, str) else "Any"
-
-
 # --- Text ---------------------------------------------------------------------
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/](?:[^\s'\"()<>\\/]+[\\/])+([^\s'\"()<>\\/]+)")
-
-
-def _clean(text: str) -> str:
-    """`text` without what differs between machines: object addresses, and
-    absolute paths (their last component is kept)."""
-    return _PATH.sub(r"\1", _ADDRESS.sub("", text))
 
 
 def _default(value: object) -> str | None:
@@ -291,16 +53,12 @@ def _default(value: object) -> str | None:
         text = repr(value)
     except Exception:
         return "..."
-    return text if _clean(text) == text else "..."
+    return text if clean(text) == text else "..."
 
 
 def _own_doc(cls: type) -> str | None:
     doc = vars(cls).get("__doc__")
     return inspect.cleandoc(doc) if isinstance(doc, str) else None
-
-
-def _error(e: BaseException) -> str:
-    return f"{type(e).__name__}: {_clean(str(e))}"
 
 
 # --- Signatures -----------------------------------------------------------------
@@ -326,7 +84,7 @@ _C_CALLABLES = (
 
 def _runtime_signature(obj: object) -> inspect.Signature:
     """``inspect.signature`` with its annotations evaluated when they can be
-    (else left as the strings ``_annotation_expr`` parses); raises (mostly
+    (else left as the strings ``annotation_expr`` parses); raises (mostly
     ValueError/TypeError) when there is no signature."""
     func = typing.cast("Callable[..., Any]", obj)
     try:
@@ -343,52 +101,10 @@ def _unbound(func: object) -> bool:
 def _no_signature(obj: object, error: BaseException) -> str:
     if isinstance(obj, _C_CALLABLES):
         return "no signature: C function without text signature"
-    return f"no signature: {_clean(str(error))}"
+    return f"no signature: {clean(str(error))}"
 
 
 # --- Members ------------------------------------------------------------------
-
-
-def _is_function(obj: object) -> bool:
-    """A module-level callable that is not a class (functions, builtins, ufuncs),
-    and not a typing construct such as ``list[int]`` or ``Optional``."""
-    if isinstance(obj, type) or not callable(obj):
-        return False
-    return not isinstance(obj, types.GenericAlias) and type(obj).__module__ not in ("typing", "typing_extensions")
-
-
-def _exported(mod: types.ModuleType) -> list[str] | None:
-    names = getattr(mod, "__all__", None)
-    if names is None:
-        return None
-    return list(dict.fromkeys(n for n in names if isinstance(n, str)))
-
-
-def _members(mod: types.ModuleType) -> tuple[list[tuple[str, object]], list[tuple[str, type]]]:
-    """A module's functions and classes, sorted by name: the names in its
-    ``__all__``, else its public names defined in it or its submodules."""
-    names = _exported(mod)
-    prefix = mod.__name__
-    if names is None:
-        names = [
-            n
-            for n, obj in vars(mod).items()
-            if not n.startswith("_")
-            and isinstance(getattr(obj, "__module__", None), str)
-            and (obj.__module__ == prefix or obj.__module__.startswith(prefix + "."))
-        ]
-    functions: list[tuple[str, object]] = []
-    classes: list[tuple[str, type]] = []
-    for name in sorted(names):
-        try:
-            obj = getattr(mod, name)
-        except Exception:  # a name of __all__ that does not resolve: nothing to wrap
-            continue
-        if isinstance(obj, type):
-            classes.append((name, obj))
-        elif _is_function(obj):
-            functions.append((name, obj))
-    return functions, classes
 
 
 def _member_kind(raw: object) -> str | None:
@@ -421,90 +137,6 @@ def _class_members(cls: type, scope: str) -> list[tuple[str, str, object]]:
     return found
 
 
-def _import(name: str) -> types.ModuleType:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(name)
-
-
-def _import_root(name: str) -> types.ModuleType:
-    """The module asked for, or an ImportError that says why it is not there."""
-    try:
-        return _import(name)
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"cannot import module {name!r}: {e}", name=name) from e
-    except Exception as e:
-        raise ImportError(f"cannot import module {name!r}: {_error(e)}", name=name) from e
-
-
-def _submodule_names(root: types.ModuleType, mode: str) -> tuple[list[str], dict[str, BaseException]]:
-    """The submodules a mode describes besides the root (sorted), and those
-    that already failed to import while being found."""
-    failed: dict[str, BaseException] = {}
-    if not hasattr(root, "__path__"):
-        return [], failed
-    prefix = root.__name__ + "."
-    if mode == "exports":
-
-        def submodule(n: str) -> bool:
-            # An attribute that is its own submodule; a name of __all__ that is no attribute yet may be one.
-            if not hasattr(root, n):
-                return True
-            obj = getattr(root, n)
-            return isinstance(obj, types.ModuleType) and obj.__name__ == prefix + n
-
-        candidates = {*vars(root), *(_exported(root) or [])}
-        return sorted(prefix + n for n in candidates if not n.startswith("_") and submodule(n)), failed
-    import pkgutil
-
-    found: list[str] = []
-
-    def walk(path: Sequence[str], package: str) -> None:
-        # pkgutil.walk_packages, without importing what is skipped anyway.
-        for info in sorted(pkgutil.iter_modules(list(path), package + "."), key=lambda i: i.name):
-            last = info.name.rpartition(".")[2]
-            if last.startswith("_") or last in ("tests", "testing"):
-                continue
-            found.append(info.name)
-            if info.ispkg:
-                try:
-                    sub = _import(info.name)
-                except Exception as e:
-                    failed[info.name] = e
-                    continue
-                walk(getattr(sub, "__path__", []), info.name)
-
-    walk(root.__path__, root.__name__)
-    return sorted(found), failed
-
-
-# --- Versions -----------------------------------------------------------------
-
-
-def _version(module: str) -> tuple[str, bool]:
-    """The version a description records for `module`, and whether it is in the stdlib."""
-    top = module.partition(".")[0]
-    if top in sys.stdlib_module_names:
-        return platform.python_version(), True
-    package = _import_root(top)
-    version = getattr(package, "__version__", None)
-    if isinstance(version, str):
-        return version, False
-    from importlib import metadata
-
-    for dist in sorted(metadata.packages_distributions().get(top, [])):
-        try:
-            return metadata.version(dist), False
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown", False
-
-
-def versions(modules: Sequence[str]) -> dict[str, str]:
-    """The version of each module, as ``describe`` records it."""
-    return {m: _version(m)[0] for m in modules}
-
-
 # --- Describing -----------------------------------------------------------------
 
 
@@ -515,8 +147,8 @@ class _Describer:
         self.root = root
         self.max_class_methods = max_class_methods
         self.scope = scope
-        self.types = _Types()
-        self.stubs = StubIndex(_is_known)
+        self.types = Types()
+        self.stubs = StubIndex(is_known)
         self.sources: set[str] = set()
         self.skipped: list[dict[str, str]] = []
 
@@ -546,7 +178,7 @@ class _Describer:
         for overload in overloads:
             for p in overload:
                 seen.setdefault(p.name, []).append((p, self._read(p.annotation, stub, owner, False)))
-        types_by_name = {name: _merge_overloads([t for _, t in found]) for name, found in seen.items()}
+        types_by_name = {name: merge_overloads([t for _, t in found]) for name, found in seen.items()}
         params: list[dict[str, Any]] = []
         for name, found in seen.items():
             kinds = {p.kind for p, _ in found}
@@ -556,7 +188,7 @@ class _Describer:
             default = defaults[0] if defaults else ("..." if optional else None)
             params.append({"name": name, "kind": kind, "default": default, "type": types_by_name[name]})
         params.sort(key=lambda p: _KIND_ORDER.index(p["kind"]))
-        returns = _union([self._read(r, stub, owner, True) for r in stub.returns()])
+        returns = union([self._read(r, stub, owner, True) for r in stub.returns()])
         return params, types_by_name, returns
 
     def signature(
@@ -576,25 +208,25 @@ class _Describer:
         except Exception as e:  # ValueError/TypeError: none; anything else: none that can be read
             if stub is None:
                 return _no_signature(obj, e)
-            return stub_params, stub_returns or _t("any"), "stub"
+            return stub_params, stub_returns or of_kind("any"), "stub"
         runtime = list(sig.parameters.values())
         if drop_self and runtime and runtime[0].kind in _POSITIONAL:
             runtime = runtime[1:]
         if stub is not None and [p.kind for p in runtime] == _ARGS_KWARGS:
             # (*args, **kwargs) says nothing (numpy's ufuncs on 3.13): the stub says more.
-            return stub_params, stub_returns or _t("any"), "stub"
+            return stub_params, stub_returns or of_kind("any"), "stub"
         params = [
             {
                 "name": p.name,
                 "kind": _KIND_NAMES[p.kind],
                 "default": _default(p.default),
-                "type": stub_types.get(p.name) or self.types.normalize(_annotation_expr(p.annotation), owner, False),
+                "type": stub_types.get(p.name) or self.types.normalize(annotation_expr(p.annotation), owner, False),
             }
             for p in runtime
         ]
         if stub_returns is not None:
             return params, stub_returns, "runtime+stub"
-        return params, self.types.normalize(_annotation_expr(sig.return_annotation), owner, True), "runtime"
+        return params, self.types.normalize(annotation_expr(sig.return_annotation), owner, True), "runtime"
 
     # Functions
 
@@ -671,7 +303,7 @@ class _Describer:
         try:
             func = getattr(cls, name)
         except Exception as e:
-            self.skip(module, f"{cls_name}.{name}", "method", f"no signature: {_error(e)}")
+            self.skip(module, f"{cls_name}.{name}", "method", f"no signature: {error(e)}")
             return None
         method_stub = self._method_stub(cls, name, stub)
         built = self.signature(func, method_stub, kind == "instance" and _unbound(func), owner)
@@ -717,7 +349,7 @@ class _Describer:
             returns = _runtime_signature(getter).return_annotation if getter else inspect.Parameter.empty
         except Exception:
             returns = inspect.Parameter.empty
-        kind = self.types.normalize(_annotation_expr(returns), owner, True)
+        kind = self.types.normalize(annotation_expr(returns), owner, True)
         return {"name": name, "doc": inspect.getdoc(raw), "type": kind, "settable": runtime_setter}
 
     # Modules
@@ -754,73 +386,6 @@ def _init_doc(cls: type) -> str | None:
     return None
 
 
-def _selected(
-    mod: types.ModuleType, functions: Sequence[str] | None, classes: Sequence[str] | None, names: Sequence[str] | None
-) -> tuple[list[tuple[str, object]], list[tuple[str, type]]]:
-    """The functions and classes named explicitly, in the order given; a name
-    that is not there, or not of the kind it was given as, is an error.
-    `names` (the Rust builder's ``module:a,B``) go where what they name belongs."""
-    picked_functions: list[tuple[str, object]] = []
-    picked_classes: list[tuple[str, type]] = []
-    for name in names or ():
-        obj = _attribute(mod, name, "function or class")
-        if isinstance(obj, type):
-            picked_classes.append((name, obj))
-        elif _is_function(obj):
-            picked_functions.append((name, obj))
-        else:
-            raise TypeError(f"{mod.__name__}.{name} is neither a function nor a class ({type(obj).__name__})")
-    for name in functions or ():
-        obj = _attribute(mod, name, "function")
-        if isinstance(obj, type):
-            raise TypeError(f"{mod.__name__}.{name} is a class, not a function: ask for it under classes")
-        if not _is_function(obj):
-            raise TypeError(f"{mod.__name__}.{name} is not a function ({type(obj).__name__})")
-        picked_functions.append((name, obj))
-    for name in classes or ():
-        obj = _attribute(mod, name, "class")
-        if not isinstance(obj, type):
-            raise TypeError(f"{mod.__name__}.{name} is not a class ({type(obj).__name__})")
-        picked_classes.append((name, obj))
-    return picked_functions, picked_classes
-
-
-def _attribute(mod: types.ModuleType, name: str, what: str) -> object:
-    try:
-        return getattr(mod, name)
-    except AttributeError:
-        raise LookupError(f"module {mod.__name__!r} has no {what} {name!r}") from None
-
-
-def _modules(
-    d: _Describer, root: types.ModuleType, mode: str, max_modules: int
-) -> list[tuple[str, types.ModuleType]]:
-    """The modules a mode describes, root first (by the name asked: ``os.path``,
-    not ``posixpath``); the others it finds are skipped with the reason."""
-    described = [(d.root, root)]
-    if mode == "explicit" and _exported(root) is None:
-        d.skip(d.root, d.root, "module", "no __all__")
-    if mode == "root":
-        return described
-    names, failed = _submodule_names(root, mode)
-    for name in names:
-        if len(described) >= max_modules:
-            d.skip(d.root, name, "module", f"module cap (max_modules={max_modules})")
-            continue
-        try:
-            if name in failed:
-                raise failed[name]
-            mod = _import(name)
-        except Exception as e:
-            d.skip(d.root, name, "module", f"import failed: {_error(e)}")
-            continue
-        if mode == "explicit" and _exported(mod) is None:
-            d.skip(d.root, name, "module", "no __all__")
-            continue
-        described.append((name, mod))
-    return described
-
-
 def describe(
     module: str,
     functions: Sequence[str] | None = None,
@@ -843,18 +408,18 @@ def describe(
         raise ValueError(f"unknown class_method_scope {class_method_scope!r} (one of {', '.join(METHOD_SCOPES)})")
     if max_modules < 1:
         raise ValueError(f"max_modules must be at least 1, not {max_modules}")
-    root = _import_root(module)
-    version, stdlib = _version(module)
+    root = import_root(module)
+    version, stdlib = version_of(module)
     d = _Describer(module, max_class_methods, class_method_scope)
     if functions is not None or classes is not None or names is not None:
-        picked_functions, picked_classes = _selected(root, functions, classes, names)
+        picked_functions, picked_classes = selected(root, functions, classes, names)
         plan = [(module, root, picked_functions, picked_classes)]
         # The module's other classes can still be named by what is described.
-        named = [(module, picked_classes), (module, _members(root)[1])]
+        named = [(module, picked_classes), (module, members(root)[1])]
     else:
         plan = [
-            (name, mod, *(([], []) if mode == "explicit" and _exported(mod) is None else _members(mod)))
-            for name, mod in _modules(d, root, mode, max_modules)
+            (name, mod, *(([], []) if mode == "explicit" and exported(mod) is None else members(mod)))
+            for name, mod in modules(d, root, mode, max_modules)
         ]
         named = [(name, module_classes) for name, _, _, module_classes in plan]
     for name, module_classes in named:
