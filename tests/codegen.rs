@@ -106,6 +106,26 @@ async fn a_path_wrapper_has_methods_and_properties() -> Result<(), Error> {
     Ok(())
 }
 
+/// Wrappers made in a session keep their objects there: released with the
+/// session, a later call is a typed error, not a hang or a wrong answer.
+#[tokio::test]
+async fn a_wrapper_lives_as_long_as_its_session() -> Result<(), Error> {
+    let sp = runtime().await;
+    let session = sp.new_session().await?;
+    let path = pathlib::Path::new(&session, ["/tmp/x.txt"], pathlib::PathOptions::new()).await?;
+    let object = path.object_ref().expect("a ref");
+    assert_eq!(object.session_id, session.id());
+    assert_eq!(path.stem().await?, "x");
+    session.release().await?;
+    let err = path.stem().await.unwrap_err();
+    assert!(
+        matches!(err, Error::RefNotFound { .. } | Error::SessionNotFound(_)),
+        "{err:?}"
+    );
+    sp.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn keyword_only_options_reach_python() -> Result<(), Error> {
     let sp = runtime().await;
@@ -458,6 +478,38 @@ fn gen_rust_refuses_what_it_cannot_find() {
 }
 
 // ------------------------------------------------------------- build.rs
+
+/// The builder's list as the docs give it, a whole library among names,
+/// generates code that rustc accepts: the index file, mounting all three,
+/// checked as a crate.
+#[test]
+fn the_build_helper_list_generates_code_that_compiles() {
+    let python = common::pythons::default_env().python;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let generated = Builder::new()
+        .python(&python)
+        .modules(["numpy", "math:sqrt,floor", "pathlib:Path"])
+        .out_dir(dir.path())
+        .cargo_directives(false)
+        .check(false)
+        .generate()
+        .expect("generate");
+    let numpy = std::fs::read_to_string(dir.path().join("numpy.rs")).expect("numpy.rs");
+    assert!(
+        numpy.contains("pub async fn mean("),
+        "numpy.mean is generated"
+    );
+    assert!(
+        numpy.contains("pub struct Ndarray {"),
+        "numpy.ndarray is generated"
+    );
+    let checked = rustc_check(&generated.index);
+    assert!(
+        checked.status.success(),
+        "the generated wrappers do not compile:\n{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
 
 #[test]
 fn the_build_helper_generates_caches_by_version_and_checks_for_drift() {
