@@ -22,7 +22,7 @@ pub use snakepit_codegen::*;
 pub mod rt {
     pub use bytes::Bytes;
     pub use snakepit_actors::Error;
-    pub use snakepit_actors::ffi::{Ffi, FfiTarget};
+    pub use snakepit_actors::ffi::{Ffi, FfiTarget, PyStream};
     pub use snakepit_proto::{ConversionError, IntoValue, NdArray, ObjectRef, Value};
 
     /// Appends the set ones of a function's optional positional parameters
@@ -51,6 +51,20 @@ pub mod rt {
             }
         }
         Ok(())
+    }
+
+    /// The items of what a function returned as a stream: an iterator kept
+    /// by Python (a stream ref, fetched in batches through `py`), or a
+    /// sequence that came whole.
+    pub async fn into_stream(py: &impl Ffi, value: Value) -> Result<PyStream, Error> {
+        match value {
+            Value::StreamRef(stream) => Ok(py.stream_ref(&stream).await?.into_stream()),
+            Value::List(items)
+            | Value::Tuple(items)
+            | Value::Set(items)
+            | Value::FrozenSet(items) => Ok(PyStream::from_values(items)),
+            other => Err(ConversionError::custom("an iterator", other.type_name()).into()),
+        }
     }
 
     #[cfg(test)]

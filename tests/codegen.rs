@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use futures::TryStreamExt as _;
 use snakepit::codegen::{Builder, CodegenError, Drift, Header};
 use snakepit::{Error, Snakepit, Value};
 
@@ -102,6 +103,14 @@ async fn a_path_wrapper_has_methods_and_properties() -> Result<(), Error> {
     assert!(!gone.exists().await?);
     // A wrapper passes where Python expects the object.
     assert!(real.samefile(&real).await?);
+    // A method returning an iterator gives a stream of its items.
+    std::fs::write(dir.path().join("y.txt"), "").expect("write y.txt");
+    std::fs::write(dir.path().join("z.md"), "").expect("write z.md");
+    let folder = real.parent().await?;
+    let texts: Vec<Value> = folder.glob("*.txt").await?.try_collect().await?;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    let all = folder.iterdir().await?.try_collect::<Vec<Value>>().await?;
+    assert_eq!(all.len(), 3, "{all:?}");
     sp.shutdown().await;
     Ok(())
 }

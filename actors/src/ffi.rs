@@ -793,6 +793,16 @@ enum Inner {
     Pulled(Pin<Box<dyn Stream<Item = Result<Value, Error>> + Send>>),
 }
 
+impl PyStream {
+    /// A stream of values already here (a sequence that came whole where an
+    /// iterator was expected).
+    pub fn from_values(values: Vec<Value>) -> Self {
+        PyStream {
+            inner: Inner::Pulled(futures::stream::iter(values.into_iter().map(Ok)).boxed()),
+        }
+    }
+}
+
 impl std::fmt::Debug for PyStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PyStream").finish_non_exhaustive()

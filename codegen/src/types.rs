@@ -133,6 +133,8 @@ pub enum Out {
     Tuple(Vec<Out>),
     /// A generated class wrapper.
     Class(String),
+    /// `PyStream`: the items of an iterator or generator, as they come.
+    Stream,
     /// `Value`, as it came.
     Value,
 }
@@ -148,6 +150,7 @@ impl Out {
             Type::Str => Out::Str,
             Type::Bytes => Out::Bytes,
             Type::Ndarray => Out::Ndarray,
+            Type::Iterator { .. } => Out::Stream,
             Type::Class { module, name } => classes(module, name).map_or(Out::Value, Out::Class),
             Type::List { item } => match Out::of(item, classes) {
                 item if item.is_scalar() => Out::List(Box::new(item)),
@@ -213,20 +216,23 @@ impl Out {
                 }
             }
             Out::Class(path) => path.clone(),
+            Out::Stream => "_rt::PyStream".into(),
             Out::Value => "_rt::Value".into(),
         }
     }
 
     /// A block turning `value` (a `Value`) into `Result<rust(), Error>`;
-    /// `target` names the `FfiTarget` a class wrapper keeps.
-    pub fn convert(&self, value: &str, target: &str) -> String {
+    /// `owned` names the `FfiTarget` a class wrapper keeps, `borrowed` an
+    /// `&impl Ffi` a stream fetches its items through.
+    pub fn convert(&self, value: &str, owned: &str, borrowed: &str) -> String {
         match self {
             Out::Unit => format!("{{ drop({value}); Ok(()) }}"),
             Out::Value => format!("Ok({value})"),
-            Out::Class(path) => format!("{path}::from_parts({target}, {value})"),
+            Out::Class(path) => format!("{path}::from_parts({owned}, {value})"),
+            Out::Stream => format!("_rt::into_stream({borrowed}, {value}).await"),
             Out::Optional(inner) if inner.needs_target() => format!(
                 "if {value}.is_null() {{ Ok(None) }} else {{ {}.map(Some) }}",
-                inner.convert(value, target)
+                inner.convert(value, owned, borrowed)
             ),
             other => format!("Ok({value}.extract::<{}>()?)", other.rust()),
         }
@@ -295,5 +301,13 @@ mod tests {
             items: vec![Type::Float, Type::Int],
         };
         assert_eq!(Out::of(&pair, &none).rust(), "(f64, i64)");
+        let lines = Type::Iterator {
+            item: Box::new(Type::Str),
+        };
+        assert_eq!(Out::of(&lines, &none).rust(), "_rt::PyStream");
+        assert_eq!(
+            Out::of(&lines, &none).convert("v", "t", "&t"),
+            "_rt::into_stream(&t, v).await"
+        );
     }
 }

@@ -157,10 +157,10 @@ impl Path {
     /// Iterate over this subtree and yield all existing files (of any kind, including directories) matching the given relative pattern.
     ///
     /// Python: `pathlib.Path.glob(pattern: str) -> Iterator[Path]`
-    pub async fn glob(&self, pattern: &str) -> Result<_rt::Value, _rt::Error> {
+    pub async fn glob(&self, pattern: &str) -> Result<_rt::PyStream, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![_rt::Value::from(pattern)];
         let returned = _rt::Ffi::method_on(&self.target, &self.object, "glob", call_args, ()).await?;
-        Ok(returned)
+        _rt::into_stream(&self.target, returned).await
     }
 
     /// Return the group name of the file gid.
@@ -298,10 +298,10 @@ impl Path {
     /// Iterate over the files in this directory.  Does not yield any result for the special paths '.' and '..'.
     ///
     /// Python: `pathlib.Path.iterdir() -> Iterator[Path]`
-    pub async fn iterdir(&self) -> Result<_rt::Value, _rt::Error> {
+    pub async fn iterdir(&self) -> Result<_rt::PyStream, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![];
         let returned = _rt::Ffi::method_on(&self.target, &self.object, "iterdir", call_args, ()).await?;
-        Ok(returned)
+        _rt::into_stream(&self.target, returned).await
     }
 
     /// Combine this path with one or several arguments, and return a new path representing either a subpath (if all arguments are relative paths) or a totally different path (if one of the arguments is anchored).
@@ -478,10 +478,10 @@ impl Path {
     /// Recursively yield all existing files (of any kind, including directories) matching the given relative pattern, anywhere in this subtree.
     ///
     /// Python: `pathlib.Path.rglob(pattern: str) -> Iterator[Path]`
-    pub async fn rglob(&self, pattern: &str) -> Result<_rt::Value, _rt::Error> {
+    pub async fn rglob(&self, pattern: &str) -> Result<_rt::PyStream, _rt::Error> {
         let call_args: Vec<_rt::Value> = vec![_rt::Value::from(pattern)];
         let returned = _rt::Ffi::method_on(&self.target, &self.object, "rglob", call_args, ()).await?;
-        Ok(returned)
+        _rt::into_stream(&self.target, returned).await
     }
 
     /// Remove this directory.  The directory must be empty.

@@ -274,11 +274,12 @@ impl Renderer<'_> {
             ),
         };
         writeln!(out, "    let returned = {value}.await?;").unwrap();
-        let target = match call.target {
-            Target::Method { .. } => "self.target.clone()",
-            _ => "py",
+        let (owned, borrowed) = match call.target {
+            Target::Method { .. } => ("self.target.clone()", "&self.target"),
+            _ if needs_target || matches!(call.target, Target::Constructor { .. }) => ("py", "&py"),
+            _ => ("py", "py"),
         };
-        writeln!(out, "    {}", call.out.convert("returned", target)).unwrap();
+        writeln!(out, "    {}", call.out.convert("returned", owned, borrowed)).unwrap();
     }
 }
 

@@ -155,7 +155,7 @@ impl Renderer<'_> {
             writeln!(
                 body,
                 "    {}",
-                out_ty.convert("returned", "self.target.clone()")
+                out_ty.convert("returned", "self.target.clone()", "&self.target")
             )
             .unwrap();
             writeln!(body, "}}").unwrap();
