@@ -444,66 +444,30 @@ impl Builder {
             let settings = self.settings(spec);
             let version = installed.get(&spec.module).cloned().unwrap_or_default();
             let existing = std::fs::read_to_string(&path).ok();
-            let header = existing.as_deref().and_then(Header::parse);
-            let current = header.as_ref().is_some_and(|h| {
-                h.generator == GENERATOR && h.version == version && h.settings == settings
-            });
-            if check {
-                match &header {
-                    None => drift.push(Drift::Missing {
-                        module: spec.module.clone(),
-                        path: path.clone(),
-                    }),
-                    Some(h) if h.version != version => drift.push(Drift::Version {
-                        module: spec.module.clone(),
-                        recorded: h.version.clone(),
-                        installed: version.clone(),
-                    }),
-                    Some(h) if !current => drift.push(Drift::Settings {
-                        module: spec.module.clone(),
-                        detail: format!(
-                            "recorded generator {} with {:?}; now {GENERATOR} with {:?}",
-                            h.generator, h.settings, settings
-                        ),
-                    }),
-                    Some(_) => {
-                        let rendered = self.render(&python, spec, &settings)?;
-                        if existing.as_deref() != Some(rendered.source.as_str()) {
-                            drift.push(Drift::Content {
-                                module: spec.module.clone(),
-                                path: path.clone(),
-                            });
-                        }
-                    }
-                }
-                generated.push(GeneratedModule {
-                    spec: spec.clone(),
-                    version,
-                    path,
-                    cached: true,
-                    report: None,
-                });
-                continue;
-            }
-            if current {
-                generated.push(GeneratedModule {
-                    spec: spec.clone(),
-                    version,
-                    path,
-                    cached: true,
-                    report: None,
-                });
-                continue;
-            }
-            let rendered = self.render(&python, spec, &settings)?;
-            write(&path, &rendered.source)?;
-            generated.push(GeneratedModule {
+            let current = self.is_current(existing.as_deref(), &version, &settings);
+            let mut module = GeneratedModule {
                 spec: spec.clone(),
-                version: rendered.report.version.clone(),
+                version,
                 path,
-                cached: false,
-                report: Some(rendered.report),
-            });
+                cached: true,
+                report: None,
+            };
+            if check {
+                drift.extend(self.check_one(
+                    &python,
+                    &module,
+                    &settings,
+                    existing.as_deref(),
+                    current,
+                )?);
+            } else if !current {
+                let rendered = self.render(&python, spec, &settings)?;
+                write(&module.path, &rendered.source)?;
+                module.version = rendered.report.version.clone();
+                module.cached = false;
+                module.report = Some(rendered.report);
+            }
+            generated.push(module);
         }
         if !drift.is_empty() {
             return Err(CodegenError::Drift(drift));
@@ -516,6 +480,64 @@ impl Builder {
             modules: generated,
             index,
         })
+    }
+
+    /// Whether `existing` (a generated file's text) is what generating it
+    /// now would give: same generator, module version, settings and crate
+    /// path (the crate path is no setting of the description; the file shows
+    /// it in its one `use`).
+    fn is_current(&self, existing: Option<&str>, version: &str, settings: &Settings) -> bool {
+        let Some(text) = existing else {
+            return false;
+        };
+        let same_crate = text.contains(&format!("use {}::codegen::rt as _rt;", self.crate_path));
+        same_crate
+            && Header::parse(text).is_some_and(|h| {
+                h.generator == GENERATOR && h.version == version && &h.settings == settings
+            })
+    }
+
+    /// How `module`'s file has drifted, if it has: in that order, it is
+    /// missing, its version is not the installed one, it was made otherwise,
+    /// or generating it again gives other code.
+    fn check_one(
+        &self,
+        python: &Python,
+        module: &GeneratedModule,
+        settings: &Settings,
+        existing: Option<&str>,
+        current: bool,
+    ) -> Result<Option<Drift>, CodegenError> {
+        let name = module.spec.module.clone();
+        let Some(header) = existing.and_then(Header::parse) else {
+            return Ok(Some(Drift::Missing {
+                module: name,
+                path: module.path.clone(),
+            }));
+        };
+        if header.version != module.version {
+            return Ok(Some(Drift::Version {
+                module: name,
+                recorded: header.version,
+                installed: module.version.clone(),
+            }));
+        }
+        if !current {
+            return Ok(Some(Drift::Settings {
+                module: name,
+                detail: format!(
+                    "recorded generator {} with {:?}; now {GENERATOR} with {:?} and crate path {}",
+                    header.generator, header.settings, settings, self.crate_path
+                ),
+            }));
+        }
+        let rendered = self.render(python, &module.spec, settings)?;
+        Ok(
+            (existing != Some(rendered.source.as_str())).then(|| Drift::Content {
+                module: name,
+                path: module.path.clone(),
+            }),
+        )
     }
 
     fn render(
