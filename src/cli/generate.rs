@@ -51,8 +51,8 @@ enum ReportFormat {
 pub struct RustArgs {
     /// The Python module, e.g. `math`, `numpy` or `os.path`.
     module: String,
-    /// Only these functions (comma-separated); with `--classes`, only
-    /// what both name.
+    /// Only these functions (comma-separated; with `--classes`, these
+    /// functions and those classes). A name that does not exist is an error.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     functions: Option<Vec<String>>,
     /// Only these classes (comma-separated).
@@ -78,6 +78,7 @@ pub struct RustArgs {
     #[arg(
         long,
         default_value = "all",
+        value_name = "SCOPE",
         value_parser = PossibleValuesParser::new(["all", "defined"])
             .map(|s| s.parse::<MethodScope>().expect("a listed scope"))
     )]
