@@ -473,6 +473,26 @@ fn gen_rust_describes_a_whole_library_within_its_guardrails() {
     assert!(capped > 0, "the method cap left nothing out: {report:#}");
 }
 
+/// `--plan` weighs a generation before it is written: the size and the
+/// coverage, and no code.
+#[test]
+fn gen_rust_plan_previews_without_writing() {
+    let (ok, stdout, stderr) = gen_rust(&["pathlib", "--classes", "Path", "--plan"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("snakepit: would write "), "{stdout}");
+    assert!(
+        stdout.contains("generated: 0 functions, 1 classes"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("pub struct Path"),
+        "no code in a plan: {stdout}"
+    );
+    let (ok, _, stderr) = gen_rust(&["math", "--plan", "--out", "math.rs"]);
+    assert!(!ok);
+    assert!(stderr.contains("--out"), "{stderr}");
+}
+
 #[test]
 fn gen_rust_refuses_what_it_cannot_find() {
     let (ok, _, stderr) = gen_rust(&["no_such_module_xyz"]);

@@ -89,6 +89,10 @@ pub struct RustArgs {
     /// Print the coverage report (to stdout with `--out`, else stderr).
     #[arg(long, num_args = 0..=1, default_missing_value = "text", value_name = "FORMAT")]
     report: Option<ReportFormat>,
+    /// Preview: print how much code would be written and the coverage
+    /// report, and write nothing (to weigh the guardrails first).
+    #[arg(long, conflicts_with = "out")]
+    plan: bool,
     /// Introspect in a worker of this pool (default: the default pool).
     #[arg(long, value_name = "POOL")]
     pool: Option<String>,
@@ -170,6 +174,21 @@ pub async fn run(args: GenArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode
         regenerate: args.command_line(),
     };
     let rendered = render(&desc, &opts)?;
+    if args.plan {
+        // What it would write, and nothing written: the size first, then
+        // the coverage (as `--report` asks, text by default).
+        println!(
+            "snakepit: would write {} lines ({} bytes): {}",
+            rendered.source.lines().count(),
+            rendered.source.len(),
+            summary(&rendered.report)
+        );
+        print!(
+            "{}",
+            report_text(&rendered.report, args.report.unwrap_or(ReportFormat::Text))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     match &args.out {
         Some(path) => {
             std::fs::write(path, &rendered.source)
@@ -183,10 +202,7 @@ pub async fn run(args: GenArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode
         None => std::io::stdout().write_all(rendered.source.as_bytes())?,
     }
     if let Some(format) = args.report {
-        let text = match format {
-            ReportFormat::Text => rendered.report.to_text(),
-            ReportFormat::Json => serde_json::to_string_pretty(&rendered.report)? + "\n",
-        };
+        let text = report_text(&rendered.report, format)?;
         if args.out.is_some() {
             print!("{text}");
         } else {
@@ -194,6 +210,14 @@ pub async fn run(args: GenArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The coverage report in `format`.
+fn report_text(report: &Report, format: ReportFormat) -> anyhow::Result<String> {
+    Ok(match format {
+        ReportFormat::Text => report.to_text(),
+        ReportFormat::Json => serde_json::to_string_pretty(report)? + "\n",
+    })
 }
 
 /// Describes the module in a worker: the description as JSON.
