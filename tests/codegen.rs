@@ -607,6 +607,19 @@ fn the_build_helper_generates_caches_by_version_and_checks_for_drift() {
     assert!(!third.modules[0].cached && third.modules[1].cached);
     assert_eq!(std::fs::read_to_string(&math_rs).unwrap(), math);
 
+    // So is another interpreter (its stubs and signatures differ).
+    let other_python = math.replace(
+        &format!("\"python\":\"{}\"", header.python),
+        "\"python\":\"2.7.18\"",
+    );
+    assert_ne!(other_python, math);
+    std::fs::write(&math_rs, &other_python).unwrap();
+    let err = builder.clone().check(true).generate().unwrap_err();
+    assert!(
+        matches!(&err, CodegenError::Drift(d) if matches!(&d[..], [Drift::Python { recorded, .. }] if recorded == "2.7.18")),
+        "{err}"
+    );
+
     // A hand edit is drift too.
     std::fs::write(&math_rs, format!("{math}// edited\n")).unwrap();
     let err = builder.clone().check(true).generate().unwrap_err();
