@@ -55,6 +55,11 @@ async fn runtime() -> Snakepit {
 
 // ------------------------------------------------- calls on real workers
 
+/// The Python exception type behind `err`, when Python raised.
+fn raised(err: &Error) -> Option<&str> {
+    err.python_exception().map(|e| e.python_type.as_str())
+}
+
 #[tokio::test]
 async fn math_wrappers_give_typed_results() -> Result<(), Error> {
     let sp = runtime().await;
@@ -65,11 +70,7 @@ async fn math_wrappers_give_typed_results() -> Result<(), Error> {
     // floor's stub returns a type variable: the result stays a value.
     assert_eq!(math::floor(&sp, 2.7).await?, Value::Int(2));
     let err = math::sqrt(&sp, -1.0).await.unwrap_err();
-    assert_eq!(
-        err.python_exception().map(|e| e.python_type.as_str()),
-        Some("ValueError"),
-        "{err}"
-    );
+    assert_eq!(raised(&err), Some("ValueError"), "{err}");
     sp.shutdown().await;
     Ok(())
 }
@@ -156,11 +157,7 @@ async fn keyword_only_options_reach_python() -> Result<(), Error> {
     // An option Python does not know is Python's TypeError, typed.
     let bad = json::DumpsOptions::new().kwarg("no_such_option", true);
     let err = json::dumps(&sp, 1, bad).await.unwrap_err();
-    assert_eq!(
-        err.python_exception().map(|e| e.python_type.as_str()),
-        Some("TypeError"),
-        "{err}"
-    );
+    assert_eq!(raised(&err), Some("TypeError"), "{err}");
     sp.shutdown().await;
     Ok(())
 }
@@ -187,11 +184,7 @@ async fn datetime_objects_cross_as_values_and_keep_their_methods() -> Result<(),
     assert_eq!(span.seconds().await?, 7200);
     // A date Python cannot build is its ValueError.
     let err = datetime::Date::new(&sp, 2023, 2, 29).await.unwrap_err();
-    assert_eq!(
-        err.python_exception().map(|e| e.python_type.as_str()),
-        Some("ValueError"),
-        "{err}"
-    );
+    assert_eq!(raised(&err), Some("ValueError"), "{err}");
     sp.shutdown().await;
     Ok(())
 }

@@ -23,6 +23,7 @@ import platform
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -233,9 +234,22 @@ class _Describer:
     def function(self, module: str, name: str, obj: object) -> dict[str, Any] | None:
         found = self._stub_for(module, name, obj)
         stub = found if isinstance(found, StubFunction) else None
-        built = self.signature(obj, stub, False, None)
+        return self._callable(module, name, name, obj, stub, self.signature(obj, stub, False, None), "function")
+
+    def _callable(
+        self,
+        module: str,
+        name: str,
+        skip_as: str,
+        obj: object,
+        stub: StubFunction | None,
+        built: tuple[list[dict[str, Any]], Type, str] | str,
+        kind: str,
+    ) -> dict[str, Any] | None:
+        """A function's or method's entry from its built signature; a
+        signature that could not be built (a reason) is a skip instead."""
         if isinstance(built, str):
-            self.skip(module, name, "function", built)
+            self.skip(module, skip_as, "function" if kind == "function" else "method", built)
             return None
         params, returns, origin = built
         return {
@@ -245,7 +259,7 @@ class _Describer:
             "returns": returns,
             "signature": origin,
             "is_async": inspect.iscoroutinefunction(obj) or bool(stub and stub.is_async),
-            "kind": "function",
+            "kind": kind,
         }
 
     # Classes
@@ -307,19 +321,7 @@ class _Describer:
             return None
         method_stub = self._method_stub(cls, name, stub)
         built = self.signature(func, method_stub, kind == "instance" and _unbound(func), owner)
-        if isinstance(built, str):
-            self.skip(module, f"{cls_name}.{name}", "method", built)
-            return None
-        params, returns, origin = built
-        return {
-            "name": name,
-            "doc": inspect.getdoc(func),
-            "params": params,
-            "returns": returns,
-            "signature": origin,
-            "is_async": inspect.iscoroutinefunction(func) or bool(method_stub and method_stub.is_async),
-            "kind": kind,
-        }
+        return self._callable(module, name, f"{cls_name}.{name}", func, method_stub, built, kind)
 
     def _method_stub(self, cls: type, name: str, stub: StubClass | None) -> StubFunction | None:
         """The stub of a method: on the class's stub (or its stub bases), else
@@ -386,22 +388,29 @@ def _init_doc(cls: type) -> str | None:
     return None
 
 
-def describe(
-    module: str,
-    functions: Sequence[str] | None = None,
-    classes: Sequence[str] | None = None,
-    mode: str = "root",
-    max_class_methods: int | None = None,
-    class_method_scope: str = "all",
-    max_modules: int = 200,
-    names: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """The description of `module` (schema 1): plain data for the Rust generator.
+def _members_watching_deprecation(
+    mod: types.ModuleType,
+) -> tuple[tuple[list[tuple[str, object]], list[tuple[str, type]]], str | None]:
+    """The members of `mod`, and the first DeprecationWarning reaching them
+    raised (a deprecated module warns as its names are looked up)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        found = members(mod)
+    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    return found, (clean(str(deprecations[0].message)) if deprecations else None)
 
-    Named `functions`/`classes` describe exactly those names of the module
-    (`names`: functions or classes, whichever each is); without them, `mode`
-    says which modules and members (see the schema).
-    """
+
+def _describe(
+    module: str,
+    functions: Sequence[str] | None,
+    classes: Sequence[str] | None,
+    mode: str,
+    max_class_methods: int | None,
+    class_method_scope: str,
+    max_modules: int,
+    names: Sequence[str] | None,
+) -> dict[str, Any]:
+    """`describe`, its warnings not filtered."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
     if class_method_scope not in METHOD_SCOPES:
@@ -417,10 +426,18 @@ def describe(
         # The module's other classes can still be named by what is described.
         named = [(module, picked_classes), (module, members(root)[1])]
     else:
-        plan = [
-            (name, mod, *(([], []) if mode == "explicit" and exported(mod) is None else members(mod)))
-            for name, mod in modules(d, root, mode, max_modules)
-        ]
+        plan = []
+        for name, mod in modules(d, root, mode, max_modules):
+            if mode == "explicit" and exported(mod) is None:
+                plan.append((name, mod, [], []))
+                continue
+            found, deprecation = _members_watching_deprecation(mod)
+            if deprecation is not None and name != module:
+                # A shim kept for old imports (numpy.linalg.linalg): its API is
+                # described where it moved.
+                d.skip(d.root, name, "module", f"deprecated: {deprecation}")
+                continue
+            plan.append((name, mod, *found))
         named = [(name, module_classes) for name, _, _, module_classes in plan]
     for name, module_classes in named:
         for class_name, cls in module_classes:
@@ -446,6 +463,31 @@ def describe(
         "modules": described,
         "skipped": d.skipped,
     }
+
+
+def describe(
+    module: str,
+    functions: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    mode: str = "root",
+    max_class_methods: int | None = None,
+    class_method_scope: str = "all",
+    max_modules: int = 200,
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The description of `module` (schema 1): plain data for the Rust generator.
+
+    Named `functions`/`classes` describe exactly those names of the module
+    (`names`: functions or classes, whichever each is); without them, `mode`
+    says which modules and members (see the schema). What the library warns
+    of while it is looked through (deprecations, mostly) is not shown: the
+    description says what it skipped and why.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _describe(
+            module, functions, classes, mode, max_class_methods, class_method_scope, max_modules, names
+        )
 
 
 def describe_json(module: str, **settings: Any) -> str:

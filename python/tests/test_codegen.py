@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def fresh_fixtures() -> Iterator[None]:
     a package (what "exports" reads) depends on what was imported before."""
 
     def drop() -> None:
-        for name in [m for m in sys.modules if m.split(".")[0] in ("codegen_pkg", "codegen_stubbed")]:
+        for name in [m for m in sys.modules if m.split(".")[0] in ("codegen_pkg", "codegen_stubbed", "codegen_shim")]:
             del sys.modules[name]
 
     drop()
@@ -467,6 +468,17 @@ def test_public_mode(fresh_fixtures: None) -> None:
     (shape,) = modules["codegen_pkg.shapes"]["classes"]
     assert shape["module"] == "codegen_pkg.shapes"
     assert by_name(shape["methods"])["scaled"]["returns"] == cls("codegen_pkg", "Shape")
+
+
+def test_a_deprecated_shim_module_is_skipped_and_nothing_warns(fresh_fixtures: None) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = describe("codegen_shim", mode="public")
+    check_schema(d)
+    assert module_names(d) == ["codegen_shim"]
+    assert skipped_modules(d) == {"codegen_shim.old": "deprecated: codegen_shim.old is deprecated: use codegen_shim"}
+    assert [f["name"] for f in d["modules"][0]["functions"]] == ["moved"]
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
 
 
 def test_public_mode_module_cap(fresh_fixtures: None) -> None:
