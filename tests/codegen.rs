@@ -236,7 +236,16 @@ fn rustc_check(file: &Path) -> std::process::Output {
         .expect("libsnakepit in the deps directory")
         .path();
     let out = tempfile::tempdir().expect("a temp dir");
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    // The rustc of the toolchain running this test (beside its cargo), so
+    // that the rlib's metadata is one it reads.
+    let rustc = std::env::var_os("RUSTC")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cargo = PathBuf::from(std::env::var_os("CARGO")?);
+            let rustc = cargo.with_file_name("rustc");
+            rustc.exists().then_some(rustc)
+        })
+        .unwrap_or_else(|| "rustc".into());
     Command::new(rustc)
         .args(["--edition=2024", "--crate-type=lib", "--emit=metadata"])
         .arg("--crate-name=codegen_case")
