@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use super::Renderer;
-use super::docs::{docstring_comment, python_signature};
+use super::docs::{docstring_comment, one_line, python_signature};
 use crate::describe::{Function, Param, ParamKind, Type};
 use crate::names;
 use crate::report::Item;
@@ -371,7 +371,7 @@ fn options_struct(call: &Call<'_>, sig: &Sig, out: &mut String) {
             out,
             "    /// `{}` ({how}; Python's default: `{}`).",
             o.py,
-            o.default.replace('`', "'")
+            one_line(&o.default).replace('`', "'")
         )
         .unwrap();
         writeln!(

@@ -85,18 +85,24 @@ fn type_name(ty: &Type) -> String {
 /// examples and indented blocks that rustdoc would take for Rust tests).
 pub(super) fn doc_comment(summary: &str, signature: Option<&str>, rest: Option<&str>) -> String {
     let mut out = String::new();
-    writeln!(out, "/// {}", summary.trim()).unwrap();
+    writeln!(out, "/// {}", one_line(summary.trim())).unwrap();
     if let Some(signature) = signature {
         writeln!(out, "///").unwrap();
-        writeln!(out, "/// Python: `{signature}`").unwrap();
+        writeln!(out, "/// Python: `{}`", one_line(signature)).unwrap();
     }
-    if let Some(doc) = rest.map(str::trim_end).filter(|d| !d.trim().is_empty()) {
+    let rest = rest.map(|r| r.replace('\r', ""));
+    if let Some(doc) = rest
+        .as_deref()
+        .map(str::trim_end)
+        .filter(|d| !d.trim().is_empty())
+    {
         let longest_run = doc.split(|c| c != '`').map(str::len).max().unwrap_or(0);
         let fence = "`".repeat(longest_run.max(2) + 1);
         writeln!(out, "///").unwrap();
         writeln!(out, "/// {fence}text").unwrap();
         for line in doc.lines() {
-            let line = line.trim_end();
+            let line = printable(line.trim_end());
+            let line = line.as_str();
             if line.is_empty() {
                 writeln!(out, "///").unwrap();
             } else {
@@ -147,4 +153,33 @@ fn escape_markdown(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `text` on one line, for a comment: line breaks become spaces, and
+/// it is cut at 200 characters (a default's repr may be a whole array).
+pub(super) fn one_line(text: &str) -> String {
+    const MAX: usize = 200;
+    let flat: String = text
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
+    let flat = printable(&flat);
+    match flat.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &flat[..cut]),
+        None => flat,
+    }
+}
+
+/// `text` with the control characters a comment cannot show (a doc
+/// comment may not even hold a bare CR) replaced by U+FFFD.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }

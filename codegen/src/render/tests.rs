@@ -285,3 +285,26 @@ fn two_python_names_for_one_rust_name_keep_the_first() {
         skip.reason
     );
 }
+
+#[test]
+fn what_a_comment_cannot_hold_is_flattened() {
+    let desc = describe(base(
+        "weird",
+        serde_json::json!([{"name": "weird", "doc": null, "classes": [], "functions": [
+            {"name": "f", "doc": "Sum\rmary.\n\nA bare\rCR, a NUL \u{0} and ``` a fence.",
+             "kind": "function", "signature": "runtime", "is_async": false, "returns": {"kind": "any"},
+             "params": [{"name": "x", "kind": "positional_or_keyword",
+                         "default": "array([[1, 2],\n       [3, 4]])", "type": {"kind": "any"}}]}
+        ]}]),
+    ));
+    let src = render(&desc, &RenderOptions::default()).unwrap().source;
+    assert!(!src.contains('\r') && !src.contains('\u{0}'), "{src:?}");
+    assert!(
+        src.contains("Python's default: `array([[1, 2],        [3, 4]])`"),
+        "{src}"
+    );
+    assert!(
+        src.contains("/// ````text"),
+        "a longer fence than the doc's own: {src}"
+    );
+}
