@@ -12,7 +12,7 @@ use ::snakepit::codegen::rt as _rt;
 
 /// Serialize \`\`obj\`\` to a JSON formatted \`\`str\`\`.
 ///
-/// Python: `json.dumps(obj, *, skipkeys: bool = False, ensure_ascii: bool = True, check_circular: bool = True, allow_nan: bool = True, cls=None, indent: int | str | None = None, separators: tuple[str, str] | None...`
+/// Python: `json.dumps(obj, *, skipkeys: bool = False, ensure_ascii: bool = True, check_circular: bool = True, allow_nan: bool = True, cls=None, indent: int | str | None = None, separators: tuple[str, str] | None = None, default: Callable | None = None, sort_keys: bool = False, **kw) -> str`
 ///
 /// ```text
 /// If ``skipkeys`` is true then ``dict`` keys that are not basic types
@@ -159,7 +159,7 @@ impl DumpsOptions {
 
 /// Deserialize \`\`s\`\` (a \`\`str\`\`, \`\`bytes\`\` or \`\`bytearray\`\` instance containing a JSON document) to a Python object.
 ///
-/// Python: `json.loads(s: str | bytes, *, cls=None, object_hook: Callable | None = None, parse_float: Callable | None = None, parse_int: Callable | None = None, parse_constant: Callable | None = None, object_pair...`
+/// Python: `json.loads(s: str | bytes, *, cls=None, object_hook: Callable | None = None, parse_float: Callable | None = None, parse_int: Callable | None = None, parse_constant: Callable | None = None, object_pairs_hook: Callable | None = None, **kw) -> object`
 ///
 /// ```text
 /// ``object_hook`` is an optional function that will be called with the

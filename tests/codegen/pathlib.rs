@@ -304,7 +304,7 @@ impl Path {
         _rt::into_stream(&self.target, returned).await
     }
 
-    /// Combine this path with one or several arguments, and return a new path representing either a subpath (if all arguments are relative paths) or a totally different path (if one of the arguments is ancho...
+    /// Combine this path with one or several arguments, and return a new path representing either a subpath (if all arguments are relative paths) or a totally different path (if one of the arguments is anchored).
     ///
     /// Python: `pathlib.Path.joinpath(*args) -> Path`
     pub async fn joinpath(&self, args: impl IntoIterator<Item = impl _rt::IntoValue>) -> Result<Path, _rt::Error> {

@@ -30,7 +30,7 @@ pub(super) fn python_signature(call: &Call<'_>) -> String {
         if let Some(default) = &p.default {
             // PEP 8: spaces around `=` only after an annotation.
             let eq = if typed { " = " } else { "=" };
-            s.push_str(&format!("{eq}{default}"));
+            s.push_str(&format!("{eq}{}", one_line(default)));
         }
         parts.push(s);
         let next_positional_only = call
@@ -85,10 +85,10 @@ fn type_name(ty: &Type) -> String {
 /// examples and indented blocks that rustdoc would take for Rust tests).
 pub(super) fn doc_comment(summary: &str, signature: Option<&str>, rest: Option<&str>) -> String {
     let mut out = String::new();
-    writeln!(out, "/// {}", one_line(summary.trim())).unwrap();
+    writeln!(out, "/// {}", flat(summary.trim())).unwrap();
     if let Some(signature) = signature {
         writeln!(out, "///").unwrap();
-        writeln!(out, "/// Python: `{}`", one_line(signature)).unwrap();
+        writeln!(out, "/// Python: `{}`", flat(signature)).unwrap();
     }
     let rest = rest.map(|r| r.replace('\r', ""));
     if let Some(doc) = rest
@@ -155,15 +155,20 @@ fn escape_markdown(text: &str) -> String {
     out
 }
 
-/// `text` on one line, for a comment: line breaks become spaces, and
-/// it is cut at 200 characters (a default's repr may be a whole array).
-pub(super) fn one_line(text: &str) -> String {
-    const MAX: usize = 200;
+/// `text` on one line, for a comment: line breaks become spaces.
+fn flat(text: &str) -> String {
     let flat: String = text
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();
-    let flat = printable(&flat);
+    printable(&flat)
+}
+
+/// A default's repr for a comment: on one line, cut at 80 characters (it
+/// may be a whole array).
+pub(super) fn one_line(text: &str) -> String {
+    const MAX: usize = 80;
+    let flat = flat(text);
     match flat.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}...", &flat[..cut]),
         None => flat,
