@@ -315,6 +315,13 @@ fn gen_rust(args: &[&str]) -> (bool, String, String) {
     (status.success(), read(&out), read(&err))
 }
 
+/// The `--report json` a run printed on stderr, after its other lines.
+fn json_report(stderr: &str) -> serde_json::Value {
+    let json: Vec<&str> = stderr.lines().skip_while(|l| !l.starts_with('{')).collect();
+    serde_json::from_str(&json.join("\n"))
+        .unwrap_or_else(|e| panic!("a JSON report on stderr ({e}): {stderr}"))
+}
+
 /// The arguments of the command a generated file's header records.
 fn recorded_command(source: &str) -> Vec<String> {
     let line = source
@@ -400,15 +407,7 @@ fn gen_rust_writes_the_file_and_reports_its_coverage() {
         stdout.contains("pub struct Path {"),
         "the code goes to stdout"
     );
-    let report: serde_json::Value = serde_json::from_str(
-        stderr
-            .lines()
-            .skip_while(|l| !l.starts_with('{'))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .as_str(),
-    )
-    .unwrap_or_else(|e| panic!("a JSON report on stderr ({e}): {stderr}"));
+    let report = json_report(&stderr);
     let skipped = report["skipped"].as_array().expect("skipped");
     assert!(
         skipped.iter().any(|s| s["reason"]
@@ -446,15 +445,7 @@ fn gen_rust_describes_a_whole_library_within_its_guardrails() {
         "numpy.linalg is a nested module"
     );
     assert!(stdout.contains("pub async fn mean("));
-    let report: serde_json::Value = serde_json::from_str(
-        stderr
-            .lines()
-            .skip_while(|l| !l.starts_with('{'))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .as_str(),
-    )
-    .unwrap_or_else(|e| panic!("a JSON report on stderr ({e}): {stderr}"));
+    let report = json_report(&stderr);
     let generated = report["generated"].as_array().expect("generated");
     assert!(generated.len() > 1000, "{} items", generated.len());
     assert!(
