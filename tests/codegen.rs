@@ -287,32 +287,16 @@ fn a_wrong_type_is_refused_at_compile_time() {
 
 // ------------------------------------------------------------------- drift
 
-/// `snakepit gen rust ARGS`, its status, stdout and stderr. Its output goes
-/// to files, not pipes: a whole library's wrappers are megabytes, more than
-/// a pipe holds while nobody reads it.
+/// `snakepit gen rust ARGS`, its status, stdout and stderr.
 fn gen_rust(args: &[&str]) -> (bool, String, String) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = common::snakepit_command()
-        .args(["gen", "rust"])
-        .args(args)
-        .stdout(std::fs::File::create(&out).expect("a stdout file"))
-        .stderr(std::fs::File::create(&err).expect("a stderr file"))
-        .spawn()
-        .expect("run snakepit");
-    let deadline = std::time::Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for snakepit") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("snakepit gen rust {args:?} took more than {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read = |p: &Path| std::fs::read_to_string(p).expect("the output");
-    (status.success(), read(&out), read(&err))
+    let mut full = vec!["gen", "rust"];
+    full.extend_from_slice(args);
+    let out = common::run_snakepit(&full, LIMIT);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The `--report json` a run printed on stderr, after its other lines.

@@ -281,6 +281,39 @@ fn op(tool: &str, head: Vec<Value>, args: Vec<Value>, kwargs: Vec<(String, Value
     call
 }
 
+/// `obj.name(*args, **kwargs)`: `obj` a ref or any value.
+fn method_call(
+    obj: Value,
+    name: &str,
+    args: impl IntoArgs,
+    kwargs: impl IntoKwargs,
+) -> Result<Call, Error> {
+    let head = vec![obj, Value::from(name)];
+    kwargs
+        .into_kwargs()
+        .map(|kw| op(ops::METHOD, head, args.into_args(), kw))
+}
+
+/// `obj.name`.
+fn attr_call(obj: Value, name: &str) -> Call {
+    op(
+        ops::ATTR,
+        vec![obj, Value::from(name)],
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
+/// `obj.name = value`.
+fn set_attr_call(obj: Value, name: &str, value: Value) -> Call {
+    op(
+        ops::SET_ATTR,
+        vec![obj, Value::from(name), value],
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
 // ------------------------------------------------------------------ API
 
 /// The universal FFI. Import it (`use snakepit::Ffi;`) to call Python from a
@@ -348,10 +381,7 @@ pub trait Ffi: Sync {
         args: impl IntoArgs,
         kwargs: impl IntoKwargs,
     ) -> impl Future<Output = Result<Value, Error>> + Send {
-        let head = vec![Value::Ref(obj.clone()), Value::from(name)];
-        let call = kwargs
-            .into_kwargs()
-            .map(|kw| op(ops::METHOD, head, args.into_args(), kw));
+        let call = method_call(Value::Ref(obj.clone()), name, args, kwargs);
         async move { self.ffi_target().await?.run(call?).await }
     }
 
@@ -361,12 +391,7 @@ pub trait Ffi: Sync {
         obj: &ObjectRef,
         name: &str,
     ) -> impl Future<Output = Result<Value, Error>> + Send {
-        let call = op(
-            ops::ATTR,
-            vec![Value::Ref(obj.clone()), Value::from(name)],
-            Vec::new(),
-            Vec::new(),
-        );
+        let call = attr_call(Value::Ref(obj.clone()), name);
         async move { self.ffi_target().await?.run(call).await }
     }
 
@@ -377,12 +402,7 @@ pub trait Ffi: Sync {
         name: &str,
         value: impl Into<Value>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        let call = op(
-            ops::SET_ATTR,
-            vec![Value::Ref(obj.clone()), Value::from(name), value.into()],
-            Vec::new(),
-            Vec::new(),
-        );
+        let call = set_attr_call(Value::Ref(obj.clone()), name, value.into());
         async move { self.ffi_target().await?.run(call).await.map(|_| ()) }
     }
 
@@ -396,10 +416,7 @@ pub trait Ffi: Sync {
         args: impl IntoArgs,
         kwargs: impl IntoKwargs,
     ) -> impl Future<Output = Result<Value, Error>> + Send {
-        let head = vec![obj.clone(), Value::from(name)];
-        let call = kwargs
-            .into_kwargs()
-            .map(|kw| op(ops::METHOD, head, args.into_args(), kw));
+        let call = method_call(obj.clone(), name, args, kwargs);
         async move { self.ffi_target().await?.run(call?).await }
     }
 
@@ -409,12 +426,7 @@ pub trait Ffi: Sync {
         obj: &Value,
         name: &str,
     ) -> impl Future<Output = Result<Value, Error>> + Send {
-        let call = op(
-            ops::ATTR,
-            vec![obj.clone(), Value::from(name)],
-            Vec::new(),
-            Vec::new(),
-        );
+        let call = attr_call(obj.clone(), name);
         async move { self.ffi_target().await?.run(call).await }
     }
 
@@ -426,12 +438,7 @@ pub trait Ffi: Sync {
         name: &str,
         value: impl Into<Value>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        let call = op(
-            ops::SET_ATTR,
-            vec![obj.clone(), Value::from(name), value.into()],
-            Vec::new(),
-            Vec::new(),
-        );
+        let call = set_attr_call(obj.clone(), name, value.into());
         async move { self.ffi_target().await?.run(call).await.map(|_| ()) }
     }
 

@@ -224,18 +224,25 @@ impl Python {
         &self.path
     }
 
+    /// The introspector's command `args` (`describe ...`, `versions ...`):
+    /// its stdout.
     fn run(&self, args: &[String]) -> Result<String, CodegenError> {
-        let mut cmd = Command::new(&self.path);
-        cmd.args(["-m", "snakepit_bridge.codegen"]).args(args);
-        let command = format!(
-            "{} -m snakepit_bridge.codegen {}",
-            self.path.display(),
-            args.join(" ")
-        );
-        let output = cmd.output().map_err(|e| CodegenError::Python {
-            command: command.clone(),
-            message: e.to_string(),
-        })?;
+        let mut full = vec!["-m".to_string(), "snakepit_bridge.codegen".to_string()];
+        full.extend(args.iter().cloned());
+        self.output(&full)
+    }
+
+    /// The interpreter run with `args`: its stdout, or what it said failing.
+    fn output(&self, args: &[String]) -> Result<String, CodegenError> {
+        let command = format!("{} {}", self.path.display(), args.join(" "));
+        let output =
+            Command::new(&self.path)
+                .args(args)
+                .output()
+                .map_err(|e| CodegenError::Python {
+                    command: command.clone(),
+                    message: e.to_string(),
+                })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(CodegenError::Python {
@@ -252,21 +259,8 @@ impl Python {
     /// The interpreter's version (`3.11.7`), as a description records it.
     pub fn python_version(&self) -> Result<String, CodegenError> {
         let script = "import platform; print(platform.python_version())";
-        let command = format!("{} -c {script:?}", self.path.display());
-        let output = Command::new(&self.path)
-            .args(["-c", script])
-            .output()
-            .map_err(|e| CodegenError::Python {
-                command: command.clone(),
-                message: e.to_string(),
-            })?;
-        if !output.status.success() {
-            return Err(CodegenError::Python {
-                command,
-                message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+        let out = self.output(&["-c".to_string(), script.to_string()])?;
+        Ok(out.trim().to_string())
     }
 
     /// The installed version of each module (as a description records it).

@@ -57,6 +57,18 @@ impl Report {
         calls.fold((0, 0), |(t, a), i| (t + usize::from(i.typed_result), a + 1))
     }
 
+    /// One line: `3 functions, 1 classes (2 methods, 4 properties), 0 skipped`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} functions, {} classes ({} methods, {} properties), {} skipped",
+            self.count("function"),
+            self.count("class"),
+            self.count("method"),
+            self.count("property"),
+            self.skipped.len()
+        )
+    }
+
     /// The report for people.
     pub fn to_text(&self) -> String {
         let mut out = format!(

@@ -181,7 +181,7 @@ pub async fn run(args: GenArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode
             "snakepit: would write {} lines ({} bytes): {}",
             rendered.source.lines().count(),
             rendered.source.len(),
-            summary(&rendered.report)
+            rendered.report.summary()
         );
         print!(
             "{}",
@@ -196,7 +196,7 @@ pub async fn run(args: GenArgs, runtime: RuntimeOpts) -> anyhow::Result<ExitCode
             eprintln!(
                 "snakepit: wrote {}: {}",
                 path.display(),
-                summary(&rendered.report)
+                rendered.report.summary()
             );
         }
         None => std::io::stdout().write_all(rendered.source.as_bytes())?,
@@ -245,17 +245,4 @@ async fn describe(
     serde_json::from_str(&text).map_err(|e| {
         snakepit::Error::Protocol(format!("{module}.{function} answered no JSON: {e}"))
     })
-}
-
-/// `3 functions, 1 class, 2 skipped`.
-fn summary(report: &Report) -> String {
-    let count = |kind: &str| report.generated.iter().filter(|i| i.kind == kind).count();
-    format!(
-        "{} functions, {} classes ({} methods, {} properties), {} skipped",
-        count("function"),
-        count("class"),
-        count("method"),
-        count("property"),
-        report.skipped.len()
-    )
 }

@@ -270,28 +270,39 @@ pub fn wait_serving(
 }
 
 /// `snakepit args` from the package root, killed if it outlives `limit`.
+/// Its output goes to files, not pipes: a command may print more than a
+/// pipe holds (megabytes of generated code) while nobody reads it yet.
 pub fn run_snakepit(args: &[&str], limit: Duration) -> std::process::Output {
-    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut child = snakepit_command()
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out).expect("a stdout file"))
+        .stderr(std::fs::File::create(&err).expect("a stderr file"))
         .spawn()
         .expect("run snakepit");
     let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait for snakepit").is_none() {
+    let read = |path: &std::path::Path| std::fs::read(path).expect("the command's output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for snakepit") {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("collect snakepit");
+            let _ = child.wait();
             panic!(
                 "snakepit {args:?} took more than {limit:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&read(&out)),
+                String::from_utf8_lossy(&read(&err))
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: read(&out),
+        stderr: read(&err),
     }
-    child.wait_with_output().expect("collect snakepit")
 }
 
 /// The JSON report `snakepit chaos --json` printed, and the run's status and
